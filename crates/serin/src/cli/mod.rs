@@ -1,0 +1,138 @@
+//! The `serin` command line: one file per subcommand.
+//!
+//! Flagger's binaries take Go-style flags with a single dash (`-metrics-server=...`). Serin accepts
+//! both spellings: [`normalize_args`] rewrites single-dash long flags to the double-dash form before
+//! clap sees them.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod crds;
+pub mod validate;
+
+/// Progressive delivery for Kubernetes, compatible with Flagger's API.
+#[derive(Debug, Parser)]
+#[command(name = "serin", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions (Canary, MetricTemplate, AlertProvider) as YAML.
+    Crds(crds::Args),
+    /// Check Canary, MetricTemplate and AlertProvider manifests and report every problem.
+    Validate(validate::Args),
+}
+
+/// Subcommands whose own flags may be written Go-style (`-flag`, `-flag=value`).
+const GO_STYLE_SUBCOMMANDS: &[&str] = &["controller", "loadtester", "dev-cluster"];
+
+/// Rewrites `-long-flag[=value]` to `--long-flag[=value]` for the subcommands that accept
+/// Flagger's Go-style flags. Short flags (`-h`), negative numbers, a lone `-` (stdin) and
+/// everything after `--` are left alone. Other subcommands (e.g. `hey`, whose flags are
+/// hey's own single-dash flags) see their arguments unchanged.
+pub fn normalize_args<I>(args: I) -> Vec<OsString>
+where
+    I: IntoIterator<Item = OsString>,
+{
+    let mut out = Vec::new();
+    let mut subcommand_seen: Option<bool> = None; // Some(go_style) once the subcommand is known
+    let mut after_double_dash = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        if i == 0 {
+            out.push(arg);
+            continue;
+        }
+        let Some(text) = arg.to_str() else {
+            out.push(arg);
+            continue;
+        };
+        match subcommand_seen {
+            None => {
+                if !text.starts_with('-') {
+                    subcommand_seen = Some(GO_STYLE_SUBCOMMANDS.contains(&text));
+                }
+                out.push(arg);
+            }
+            Some(go_style) => {
+                if text == "--" {
+                    after_double_dash = true;
+                }
+                if go_style && !after_double_dash && is_single_dash_long(text) {
+                    out.push(OsString::from(format!("-{text}")));
+                } else {
+                    out.push(arg);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn is_single_dash_long(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix('-') else {
+        return false;
+    };
+    if rest.starts_with('-') {
+        return false;
+    }
+    let name = rest.split('=').next().unwrap_or(rest);
+    name.len() > 1 && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+}
+
+/// Parses the process arguments and runs the chosen subcommand.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse_from(normalize_args(std::env::args_os()));
+    match cli.command {
+        Command::Crds(args) => crds::run(&args),
+        Command::Validate(args) => validate::run(&args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(args: &[&str]) -> Vec<String> {
+        normalize_args(args.iter().map(OsString::from))
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn go_style_flags_become_double_dash_for_controller() {
+        assert_eq!(
+            norm(&["serin", "controller", "-metrics-server=http://p:9090", "-log-level", "info"]),
+            ["serin", "controller", "--metrics-server=http://p:9090", "--log-level", "info"]
+        );
+    }
+
+    #[test]
+    fn short_flags_numbers_and_stdin_are_untouched() {
+        assert_eq!(
+            norm(&["serin", "loadtester", "-h", "-1", "-", "--port", "8080"]),
+            ["serin", "loadtester", "-h", "-1", "-", "--port", "8080"]
+        );
+    }
+
+    #[test]
+    fn other_subcommands_keep_their_arguments() {
+        assert_eq!(
+            norm(&["serin", "validate", "-", "x.yaml"]),
+            ["serin", "validate", "-", "x.yaml"]
+        );
+    }
+
+    #[test]
+    fn nothing_after_double_dash_is_rewritten() {
+        assert_eq!(
+            norm(&["serin", "controller", "--", "-weird"]),
+            ["serin", "controller", "--", "-weird"]
+        );
+    }
+}
