@@ -1,0 +1,248 @@
+//! `status` of a Canary: phase, counters, revision hashes and the `Promoted` condition.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The analysis phase (`status.phase`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum CanaryPhase {
+    /// Not yet seen by the controller.
+    #[default]
+    #[serde(rename = "")]
+    Empty,
+    Initializing,
+    Initialized,
+    Waiting,
+    Progressing,
+    WaitingPromotion,
+    Promoting,
+    Finalising,
+    Succeeded,
+    Failed,
+    Terminating,
+    Terminated,
+}
+
+impl CanaryPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CanaryPhase::Empty => "",
+            CanaryPhase::Initializing => "Initializing",
+            CanaryPhase::Initialized => "Initialized",
+            CanaryPhase::Waiting => "Waiting",
+            CanaryPhase::Progressing => "Progressing",
+            CanaryPhase::WaitingPromotion => "WaitingPromotion",
+            CanaryPhase::Promoting => "Promoting",
+            CanaryPhase::Finalising => "Finalising",
+            CanaryPhase::Succeeded => "Succeeded",
+            CanaryPhase::Failed => "Failed",
+            CanaryPhase::Terminating => "Terminating",
+            CanaryPhase::Terminated => "Terminated",
+        }
+    }
+
+    /// Phases in which an analysis run is under way.
+    pub fn is_running(self) -> bool {
+        matches!(
+            self,
+            CanaryPhase::Progressing
+                | CanaryPhase::Waiting
+                | CanaryPhase::WaitingPromotion
+                | CanaryPhase::Promoting
+                | CanaryPhase::Finalising
+        )
+    }
+
+    /// The value of Flagger's `flagger_canary_status` gauge: 0 Progressing, 2 Failed, 1 otherwise.
+    pub fn status_gauge(self) -> i64 {
+        match self {
+            CanaryPhase::Progressing => 0,
+            CanaryPhase::Failed => 2,
+            _ => 1,
+        }
+    }
+
+    /// The `Promoted` condition's status and message for this phase (`kind` is the target kind).
+    pub fn promoted_condition(self, kind: &str) -> (ConditionStatus, String) {
+        use ConditionStatus::{False, True, Unknown};
+        match self {
+            CanaryPhase::Initialized => (True, format!("{kind} initialization completed.")),
+            CanaryPhase::Waiting | CanaryPhase::WaitingPromotion => {
+                (Unknown, "Waiting for approval.".to_string())
+            }
+            CanaryPhase::Progressing => (
+                Unknown,
+                "New revision detected, progressing canary analysis.".to_string(),
+            ),
+            CanaryPhase::Promoting => (
+                Unknown,
+                "Canary analysis completed, starting primary rolling update.".to_string(),
+            ),
+            CanaryPhase::Finalising => (
+                Unknown,
+                "Canary analysis completed, routing all traffic to primary.".to_string(),
+            ),
+            CanaryPhase::Succeeded => (
+                True,
+                "Canary analysis completed successfully, promotion finished.".to_string(),
+            ),
+            CanaryPhase::Failed => (
+                False,
+                format!("Canary analysis failed, {kind} scaled to zero."),
+            ),
+            CanaryPhase::Terminating => (
+                Unknown,
+                "Canary is being deleted, reverting the target.".to_string(),
+            ),
+            CanaryPhase::Terminated => (Unknown, "Canary deleted, target reverted.".to_string()),
+            CanaryPhase::Empty | CanaryPhase::Initializing => (
+                Unknown,
+                format!("New {kind} detected, starting initialization."),
+            ),
+        }
+    }
+}
+
+impl fmt::Display for CanaryPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Status of a condition.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum ConditionStatus {
+    True,
+    False,
+    #[default]
+    Unknown,
+}
+
+/// The only condition type Flagger writes.
+pub const PROMOTED_CONDITION: &str = "Promoted";
+
+/// `status.conditions[]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryCondition {
+    /// Type of this condition (`Promoted`).
+    #[serde(rename = "type")]
+    pub condition_type: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: ConditionStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// The phase that set this condition.
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `status` of a Canary.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    /// Analysis phase of this canary.
+    #[serde(default)]
+    pub phase: CanaryPhase,
+    /// Failed checks of the current run.
+    #[serde(default)]
+    pub failed_checks: i32,
+    /// Traffic weight routed to the canary.
+    #[serde(default)]
+    pub canary_weight: i32,
+    /// Iterations of the current run (A/B testing, blue/green).
+    #[serde(default)]
+    pub iterations: i32,
+    /// Session affinity cookie of the current run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity_cookie: Option<String>,
+    /// Primary session affinity cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_session_affinity_cookie: Option<String>,
+    /// Session affinity cookie of the previous run (expired on clients at the next run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_session_affinity_cookie: Option<String>,
+    /// Checksums of the ConfigMaps and Secrets the target uses (`configmap/<name>`,
+    /// `secret/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracked_configs: Option<BTreeMap<String, String>>,
+    /// Hash of the target revision at the last status sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_spec: Option<String>,
+    /// Hash of the revision last promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_promoted_spec: Option<String>,
+    /// Change fence of the canary target (kept for compatibility; not used by Serin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_tracked_revision: Option<String>,
+    /// Time of the last status write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// Status conditions (`Promoted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<CanaryCondition>>,
+}
+
+impl CanaryStatus {
+    /// The `Promoted` condition, if any.
+    pub fn promoted_condition(&self) -> Option<&CanaryCondition> {
+        self.conditions
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .find(|c| c.condition_type == PROMOTED_CONDITION)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn phases_serialize_as_flagger_writes_them() {
+        assert_eq!(
+            serde_json::to_value(CanaryPhase::Empty).unwrap(),
+            serde_json::json!("")
+        );
+        assert_eq!(
+            serde_json::to_value(CanaryPhase::WaitingPromotion).unwrap(),
+            serde_json::json!("WaitingPromotion")
+        );
+        let status: CanaryStatus =
+            serde_json::from_value(serde_json::json!({"phase": "Finalising"})).unwrap();
+        assert_eq!(status.phase, CanaryPhase::Finalising);
+    }
+
+    #[test]
+    fn counters_are_always_written() {
+        let v = serde_json::to_value(CanaryStatus::default()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"phase": "", "failedChecks": 0, "canaryWeight": 0, "iterations": 0})
+        );
+    }
+
+    #[test]
+    fn condition_texts() {
+        assert_eq!(
+            CanaryPhase::Initialized.promoted_condition("Deployment"),
+            (
+                ConditionStatus::True,
+                "Deployment initialization completed.".to_string()
+            )
+        );
+        assert_eq!(
+            CanaryPhase::Failed.promoted_condition("DaemonSet").1,
+            "Canary analysis failed, DaemonSet scaled to zero."
+        );
+    }
+}
