@@ -3,4 +3,6 @@
 //! (`flagger.app/v1beta1` Canary, MetricTemplate and AlertProvider).
 
 pub mod cli;
+pub mod metrics;
 pub mod notify;
+pub mod telemetry;
