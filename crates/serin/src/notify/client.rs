@@ -57,8 +57,8 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// A JSON-posting client for one webhook: validated URL, optional proxy and bearer token,
-/// [`SEND_TIMEOUT`] per request.
+/// A JSON-posting client for one webhook: validated URL, optional proxy (else the
+/// `HTTP(S)_PROXY` environment) and bearer token, [`SEND_TIMEOUT`] per request.
 #[derive(Clone)]
 pub struct WebhookClient {
     service: &'static str,
@@ -113,9 +113,9 @@ impl WebhookClient {
             let p = reqwest::Proxy::all(proxy_url)
                 .map_err(|e| invalid(error_chain(e.without_url())))?;
             builder = builder.proxy(p);
-        } else {
-            builder = builder.no_proxy();
         }
+        // Without an explicit proxy, HTTP_PROXY / HTTPS_PROXY / NO_PROXY apply, as with Go's
+        // default transport in Flagger.
         let token = token.filter(|t| !t.is_empty()).map(str::to_owned);
         if let Some(t) = &token {
             secrets.push(t.clone());
@@ -136,6 +136,11 @@ impl WebhookClient {
     /// The service name this client posts for.
     pub fn service(&self) -> &'static str {
         self.service
+    }
+
+    /// The webhook URL without secrets, for messages.
+    pub fn redacted_url(&self) -> String {
+        redact_url(self.url.as_str())
     }
 
     /// The webhook URL (a secret: do not log it).

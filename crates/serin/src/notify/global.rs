@@ -1,6 +1,7 @@
 //! The global notifier (Flagger §7.1): built at start-up from `-slack-*` / `-msteams-*` flags
 //! and their environment variables, used for canaries without `analysis.alerts`.
 
+use super::client::redact_url;
 use super::{DEFAULT_USERNAME, NotifierConfig, NotifierKind, NotifyError};
 
 /// Global notifier flags. Flatten into the controller's arguments with
@@ -9,7 +10,7 @@ use super::{DEFAULT_USERNAME, NotifierConfig, NotifierKind, NotifyError};
 /// As in Flagger, a non-empty environment variable (`SLACK_URL`, `SLACK_TOKEN`,
 /// `SLACK_PROXY_URL`, `MSTEAMS_URL`, `MSTEAMS_PROXY_URL`) wins over the flag; see
 /// [`GlobalNotifierArgs::notifier_config`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+#[derive(Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct GlobalNotifierArgs {
     /// Slack hook URL [env: SLACK_URL, which wins when set].
     #[arg(long = "slack-url", value_name = "URL")]
@@ -36,6 +37,26 @@ pub struct GlobalNotifierArgs {
     /// Cluster name, added as the `Cluster` field of every alert.
     #[arg(long = "cluster-name", value_name = "NAME")]
     pub cluster_name: Option<String>,
+}
+
+/// Hides URL paths, proxy credentials and the token (the arguments may end up in a log line).
+impl std::fmt::Debug for GlobalNotifierArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = |v: &Option<String>| v.as_deref().map(redact_url);
+        f.debug_struct("GlobalNotifierArgs")
+            .field("slack_url", &url(&self.slack_url))
+            .field(
+                "slack_token",
+                &self.slack_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("slack_proxy_url", &url(&self.slack_proxy_url))
+            .field("slack_user", &self.slack_user)
+            .field("slack_channel", &self.slack_channel)
+            .field("msteams_url", &url(&self.msteams_url))
+            .field("msteams_proxy_url", &url(&self.msteams_proxy_url))
+            .field("cluster_name", &self.cluster_name)
+            .finish()
+    }
 }
 
 impl GlobalNotifierArgs {
@@ -154,6 +175,9 @@ mod tests {
         assert_eq!(cfg.proxy.as_deref(), Some("http://proxy:3128"));
         assert_eq!(cfg.token.as_deref(), Some("xoxb-1"));
         assert_eq!(args.cluster_name(), Some("prod"));
+        let debug = format!("{args:?}");
+        assert!(!debug.contains("/services/A/B/C"), "{debug}");
+        assert!(!debug.contains("xoxb-1"), "{debug}");
         assert!(super::super::build(&cfg).is_ok());
     }
 

@@ -198,6 +198,11 @@ pub trait Notifier: Send + Sync {
 
     /// Posts one alert. Success is a 2xx answer within [`SEND_TIMEOUT`].
     fn post<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<(), NotifyError>>;
+
+    /// Where alerts go, without secrets (`scheme://host[:port]/…`), for messages.
+    fn redacted_url(&self) -> String {
+        "<webhook>".to_owned()
+    }
 }
 
 /// The notifier types of `AlertProvider.spec.type`.
@@ -399,6 +404,16 @@ impl Notifier for AnyNotifier {
             AnyNotifier::GChat(n) => n.post(alert),
         }
     }
+
+    fn redacted_url(&self) -> String {
+        match self {
+            AnyNotifier::Slack(n) => n.redacted_url(),
+            AnyNotifier::MsTeams(n) => n.redacted_url(),
+            AnyNotifier::Discord(n) => n.redacted_url(),
+            AnyNotifier::Rocket(n) => n.redacted_url(),
+            AnyNotifier::GChat(n) => n.redacted_url(),
+        }
+    }
 }
 
 /// Where a notifier came from; chooses Flagger's log message on failure.
@@ -419,7 +434,7 @@ pub async fn deliver(notifier: &dyn Notifier, alert: &Alert, origin: &AlertOrigi
         Ok(result) => result,
         Err(_) => Err(NotifyError::Timeout {
             service: notifier.service(),
-            url: "the webhook".to_owned(),
+            url: notifier.redacted_url(),
             timeout: SEND_TIMEOUT,
         }),
     };

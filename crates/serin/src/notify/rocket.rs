@@ -43,4 +43,8 @@ impl Notifier for Rocket {
     fn post<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<(), NotifyError>> {
         Box::pin(async move { self.client.post_json(&self.payload(alert)).await })
     }
+
+    fn redacted_url(&self) -> String {
+        self.client.redacted_url()
+    }
 }

@@ -124,4 +124,8 @@ impl Notifier for Slack {
     fn post<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<(), NotifyError>> {
         Box::pin(async move { self.client.post_json(&self.payload(alert)).await })
     }
+
+    fn redacted_url(&self) -> String {
+        self.client.redacted_url()
+    }
 }
