@@ -594,6 +594,61 @@ mod tests {
         assert!(text.contains("hooks.slack.com"), "{text}");
     }
 
+    /// A fake service, as controller tests would write one.
+    struct Fake {
+        fail: bool,
+        seen: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Notifier for Fake {
+        fn service(&self) -> &'static str {
+            "fake"
+        }
+
+        fn post<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<(), NotifyError>> {
+            Box::pin(async move {
+                self.seen.lock().unwrap().push(alert.message.clone());
+                if self.fail {
+                    Err(NotifyError::Status {
+                        service: "fake",
+                        url: self.redacted_url(),
+                        status: 503,
+                        body: "down".into(),
+                    })
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn deliver_reports_outcome_through_trait_objects() {
+        let alert = Alert {
+            canary: "podinfo".into(),
+            namespace: "test".into(),
+            message: "Canary is waiting for approval.".into(),
+            fields: Vec::new(),
+            severity: Severity::Warn,
+        };
+        let ok: std::sync::Arc<dyn Notifier> = std::sync::Arc::new(Fake {
+            fail: false,
+            seen: Default::default(),
+        });
+        let failing = Fake {
+            fail: true,
+            seen: Default::default(),
+        };
+        assert!(deliver(ok.as_ref(), &alert, &AlertOrigin::Global).await);
+        let origin = AlertOrigin::Provider {
+            name: "p".into(),
+            namespace: "ns".into(),
+        };
+        assert!(!deliver(&failing, &alert, &origin).await);
+        assert_eq!(failing.seen.lock().unwrap().len(), 1);
+        assert_eq!(failing.redacted_url(), "<webhook>");
+    }
+
     #[test]
     fn build_validates_like_flagger() {
         let mut cfg = NotifierConfig {

@@ -8,7 +8,7 @@
 //! `kubectl logs deploy/serin | jq .msg` works as with Flagger.
 
 use std::fmt;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use serde_json::Value;
 use tracing::field::{Field, Visit};
@@ -133,7 +133,11 @@ pub fn init(level: &str, format: LogFormat) -> Result<(), LoggingError> {
     let result = match format {
         LogFormat::Json => registry.with(JsonLayer::new(std::io::stderr)).try_init(),
         LogFormat::Console => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
             .try_init(),
     };
     result.map_err(|e| LoggingError::AlreadyInstalled(e.to_string()))?;

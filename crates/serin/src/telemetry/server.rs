@@ -17,7 +17,7 @@
 //! ```
 
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -124,8 +124,13 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     }
 }
 
-/// Listens on all interfaces at `port` (0 picks a free port).
+/// Listens on all interfaces at `port` (0 picks a free port): IPv6 and IPv4 where the host
+/// has IPv6, IPv4 only otherwise.
 pub async fn bind(port: u16) -> Result<TcpListener, ServerError> {
+    let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
+    if let Ok(listener) = TcpListener::bind(v6).await {
+        return Ok(listener);
+    }
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
     TcpListener::bind(addr)
         .await
