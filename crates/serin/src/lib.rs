@@ -2,6 +2,7 @@
 //! Serin: a progressive-delivery operator for Kubernetes that speaks Flagger's API
 //! (`flagger.app/v1beta1` Canary, MetricTemplate and AlertProvider).
 
+
 pub mod cli;
 pub mod metrics;
 pub mod notify;
