@@ -213,9 +213,14 @@ fn json_lines_have_zap_keys_and_flattened_fields() {
         span.record("attempt", 2_u64);
         tracing::warn!(ok = false, ratio = 0.5, "Halt \"quoted\" advancement");
         tracing::debug!(canary = "override.ns", "inner field wins");
+        // What tracing-log makes of a `log` crate record.
+        tracing::info!("log.target" = "kube_client", "log.line" = 7_u64, "from log");
     });
     let lines = buffer.lines();
-    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let fourth: Value = serde_json::from_str(&lines[3]).unwrap();
+    assert_eq!(fourth["logger"], "kube_client");
+    assert!(fourth.get("log.line").is_none(), "{}", lines[3]);
 
     let first: Value = serde_json::from_str(&lines[0]).unwrap();
     // Key order as zap writes it: level, ts, caller, msg, then fields.

@@ -163,10 +163,13 @@ struct JsonVisitor<'a>(&'a mut Vec<(String, Value)>);
 
 impl JsonVisitor<'_> {
     fn put(&mut self, field: &Field, value: Value) {
-        let key = if field.name() == "message" {
-            "msg"
-        } else {
-            field.name()
+        let key = match field.name() {
+            "message" => "msg",
+            // Records from the `log` crate: their target is zap's `logger`; module, file and
+            // line are noise next to `caller`.
+            "log.target" => "logger",
+            name if name.starts_with("log.") => return,
+            name => name,
         };
         upsert(self.0, key, value);
     }
