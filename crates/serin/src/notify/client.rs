@@ -99,6 +99,9 @@ impl WebhookClient {
         if let Some(query) = url.query().filter(|q| !q.is_empty()) {
             secrets.push(query.to_owned());
         }
+        if let Some(password) = url.password() {
+            secrets.push(password.to_owned());
+        }
         if let Some(proxy) = proxy.filter(|p| !p.is_empty()) {
             let invalid = |reason: String| NotifyError::InvalidProxy {
                 service,
