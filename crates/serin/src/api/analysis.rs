@@ -449,12 +449,50 @@ impl CanaryWebhook {
     }
 }
 
-/// Alert severity of a canary alert (`info` receives everything).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Severity of an alert, and of a canary alert entry (`info` receives everything).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AlertSeverity {
+    #[default]
     Info,
     Warn,
     Error,
+}
+
+impl AlertSeverity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertSeverity::Info => "info",
+            AlertSeverity::Warn => "warn",
+            AlertSeverity::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for AlertSeverity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A severity other than info, warn or error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown alert severity {0:?}: expected info, warn or error")]
+pub struct UnknownAlertSeverity(pub String);
+
+impl FromStr for AlertSeverity {
+    type Err = UnknownAlertSeverity;
+
+    /// Parses `info`, `warn` or `error`. The empty string is `info`: Flagger documents `info` as
+    /// the default but its code lets an alert with an empty severity receive nothing (quirk 1);
+    /// Serin follows the documentation.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "" | "info" => Ok(AlertSeverity::Info),
+            "warn" => Ok(AlertSeverity::Warn),
+            "error" => Ok(AlertSeverity::Error),
+            other => Err(UnknownAlertSeverity(other.to_string())),
+        }
+    }
 }
 
 /// `analysis.alerts[]`.
@@ -472,12 +510,7 @@ pub struct CanaryAlert {
 impl CanaryAlert {
     /// The severity; empty or absent means `info` (Flagger sends nothing in that case, a bug).
     pub fn severity(&self) -> Option<AlertSeverity> {
-        match self.severity.as_deref().unwrap_or("") {
-            "" | "info" => Some(AlertSeverity::Info),
-            "warn" => Some(AlertSeverity::Warn),
-            "error" => Some(AlertSeverity::Error),
-            _ => None,
-        }
+        self.severity.as_deref().unwrap_or("").parse().ok()
     }
 }
 

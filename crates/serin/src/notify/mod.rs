@@ -99,44 +99,20 @@ pub enum NotifyError {
     },
 }
 
-/// Severity of an alert and of an `analysis.alerts[]` entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Severity {
-    #[default]
-    Info,
-    Warn,
-    Error,
-}
+/// The notifier types of `AlertProvider.spec.type` (defined with the API).
+pub use crate::api::alert_provider::AlertProviderKind as NotifierKind;
+/// Severity of an alert and of an `analysis.alerts[]` entry (defined with the API).
+pub use crate::api::analysis::AlertSeverity as Severity;
 
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warn => "warn",
-            Severity::Error => "error",
-        }
+impl From<crate::api::analysis::UnknownAlertSeverity> for NotifyError {
+    fn from(err: crate::api::analysis::UnknownAlertSeverity) -> Self {
+        NotifyError::InvalidSeverity(err.0)
     }
 }
 
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Severity {
-    type Err = NotifyError;
-
-    /// Parses `info`, `warn` or `error`. The empty string is `info`: Flagger documents `info` as
-    /// the default but its code lets an alert with an empty severity receive nothing (quirk 1);
-    /// Serin follows the documentation.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "" | "info" => Ok(Severity::Info),
-            "warn" => Ok(Severity::Warn),
-            "error" => Ok(Severity::Error),
-            other => Err(NotifyError::InvalidSeverity(other.to_owned())),
-        }
+impl From<crate::api::alert_provider::UnknownAlertProvider> for NotifyError {
+    fn from(err: crate::api::alert_provider::UnknownAlertProvider) -> Self {
+        NotifyError::UnsupportedType(err.0)
     }
 }
 
@@ -202,51 +178,6 @@ pub trait Notifier: Send + Sync {
     /// Where alerts go, without secrets (`scheme://host[:port]/…`), for messages.
     fn redacted_url(&self) -> String {
         "<webhook>".to_owned()
-    }
-}
-
-/// The notifier types of `AlertProvider.spec.type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NotifierKind {
-    Slack,
-    MsTeams,
-    Discord,
-    Rocket,
-    GChat,
-}
-
-impl NotifierKind {
-    /// The spelling used in `AlertProvider.spec.type`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NotifierKind::Slack => "slack",
-            NotifierKind::MsTeams => "msteams",
-            NotifierKind::Discord => "discord",
-            NotifierKind::Rocket => "rocket",
-            NotifierKind::GChat => "gchat",
-        }
-    }
-}
-
-impl fmt::Display for NotifierKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for NotifierKind {
-    type Err = NotifyError;
-
-    /// Accepts Flagger's `spec.type` values: `slack`, `msteams`, `discord`, `rocket`, `gchat`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "slack" => Ok(NotifierKind::Slack),
-            "msteams" => Ok(NotifierKind::MsTeams),
-            "discord" => Ok(NotifierKind::Discord),
-            "rocket" => Ok(NotifierKind::Rocket),
-            "gchat" => Ok(NotifierKind::GChat),
-            other => Err(NotifyError::UnsupportedType(other.to_owned())),
-        }
     }
 }
 
@@ -525,7 +456,7 @@ mod tests {
             assert_eq!(kind.as_str(), text);
         }
         assert!(matches!(
-            "generic".parse::<NotifierKind>(),
+            "generic".parse::<NotifierKind>().map_err(NotifyError::from),
             Err(NotifyError::UnsupportedType(t)) if t == "generic"
         ));
     }
