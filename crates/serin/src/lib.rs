@@ -4,5 +4,6 @@
 
 pub mod api;
 pub mod cli;
+pub mod metrics;
 pub mod router;
 pub mod workload;
