@@ -71,7 +71,8 @@ fn expected_quantile(q: f64) -> f64 {
             } else {
                 le.parse().unwrap()
             };
-            return lower_bound + (upper - lower_bound) * (rank - lower_count) / (count - lower_count);
+            return lower_bound
+                + (upper - lower_bound) * (rank - lower_count) / (count - lower_count);
         }
         lower_bound = le.parse().unwrap_or(lower_bound);
         lower_count = count;
@@ -206,8 +207,14 @@ fn start_prometheus(binary: &Path, exporter: &str) -> PrometheusProcess {
     let port = free_port();
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
     let child = Command::new(binary)
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--log.level=warn")
         .stdin(Stdio::null())
@@ -269,7 +276,9 @@ sum(
 async fn istio_builtins_and_templates_against_a_real_prometheus() {
     let Some(binary) = find_prometheus() else {
         if std::env::var_os("CI").is_some() {
-            panic!("prometheus is not installed (apt-get install -y prometheus); CI must run this test");
+            panic!(
+                "prometheus is not installed (apt-get install -y prometheus); CI must run this test"
+            );
         }
         eprintln!(
             "\n\n*** SKIPPING metrics_real_prometheus: the `prometheus` binary is not installed (apt-get install -y prometheus) ***\n\n"
@@ -291,8 +300,8 @@ async fn istio_builtins_and_templates_against_a_real_prometheus() {
             break;
         }
         if Instant::now() > deadline {
-            let log = std::fs::read_to_string(prometheus.dir.join("prometheus.log"))
-                .unwrap_or_default();
+            let log =
+                std::fs::read_to_string(prometheus.dir.join("prometheus.log")).unwrap_or_default();
             panic!("Prometheus did not produce data in time: {ready:?}\n{log}");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -333,7 +342,11 @@ async fn istio_builtins_and_templates_against_a_real_prometheus() {
     .unwrap();
     let rendered = render(NOT_FOUND_PERCENTAGE, &model("podinfo")).unwrap();
     let not_found = template_provider.run_query(&rendered).await.unwrap();
-    assert_close(not_found, expected_not_found_percentage(), "not-found percentage");
+    assert_close(
+        not_found,
+        expected_not_found_percentage(),
+        "not-found percentage",
+    );
     assert_close(not_found, 5.0, "not-found percentage literal");
 
     // A workload without traffic has no values; a matrix selector is "multiple values"; a bad
@@ -354,7 +367,9 @@ async fn istio_builtins_and_templates_against_a_real_prometheus() {
     assert_eq!(matrix, ProviderError::MultipleValues);
     let bad = client.run_query("sum(rate(").await.unwrap_err();
     match &bad {
-        ProviderError::Http { status: 400, body, .. } => {
+        ProviderError::Http {
+            status: 400, body, ..
+        } => {
             assert!(body.contains("parse error"), "{body}")
         }
         other => panic!("expected HTTP 400, got {other:?}"),
@@ -393,9 +408,12 @@ async fn istio_builtins_and_templates_against_a_real_prometheus() {
         })
     };
 
-    analysis::check_providers(&canary("podinfo", "test", spec(metrics(99.0, 500.0, 5.0))), &ctx)
-        .await
-        .unwrap();
+    analysis::check_providers(
+        &canary("podinfo", "test", spec(metrics(99.0, 500.0, 5.0))),
+        &ctx,
+    )
+    .await
+    .unwrap();
 
     // Healthy thresholds: everything passes and the gauge values are reported.
     let healthy = canary("podinfo", "test", spec(metrics(80.0, 1000.0, 10.0)));
@@ -403,7 +421,11 @@ async fn istio_builtins_and_templates_against_a_real_prometheus() {
     let names: Vec<&str> = results.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         names,
-        ["request-success-rate", "request-duration", "404s percentage"]
+        [
+            "request-success-rate",
+            "request-duration",
+            "404s percentage"
+        ]
     );
     assert_close(results[0].value, 90.0, "gauge success rate");
     assert_close(results[1].value, 0.75, "gauge duration (seconds)");

@@ -155,7 +155,10 @@ impl FakeServer {
     }
 
     pub fn last(&self) -> Recorded {
-        self.requests().last().cloned().expect("no request received")
+        self.requests()
+            .last()
+            .cloned()
+            .expect("no request received")
     }
 }
 

@@ -1,6 +1,7 @@
 //! Graphite: the query is a URL query string (`target=…&from=-1min`), whitespace-collapsed and
 //! sent as `GET <address>/render?<query>&format=json` (parameters sorted by name, as Go's
-//! `url.Values.Encode` does). Optional basic auth from the Secret (`username`, `password`).
+//! `url.Values.Encode` does; names and values are trimmed, so a template may break lines
+//! before `&`). Optional basic auth from the Secret (`username`, `password`).
 //! The value is the last non-null datapoint across all series. Availability: `target=test`
 //! succeeds or returns no values.
 
@@ -57,7 +58,7 @@ fn form_decode(query: &str) -> Vec<(String, String)> {
     match reqwest::Url::parse(&format!("http://x/?{query}")) {
         Ok(url) => url
             .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
             .collect(),
         Err(_) => Vec::new(),
     }
