@@ -1,0 +1,840 @@
+//! The metric analysis of one tick (reference §6.1): built-in checks, inline queries and
+//! MetricTemplates, the pass/fail decision and Flagger's event messages.
+//!
+//! The controller calls two functions:
+//!
+//! * [`check_providers`] on initialisation ticks; `Ok` means "emit
+//!   [`PROVIDERS_AVAILABLE`]", `Err(text)` means "emit `Error checking metric providers: <text>`";
+//! * [`run_checks`] on analysis ticks; `Ok(results)` means every check passed, `Err(FailedCheck)`
+//!   carries the event text (e.g. `Halt podinfo.test advancement success rate 69.17% < 99%`),
+//!   its severity and the values measured before the failure.
+//!
+//! Both read MetricTemplates and Secrets through [`MetricsEnv`], which the controller implements
+//! over kube and tests implement in memory. The decision functions ([`success_rate_verdict`],
+//! [`duration_verdict`], [`custom_verdict`]) are pure.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::observers::{self, ObserverKind};
+use super::providers::prometheus::PrometheusProvider;
+use super::providers::{self, MetricsProvider, ProviderEnv, ProviderError};
+use super::template::{self, QueryModel, go_float};
+use crate::api::Canary;
+use crate::api::analysis::{BuiltinMetric, CanaryMetric};
+use crate::api::duration;
+use crate::api::metric_template::MetricTemplate;
+
+/// The Normal event of a successful availability check.
+pub const PROVIDERS_AVAILABLE: &str = "all the metrics providers are available!";
+/// Prefix of the Warning event of a failed availability check.
+pub const PROVIDERS_CHECK_FAILED_PREFIX: &str = "Error checking metric providers: ";
+
+/// What the analysis needs from the cluster. Errors are the message to show (e.g. the API
+/// error text `metrictemplates.flagger.app "error-rate" not found`).
+#[async_trait]
+pub trait MetricsEnv: Send + Sync {
+    /// The MetricTemplate `namespace/name`.
+    async fn template(&self, namespace: &str, name: &str) -> Result<MetricTemplate, String>;
+    /// `data` of the Secret `namespace/name`.
+    async fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<BTreeMap<String, Vec<u8>>, String>;
+    /// `status.latestCreatedRevisionName` of the Knative Service `namespace/name`.
+    async fn knative_latest_created_revision(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<String, String>;
+    /// Kubernetes client configuration for the `keptn` and `externalmetrics` providers
+    /// (`None` when not running against a cluster).
+    fn kube_config(&self) -> Option<kube::Config>;
+}
+
+/// Controller-wide inputs of the analysis.
+#[derive(Clone, Copy)]
+pub struct MetricsContext<'a> {
+    /// `-metrics-server` (default `http://prometheus:9090`).
+    pub metrics_server: &'a str,
+    /// `-mesh-provider` (default `istio`).
+    pub mesh_provider: &'a str,
+    pub env: &'a dyn MetricsEnv,
+}
+
+/// A measured value for the `flagger_canary_metric_analysis` gauge (request duration in
+/// seconds, everything else as returned).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricResult {
+    pub name: String,
+    pub value: f64,
+}
+
+/// How the controller reports a failed check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// A threshold or "no values found": Warning event (Flagger logs these at info level).
+    Warning,
+    /// A query, template or provider error: Warning event logged at error level.
+    Error,
+}
+
+/// A failed check: the tick ends and `failedChecks` is incremented.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct FailedCheck {
+    /// The event text.
+    pub message: String,
+    pub severity: Severity,
+    /// Values measured before the failure (including the failing metric's own value when it was
+    /// a threshold failure), for the gauge.
+    pub results: Vec<MetricResult>,
+}
+
+impl FailedCheck {
+    fn warning(message: String, results: &[MetricResult]) -> Self {
+        Self {
+            message,
+            severity: Severity::Warning,
+            results: results.to_vec(),
+        }
+    }
+    fn error(message: String, results: &[MetricResult]) -> Self {
+        Self {
+            message,
+            severity: Severity::Error,
+            results: results.to_vec(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pure decisions
+
+/// Flagger's model for a metric: names from the Canary, the metric's interval and variables.
+pub fn query_model(canary: &Canary, metric: &CanaryMetric) -> QueryModel {
+    let spec = &canary.spec;
+    let target = spec.target_ref.name.clone();
+    let service = spec
+        .service
+        .as_ref()
+        .and_then(|s| s.name.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| target.clone());
+    let ingress = spec
+        .ingress_ref
+        .as_ref()
+        .map(|r| r.name.clone())
+        .unwrap_or_else(|| target.clone());
+    let route = spec
+        .route_ref
+        .as_ref()
+        .map(|r| r.name.clone())
+        .unwrap_or_else(|| target.clone());
+    QueryModel {
+        name: canary.metadata.name.clone().unwrap_or_default(),
+        namespace: canary.metadata.namespace.clone().unwrap_or_default(),
+        target,
+        service,
+        ingress,
+        route,
+        interval: metric.interval().to_string(),
+        variables: metric.template_variables.clone().unwrap_or_default(),
+    }
+}
+
+/// `<name>.<namespace>` of the Canary.
+pub fn canary_id(canary: &Canary) -> String {
+    format!(
+        "{}.{}",
+        canary.metadata.name.as_deref().unwrap_or_default(),
+        canary.metadata.namespace.as_deref().unwrap_or_default()
+    )
+}
+
+/// The built-in success-rate check: `None` passes, `Some(message)` halts.
+/// `thresholdRange` bounds are inclusive; the legacy `threshold` is a minimum.
+pub fn success_rate_verdict(id: &str, metric: &CanaryMetric, value: f64) -> Option<String> {
+    if let Some(range) = &metric.threshold_range {
+        if let Some(min) = range.min
+            && value < min
+        {
+            return Some(format!(
+                "Halt {id} advancement success rate {value:.2}% < {}%",
+                go_float(min)
+            ));
+        }
+        if let Some(max) = range.max
+            && value > max
+        {
+            return Some(format!(
+                "Halt {id} advancement success rate {value:.2}% > {}%",
+                go_float(max)
+            ));
+        }
+        return None;
+    }
+    let threshold = metric.threshold.unwrap_or(0.0);
+    (threshold > value).then(|| {
+        format!(
+            "Halt {id} advancement success rate {value:.2}% < {}%",
+            go_float(threshold)
+        )
+    })
+}
+
+/// Bounds in milliseconds, truncated to whole milliseconds as Flagger does.
+fn ms_bound(bound: f64) -> Duration {
+    let ms = bound.trunc();
+    if ms.is_finite() && ms > 0.0 {
+        Duration::from_millis(ms as u64)
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// The built-in request-duration check (bounds in milliseconds; legacy `threshold` is a
+/// maximum).
+pub fn duration_verdict(id: &str, metric: &CanaryMetric, value: Duration) -> Option<String> {
+    let fmt = duration::format;
+    if let Some(range) = &metric.threshold_range {
+        if let Some(min) = range.min {
+            // A negative minimum cannot be violated by a duration.
+            if min > 0.0 && value < ms_bound(min) {
+                return Some(format!(
+                    "Halt {id} advancement request duration {} < {}",
+                    fmt(value),
+                    fmt(ms_bound(min))
+                ));
+            }
+        }
+        if let Some(max) = range.max {
+            let violated = if max < 0.0 {
+                true
+            } else {
+                value > ms_bound(max)
+            };
+            if violated {
+                return Some(format!(
+                    "Halt {id} advancement request duration {} > {}",
+                    fmt(value),
+                    fmt(ms_bound(max))
+                ));
+            }
+        }
+        return None;
+    }
+    let max = ms_bound(metric.threshold.unwrap_or(0.0));
+    (value > max).then(|| {
+        format!(
+            "Halt {id} advancement request duration {} > {}",
+            fmt(value),
+            fmt(max)
+        )
+    })
+}
+
+/// A custom (inline or template) check; the legacy `threshold` is a maximum.
+pub fn custom_verdict(id: &str, metric: &CanaryMetric, value: f64) -> Option<String> {
+    let name = &metric.name;
+    if let Some(range) = &metric.threshold_range {
+        if let Some(min) = range.min
+            && value < min
+        {
+            return Some(format!(
+                "Halt {id} advancement {name} {value:.2} < {}",
+                go_float(min)
+            ));
+        }
+        if let Some(max) = range.max
+            && value > max
+        {
+            return Some(format!(
+                "Halt {id} advancement {name} {value:.2} > {}",
+                go_float(max)
+            ));
+        }
+        return None;
+    }
+    let threshold = metric.threshold.unwrap_or(0.0);
+    (value > threshold).then(|| {
+        format!(
+            "Halt {id} advancement {name} {value:.2} > {}",
+            go_float(threshold)
+        )
+    })
+}
+
+/// Whether the built-in check runs for this metric: selected by name, but only when the metric
+/// has neither a `templateRef` nor an inline `query` (Flagger runs both, a bug).
+fn builtin_of(metric: &CanaryMetric) -> Option<BuiltinMetric> {
+    if metric.template_ref.is_some() || metric.has_query() {
+        return None;
+    }
+    metric.builtin()
+}
+
+/// The Prometheus URL of the built-in and inline checks.
+fn metrics_server<'a>(canary: &'a Canary, ctx: &MetricsContext<'a>) -> &'a str {
+    match canary.spec.metrics_server.as_deref().map(str::trim) {
+        Some(s) if !s.is_empty() => s,
+        _ => ctx.metrics_server,
+    }
+}
+
+/// The address as shown in messages: user info removed.
+fn display_address(address: &str) -> String {
+    match reqwest::Url::parse(address) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        _ => address.to_string(),
+    }
+}
+
+fn builtin_client(
+    canary: &Canary,
+    ctx: &MetricsContext<'_>,
+) -> Result<Box<dyn MetricsProvider>, String> {
+    let address = metrics_server(canary, ctx);
+    let secrets: Vec<String> = reqwest::Url::parse(address)
+        .ok()
+        .and_then(|u| u.password().map(String::from))
+        .into_iter()
+        .collect();
+    match PrometheusProvider::for_metrics_server(address) {
+        Ok(p) => Ok(Box::new(providers::Redacting::new(Box::new(p), secrets))),
+        Err(err) => Err(format!(
+            "Error building Prometheus client for {} {}",
+            display_address(address),
+            err.redact(&secrets)
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Availability check
+
+/// The availability check of initialisation ticks (§6.5). Built-in and inline metrics probe the
+/// Canary's Prometheus (`vector(1)`); template metrics build their provider and probe it.
+/// The error is the text after [`PROVIDERS_CHECK_FAILED_PREFIX`]. Flagger misspells "avaiable";
+/// Serin writes "available".
+pub async fn check_providers(canary: &Canary, ctx: &MetricsContext<'_>) -> Result<(), String> {
+    let Some(analysis) = canary.spec.analysis() else {
+        return Ok(());
+    };
+    let mut prometheus_checked = false;
+    for metric in analysis.metrics() {
+        let uses_prometheus = builtin_of(metric).is_some() || metric.has_query();
+        if uses_prometheus && !prometheus_checked {
+            let client = builtin_client(canary, ctx)?;
+            client
+                .is_online()
+                .await
+                .map_err(|e| format!("prometheus not available: {e}"))?;
+            prometheus_checked = true;
+        }
+        if let Some(template_ref) = &metric.template_ref {
+            let canary_ns = canary.metadata.namespace.as_deref().unwrap_or_default();
+            let namespace = template_ref.namespace_or(canary_ns);
+            let name = &template_ref.name;
+            let (template, provider) = load_template_provider(ctx, metric, namespace, name)
+                .await
+                .map_err(|e| match e {
+                TemplateLoadError::Template(e) => {
+                    format!("metric template {name}.{namespace} error: {e}")
+                }
+                TemplateLoadError::Secret(secret, e) => {
+                    format!("metric template {name}.{namespace} secret {secret} error: {e}")
+                }
+                TemplateLoadError::Provider(kind, e) => {
+                    format!("metric template {name}.{namespace} provider {kind} error: {e}")
+                }
+            })?;
+            provider.is_online().await.map_err(|e| {
+                format!(
+                    "{} in metric template {name}.{namespace} not available: {e}",
+                    template.spec.provider.provider_type
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+enum TemplateLoadError {
+    Template(String),
+    Secret(String, String),
+    Provider(String, ProviderError),
+}
+
+async fn load_template_provider(
+    ctx: &MetricsContext<'_>,
+    metric: &CanaryMetric,
+    namespace: &str,
+    name: &str,
+) -> Result<(MetricTemplate, Box<dyn MetricsProvider>), TemplateLoadError> {
+    let template = ctx
+        .env
+        .template(namespace, name)
+        .await
+        .map_err(TemplateLoadError::Template)?;
+    let credentials = match &template.spec.provider.secret_ref {
+        Some(secret_ref) => Some(
+            ctx.env
+                .secret(namespace, &secret_ref.name)
+                .await
+                .map_err(|e| TemplateLoadError::Secret(secret_ref.name.clone(), e))?,
+        ),
+        None => None,
+    };
+    let env = ProviderEnv {
+        interval: metric.interval().to_string(),
+        credentials,
+        kube_config: ctx.env.kube_config(),
+    };
+    let provider = providers::build(&template.spec.provider, env).map_err(|e| {
+        TemplateLoadError::Provider(template.spec.provider.provider_type.clone(), e)
+    })?;
+    Ok((template, provider))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Analysis
+
+/// Runs every metric check of the Canary's analysis, in Flagger's order: first the built-in and
+/// inline checks (spec order), then the template checks (spec order). The first failure ends
+/// the tick.
+pub async fn run_checks(
+    canary: &Canary,
+    ctx: &MetricsContext<'_>,
+) -> Result<Vec<MetricResult>, FailedCheck> {
+    let Some(analysis) = canary.spec.analysis() else {
+        return Ok(Vec::new());
+    };
+    let metrics = analysis.metrics();
+    let mut results = Vec::new();
+    run_builtin_checks(canary, ctx, metrics, &mut results).await?;
+    run_template_checks(canary, ctx, metrics, &mut results).await?;
+    Ok(results)
+}
+
+async fn run_builtin_checks(
+    canary: &Canary,
+    ctx: &MetricsContext<'_>,
+    metrics: &[CanaryMetric],
+    results: &mut Vec<MetricResult>,
+) -> Result<(), FailedCheck> {
+    if !metrics
+        .iter()
+        .any(|m| builtin_of(m).is_some() || m.has_query())
+    {
+        return Ok(());
+    }
+    let id = canary_id(canary);
+    let target = &canary.spec.target_ref.name;
+    let namespace = canary.metadata.namespace.as_deref().unwrap_or_default();
+    let provider_name = observers::metrics_provider_name(
+        ctx.mesh_provider,
+        canary.spec.provider.as_deref(),
+        &canary.spec.target_ref.kind,
+    );
+    let observer = ObserverKind::for_name(&provider_name);
+    let knative_route = if observer == ObserverKind::Knative {
+        match ctx
+            .env
+            .knative_latest_created_revision(namespace, target)
+            .await
+        {
+            Ok(revision) => Some(revision),
+            Err(e) => {
+                return Err(FailedCheck::error(
+                    format!("Error fetching Knative service {namespace}/{target} {e}"),
+                    results,
+                ));
+            }
+        }
+    } else {
+        None
+    };
+    let client = builtin_client(canary, ctx).map_err(|m| FailedCheck::error(m, results))?;
+
+    for metric in metrics {
+        let mut model = query_model(canary, metric);
+        if let Some(route) = &knative_route {
+            model.route = route.clone();
+        }
+        match builtin_of(metric) {
+            Some(BuiltinMetric::RequestSuccessRate) => {
+                let value = match observe(
+                    client.as_ref(),
+                    observer.request_success_rate_query(&model),
+                )
+                .await
+                {
+                    Ok(v) => v,
+                    Err(Observed::NoValues(text)) => {
+                        return Err(FailedCheck::warning(
+                            format!(
+                                "Halt advancement no values found for {provider_name} metric {} probably {target}.{namespace} is not receiving traffic: {text}",
+                                metric.name
+                            ),
+                            results,
+                        ));
+                    }
+                    Err(Observed::Failed(text)) => {
+                        return Err(FailedCheck::error(
+                            format!("Prometheus query failed: {text}"),
+                            results,
+                        ));
+                    }
+                };
+                results.push(MetricResult {
+                    name: metric.name.clone(),
+                    value,
+                });
+                if let Some(message) = success_rate_verdict(&id, metric, value) {
+                    return Err(FailedCheck::warning(message, results));
+                }
+            }
+            Some(BuiltinMetric::RequestDuration) => {
+                let value = match observe(client.as_ref(), observer.request_duration_query(&model))
+                    .await
+                {
+                    Ok(v) => observer.duration_from_value(v),
+                    Err(Observed::NoValues(_)) => {
+                        return Err(FailedCheck::warning(
+                            format!(
+                                "Halt advancement no values found for {provider_name} metric {} probably {target}.{namespace} is not receiving traffic",
+                                metric.name
+                            ),
+                            results,
+                        ));
+                    }
+                    Err(Observed::Failed(text)) => {
+                        return Err(FailedCheck::error(
+                            format!("Prometheus query failed: {text}"),
+                            results,
+                        ));
+                    }
+                };
+                results.push(MetricResult {
+                    name: metric.name.clone(),
+                    value: value.as_secs_f64(),
+                });
+                if let Some(message) = duration_verdict(&id, metric, value) {
+                    return Err(FailedCheck::warning(message, results));
+                }
+            }
+            None => {}
+        }
+
+        if metric.has_query() {
+            let query = metric.query.as_deref().unwrap_or_default();
+            let rendered = template::render(query, &model).map_err(|e| {
+                FailedCheck::error(
+                    format!(
+                        "Prometheus query failed for {}: query render error: {e}",
+                        metric.name
+                    ),
+                    results,
+                )
+            })?;
+            let value = match client.run_query(&rendered).await {
+                Ok(v) => v,
+                Err(ProviderError::NoValuesFound) => {
+                    return Err(FailedCheck::warning(
+                        format!(
+                            "Halt advancement no values found for metric: {}",
+                            metric.name
+                        ),
+                        results,
+                    ));
+                }
+                Err(e) => {
+                    return Err(FailedCheck::error(
+                        format!("Prometheus query failed for {}: {e}", metric.name),
+                        results,
+                    ));
+                }
+            };
+            results.push(MetricResult {
+                name: metric.name.clone(),
+                value,
+            });
+            if let Some(message) = custom_verdict(&id, metric, value) {
+                return Err(FailedCheck::warning(message, results));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Outcome of a failed built-in query, worded like Flagger's observers.
+enum Observed {
+    NoValues(String),
+    Failed(String),
+}
+
+async fn observe(
+    client: &dyn MetricsProvider,
+    query: Result<String, template::TemplateError>,
+) -> Result<f64, Observed> {
+    let query = query.map_err(|e| Observed::Failed(format!("rendering query failed: {e}")))?;
+    client.run_query(&query).await.map_err(|e| match e {
+        ProviderError::NoValuesFound => Observed::NoValues(format!("running query failed: {e}")),
+        e => Observed::Failed(format!("running query failed: {e}")),
+    })
+}
+
+async fn run_template_checks(
+    canary: &Canary,
+    ctx: &MetricsContext<'_>,
+    metrics: &[CanaryMetric],
+    results: &mut Vec<MetricResult>,
+) -> Result<(), FailedCheck> {
+    let id = canary_id(canary);
+    let canary_ns = canary.metadata.namespace.as_deref().unwrap_or_default();
+    for metric in metrics {
+        let Some(template_ref) = &metric.template_ref else {
+            if !metric.is_usable() {
+                return Err(FailedCheck::error(
+                    "Metric query failed for no usable metrics template and query were configured"
+                        .to_string(),
+                    results,
+                ));
+            }
+            continue;
+        };
+        let namespace = template_ref.namespace_or(canary_ns);
+        let name = &template_ref.name;
+        let (template, provider) = load_template_provider(ctx, metric, namespace, name)
+            .await
+            .map_err(|e| {
+                let message = match e {
+                    TemplateLoadError::Template(e) => {
+                        format!("Metric template {name}.{namespace} error: {e}")
+                    }
+                    TemplateLoadError::Secret(secret, e) => {
+                        format!("Metric template {name}.{namespace} secret {secret} error: {e}")
+                    }
+                    TemplateLoadError::Provider(kind, e) => {
+                        format!("Metric template {name}.{namespace} provider {kind} error: {e}")
+                    }
+                };
+                FailedCheck::error(message, results)
+            })?;
+        let model = query_model(canary, metric);
+        let query = template::render(&template.spec.query, &model).map_err(|e| {
+            FailedCheck::error(
+                format!("Metric template {name}.{namespace} query render error: {e}"),
+                results,
+            )
+        })?;
+        tracing::debug!(
+            canary = %id,
+            "Metric template {name}.{namespace} query: {}",
+            template::collapse_whitespace(&query)
+        );
+        let value = match provider.run_query(&query).await {
+            Ok(v) => v,
+            Err(e @ ProviderError::NoValuesFound) => {
+                return Err(FailedCheck::warning(
+                    format!(
+                        "Halt advancement no values found for custom metric: {}: {e}",
+                        metric.name
+                    ),
+                    results,
+                ));
+            }
+            Err(e) => {
+                return Err(FailedCheck::error(
+                    format!("Metric query failed for {}: {e}", metric.name),
+                    results,
+                ));
+            }
+        };
+        results.push(MetricResult {
+            name: metric.name.clone(),
+            value,
+        });
+        if let Some(message) = custom_verdict(&id, metric, value) {
+            return Err(FailedCheck::warning(message, results));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::api::analysis::CanaryThresholdRange;
+
+    fn metric(name: &str, min: Option<f64>, max: Option<f64>) -> CanaryMetric {
+        CanaryMetric {
+            name: name.into(),
+            threshold_range: Some(CanaryThresholdRange { min, max }),
+            ..Default::default()
+        }
+    }
+
+    fn legacy(name: &str, threshold: f64) -> CanaryMetric {
+        CanaryMetric {
+            name: name.into(),
+            threshold: Some(threshold),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn success_rate_messages_match_flagger() {
+        let m = metric("request-success-rate", Some(99.0), None);
+        assert_eq!(
+            success_rate_verdict("podinfo.test", &m, 69.1666).as_deref(),
+            Some("Halt podinfo.test advancement success rate 69.17% < 99%")
+        );
+        assert_eq!(success_rate_verdict("podinfo.test", &m, 99.0), None);
+        assert_eq!(success_rate_verdict("podinfo.test", &m, 100.0), None);
+        let m = metric("request-success-rate", None, Some(99.5));
+        assert_eq!(
+            success_rate_verdict("a.b", &m, 100.0).as_deref(),
+            Some("Halt a.b advancement success rate 100.00% > 99.5%")
+        );
+        let m = legacy("request-success-rate", 99.0);
+        assert_eq!(
+            success_rate_verdict("a.b", &m, 98.999).as_deref(),
+            Some("Halt a.b advancement success rate 99.00% < 99%")
+        );
+        assert_eq!(success_rate_verdict("a.b", &m, 99.0), None);
+        // No threshold at all: only negative rates fail (Go zero value).
+        let none = CanaryMetric {
+            name: "request-success-rate".into(),
+            ..Default::default()
+        };
+        assert_eq!(success_rate_verdict("a.b", &none, 0.0), None);
+    }
+
+    #[test]
+    fn duration_messages_match_flagger() {
+        let m = metric("request-duration", None, Some(500.0));
+        assert_eq!(
+            duration_verdict("podinfo.test", &m, Duration::from_millis(1515)).as_deref(),
+            Some("Halt podinfo.test advancement request duration 1.515s > 500ms")
+        );
+        assert_eq!(
+            duration_verdict("a.b", &m, Duration::from_millis(500)),
+            None
+        );
+        // Bounds are truncated to whole milliseconds.
+        let m = metric("request-duration", Some(10.9), Some(500.9));
+        assert_eq!(
+            duration_verdict("a.b", &m, Duration::from_millis(500)),
+            None
+        );
+        assert_eq!(
+            duration_verdict("a.b", &m, Duration::from_millis(501)).as_deref(),
+            Some("Halt a.b advancement request duration 501ms > 500ms")
+        );
+        assert_eq!(
+            duration_verdict("a.b", &m, Duration::from_millis(9)).as_deref(),
+            Some("Halt a.b advancement request duration 9ms < 10ms")
+        );
+        let m = legacy("request-duration", 500.0);
+        assert_eq!(
+            duration_verdict("a.b", &m, Duration::from_secs(2)).as_deref(),
+            Some("Halt a.b advancement request duration 2s > 500ms")
+        );
+        assert_eq!(
+            duration_verdict("a.b", &m, Duration::from_millis(499)),
+            None
+        );
+    }
+
+    #[test]
+    fn custom_messages_match_flagger() {
+        let m = metric("error-rate", None, Some(1.0));
+        assert_eq!(
+            custom_verdict("frontend.prod", &m, 31.0).as_deref(),
+            Some("Halt frontend.prod advancement error-rate 31.00 > 1")
+        );
+        assert_eq!(custom_verdict("frontend.prod", &m, 1.0), None);
+        let m = metric("404s percentage", Some(0.5), Some(5.0));
+        assert_eq!(
+            custom_verdict("p.t", &m, 0.25).as_deref(),
+            Some("Halt p.t advancement 404s percentage 0.25 < 0.5")
+        );
+        // Legacy threshold is a maximum; absent means 0.
+        let m = legacy("latency", 500.0);
+        assert_eq!(
+            custom_verdict("p.t", &m, 2000.0).as_deref(),
+            Some("Halt p.t advancement latency 2000.00 > 500")
+        );
+        let none = CanaryMetric {
+            name: "x".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            custom_verdict("p.t", &none, 0.5).as_deref(),
+            Some("Halt p.t advancement x 0.50 > 0")
+        );
+        assert_eq!(custom_verdict("p.t", &none, 0.0), None);
+    }
+
+    #[test]
+    fn model_from_canary() {
+        let canary: Canary = serde_json::from_value(serde_json::json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo-app"},
+                "service": {"port": 9898, "name": "web"},
+                "ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "ing"},
+            }
+        }))
+        .unwrap();
+        let m = CanaryMetric {
+            name: "x".into(),
+            template_variables: Some(BTreeMap::from([("k".into(), "v".into())])),
+            ..Default::default()
+        };
+        let model = query_model(&canary, &m);
+        assert_eq!(model.name, "podinfo");
+        assert_eq!(model.namespace, "test");
+        assert_eq!(model.target, "podinfo-app");
+        assert_eq!(model.service, "web");
+        assert_eq!(model.ingress, "ing");
+        assert_eq!(model.route, "podinfo-app");
+        assert_eq!(model.interval, "1m");
+        assert_eq!(model.variables.get("k").map(String::as_str), Some("v"));
+        assert_eq!(canary_id(&canary), "podinfo.test");
+    }
+
+    #[test]
+    fn builtin_selection_skips_metrics_with_their_own_query() {
+        let mut m = CanaryMetric {
+            name: "request-success-rate".into(),
+            ..Default::default()
+        };
+        assert_eq!(builtin_of(&m), Some(BuiltinMetric::RequestSuccessRate));
+        m.template_ref = Some(crate::api::analysis::CrossNamespaceObjectReference {
+            name: "t".into(),
+            namespace: None,
+        });
+        assert_eq!(builtin_of(&m), None);
+    }
+
+    #[test]
+    fn addresses_are_shown_without_user_info() {
+        assert_eq!(
+            display_address("http://user:hunter2@prom:9090/x"),
+            "http://prom:9090/x"
+        );
+        assert_eq!(display_address("http://prom:9090"), "http://prom:9090");
+    }
+}

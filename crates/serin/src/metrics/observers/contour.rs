@@ -1,0 +1,9 @@
+//! Built-in queries: Contour (Envoy cluster metrics of the canary Service).
+
+use super::{BuiltinQueries, DurationUnit};
+
+pub const QUERIES: BuiltinQueries = BuiltinQueries {
+    request_success_rate: r#"sum( rate( envoy_cluster_upstream_rq{ envoy_cluster_name=~"{{ namespace }}_{{ service }}-canary_[0-9a-zA-Z-]+", envoy_response_code!~"5.*" }[{{ interval }}] ) ) / sum( rate( envoy_cluster_upstream_rq{ envoy_cluster_name=~"{{ namespace }}_{{ service }}-canary_[0-9a-zA-Z-]+", }[{{ interval }}] ) ) * 100"#,
+    request_duration: r#"histogram_quantile( 0.99, sum( rate( envoy_cluster_upstream_rq_time_bucket{ envoy_cluster_name=~"{{ namespace }}_{{ service }}-canary_[0-9a-zA-Z-]+", }[{{ interval }}] ) ) by (le) )"#,
+    duration_unit: DurationUnit::Milliseconds,
+};
