@@ -14,7 +14,7 @@ pub enum KubeconfigError {
 }
 
 /// A kubeconfig with one cluster, one user (bearer token) and one current context.
-pub fn render(server: &str, token: &str) -> String {
+pub fn render(server: &str, token: &str, ca_data: &str) -> String {
     format!(
         "apiVersion: v1
 kind: Config
@@ -22,6 +22,7 @@ clusters:
 - name: serin-dev
   cluster:
     server: {server}
+    certificate-authority-data: {ca_data}
 users:
 - name: serin-dev
   user:
@@ -71,9 +72,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("devcluster-kc-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("config");
-        write_atomic(&p, &render("http://127.0.0.1:1", "tok")).unwrap();
+        write_atomic(&p, &render("https://127.0.0.1:1", "tok", "Q0E=")).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.contains("server: http://127.0.0.1:1") && text.contains("token: tok"));
+        assert!(text.contains("server: https://127.0.0.1:1") && text.contains("token: tok"));
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -26,6 +26,7 @@ pub mod simulator;
 pub mod status;
 pub mod store;
 pub mod table;
+pub mod tls;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -51,6 +52,8 @@ pub enum Error {
     Kubeconfig(#[from] kubeconfig::KubeconfigError),
     #[error("creating the kube client: {0}")]
     Client(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("serializing the dump: {0}")]
     Dump(String),
 }
@@ -100,6 +103,8 @@ pub struct DevCluster {
     client: kube::Client,
     shutdown_tx: tokio_watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    ca_pem: String,
+    ca_der: Vec<u8>,
 }
 
 impl DevCluster {
@@ -151,6 +156,8 @@ impl DevCluster {
         let mut tasks = Vec::new();
         let app = server::router(shared.clone());
         let mut srv_shutdown = shutdown_rx.clone();
+        let tls = tls::generate()?;
+        let listener = tls::TlsListener::spawn(listener, tls.acceptor.clone(), shutdown_rx.clone());
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -188,18 +195,30 @@ impl DevCluster {
                 }
             }
         }));
-        let client = make_client(&format!("http://{addr}"), &shared.token)?;
+        let client = make_client(&format!("https://{addr}"), &shared.token, &tls.cert_der)?;
         Ok(Self {
             shared,
             client,
             shutdown_tx,
             tasks: Mutex::new(tasks),
+            ca_pem: tls.cert_pem,
+            ca_der: tls.cert_der,
         })
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `https://127.0.0.1:PORT` (self-signed; see [`DevCluster::ca_pem`]).
     pub fn url(&self) -> String {
-        format!("http://{}", self.shared.addr)
+        format!("https://{}", self.shared.addr)
+    }
+
+    /// The server's self-signed certificate (PEM), to trust in other HTTP clients.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The server's certificate (DER).
+    pub fn ca_der(&self) -> &[u8] {
+        &self.ca_der
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -218,7 +237,11 @@ impl DevCluster {
 
     /// The kubeconfig text for this cluster.
     pub fn kubeconfig(&self) -> String {
-        kubeconfig::render(&self.url(), &self.shared.token)
+        kubeconfig::render(
+            &self.url(),
+            &self.shared.token,
+            &tls::base64(self.ca_pem.as_bytes()),
+        )
     }
 
     /// Writes the kubeconfig to `path` atomically.
@@ -293,12 +316,13 @@ impl Drop for DevCluster {
     }
 }
 
-fn make_client(url: &str, token: &str) -> Result<kube::Client, Error> {
+fn make_client(url: &str, token: &str, ca_der: &[u8]) -> Result<kube::Client, Error> {
     let uri = url
         .parse()
         .map_err(|e: axum::http::uri::InvalidUri| Error::Client(e.to_string()))?;
     let mut config = kube::Config::new(uri);
     config.default_namespace = "default".into();
     config.auth_info.token = Some(token.to_string().into());
+    config.root_cert = Some(vec![ca_der.to_vec()]);
     kube::Client::try_from(config).map_err(|e| Error::Client(e.to_string()))
 }
