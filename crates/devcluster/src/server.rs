@@ -195,6 +195,12 @@ fn verb_of(method: &Method, t: &Target, query: &HashMap<String, String>) -> &'st
 }
 
 fn parse_body(bytes: &[u8], content_type: &str) -> Result<Value, ApiError> {
+    if content_type.contains("protobuf") || content_type.contains("cbor") {
+        // client-go falls back to JSON after a 415.
+        return Err(ApiError::unsupported_media(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type})"
+        )));
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty"));
     }
