@@ -182,10 +182,10 @@ fn execute(st: &mut Store, action: Action) {
                         .and_then(Value::as_str)
                         .is_some_and(|u| uids.iter().any(|x| x == u))
                 });
-                if refs.is_empty() {
-                    if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
-                        m.remove("ownerReferences");
-                    }
+                if refs.is_empty()
+                    && let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut)
+                {
+                    m.remove("ownerReferences");
                 }
             }
             let _ = ops::finish_update(st, &def, &o, next, Sub::Main, &opts);

@@ -158,10 +158,10 @@ fn merge_map(tm: &mut Map<String, Value>, pm: &Map<String, Value>) -> Result<(),
             if let (Some(Value::Array(list)), Some(del)) = (tm.get_mut(field), pv.as_array()) {
                 list.retain(|x| !del.contains(x));
             }
-        } else if let Some(field) = k.strip_prefix("$setElementOrder/") {
-            if let (Some(Value::Array(list)), Some(order)) = (tm.get_mut(field), pv.as_array()) {
-                reorder(list, order, field);
-            }
+        } else if let Some(field) = k.strip_prefix("$setElementOrder/")
+            && let (Some(Value::Array(list)), Some(order)) = (tm.get_mut(field), pv.as_array())
+        {
+            reorder(list, order, field);
         }
     }
     if let Some(retain) = pm.get("$retainKeys").and_then(Value::as_array) {

@@ -105,6 +105,7 @@ struct Builtin {
     generation: GenRule,
 }
 
+#[allow(clippy::too_many_arguments)]
 const fn b(
     group: &'static str,
     versions: &'static [&'static str],
@@ -386,7 +387,7 @@ impl Registry {
             }
         }
         for versions in out.values_mut() {
-            versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+            versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         }
         out
     }
@@ -404,14 +405,14 @@ impl Registry {
     pub fn register_crd(&mut self, crd: &Value) -> Result<Arc<ResourceDef>, ApiError> {
         let def = crd_to_def(crd)?;
         let key = def.key();
-        if let Some(existing) = self.defs.get(&key) {
-            if !existing.crd {
-                return Err(ApiError::invalid(
-                    "CustomResourceDefinition",
-                    &format!("{}.{}", def.plural, def.group),
-                    "spec.group: Invalid value: a built-in resource already uses this name",
-                ));
-            }
+        if let Some(existing) = self.defs.get(&key)
+            && !existing.crd
+        {
+            return Err(ApiError::invalid(
+                "CustomResourceDefinition",
+                &format!("{}.{}", def.plural, def.group),
+                "spec.group: Invalid value: a built-in resource already uses this name",
+            ));
         }
         let def = Arc::new(def);
         self.defs.insert(key, def.clone());
@@ -575,7 +576,7 @@ fn crd_to_def(crd: &Value) -> Result<ResourceDef, ApiError> {
     }
     // Preferred version: the highest by Kubernetes version priority.
     let mut versions: Vec<String> = served.into_iter().map(|(v, _)| v).collect();
-    versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+    versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
     Ok(ResourceDef {
         group: group.to_string(),
         versions,
@@ -609,7 +610,7 @@ mod tests {
     #[test]
     fn versions_sort_ga_first() {
         let mut v = vec!["v1beta1", "v2", "v1", "v2alpha1"];
-        v.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        v.sort_by_key(|x| std::cmp::Reverse(version_priority(x)));
         assert_eq!(v, ["v2", "v1", "v1beta1", "v2alpha1"]);
     }
 

@@ -246,7 +246,7 @@ fn encode_continue(key: &str) -> String {
 
 fn decode_continue(token: &str) -> Result<String, ApiError> {
     let invalid = || ApiError::bad_request("continue key is not valid");
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return Err(invalid());
     }
     let bytes: Result<Vec<u8>, _> = (0..token.len())
@@ -563,11 +563,11 @@ fn list(
     }
     let mut meta = json!({"resourceVersion": st.current_rv().to_string()});
     drop(st);
-    if remaining > 0 {
-        if let Some(k) = last_key {
-            meta["continue"] = json!(encode_continue(&k));
-            meta["remainingItemCount"] = json!(remaining);
-        }
+    if remaining > 0
+        && let Some(k) = last_key
+    {
+        meta["continue"] = json!(encode_continue(&k));
+        meta["remainingItemCount"] = json!(remaining);
     }
     Ok(json_response(
         StatusCode::OK,

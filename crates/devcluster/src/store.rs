@@ -262,10 +262,10 @@ impl Store {
         let key = obj_key(namespace_of(&obj), name_of(&obj));
         let res = def.key();
         let existing = self.objects.get(&res).and_then(|m| m.get(&key));
-        if let Some(e) = existing {
-            if same_content(e, &obj) {
-                return e.clone();
-            }
+        if let Some(e) = existing
+            && same_content(e, &obj)
+        {
+            return e.clone();
         }
         let old = existing.map(|e| Arc::new(e.clone()));
         self.rv += 1;

@@ -168,7 +168,7 @@ fn step_bracket<'a>(cur: Vec<&'a Value>, inner: &str) -> Vec<&'a Value> {
                 let got = json_path(e, &format!(".{field}"));
                 got.first().is_some_and(|g| match g {
                     Value::String(s) => s == want,
-                    other => other.to_string() == want,
+                    other => *other == want,
                 })
             })
             .collect();

@@ -176,10 +176,10 @@ async fn run(
     let mut last_rv = start_rv;
     for ev in &replay {
         last_rv = last_rv.max(ev.rv);
-        if let Some((t, o)) = req.transition(ev) {
-            if tx.send(req.render(t, o)).await.is_err() {
-                return;
-            }
+        if let Some((t, o)) = req.transition(ev)
+            && tx.send(req.render(t, o)).await.is_err()
+        {
+            return;
         }
     }
     loop {
@@ -199,11 +199,10 @@ async fn run(
                         continue;
                     }
                     last_rv = ev.rv;
-                    if let Some((t, o)) = req.transition(&ev) {
-                        if tx.send(req.render(t, o)).await.is_err() {
+                    if let Some((t, o)) = req.transition(&ev)
+                        && tx.send(req.render(t, o)).await.is_err() {
                             break;
                         }
-                    }
                 }
                 // A slow watcher is cut off; it resumes from its last resourceVersion.
                 Err(_) => break,

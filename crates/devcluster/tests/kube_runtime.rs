@@ -86,10 +86,10 @@ async fn watcher_sequence(cfg: watcher::Config) {
             .unwrap()
             .unwrap()
             .unwrap();
-        if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) = ev {
-            if o.name_any() == "resumed" {
-                break;
-            }
+        if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) = ev
+            && o.name_any() == "resumed"
+        {
+            break;
         }
     }
     c.shutdown().await;
