@@ -23,7 +23,11 @@ fn cm(i: usize) -> Result<ConfigMap, BoxError> {
 }
 
 fn report(what: &str, n: usize, t: Duration) {
-    println!("{what:<40} {n:>8} in {:>8.3} s = {:>10.0} /s", t.as_secs_f64(), n as f64 / t.as_secs_f64());
+    println!(
+        "{what:<40} {n:>8} in {:>8.3} s = {:>10.0} /s",
+        t.as_secs_f64(),
+        n as f64 / t.as_secs_f64()
+    );
 }
 
 #[tokio::main]
@@ -35,7 +39,11 @@ async fn main() -> Result<(), BoxError> {
     futures::stream::iter(0..OBJECTS)
         .map(|i| {
             let api = api.clone();
-            async move { api.create(&PostParams::default(), &cm(i)?).await.map_err(BoxError::from) }
+            async move {
+                api.create(&PostParams::default(), &cm(i)?)
+                    .await
+                    .map_err(BoxError::from)
+            }
         })
         .buffer_unordered(CONCURRENCY)
         .try_collect::<Vec<_>>()
@@ -72,7 +80,12 @@ async fn main() -> Result<(), BoxError> {
             let api = api.clone();
             async move {
                 let p = serde_json::json!({"data": {"round": "1"}});
-                api.patch(&format!("cm-{i:05}"), &PatchParams::default(), &Patch::Merge(&p)).await
+                api.patch(
+                    &format!("cm-{i:05}"),
+                    &PatchParams::default(),
+                    &Patch::Merge(&p),
+                )
+                .await
             }
         })
         .buffer_unordered(CONCURRENCY)
@@ -106,7 +119,12 @@ async fn main() -> Result<(), BoxError> {
             let api = api.clone();
             async move {
                 let p = serde_json::json!({"data": {"round": "2"}});
-                api.patch(&format!("cm-{i:05}"), &PatchParams::default(), &Patch::Merge(&p)).await
+                api.patch(
+                    &format!("cm-{i:05}"),
+                    &PatchParams::default(),
+                    &Patch::Merge(&p),
+                )
+                .await
             }
         })
         .buffer_unordered(CONCURRENCY)
@@ -119,7 +137,11 @@ async fn main() -> Result<(), BoxError> {
     }
     let all = t.elapsed();
     report(&format!("patch while {WATCHERS} watchers"), OBJECTS, writes);
-    report(&format!("watch events delivered ({WATCHERS} watchers)"), delivered, all);
+    report(
+        &format!("watch events delivered ({WATCHERS} watchers)"),
+        delivered,
+        all,
+    );
     assert_eq!(delivered, OBJECTS * WATCHERS, "some watcher missed events");
     c.shutdown().await;
     Ok(())

@@ -134,6 +134,12 @@ async fn crud_conflicts_and_status_reasons() {
         (404, "NotFound".into())
     );
 
+    let dump = c.dump_yaml().unwrap();
+    assert!(
+        dump.contains("kind: ConfigMap") && dump.contains("name: a\n"),
+        "{dump}"
+    );
+
     let deleted = api.delete("a", &DeleteParams::default()).await.unwrap();
     assert!(deleted.is_right());
     assert!(api.get_opt("a").await.unwrap().is_none());
