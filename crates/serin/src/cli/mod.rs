@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod crds;
+pub mod dev_cluster;
 pub mod validate;
 
 /// Progressive delivery for Kubernetes, compatible with Flagger's API.
@@ -26,6 +27,9 @@ pub enum Command {
     Crds(crds::Args),
     /// Check Canary, MetricTemplate and AlertProvider manifests and report every problem.
     Validate(validate::Args),
+    /// Run the dev cluster: an in-memory Kubernetes API (kubectl and kube-rs work against it) with
+    /// simulated workloads and fault injection. Writes a kubeconfig once serving.
+    DevCluster(dev_cluster::Args),
 }
 
 /// Subcommands whose own flags may be written Go-style (`-flag`, `-flag=value`).
@@ -90,6 +94,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Crds(args) => crds::run(&args),
         Command::Validate(args) => validate::run(&args),
+        Command::DevCluster(args) => dev_cluster::run(&args),
     }
 }
 

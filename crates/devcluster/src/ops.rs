@@ -1,0 +1,763 @@
+//! Write semantics shared by the HTTP handlers and the in-process actors (simulator, GC):
+//! create, update, patch, delete, status and scale subresources, generation rules, finalizers.
+
+use serde_json::{Map, Value, json};
+
+use crate::apply;
+use crate::defaults::{
+    apply_defaults, check_body, get_path, initial_status, set_path, validate_labels, validate_name,
+};
+use crate::patch::{self, PatchType};
+use crate::registry::{GenRule, ResourceDef};
+use crate::selectors::LabelSelector;
+use crate::status::ApiError;
+use crate::store::{
+    Store, meta_str, name_of, namespace_of, new_uid, now_rfc3339, random_suffix, remove_meta,
+    rv_of, set_meta, uid_of,
+};
+
+/// Which part of an object a request addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sub {
+    Main,
+    Status,
+    Scale,
+}
+
+/// Options of a write request.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOpts {
+    pub dry_run: bool,
+    pub field_manager: Option<String>,
+    pub force: bool,
+}
+
+/// Options of a delete request.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOpts {
+    pub propagation: Option<String>,
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<String>,
+    pub dry_run: bool,
+}
+
+/// What a delete did.
+#[derive(Debug)]
+pub enum Deleted {
+    /// Still there, with a deletionTimestamp, waiting for finalizers.
+    Pending(Value),
+    /// Removed.
+    Gone(Value),
+}
+
+fn is_crd(def: &ResourceDef) -> bool {
+    def.group == "apiextensions.k8s.io" && def.plural == "customresourcedefinitions"
+}
+
+/// Checks that `ns` exists and is not terminating (for creates in a namespace).
+fn check_namespace(st: &Store, ns: &str) -> Result<(), ApiError> {
+    let Some(n) = st.get("/namespaces", "", ns) else {
+        return Err(ApiError::not_found("", "namespaces", ns));
+    };
+    if meta_str(n, "deletionTimestamp").is_some() {
+        return Err(ApiError::forbidden(format!(
+            "unable to create new content in namespace {ns} because it is being terminated"
+        )));
+    }
+    Ok(())
+}
+
+/// POST: creates an object.
+pub fn create(
+    st: &mut Store,
+    def: &ResourceDef,
+    version: &str,
+    ns: &str,
+    mut body: Value,
+    opts: &WriteOpts,
+) -> Result<Value, ApiError> {
+    check_body(def, version, ns, &body)?;
+    let ns = if def.namespaced { ns } else { "" };
+    let mut name = meta_str(&body, "name").unwrap_or_default().to_string();
+    if name.is_empty() {
+        let gen_name = meta_str(&body, "generateName").unwrap_or_default();
+        if gen_name.is_empty() {
+            return Err(ApiError::invalid(
+                &def.kind,
+                "",
+                "metadata.name: Required value: name or generateName is required",
+            ));
+        }
+        name = format!("{gen_name}{}", random_suffix(5));
+    }
+    validate_name(def, &name)?;
+    validate_labels(def, &body)?;
+    if def.namespaced {
+        check_namespace(st, ns)?;
+    }
+    if st.get(&def.key(), ns, &name).is_some() {
+        return Err(ApiError::already_exists(&def.group, &def.plural, &name));
+    }
+    body["apiVersion"] = Value::String(def.api_version(def.preferred_version()));
+    set_meta(&mut body, "name", Value::String(name.clone()));
+    if def.namespaced {
+        set_meta(&mut body, "namespace", Value::String(ns.to_string()));
+    } else {
+        remove_meta(&mut body, "namespace");
+    }
+    for k in [
+        "resourceVersion",
+        "managedFields",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+    ] {
+        remove_meta(&mut body, k);
+    }
+    set_meta(&mut body, "uid", Value::String(new_uid()));
+    set_meta(&mut body, "creationTimestamp", Value::String(now_rfc3339()));
+    if def.generation != GenRule::None {
+        set_meta(&mut body, "generation", json!(1));
+    }
+    if def.status
+        && let Some(m) = body.as_object_mut()
+    {
+        m.remove("status");
+    }
+    if let Some(s) = initial_status(def, &body) {
+        body["status"] = s;
+    }
+    apply_defaults(def, &mut body);
+    if is_crd(def) {
+        // Validate (and on a real write, register) the new resource.
+        let mut scratch = st.registry.clone();
+        scratch.register_crd(&body)?;
+        if !opts.dry_run {
+            st.registry = scratch;
+        }
+    }
+    if opts.dry_run {
+        return Ok(body);
+    }
+    Ok(st.put(def, body))
+}
+
+fn without(v: &Value, keys: &[&str]) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v.as_object_mut() {
+        for k in keys {
+            m.remove(*k);
+        }
+    }
+    v
+}
+
+fn generation_changes(def: &ResourceDef, old: &Value, new: &Value) -> bool {
+    match def.generation {
+        GenRule::None => false,
+        GenRule::Apps => {
+            old.get("spec") != new.get("spec")
+                || old.pointer("/metadata/annotations") != new.pointer("/metadata/annotations")
+        }
+        GenRule::Spec => {
+            without(old, &["metadata", "status"]) != without(new, &["metadata", "status"])
+        }
+        GenRule::NonMetadata => without(old, &["metadata"]) != without(new, &["metadata"]),
+    }
+}
+
+fn finalizers(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Turns a candidate for an existing object into the stored form, checks the write rules and
+/// stores it (or removes it when a deleting object lost its last finalizer).
+pub fn finish_update(
+    st: &mut Store,
+    def: &ResourceDef,
+    existing: &Value,
+    mut cand: Value,
+    sub: Sub,
+    opts: &WriteOpts,
+) -> Result<Value, ApiError> {
+    if !cand.is_object() || cand.get("metadata").is_some_and(|m| !m.is_object()) {
+        return Err(ApiError::bad_request(
+            "the object must be a JSON object with object metadata",
+        ));
+    }
+    let name = name_of(existing).to_string();
+    if sub == Sub::Status {
+        let mut next = existing.clone();
+        match cand.get("status") {
+            Some(s) => next["status"] = s.clone(),
+            None => {
+                if let Some(m) = next.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+        cand = next;
+    } else if def.status {
+        match existing.get("status") {
+            Some(s) => cand["status"] = s.clone(),
+            None => {
+                if let Some(m) = cand.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+    }
+    cand["apiVersion"] = existing.get("apiVersion").cloned().unwrap_or(Value::Null);
+    cand["kind"] = Value::String(def.kind.clone());
+    for k in [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "resourceVersion",
+    ] {
+        match existing.get("metadata").and_then(|m| m.get(k)) {
+            Some(v) => set_meta(&mut cand, k, v.clone()),
+            None => {
+                remove_meta(&mut cand, k);
+            }
+        }
+    }
+    remove_meta(&mut cand, "managedFields");
+    remove_meta(&mut cand, "selfLink");
+    validate_labels(def, &cand)?;
+    apply_defaults(def, &mut cand);
+    let deleting = meta_str(existing, "deletionTimestamp").is_some();
+    let new_finalizers = finalizers(&cand);
+    if deleting {
+        let old = finalizers(existing);
+        if let Some(added) = new_finalizers.iter().find(|f| !old.contains(f)) {
+            return Err(ApiError::invalid(
+                &def.kind,
+                &name,
+                &format!(
+                    "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers [\"{added}\"]"
+                ),
+            ));
+        }
+    }
+    if sub != Sub::Status && generation_changes(def, existing, &cand) {
+        let g = existing
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        set_meta(&mut cand, "generation", json!(g + 1));
+    }
+    if is_crd(def) && sub == Sub::Main {
+        let mut scratch = st.registry.clone();
+        scratch.register_crd(&cand)?;
+        if !opts.dry_run && without(existing, &["status"]) != without(&cand, &["status"]) {
+            st.registry = scratch;
+        }
+    }
+    if opts.dry_run {
+        return Ok(cand);
+    }
+    if deleting
+        && new_finalizers.is_empty()
+        && !(def.group.is_empty() && def.plural == "namespaces")
+    {
+        let ns = namespace_of(existing).to_string();
+        return Ok(remove_object(st, def, &ns, &name).unwrap_or(cand));
+    }
+    Ok(st.put(def, cand))
+}
+
+/// Removes an object for good, with the side effects of removing a CRD.
+pub fn remove_object(st: &mut Store, def: &ResourceDef, ns: &str, name: &str) -> Option<Value> {
+    let removed = st.remove(def, ns, name)?;
+    if is_crd(def) {
+        let group = removed
+            .pointer("/spec/group")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let plural = removed
+            .pointer("/spec/names/plural")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let key = format!("{group}/{plural}");
+        if let Some(cr_def) = st.registry.by_key(&key) {
+            st.remove_all(&cr_def);
+            st.registry.unregister(&key);
+        }
+    }
+    Some(removed)
+}
+
+fn existing_or_404(st: &Store, def: &ResourceDef, ns: &str, name: &str) -> Result<Value, ApiError> {
+    st.get(&def.key(), ns, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))
+}
+
+fn check_rv(def: &ResourceDef, existing: &Value, cand: &Value) -> Result<(), ApiError> {
+    match meta_str(cand, "resourceVersion") {
+        Some(rv) if !rv.is_empty() && rv != rv_of(existing).to_string() => Err(ApiError::conflict(
+            &def.group,
+            &def.plural,
+            name_of(existing),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The autoscaling/v1 Scale view of an object.
+pub fn scale_of(def: &ResourceDef, obj: &Value) -> Result<Value, ApiError> {
+    let Some(paths) = &def.scale else {
+        return Err(ApiError::no_resource());
+    };
+    let selector = paths
+        .label_selector
+        .as_deref()
+        .and_then(|p| get_path(obj, p));
+    let selector = match selector {
+        Some(Value::String(s)) => s.clone(),
+        Some(v @ Value::Object(_)) => LabelSelector::from_label_selector(v).to_selector_string(),
+        _ => String::new(),
+    };
+    let mut meta = Map::new();
+    for k in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
+        if let Some(v) = obj.get("metadata").and_then(|m| m.get(k)) {
+            meta.insert(k.to_string(), v.clone());
+        }
+    }
+    Ok(json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": meta,
+        "spec": {"replicas": get_path(obj, &paths.spec_replicas).and_then(Value::as_i64).unwrap_or(0)},
+        "status": {
+            "replicas": get_path(obj, &paths.status_replicas).and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
+        },
+    }))
+}
+
+fn scale_to_object(def: &ResourceDef, existing: &Value, scale: &Value) -> Result<Value, ApiError> {
+    let Some(paths) = &def.scale else {
+        return Err(ApiError::no_resource());
+    };
+    let replicas = scale
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if replicas < 0 {
+        return Err(ApiError::invalid(
+            "Scale",
+            name_of(existing),
+            "spec.replicas: Invalid value: must be greater than or equal to 0",
+        ));
+    }
+    let mut next = existing.clone();
+    set_path(&mut next, &paths.spec_replicas, json!(replicas));
+    Ok(next)
+}
+
+/// PUT on an object or its status/scale subresource.
+#[allow(clippy::too_many_arguments)]
+pub fn update(
+    st: &mut Store,
+    def: &ResourceDef,
+    version: &str,
+    ns: &str,
+    name: &str,
+    body: Value,
+    sub: Sub,
+    opts: &WriteOpts,
+) -> Result<Value, ApiError> {
+    let existing = existing_or_404(st, def, ns, name)?;
+    if sub == Sub::Scale {
+        check_rv(def, &existing, &body)?;
+        let next = scale_to_object(def, &existing, &body)?;
+        let stored = finish_update(st, def, &existing, next, Sub::Main, opts)?;
+        return scale_of(def, &stored);
+    }
+    check_body(def, version, ns, &body)?;
+    let body_name = name_of(&body);
+    if body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    check_rv(def, &existing, &body)?;
+    finish_update(st, def, &existing, body, sub, opts)
+}
+
+/// PATCH of any type on an object or a subresource. Apply patches create missing objects.
+#[allow(clippy::too_many_arguments)]
+pub fn patch(
+    st: &mut Store,
+    def: &ResourceDef,
+    version: &str,
+    ns: &str,
+    name: &str,
+    ptype: PatchType,
+    body: &Value,
+    sub: Sub,
+    opts: &WriteOpts,
+) -> Result<Value, ApiError> {
+    if ptype == PatchType::Strategic && !def.strategic {
+        return Err(ApiError::unsupported_media(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        ));
+    }
+    let manager = opts.field_manager.clone().unwrap_or_default();
+    if ptype == PatchType::Apply && manager.is_empty() {
+        return Err(ApiError::invalid(
+            &def.kind,
+            name,
+            "metadata.managedFields.fieldManager: Required value: is required for apply patch",
+        ));
+    }
+    let existing = st.get(&def.key(), ns, name).cloned();
+    let Some(existing) = existing else {
+        if ptype == PatchType::Apply && sub == Sub::Main {
+            let mut owners = apply::Owners::new();
+            let mut obj =
+                apply::apply(None, body, &manager, opts.force, &mut owners).map_err(|c| {
+                    ApiError::conflict_msg(&def.group, &def.plural, name, &c.to_string())
+                })?;
+            set_meta(&mut obj, "name", Value::String(name.to_string()));
+            let created = create(st, def, version, ns, obj, opts)?;
+            if !opts.dry_run {
+                st.owners.insert(uid_of(&created).to_string(), owners);
+            }
+            return Ok(created);
+        }
+        return Err(ApiError::not_found(&def.group, &def.plural, name));
+    };
+    if ptype == PatchType::Apply {
+        if !body.is_object() {
+            return Err(ApiError::bad_request("apply body must be an object"));
+        }
+        if sub == Sub::Main {
+            check_body(def, version, ns, body)?;
+            if !name_of(body).is_empty() && name_of(body) != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    name_of(body)
+                )));
+            }
+        }
+    }
+    let mut target = match sub {
+        Sub::Scale => scale_of(def, &existing)?,
+        _ => existing.clone(),
+    };
+    let uid = uid_of(&existing).to_string();
+    let mut new_owners = None;
+    match ptype {
+        PatchType::Merge => patch::merge(&mut target, body),
+        PatchType::Json => patch::json_patch(&mut target, body)
+            .map_err(|e| ApiError::invalid(&def.kind, name, &e.to_string()))?,
+        PatchType::Strategic => patch::strategic_merge(&mut target, body)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        PatchType::Apply => {
+            let mut owners = st.owners.get(&uid).cloned().unwrap_or_default();
+            target = apply::apply(Some(&target), body, &manager, opts.force, &mut owners).map_err(
+                |c| ApiError::conflict_msg(&def.group, &def.plural, name, &c.to_string()),
+            )?;
+            new_owners = Some(owners);
+        }
+    }
+    let original = match sub {
+        Sub::Scale => scale_of(def, &existing)?,
+        _ => existing.clone(),
+    };
+    if meta_str(&target, "resourceVersion") != meta_str(&original, "resourceVersion") {
+        check_rv(def, &existing, &target)?;
+    }
+    if name_of(&target) != name {
+        return Err(ApiError::bad_request(
+            "metadata.name cannot be changed by a patch",
+        ));
+    }
+    let result = if sub == Sub::Scale {
+        let next = scale_to_object(def, &existing, &target)?;
+        let stored = finish_update(st, def, &existing, next, Sub::Main, opts)?;
+        scale_of(def, &stored)?
+    } else {
+        finish_update(st, def, &existing, target, sub, opts)?
+    };
+    if let (Some(owners), false) = (new_owners, opts.dry_run) {
+        st.owners.insert(uid, owners);
+    }
+    Ok(result)
+}
+
+/// DELETE of one object, honouring finalizers and the propagation policy.
+pub fn delete(
+    st: &mut Store,
+    def: &ResourceDef,
+    ns: &str,
+    name: &str,
+    opts: &DeleteOpts,
+) -> Result<Deleted, ApiError> {
+    let existing = existing_or_404(st, def, ns, name)?;
+    if opts
+        .precondition_uid
+        .as_deref()
+        .is_some_and(|u| u != uid_of(&existing))
+    {
+        return Err(ApiError::conflict_msg(
+            &def.group,
+            &def.plural,
+            name,
+            "Precondition failed: UID in precondition does not match the UID in record",
+        ));
+    }
+    if opts
+        .precondition_rv
+        .as_deref()
+        .is_some_and(|r| r != rv_of(&existing).to_string())
+    {
+        return Err(ApiError::conflict(&def.group, &def.plural, name));
+    }
+    if meta_str(&existing, "deletionTimestamp").is_some() {
+        return Ok(Deleted::Pending(existing));
+    }
+    let mut fins = finalizers(&existing);
+    match opts.propagation.as_deref() {
+        Some("Foreground") => fins.push("foregroundDeletion".into()),
+        Some("Orphan") => fins.push("orphan".into()),
+        Some("Background") | None => {}
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "DeleteOptions",
+                "",
+                &format!(
+                    "propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+                ),
+            ));
+        }
+    }
+    let is_namespace = def.group.is_empty() && def.plural == "namespaces";
+    if fins.is_empty() && !is_namespace {
+        if opts.dry_run {
+            return Ok(Deleted::Gone(existing));
+        }
+        let removed = remove_object(st, def, ns, name).unwrap_or(existing);
+        return Ok(Deleted::Gone(removed));
+    }
+    let mut next = existing.clone();
+    set_meta(&mut next, "deletionTimestamp", Value::String(now_rfc3339()));
+    set_meta(&mut next, "deletionGracePeriodSeconds", json!(0));
+    if !fins.is_empty() {
+        set_meta(&mut next, "finalizers", json!(fins));
+    }
+    if is_namespace {
+        next["status"] = json!({"phase": "Terminating"});
+    }
+    if opts.dry_run {
+        return Ok(Deleted::Pending(next));
+    }
+    Ok(Deleted::Pending(st.put(def, next)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn setup() -> (Store, std::sync::Arc<ResourceDef>) {
+        let mut st = Store::new(100);
+        let nsdef = st.registry.by_key("/namespaces").unwrap();
+        create(
+            &mut st,
+            &nsdef,
+            "v1",
+            "",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "d"}}),
+            &WriteOpts::default(),
+        )
+        .unwrap();
+        let def = st.registry.by_key("apps/deployments").unwrap();
+        (st, def)
+    }
+
+    fn deploy() -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+              "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "a", "image": "a:1"}]}}}})
+    }
+
+    #[test]
+    fn generation_rules_for_apps() {
+        let (mut st, def) = setup();
+        let o = WriteOpts::default();
+        let d = create(&mut st, &def, "v1", "d", deploy(), &o).unwrap();
+        assert_eq!(d["metadata"]["generation"], 1);
+        assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
+        let l = patch(
+            &mut st,
+            &def,
+            "v1",
+            "d",
+            "web",
+            PatchType::Merge,
+            &json!({"metadata": {"labels": {"x": "y"}}}),
+            Sub::Main,
+            &o,
+        )
+        .unwrap();
+        assert_eq!(l["metadata"]["generation"], 1);
+        let s = patch(
+            &mut st,
+            &def,
+            "v1",
+            "d",
+            "web",
+            PatchType::Merge,
+            &json!({"status": {"replicas": 2}}),
+            Sub::Status,
+            &o,
+        )
+        .unwrap();
+        assert_eq!(s["metadata"]["generation"], 1);
+        assert_eq!(s["status"]["replicas"], 2);
+        // Status is ignored on the main resource.
+        let m = patch(
+            &mut st,
+            &def,
+            "v1",
+            "d",
+            "web",
+            PatchType::Merge,
+            &json!({"status": {"replicas": 9}, "spec": {"replicas": 3}}),
+            Sub::Main,
+            &o,
+        )
+        .unwrap();
+        assert_eq!(m["metadata"]["generation"], 2);
+        assert_eq!(m["status"]["replicas"], 2);
+        let sc = patch(
+            &mut st,
+            &def,
+            "v1",
+            "d",
+            "web",
+            PatchType::Merge,
+            &json!({"spec": {"replicas": 0}}),
+            Sub::Scale,
+            &o,
+        )
+        .unwrap();
+        assert_eq!(sc["kind"], "Scale");
+        assert_eq!(sc["status"]["selector"], "app=web");
+        assert_eq!(
+            st.get("apps/deployments", "d", "web").unwrap()["spec"]["replicas"],
+            0
+        );
+    }
+
+    #[test]
+    fn stale_rv_conflicts_and_finalizers() {
+        let (mut st, def) = setup();
+        let o = WriteOpts::default();
+        let mut d = deploy();
+        d["metadata"]["finalizers"] = json!(["x/y"]);
+        let d = create(&mut st, &def, "v1", "d", d, &o).unwrap();
+        let mut stale = d.clone();
+        stale["metadata"]["resourceVersion"] = json!("1");
+        assert_eq!(
+            update(&mut st, &def, "v1", "d", "web", stale, Sub::Main, &o)
+                .unwrap_err()
+                .reason,
+            "Conflict"
+        );
+        let Deleted::Pending(p) =
+            delete(&mut st, &def, "d", "web", &DeleteOpts::default()).unwrap()
+        else {
+            panic!("expected pending")
+        };
+        assert!(p["metadata"]["deletionTimestamp"].is_string());
+        let add = patch(
+            &mut st,
+            &def,
+            "v1",
+            "d",
+            "web",
+            PatchType::Merge,
+            &json!({"metadata": {"finalizers": ["x/y", "z"]}}),
+            Sub::Main,
+            &o,
+        );
+        assert_eq!(add.unwrap_err().code, 422);
+        patch(
+            &mut st,
+            &def,
+            "v1",
+            "d",
+            "web",
+            PatchType::Json,
+            &json!([{"op": "remove", "path": "/metadata/finalizers"}]),
+            Sub::Main,
+            &o,
+        )
+        .unwrap();
+        assert!(st.get("apps/deployments", "d", "web").is_none());
+    }
+
+    #[test]
+    fn create_errors() {
+        let (mut st, def) = setup();
+        let o = WriteOpts::default();
+        let mut bad = deploy();
+        bad["metadata"]["name"] = json!("Bad_Name");
+        assert_eq!(
+            create(&mut st, &def, "v1", "d", bad, &o)
+                .unwrap_err()
+                .reason,
+            "Invalid"
+        );
+        assert_eq!(
+            create(&mut st, &def, "v1", "nope", deploy(), &o)
+                .unwrap_err()
+                .reason,
+            "NotFound"
+        );
+        create(&mut st, &def, "v1", "d", deploy(), &o).unwrap();
+        assert_eq!(
+            create(&mut st, &def, "v1", "d", deploy(), &o)
+                .unwrap_err()
+                .reason,
+            "AlreadyExists"
+        );
+        let mut k = deploy();
+        k["kind"] = json!("Pod");
+        assert_eq!(
+            create(&mut st, &def, "v1", "d", k, &o).unwrap_err().code,
+            400
+        );
+        let dry = WriteOpts {
+            dry_run: true,
+            ..Default::default()
+        };
+        let mut g = deploy();
+        g["metadata"] = json!({"generateName": "web-"});
+        let made = create(&mut st, &def, "v1", "d", g, &dry).unwrap();
+        assert!(name_of(&made).starts_with("web-"));
+        assert!(st.get("apps/deployments", "d", name_of(&made)).is_none());
+    }
+}

@@ -1,0 +1,487 @@
+//! The workload simulator: plays the Deployment and DaemonSet controllers (and the kubelet) by
+//! writing realistic status after a readiness delay, with scripted per-object behaviour.
+//!
+//! Scripts come from the test API ([`Simulator::script`]) or from annotations on the object:
+//! `devcluster.serin.dev/ready-delay-ms`, `devcluster.serin.dev/behaviour`
+//! (`never-ready`, `ready-then-unready`, `slow-rollout`), `devcluster.serin.dev/unready-after-ms`
+//! and `devcluster.serin.dev/step-ms`. Pods and ReplicaSets are not generated.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::ops::{self, Sub, WriteOpts};
+use crate::store::{Store, name_of, namespace_of, now_rfc3339, uid_of};
+
+pub const ANNOTATION_BEHAVIOUR: &str = "devcluster.serin.dev/behaviour";
+pub const ANNOTATION_READY_DELAY: &str = "devcluster.serin.dev/ready-delay-ms";
+pub const ANNOTATION_UNREADY_AFTER: &str = "devcluster.serin.dev/unready-after-ms";
+pub const ANNOTATION_STEP: &str = "devcluster.serin.dev/step-ms";
+
+/// An unknown behaviour name.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SimulatorError {
+    #[error("unknown behaviour {0:?} (normal, never-ready, ready-then-unready, slow-rollout)")]
+    Behaviour(String),
+}
+
+/// How a workload's pods behave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Behaviour {
+    /// All replicas ready after the delay.
+    Normal,
+    /// No replica ever becomes ready (ProgressDeadlineExceeded after the deadline).
+    NeverReady,
+    /// Ready after the delay, then unready `unready_after` later.
+    ReadyThenUnready { unready_after: Duration },
+    /// One more replica is updated and becomes ready every `step`.
+    SlowRollout { step: Duration },
+}
+
+/// A per-object script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    /// None: the cluster's default delay.
+    pub ready_delay: Option<Duration>,
+    pub behaviour: Behaviour,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Self {
+            ready_delay: None,
+            behaviour: Behaviour::Normal,
+        }
+    }
+}
+
+fn ms_annotation(o: &Value, key: &str) -> Option<Duration> {
+    o.pointer("/metadata/annotations")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str)
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_millis)
+}
+
+impl Script {
+    /// The script written in an object's annotations, if any.
+    pub fn from_annotations(o: &Value) -> Result<Option<Self>, SimulatorError> {
+        let behaviour = o
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(ANNOTATION_BEHAVIOUR))
+            .and_then(Value::as_str);
+        let delay = ms_annotation(o, ANNOTATION_READY_DELAY);
+        if behaviour.is_none() && delay.is_none() {
+            return Ok(None);
+        }
+        let behaviour = match behaviour.unwrap_or("normal") {
+            "normal" => Behaviour::Normal,
+            "never-ready" => Behaviour::NeverReady,
+            "ready-then-unready" => Behaviour::ReadyThenUnready {
+                unready_after: ms_annotation(o, ANNOTATION_UNREADY_AFTER)
+                    .unwrap_or(Duration::from_secs(1)),
+            },
+            "slow-rollout" => Behaviour::SlowRollout {
+                step: ms_annotation(o, ANNOTATION_STEP).unwrap_or(Duration::from_secs(1)),
+            },
+            other => return Err(SimulatorError::Behaviour(other.to_string())),
+        };
+        Ok(Some(Self {
+            ready_delay: delay,
+            behaviour,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct Rollout {
+    template: u64,
+    replicas: i64,
+    started: Instant,
+    base_ready: i64,
+}
+
+#[derive(Debug)]
+struct State {
+    default_delay: Duration,
+    enabled: bool,
+    scripts: HashMap<String, Script>,
+    rollouts: HashMap<String, Rollout>,
+}
+
+/// Simulator controls of one dev cluster.
+#[derive(Debug)]
+pub struct Simulator {
+    state: Mutex<State>,
+}
+
+fn script_key(kind: &str, ns: &str, name: &str) -> String {
+    format!("{kind}/{ns}/{name}")
+}
+
+fn hash_of(v: Option<&Value>) -> u64 {
+    let mut h = DefaultHasher::new();
+    v.map(Value::to_string).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
+
+fn condition(
+    prev: &[Value],
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: &str,
+) -> Value {
+    let old = prev
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(type_));
+    let same = |k: &str, v: &str| old.and_then(|c| c.get(k)).and_then(Value::as_str) == Some(v);
+    let keep = |k: &str| {
+        old.and_then(|c| c.get(k))
+            .cloned()
+            .unwrap_or_else(|| json!(now))
+    };
+    let (update, transition) = if same("status", status) && same("reason", reason) {
+        (keep("lastUpdateTime"), keep("lastTransitionTime"))
+    } else if same("status", status) {
+        (json!(now), keep("lastTransitionTime"))
+    } else {
+        (json!(now), json!(now))
+    };
+    json!({"type": type_, "status": status, "lastUpdateTime": update, "lastTransitionTime": transition,
+        "reason": reason, "message": message})
+}
+
+fn put_nonzero(m: &mut serde_json::Map<String, Value>, k: &str, v: i64) {
+    if v != 0 {
+        m.insert(k.to_string(), json!(v));
+    }
+}
+
+impl Simulator {
+    pub fn new(default_delay: Duration) -> Self {
+        Self {
+            state: Mutex::new(State {
+                default_delay,
+                enabled: true,
+                scripts: HashMap::new(),
+                rollouts: HashMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The delay after which replicas of a new rollout become ready.
+    pub fn set_default_ready_delay(&self, d: Duration) {
+        self.lock().default_delay = d;
+    }
+
+    /// Stops (false) or resumes (true) writing workload status.
+    pub fn set_enabled(&self, enabled: bool) {
+        self.lock().enabled = enabled;
+    }
+
+    /// Scripts one workload; `kind` is `Deployment` or `DaemonSet`. Overrides annotations.
+    pub fn script(&self, kind: &str, namespace: &str, name: &str, script: Script) {
+        self.lock()
+            .scripts
+            .insert(script_key(kind, namespace, name), script);
+    }
+
+    pub fn clear_script(&self, kind: &str, namespace: &str, name: &str) {
+        self.lock()
+            .scripts
+            .remove(&script_key(kind, namespace, name));
+    }
+
+    /// Writes the status every simulated workload should have now.
+    pub(crate) fn tick(&self, st: &mut Store) {
+        let mut state = self.lock();
+        if !state.enabled {
+            return;
+        }
+        let now = Instant::now();
+        let mut seen = HashSet::new();
+        for key in ["apps/deployments", "apps/daemonsets"] {
+            let Some(def) = st.registry.by_key(key) else {
+                continue;
+            };
+            let objs: Vec<Value> = st.list(key, None, None).map(|(_, o)| o.clone()).collect();
+            for o in objs {
+                seen.insert(uid_of(&o).to_string());
+                let status = compute(&mut state, &def.kind, &o, now);
+                if o.get("status") != Some(&status) {
+                    let _ = ops::finish_update(
+                        st,
+                        &def,
+                        &o,
+                        json!({"status": status}),
+                        Sub::Status,
+                        &WriteOpts::default(),
+                    );
+                }
+            }
+        }
+        state.rollouts.retain(|uid, _| seen.contains(uid));
+    }
+}
+
+fn compute(state: &mut State, kind: &str, o: &Value, now: Instant) -> Value {
+    let ns = namespace_of(o);
+    let name = name_of(o);
+    let daemonset = kind == "DaemonSet";
+    let desired = if daemonset {
+        1
+    } else {
+        o.pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+    };
+    let generation = o
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let template = hash_of(o.pointer("/spec/template"));
+    let script = state
+        .scripts
+        .get(&script_key(kind, ns, name))
+        .cloned()
+        .or_else(|| Script::from_annotations(o).ok().flatten())
+        .unwrap_or_default();
+    let delay = script.ready_delay.unwrap_or(state.default_delay);
+    let current_ready = if daemonset {
+        o.pointer("/status/numberReady")
+    } else {
+        o.pointer("/status/readyReplicas")
+    }
+    .and_then(Value::as_i64)
+    .unwrap_or(0);
+    let r = state
+        .rollouts
+        .entry(uid_of(o).to_string())
+        .or_insert(Rollout {
+            template,
+            replicas: desired,
+            started: now,
+            base_ready: 0,
+        });
+    if r.template != template {
+        *r = Rollout {
+            template,
+            replicas: desired,
+            started: now,
+            base_ready: 0,
+        };
+    } else if r.replicas != desired {
+        *r = Rollout {
+            template,
+            replicas: desired,
+            started: now,
+            base_ready: current_ready.min(desired),
+        };
+    }
+    let elapsed = now.saturating_duration_since(r.started);
+    let base = r.base_ready.min(desired);
+    let steps = |step: Duration, from: Duration| -> i64 {
+        let ms = step.as_millis().max(1);
+        i64::try_from(elapsed.saturating_sub(from).as_millis() / ms).unwrap_or(i64::MAX)
+    };
+    let (ready, updated) = match &script.behaviour {
+        Behaviour::Normal => (if elapsed >= delay { desired } else { base }, desired),
+        Behaviour::NeverReady => (0, desired),
+        Behaviour::ReadyThenUnready { unready_after } => {
+            let ready = if elapsed >= delay + *unready_after {
+                0
+            } else if elapsed >= delay {
+                desired
+            } else {
+                base
+            };
+            (ready, desired)
+        }
+        Behaviour::SlowRollout { step } => {
+            let updated = desired.min(1 + steps(*step, Duration::ZERO));
+            let ready = if elapsed >= delay {
+                updated.min(base.max(1 + steps(*step, delay)))
+            } else {
+                base
+            };
+            (ready, updated)
+        }
+    };
+    let ts = now_rfc3339();
+    let prev: Vec<Value> = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut status = serde_json::Map::new();
+    status.insert("observedGeneration".into(), json!(generation));
+    if daemonset {
+        status.insert("currentNumberScheduled".into(), json!(1));
+        status.insert("desiredNumberScheduled".into(), json!(1));
+        status.insert("numberMisscheduled".into(), json!(0));
+        status.insert("numberReady".into(), json!(ready));
+        put_nonzero(&mut status, "numberAvailable", ready);
+        put_nonzero(&mut status, "updatedNumberScheduled", updated);
+        put_nonzero(&mut status, "numberUnavailable", desired - ready);
+        return Value::Object(status);
+    }
+    put_nonzero(&mut status, "replicas", desired);
+    put_nonzero(&mut status, "updatedReplicas", updated);
+    put_nonzero(&mut status, "readyReplicas", ready);
+    put_nonzero(&mut status, "availableReplicas", ready);
+    put_nonzero(&mut status, "unavailableReplicas", desired - ready);
+    let rs = format!("{name}-{:x}", template & 0xff_ffff_ffff);
+    let deadline = o
+        .pointer("/spec/progressDeadlineSeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(600);
+    let exceeded = ready < desired && elapsed > Duration::from_secs(deadline);
+    let available = if ready >= desired {
+        condition(
+            &prev,
+            "Available",
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.",
+            &ts,
+        )
+    } else {
+        condition(
+            &prev,
+            "Available",
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.",
+            &ts,
+        )
+    };
+    let progressing = if exceeded {
+        condition(
+            &prev,
+            "Progressing",
+            "False",
+            "ProgressDeadlineExceeded",
+            &format!("ReplicaSet \"{rs}\" has timed out progressing."),
+            &ts,
+        )
+    } else if ready >= desired && updated >= desired {
+        condition(
+            &prev,
+            "Progressing",
+            "True",
+            "NewReplicaSetAvailable",
+            &format!("ReplicaSet \"{rs}\" has successfully progressed."),
+            &ts,
+        )
+    } else {
+        condition(
+            &prev,
+            "Progressing",
+            "True",
+            "ReplicaSetUpdated",
+            &format!("ReplicaSet \"{rs}\" is progressing."),
+            &ts,
+        )
+    };
+    status.insert("conditions".into(), json!([available, progressing]));
+    Value::Object(status)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn deploy(replicas: i64, annotations: Value) -> Value {
+        json!({"metadata": {"name": "web", "namespace": "d", "uid": "u1", "generation": 2, "annotations": annotations},
+            "spec": {"replicas": replicas, "progressDeadlineSeconds": 1, "template": {"spec": {}}}})
+    }
+
+    fn state() -> State {
+        State {
+            default_delay: Duration::from_millis(100),
+            enabled: true,
+            scripts: HashMap::new(),
+            rollouts: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn ready_after_delay_and_deadline() {
+        let mut s = state();
+        let t0 = Instant::now();
+        let d = deploy(3, json!({}));
+        let st = compute(&mut s, "Deployment", &d, t0);
+        assert_eq!(st["observedGeneration"], 2);
+        assert!(st.get("readyReplicas").is_none());
+        assert_eq!(st["unavailableReplicas"], 3);
+        let st = compute(&mut s, "Deployment", &d, t0 + Duration::from_millis(150));
+        assert_eq!(st["availableReplicas"], 3);
+        assert_eq!(st["conditions"][1]["reason"], "NewReplicaSetAvailable");
+        let never = deploy(2, json!({ANNOTATION_BEHAVIOUR: "never-ready"}));
+        let mut s = state();
+        compute(&mut s, "Deployment", &never, t0);
+        let st = compute(
+            &mut s,
+            "Deployment",
+            &never,
+            t0 + Duration::from_millis(1500),
+        );
+        assert_eq!(st["conditions"][1]["reason"], "ProgressDeadlineExceeded");
+        assert!(
+            Script::from_annotations(&deploy(1, json!({ANNOTATION_BEHAVIOUR: "bogus"}))).is_err()
+        );
+    }
+
+    #[test]
+    fn ready_then_unready_and_slow() {
+        let mut s = state();
+        let t0 = Instant::now();
+        let d = deploy(
+            2,
+            json!({ANNOTATION_BEHAVIOUR: "ready-then-unready", ANNOTATION_UNREADY_AFTER: "200"}),
+        );
+        compute(&mut s, "Deployment", &d, t0);
+        assert_eq!(
+            compute(&mut s, "Deployment", &d, t0 + Duration::from_millis(150))["readyReplicas"],
+            2
+        );
+        assert!(
+            compute(&mut s, "Deployment", &d, t0 + Duration::from_millis(350))
+                .get("readyReplicas")
+                .is_none()
+        );
+        let mut s = state();
+        let slow = deploy(
+            3,
+            json!({ANNOTATION_BEHAVIOUR: "slow-rollout", ANNOTATION_STEP: "100", ANNOTATION_READY_DELAY: "0"}),
+        );
+        assert_eq!(
+            compute(&mut s, "Deployment", &slow, t0)["updatedReplicas"],
+            1
+        );
+        let mid = compute(&mut s, "Deployment", &slow, t0 + Duration::from_millis(120));
+        assert_eq!(
+            (
+                mid["updatedReplicas"].as_i64(),
+                mid["readyReplicas"].as_i64()
+            ),
+            (Some(2), Some(2))
+        );
+        assert_eq!(
+            compute(&mut s, "Deployment", &slow, t0 + Duration::from_millis(500))["readyReplicas"],
+            3
+        );
+    }
+}

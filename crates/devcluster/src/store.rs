@@ -1,0 +1,386 @@
+//! The in-memory store: objects by resource, one global resourceVersion counter, an event log with
+//! a compaction horizon, a broadcast of changes to watchers, and no-op write detection.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::Value;
+use tokio::sync::{Notify, broadcast};
+
+use crate::apply::Owners;
+use crate::registry::{Registry, ResourceDef};
+
+/// A watch event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "ADDED",
+            Self::Modified => "MODIFIED",
+            Self::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as logged and broadcast.
+#[derive(Debug)]
+pub struct Event {
+    pub rv: u64,
+    /// Store key of the resource (`group/plural`).
+    pub res: String,
+    pub etype: EventType,
+    pub object: Arc<Value>,
+    /// The state before a modification (to turn selector changes into ADDED/DELETED).
+    pub old: Option<Arc<Value>>,
+}
+
+/// Errors of the store itself.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("too old resource version: {requested} ({oldest})")]
+    Gone { requested: u64, oldest: u64 },
+}
+
+/// The whole cluster state. Guarded by one mutex; every method is short and synchronous.
+pub struct Store {
+    rv: u64,
+    pub registry: Registry,
+    objects: HashMap<String, BTreeMap<String, Value>>,
+    log: VecDeque<Arc<Event>>,
+    log_cap: usize,
+    /// Watches may resume from any resourceVersion >= this.
+    compacted: u64,
+    tx: broadcast::Sender<Arc<Event>>,
+    /// Server-side apply ownership, by object uid.
+    pub owners: HashMap<String, Owners>,
+    /// Woken when the garbage collector may have work (deletions, owner references).
+    pub gc_notify: Arc<Notify>,
+}
+
+/// `ns/name` (empty namespace for cluster-scoped objects).
+pub fn obj_key(ns: &str, name: &str) -> String {
+    format!("{ns}/{name}")
+}
+
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+}
+
+pub fn name_of(obj: &Value) -> &str {
+    meta_str(obj, "name").unwrap_or_default()
+}
+
+pub fn namespace_of(obj: &Value) -> &str {
+    meta_str(obj, "namespace").unwrap_or_default()
+}
+
+pub fn uid_of(obj: &Value) -> &str {
+    meta_str(obj, "uid").unwrap_or_default()
+}
+
+pub fn rv_of(obj: &Value) -> u64 {
+    meta_str(obj, "resourceVersion")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sets `metadata.<key>` (creating `metadata` if needed; no-op on non-objects).
+pub fn set_meta(obj: &mut Value, key: &str, v: Value) {
+    if let Some(o) = obj.as_object_mut() {
+        let m = o
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if !m.is_object() {
+            *m = Value::Object(serde_json::Map::new());
+        }
+        if let Some(m) = m.as_object_mut() {
+            m.insert(key.to_string(), v);
+        }
+    }
+}
+
+/// Removes `metadata.<key>`.
+pub fn remove_meta(obj: &mut Value, key: &str) -> Option<Value> {
+    obj.get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.remove(key))
+}
+
+/// A random UUID-shaped string (v4 layout).
+pub fn new_uid() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let a = h.finish();
+    h.write_u64(a);
+    let b = h.finish();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | ((b >> 48) & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// Lower-case alphanumerics for `generateName` suffixes and tokens.
+pub fn random_suffix(len: usize) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut h = RandomState::new().build_hasher();
+    let mut out = String::new();
+    let mut x = 0u64;
+    for i in 0..len {
+        if i % 8 == 0 {
+            h.write_usize(i);
+            x = h.finish();
+        }
+        out.push(char::from(ALPHABET[(x % ALPHABET.len() as u64) as usize]));
+        x /= ALPHABET.len() as u64;
+    }
+    out
+}
+
+/// Now, RFC 3339 with second precision (as on the wire).
+pub fn now_rfc3339() -> String {
+    let now = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(now.as_second())
+        .unwrap_or(now)
+        .to_string()
+}
+
+/// Objects equal apart from their resourceVersion.
+fn same_content(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+impl Store {
+    pub fn new(log_cap: usize) -> Self {
+        let (tx, _) = broadcast::channel(16384);
+        Self {
+            rv: 1,
+            registry: Registry::new(),
+            objects: HashMap::new(),
+            log: VecDeque::new(),
+            log_cap: log_cap.max(1),
+            compacted: 1,
+            tx,
+            owners: HashMap::new(),
+            gc_notify: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn current_rv(&self) -> u64 {
+        self.rv
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tx.subscribe()
+    }
+
+    pub fn get(&self, res: &str, ns: &str, name: &str) -> Option<&Value> {
+        self.objects
+            .get(res)
+            .and_then(|m| m.get(&obj_key(ns, name)))
+    }
+
+    /// Objects of a resource, sorted by `ns/name`, optionally in one namespace, starting after a key.
+    pub fn list<'a>(
+        &'a self,
+        res: &str,
+        ns: Option<&'a str>,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
+        let map = self.objects.get(res);
+        let start = match (ns, after) {
+            (_, Some(a)) => std::ops::Bound::Excluded(a.to_string()),
+            (Some(ns), None) => std::ops::Bound::Included(format!("{ns}/")),
+            (None, None) => std::ops::Bound::Unbounded,
+        };
+        map.into_iter()
+            .flat_map(move |m| m.range((start.clone(), std::ops::Bound::Unbounded)))
+            .take_while(move |(k, _)| ns.is_none_or(|ns| k.starts_with(&format!("{ns}/"))))
+    }
+
+    /// Every object of every resource (for GC and dumps).
+    pub fn all_objects(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.objects
+            .iter()
+            .flat_map(|(res, m)| m.values().map(move |v| (res, v)))
+    }
+
+    pub fn count(&self, res: &str) -> usize {
+        self.objects.get(res).map_or(0, BTreeMap::len)
+    }
+
+    fn record(
+        &mut self,
+        res: &str,
+        etype: EventType,
+        object: Value,
+        old: Option<Arc<Value>>,
+    ) -> Arc<Value> {
+        let object = Arc::new(object);
+        let ev = Arc::new(Event {
+            rv: self.rv,
+            res: res.to_string(),
+            etype,
+            object: object.clone(),
+            old,
+        });
+        self.log.push_back(ev.clone());
+        while self.log.len() > self.log_cap {
+            if let Some(old) = self.log.pop_front() {
+                self.compacted = old.rv;
+            }
+        }
+        // No receivers is fine.
+        let _ = self.tx.send(ev);
+        object
+    }
+
+    /// Stores `obj` (its metadata names the key). A write equal to what is stored is a no-op:
+    /// no resourceVersion bump and no event. Returns the stored object.
+    pub fn put(&mut self, def: &ResourceDef, mut obj: Value) -> Value {
+        let key = obj_key(namespace_of(&obj), name_of(&obj));
+        let res = def.key();
+        let existing = self.objects.get(&res).and_then(|m| m.get(&key));
+        if let Some(e) = existing
+            && same_content(e, &obj)
+        {
+            return e.clone();
+        }
+        let old = existing.map(|e| Arc::new(e.clone()));
+        self.rv += 1;
+        set_meta(
+            &mut obj,
+            "resourceVersion",
+            Value::String(self.rv.to_string()),
+        );
+        self.objects
+            .entry(res.clone())
+            .or_default()
+            .insert(key, obj.clone());
+        if meta_str(&obj, "deletionTimestamp").is_some()
+            || obj["metadata"].get("ownerReferences").is_some()
+        {
+            self.gc_notify.notify_one();
+        }
+        let etype = if old.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        self.record(&res, etype, obj.clone(), old);
+        obj
+    }
+
+    /// Removes an object; the DELETED event carries its last state with a new resourceVersion.
+    pub fn remove(&mut self, def: &ResourceDef, ns: &str, name: &str) -> Option<Value> {
+        let res = def.key();
+        let mut obj = self.objects.get_mut(&res)?.remove(&obj_key(ns, name))?;
+        self.rv += 1;
+        set_meta(
+            &mut obj,
+            "resourceVersion",
+            Value::String(self.rv.to_string()),
+        );
+        self.owners.remove(uid_of(&obj));
+        self.gc_notify.notify_one();
+        self.record(&res, EventType::Deleted, obj.clone(), None);
+        Some(obj)
+    }
+
+    /// Drops every object of a resource (CRD removal), with DELETED events.
+    pub fn remove_all(&mut self, def: &ResourceDef) {
+        let keys: Vec<String> = self
+            .objects
+            .get(&def.key())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        for k in keys {
+            if let Some((ns, name)) = k.split_once('/') {
+                let (ns, name) = (ns.to_string(), name.to_string());
+                self.remove(def, &ns, &name);
+            }
+        }
+    }
+
+    /// Logged events after `rv`, or Gone when `rv` is older than the compaction horizon.
+    pub fn events_since(&self, rv: u64) -> Result<Vec<Arc<Event>>, StoreError> {
+        if rv < self.compacted {
+            return Err(StoreError::Gone {
+                requested: rv,
+                oldest: self.compacted,
+            });
+        }
+        Ok(self.log.iter().filter(|e| e.rv > rv).cloned().collect())
+    }
+
+    /// Forgets the whole event log: watches from any older resourceVersion get 410 Gone.
+    pub fn compact(&mut self) {
+        self.log.clear();
+        self.compacted = self.rv;
+    }
+
+    pub fn compacted_rv(&self) -> u64 {
+        self.compacted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn noop_writes_do_not_bump_or_emit() {
+        let mut st = Store::new(100);
+        let def = st.registry.by_key("/configmaps").unwrap();
+        let mut rx = st.subscribe();
+        let a = st.put(
+            &def,
+            json!({"metadata": {"name": "a", "namespace": "d"}, "data": {"k": "v"}}),
+        );
+        assert_eq!(rv_of(&a), 2);
+        let b = st.put(&def, a.clone());
+        assert_eq!(rv_of(&b), 2);
+        assert_eq!(rx.try_recv().unwrap().etype, EventType::Added);
+        assert!(rx.try_recv().is_err());
+        let mut c = a.clone();
+        c["data"]["k"] = json!("w");
+        assert_eq!(rv_of(&st.put(&def, c)), 3);
+        assert_eq!(st.events_since(2).unwrap().len(), 1);
+        st.remove(&def, "d", "a").unwrap();
+        assert_eq!(st.current_rv(), 4);
+        st.compact();
+        assert!(st.events_since(3).is_err());
+        assert!(st.events_since(4).unwrap().is_empty());
+    }
+
+    #[test]
+    fn uids_are_unique_and_shaped() {
+        let a = new_uid();
+        assert_eq!(a.len(), 36);
+        assert_ne!(a, new_uid());
+        assert_eq!(random_suffix(5).len(), 5);
+    }
+}

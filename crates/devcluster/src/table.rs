@@ -1,0 +1,651 @@
+//! Response views: full objects, PartialObjectMetadata, and `meta.k8s.io/v1` Tables for `kubectl get`.
+
+use serde_json::{Value, json};
+
+use crate::registry::{PrinterColumn, ResourceDef};
+use crate::store::meta_str;
+
+/// What the client asked for in its Accept header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Full,
+    Meta,
+    /// A Table; rows carry `includeObject` (None, Metadata or Object).
+    Table(Include),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Include {
+    None,
+    Metadata,
+    Object,
+}
+
+impl View {
+    pub fn from_accept(accept: &str, include_object: Option<&str>) -> Self {
+        // The first acceptable entry wins; protobuf is answered as JSON.
+        for part in accept.split(',') {
+            let p = part.replace(' ', "");
+            if p.contains("as=Table") {
+                let inc = match include_object {
+                    Some("None") => Include::None,
+                    Some("Object") => Include::Object,
+                    _ => Include::Metadata,
+                };
+                return Self::Table(inc);
+            }
+            if p.contains("as=PartialObjectMetadata") {
+                return Self::Meta;
+            }
+            if p.starts_with("application/json") || p.starts_with("*/*") || p.is_empty() {
+                return Self::Full;
+            }
+        }
+        Self::Full
+    }
+}
+
+/// The object as served in `version` (CRD versions and HPA versions share one stored form).
+pub fn versioned(def: &ResourceDef, version: &str, obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if o.is_object() {
+        o["apiVersion"] = Value::String(def.api_version(version));
+        o["kind"] = Value::String(def.kind.clone());
+    }
+    o
+}
+
+pub fn partial_metadata(obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
+    })
+}
+
+/// Human age like kubectl prints (`5s`, `3m20s`, `4h`, `2d3h`).
+pub fn human_age(secs: i64) -> String {
+    let s = secs.max(0);
+    let (m, h, d) = (s / 60, s / 3600, s / 86400);
+    if s < 120 {
+        format!("{s}s")
+    } else if m < 10 {
+        if s % 60 == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{}s", s % 60)
+        }
+    } else if m < 180 {
+        format!("{m}m")
+    } else if h < 8 {
+        if m % 60 == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{}m", m % 60)
+        }
+    } else if h < 48 {
+        format!("{h}h")
+    } else if d < 8 {
+        if h % 24 == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{}h", h % 24)
+        }
+    } else if d < 365 * 2 {
+        format!("{d}d")
+    } else {
+        format!("{}y", d / 365)
+    }
+}
+
+fn age_of(ts: Option<&str>) -> Value {
+    let Some(t) = ts.and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
+        return Value::String("<unknown>".into());
+    };
+    Value::String(human_age(
+        jiff::Timestamp::now().as_second() - t.as_second(),
+    ))
+}
+
+/// Evaluates the simple JSONPath used by printer columns: `.a.b`, `[0]`, `['x.y']`,
+/// `[?(@.type=="Ready")]`. Returns every match.
+pub fn json_path<'a>(obj: &'a Value, path: &str) -> Vec<&'a Value> {
+    let mut cur: Vec<&Value> = vec![obj];
+    let path = path.trim().trim_start_matches('{').trim_end_matches('}');
+    let chars: Vec<char> = path.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '.' => {
+                let start = i + 1;
+                i = start;
+                while i < chars.len() && chars[i] != '.' && chars[i] != '[' {
+                    i += 1;
+                }
+                let field: String = chars[start..i].iter().collect();
+                if !field.is_empty() {
+                    cur = cur.into_iter().filter_map(|v| v.get(&field)).collect();
+                }
+            }
+            '[' => {
+                let start = i + 1;
+                let mut depth = 1;
+                i += 1;
+                while i < chars.len() && depth > 0 {
+                    match chars[i] {
+                        '[' => depth += 1,
+                        ']' => depth -= 1,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                let inner: String = chars[start..i.saturating_sub(1)].iter().collect();
+                cur = step_bracket(cur, inner.trim());
+            }
+            _ => {
+                let start = i;
+                while i < chars.len() && chars[i] != '.' && chars[i] != '[' {
+                    i += 1;
+                }
+                let field: String = chars[start..i].iter().collect();
+                cur = cur.into_iter().filter_map(|v| v.get(&field)).collect();
+            }
+        }
+    }
+    cur
+}
+
+fn step_bracket<'a>(cur: Vec<&'a Value>, inner: &str) -> Vec<&'a Value> {
+    if let Some(filter) = inner.strip_prefix("?(").and_then(|f| f.strip_suffix(')')) {
+        let (lhs, rhs) = filter.split_once("==").unwrap_or((filter, ""));
+        let field = lhs.trim().trim_start_matches("@.");
+        let want = rhs.trim().trim_matches(|c| c == '"' || c == '\'');
+        return cur
+            .into_iter()
+            .filter_map(Value::as_array)
+            .flatten()
+            .filter(|e| {
+                let got = json_path(e, &format!(".{field}"));
+                got.first().is_some_and(|g| match g {
+                    Value::String(s) => s == want,
+                    other => *other == want,
+                })
+            })
+            .collect();
+    }
+    if inner == "*" {
+        return cur
+            .into_iter()
+            .filter_map(Value::as_array)
+            .flatten()
+            .collect();
+    }
+    if let Ok(n) = inner.parse::<i64>() {
+        return cur
+            .into_iter()
+            .filter_map(Value::as_array)
+            .filter_map(|a| {
+                let idx = if n < 0 { a.len() as i64 + n } else { n };
+                usize::try_from(idx).ok().and_then(|i| a.get(i))
+            })
+            .collect();
+    }
+    let key = inner.trim_matches(|c| c == '"' || c == '\'');
+    cur.into_iter().filter_map(|v| v.get(key)).collect()
+}
+
+fn col(name: &str, type_: &str, format: &str, description: &str, priority: i64) -> Value {
+    json!({"name": name, "type": type_, "format": format, "description": description, "priority": priority})
+}
+
+fn name_col() -> Value {
+    col(
+        "Name",
+        "string",
+        "name",
+        "Name must be unique within a namespace.",
+        0,
+    )
+}
+
+fn age_col() -> Value {
+    col(
+        "Age",
+        "string",
+        "",
+        "CreationTimestamp is a timestamp representing the server time when this object was created.",
+        0,
+    )
+}
+
+fn int(v: &Value, ptr: &str) -> i64 {
+    v.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn s(v: &Value, ptr: &str) -> String {
+    match v.pointer(ptr) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn or_none(x: String) -> Value {
+    Value::String(if x.is_empty() { "<none>".into() } else { x })
+}
+
+fn containers_images(obj: &Value, ptr: &str) -> (String, String) {
+    let cs = obj
+        .pointer(ptr)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<String> = cs.iter().map(|c| s(c, "/name")).collect();
+    let images: Vec<String> = cs.iter().map(|c| s(c, "/image")).collect();
+    (names.join(","), images.join(","))
+}
+
+fn selector_string(obj: &Value) -> String {
+    obj.pointer("/spec/selector")
+        .map(crate::selectors::LabelSelector::from_label_selector)
+        .map(|s| s.to_selector_string())
+        .unwrap_or_default()
+}
+
+/// Column definitions and a cell function for one resource.
+fn builtin_columns(def: &ResourceDef) -> Option<Vec<Value>> {
+    let c = |n: &str, t: &str| col(n, t, "", "", 0);
+    let w = |n: &str| col(n, "string", "", "", 1);
+    let cols = match (def.group.as_str(), def.plural.as_str()) {
+        ("apps", "deployments") => vec![
+            name_col(),
+            c("Ready", "string"),
+            c("Up-to-date", "integer"),
+            c("Available", "integer"),
+            age_col(),
+            w("Containers"),
+            w("Images"),
+            w("Selector"),
+        ],
+        ("apps", "daemonsets") => vec![
+            name_col(),
+            c("Desired", "integer"),
+            c("Current", "integer"),
+            c("Ready", "integer"),
+            c("Up-to-date", "integer"),
+            c("Available", "integer"),
+            c("Node Selector", "string"),
+            age_col(),
+        ],
+        ("apps", "replicasets") => {
+            vec![
+                name_col(),
+                c("Desired", "integer"),
+                c("Current", "integer"),
+                c("Ready", "integer"),
+                age_col(),
+            ]
+        }
+        ("", "pods") => vec![
+            name_col(),
+            c("Ready", "string"),
+            c("Status", "string"),
+            c("Restarts", "string"),
+            age_col(),
+            w("IP"),
+            w("Node"),
+        ],
+        ("", "services") => vec![
+            name_col(),
+            c("Type", "string"),
+            c("Cluster-IP", "string"),
+            c("External-IP", "string"),
+            c("Port(s)", "string"),
+            age_col(),
+            w("Selector"),
+        ],
+        ("", "namespaces") => vec![name_col(), c("Status", "string"), age_col()],
+        ("", "configmaps") => vec![name_col(), c("Data", "integer"), age_col()],
+        ("", "secrets") => vec![
+            name_col(),
+            c("Type", "string"),
+            c("Data", "integer"),
+            age_col(),
+        ],
+        ("", "events") => vec![
+            c("Last Seen", "string"),
+            c("Type", "string"),
+            c("Reason", "string"),
+            c("Object", "string"),
+            c("Message", "string"),
+        ],
+        ("autoscaling", "horizontalpodautoscalers") => vec![
+            name_col(),
+            c("Reference", "string"),
+            c("Targets", "string"),
+            c("MinPods", "string"),
+            c("MaxPods", "string"),
+            c("Replicas", "string"),
+            age_col(),
+        ],
+        ("coordination.k8s.io", "leases") => vec![name_col(), c("Holder", "string"), age_col()],
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            vec![name_col(), c("Created At", "date")]
+        }
+        _ => return None,
+    };
+    Some(cols)
+}
+
+fn builtin_cells(def: &ResourceDef, o: &Value) -> Vec<Value> {
+    let name = Value::String(s(o, "/metadata/name"));
+    let age = age_of(meta_str(o, "creationTimestamp"));
+    match (def.group.as_str(), def.plural.as_str()) {
+        ("apps", "deployments") => {
+            let (cs, imgs) = containers_images(o, "/spec/template/spec/containers");
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    int(o, "/status/readyReplicas"),
+                    int(o, "/spec/replicas")
+                )),
+                json!(int(o, "/status/updatedReplicas")),
+                json!(int(o, "/status/availableReplicas")),
+                age,
+                json!(cs),
+                json!(imgs),
+                json!(selector_string(o)),
+            ]
+        }
+        ("apps", "daemonsets") => {
+            let sel = o
+                .pointer("/spec/template/spec/nodeSelector")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            vec![
+                name,
+                json!(int(o, "/status/desiredNumberScheduled")),
+                json!(int(o, "/status/currentNumberScheduled")),
+                json!(int(o, "/status/numberReady")),
+                json!(int(o, "/status/updatedNumberScheduled")),
+                json!(int(o, "/status/numberAvailable")),
+                or_none(sel),
+                age,
+            ]
+        }
+        ("apps", "replicasets") => vec![
+            name,
+            json!(int(o, "/spec/replicas")),
+            json!(int(o, "/status/replicas")),
+            json!(int(o, "/status/readyReplicas")),
+            age,
+        ],
+        ("", "pods") => {
+            let total = o
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let statuses = o
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let ready = statuses
+                .iter()
+                .filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true))
+                .count();
+            let restarts: i64 = statuses.iter().map(|c| int(c, "/restartCount")).sum();
+            let status = {
+                let reason = s(o, "/status/reason");
+                if meta_str(o, "deletionTimestamp").is_some() {
+                    "Terminating".to_string()
+                } else if reason.is_empty() {
+                    s(o, "/status/phase")
+                } else {
+                    reason
+                }
+            };
+            vec![
+                name,
+                json!(format!("{ready}/{total}")),
+                json!(status),
+                json!(restarts.to_string()),
+                age,
+                or_none(s(o, "/status/podIP")),
+                or_none(s(o, "/spec/nodeName")),
+            ]
+        }
+        ("", "services") => {
+            let ports: Vec<String> = o
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let node = p
+                        .get("nodePort")
+                        .map(|n| format!(":{n}"))
+                        .unwrap_or_default();
+                    format!("{}{node}/{}", s(p, "/port"), s(p, "/protocol"))
+                })
+                .collect();
+            let sel = o
+                .pointer("/spec/selector")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            vec![
+                name,
+                json!(s(o, "/spec/type")),
+                or_none(s(o, "/spec/clusterIP")),
+                json!("<none>"),
+                or_none(ports.join(",")),
+                age,
+                or_none(sel),
+            ]
+        }
+        ("", "namespaces") => vec![name, json!(s(o, "/status/phase")), age],
+        ("", "configmaps") => {
+            let n = ["/data", "/binaryData"]
+                .iter()
+                .filter_map(|p| o.pointer(p).and_then(Value::as_object).map(|m| m.len()))
+                .sum::<usize>();
+            vec![name, json!(n), age]
+        }
+        ("", "secrets") => {
+            let n = o
+                .pointer("/data")
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len())
+                + o.pointer("/stringData")
+                    .and_then(Value::as_object)
+                    .map_or(0, |m| m.len());
+            vec![name, json!(s(o, "/type")), json!(n), age]
+        }
+        ("", "events") => {
+            let last = o
+                .pointer("/lastTimestamp")
+                .or_else(|| o.pointer("/eventTime"))
+                .and_then(Value::as_str)
+                .or_else(|| meta_str(o, "creationTimestamp"));
+            vec![
+                age_of(last),
+                json!(s(o, "/type")),
+                json!(s(o, "/reason")),
+                json!(format!(
+                    "{}/{}",
+                    s(o, "/involvedObject/kind").to_lowercase(),
+                    s(o, "/involvedObject/name")
+                )),
+                json!(s(o, "/message")),
+            ]
+        }
+        ("autoscaling", "horizontalpodautoscalers") => vec![
+            name,
+            json!(format!(
+                "{}/{}",
+                s(o, "/spec/scaleTargetRef/kind"),
+                s(o, "/spec/scaleTargetRef/name")
+            )),
+            json!("<unknown>"),
+            json!(
+                o.pointer("/spec/minReplicas")
+                    .map_or("1".to_string(), |v| v.to_string())
+            ),
+            json!(s(o, "/spec/maxReplicas")),
+            json!(int(o, "/status/currentReplicas").to_string()),
+            age,
+        ],
+        ("coordination.k8s.io", "leases") => vec![name, or_none(s(o, "/spec/holderIdentity")), age],
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            vec![name, json!(s(o, "/metadata/creationTimestamp"))]
+        }
+        _ => vec![name, age],
+    }
+}
+
+fn crd_cell(c: &PrinterColumn, o: &Value) -> Value {
+    let found = json_path(o, &c.json_path);
+    let Some(v) = found.first() else {
+        return Value::Null;
+    };
+    if c.type_ == "date" {
+        return age_of(v.as_str());
+    }
+    match v {
+        Value::Object(_) | Value::Array(_) => Value::String(v.to_string()),
+        other => (*other).clone(),
+    }
+}
+
+/// Column definitions of a resource in one version.
+pub fn columns(def: &ResourceDef, version: &str) -> Vec<Value> {
+    if def.crd {
+        let cols = def.columns.get(version).cloned().unwrap_or_default();
+        if cols.is_empty() {
+            return vec![name_col(), age_col()];
+        }
+        let mut out = vec![name_col()];
+        out.extend(cols.iter().map(|c| {
+            let t = if c.type_ == "date" {
+                "date"
+            } else {
+                c.type_.as_str()
+            };
+            col(&c.name, t, &c.format, &c.description, c.priority)
+        }));
+        return out;
+    }
+    builtin_columns(def).unwrap_or_else(|| vec![name_col(), age_col()])
+}
+
+fn cells(def: &ResourceDef, version: &str, o: &Value) -> Vec<Value> {
+    if def.crd {
+        let cols = def.columns.get(version).cloned().unwrap_or_default();
+        if cols.is_empty() {
+            return vec![
+                Value::String(s(o, "/metadata/name")),
+                age_of(meta_str(o, "creationTimestamp")),
+            ];
+        }
+        let mut out = vec![Value::String(s(o, "/metadata/name"))];
+        out.extend(cols.iter().map(|c| crd_cell(c, o)));
+        return out;
+    }
+    builtin_cells(def, o)
+}
+
+/// A `meta.k8s.io/v1` Table of `objs`.
+pub fn table(
+    def: &ResourceDef,
+    version: &str,
+    objs: &[Value],
+    list_meta: Value,
+    include: Include,
+) -> Value {
+    let rows: Vec<Value> = objs
+        .iter()
+        .map(|o| {
+            let mut row = json!({"cells": cells(def, version, o)});
+            match include {
+                Include::None => {}
+                Include::Metadata => row["object"] = partial_metadata(o),
+                Include::Object => row["object"] = versioned(def, version, o),
+            }
+            row
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "columnDefinitions": columns(def, version),
+        "rows": rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn accept_headers() {
+        let kubectl = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+        assert_eq!(
+            View::from_accept(kubectl, None),
+            View::Table(Include::Metadata)
+        );
+        assert_eq!(
+            View::from_accept(
+                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+                None
+            ),
+            View::Meta
+        );
+        assert_eq!(
+            View::from_accept("application/vnd.kubernetes.protobuf,application/json", None),
+            View::Full
+        );
+    }
+
+    #[test]
+    fn json_paths() {
+        let o = json!({"status": {"phase": "Ok", "conditions": [{"type": "A", "status": "False"}, {"type": "Ready", "status": "True"}]},
+            "metadata": {"labels": {"a.b/c": "x"}}});
+        assert_eq!(json_path(&o, ".status.phase"), vec![&json!("Ok")]);
+        assert_eq!(
+            json_path(&o, ".status.conditions[?(@.type==\"Ready\")].status"),
+            vec![&json!("True")]
+        );
+        assert_eq!(
+            json_path(&o, ".status.conditions[0].type"),
+            vec![&json!("A")]
+        );
+        assert_eq!(
+            json_path(&o, ".metadata.labels['a.b/c']"),
+            vec![&json!("x")]
+        );
+        assert!(json_path(&o, ".spec.x").is_empty());
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(human_age(5), "5s");
+        assert_eq!(human_age(200), "3m20s");
+        assert_eq!(human_age(3600 * 5), "5h");
+        assert_eq!(human_age(86400 * 3 + 3600), "3d1h");
+    }
+}

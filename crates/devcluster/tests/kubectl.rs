@@ -1,0 +1,478 @@
+#![allow(clippy::unwrap_used)]
+//! The machine's kubectl (1.32) against an in-process dev cluster, through the written kubeconfig.
+//! Skipped, with a message, only when kubectl is not installed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{cluster, eventually};
+use devcluster::DevCluster;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+fn kubectl_path() -> Option<PathBuf> {
+    let candidates = [
+        PathBuf::from("/usr/bin/kubectl"),
+        PathBuf::from("/usr/local/bin/kubectl"),
+    ];
+    candidates.into_iter().find(|p| p.exists())
+}
+
+struct Kubectl {
+    bin: PathBuf,
+    kubeconfig: PathBuf,
+    dir: PathBuf,
+}
+
+impl Kubectl {
+    fn new(c: &DevCluster, name: &str) -> Option<Self> {
+        let Some(bin) = kubectl_path() else {
+            eprintln!(
+                "SKIPPED: kubectl not found at /usr/bin/kubectl; the kubectl contract tests did not run"
+            );
+            return None;
+        };
+        let dir =
+            std::env::temp_dir().join(format!("devcluster-kubectl-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kubeconfig = dir.join("kubeconfig");
+        c.write_kubeconfig(&kubeconfig).unwrap();
+        Some(Self {
+            bin,
+            kubeconfig,
+            dir,
+        })
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--request-timeout=10s")
+            .args(args);
+        cmd.env("HOME", &self.dir)
+            .env("KUBECACHEDIR", self.dir.join("cache"));
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs kubectl (20 s limit); returns (success, stdout, stderr).
+    async fn run_in(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut child = self.cmd(args).spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).await.unwrap();
+        }
+        drop(input);
+        let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("kubectl {args:?} hung"))
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run_in(args, None).await;
+        assert!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
+        out
+    }
+
+    async fn apply(&self, args: &[&str], yaml: &str) -> (bool, String, String) {
+        let mut all = vec!["apply", "-f", "-"];
+        all.extend_from_slice(args);
+        self.run_in(&all, Some(yaml)).await
+    }
+}
+
+impl Drop for Kubectl {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: podinfo
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: podinfo}
+  template:
+    metadata:
+      labels: {app: podinfo}
+    spec:
+      containers:
+      - name: podinfod
+        image: ghcr.io/stefanprodan/podinfo:6.0.0
+        ports:
+        - containerPort: 9898
+      - name: sidecar
+        image: envoy:1
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_deployment_workflow() {
+    let c = cluster().await;
+    let Some(k) = Kubectl::new(&c, "deploy") else {
+        return;
+    };
+    let (ok, out, err) = k.apply(&[], DEPLOYMENT).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("deployment.apps/podinfo created"), "{out}");
+    let (_, out, _) = k.apply(&[], DEPLOYMENT).await;
+    assert!(out.contains("unchanged"), "{out}");
+    let out = k.ok(&["get", "deployments"]).await;
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    let out = k
+        .ok(&["rollout", "status", "deployment/podinfo", "--timeout=10s"])
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let out = k.ok(&["get", "deploy", "podinfo"]).await;
+    assert!(out.lines().nth(1).unwrap().contains("2/2"), "{out}");
+
+    k.ok(&[
+        "set",
+        "image",
+        "deployment/podinfo",
+        "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1",
+    ])
+    .await;
+    let images = k
+        .ok(&[
+            "get",
+            "deploy",
+            "podinfo",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[*].image}",
+        ])
+        .await;
+    assert_eq!(images, "ghcr.io/stefanprodan/podinfo:6.0.1 envoy:1");
+
+    k.ok(&[
+        "patch",
+        "deploy",
+        "podinfo",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"envoy:2"}]}}}}"#,
+    ])
+    .await;
+    k.ok(&[
+        "patch",
+        "deploy",
+        "podinfo",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"labels":{"team":"a"}}}"#,
+    ])
+    .await;
+    k.ok(&[
+        "patch",
+        "deploy",
+        "podinfo",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":3}]"#,
+    ])
+    .await;
+    let out = k
+        .ok(&["get", "deploy", "podinfo", "-o", "jsonpath={.spec.template.spec.containers[*].image} {.metadata.labels.team} {.spec.replicas}"])
+        .await;
+    assert_eq!(out, "ghcr.io/stefanprodan/podinfo:6.0.1 envoy:2 a 3");
+
+    k.ok(&["scale", "deployment/podinfo", "--replicas=4"]).await;
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deploy",
+            "podinfo",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ])
+        .await,
+        "4"
+    );
+    k.ok(&["rollout", "restart", "deployment/podinfo"]).await;
+    let restarted = k
+        .ok(&[
+            "get",
+            "deploy",
+            "podinfo",
+            "-o",
+            r#"jsonpath={.spec.template.metadata.annotations.kubectl\.kubernetes\.io/restartedAt}"#,
+        ])
+        .await;
+    assert!(!restarted.is_empty());
+    k.ok(&["rollout", "status", "deployment/podinfo", "--timeout=10s"])
+        .await;
+    let out = k
+        .ok(&[
+            "wait",
+            "--for=condition=Available",
+            "deployment/podinfo",
+            "--timeout=10s",
+        ])
+        .await;
+    assert!(out.contains("condition met"), "{out}");
+    let out = k
+        .ok(&[
+            "wait",
+            "--for=jsonpath={.status.readyReplicas}=4",
+            "deployment/podinfo",
+            "--timeout=10s",
+        ])
+        .await;
+    assert!(out.contains("condition met"), "{out}");
+
+    let out = k.ok(&["describe", "deployment", "podinfo"]).await;
+    assert!(
+        out.contains("Replicas:") && out.contains("4 desired") && out.contains("envoy:2"),
+        "{out}"
+    );
+    assert!(out.contains("Port:") && out.contains("9898/TCP"), "{out}");
+
+    let out = k
+        .ok(&["delete", "deployment", "podinfo", "--wait", "--timeout=10s"])
+        .await;
+    assert!(out.contains("deleted"), "{out}");
+    let (ok, _, err) = k.run_in(&["get", "deployment", "podinfo"], None).await;
+    assert!(!ok && err.contains("NotFound"), "{err}");
+    c.shutdown().await;
+}
+
+const CONFIGMAP: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: ssa
+data:
+  a: \"1\"
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_server_side_apply_crds_and_printer_columns() {
+    let c = cluster().await;
+    let Some(k) = Kubectl::new(&c, "ssa") else {
+        return;
+    };
+    let (ok, out, err) = k.apply(&["--server-side"], CONFIGMAP).await;
+    assert!(ok && out.contains("serverside-applied"), "{out}{err}");
+    let changed = CONFIGMAP.replace("\"1\"", "\"2\"");
+    let (ok, _, err) = k
+        .apply(&["--server-side", "--field-manager=other"], &changed)
+        .await;
+    assert!(!ok && err.contains("conflict"), "{err}");
+    let (ok, _, err) = k
+        .apply(
+            &[
+                "--server-side",
+                "--field-manager=other",
+                "--force-conflicts",
+            ],
+            &changed,
+        )
+        .await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        k.ok(&["get", "cm", "ssa", "-o", "jsonpath={.data.a}"])
+            .await,
+        "2"
+    );
+    // Server-side dry run leaves the object alone.
+    let (ok, _, err) = k
+        .apply(
+            &["--server-side", "--field-manager=other", "--dry-run=server"],
+            &CONFIGMAP.replace("\"1\"", "\"3\""),
+        )
+        .await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        k.ok(&["get", "cm", "ssa", "-o", "jsonpath={.data.a}"])
+            .await,
+        "2"
+    );
+
+    let crd = include_str!("fixtures/canary-crd.yaml");
+    let (ok, out, err) = k.apply(&[], crd).await;
+    assert!(ok, "{out}{err}");
+    k.ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/canaries.flagger.app",
+        "--timeout=10s",
+    ])
+    .await;
+    let canary = "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+spec:
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+";
+    let (ok, out, err) = k.apply(&[], canary).await;
+    assert!(
+        ok && out.contains("canary.flagger.app/podinfo created"),
+        "{out}{err}"
+    );
+    let gvk = GroupVersionKind::gvk("flagger.app", "v1beta1", "Canary");
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(c.client(), "default", &ApiResource::from_gvk(&gvk));
+    api.patch_status(
+        "podinfo",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"status": {"phase": "Initialized", "canaryWeight": 0, "failedChecks": 0}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let out = k.ok(&["get", "canary"]).await;
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "STATUS", "WEIGHT", "LASTTRANSITIONTIME"]);
+    assert!(lines.next().unwrap().contains("Initialized"), "{out}");
+    let wide = k
+        .ok(&["get", "canaries.flagger.app", "podinfo", "-o", "wide"])
+        .await;
+    assert!(
+        wide.lines().next().unwrap().contains("FAILEDCHECKS"),
+        "{wide}"
+    );
+    // Applying the same canary again is a no-op; a client-side apply of a CR uses a merge patch.
+    let (_, out, _) = k.apply(&[], canary).await;
+    assert!(out.contains("unchanged"), "{out}");
+    let (ok, out, err) = k
+        .apply(
+            &[],
+            &canary.replace("name: podinfo\n", "name: podinfo\n  labels: {a: b}\n"),
+        )
+        .await;
+    assert!(ok && out.contains("configured"), "{out}{err}");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_watch_sees_changes() {
+    let c = cluster().await;
+    let Some(k) = Kubectl::new(&c, "watch") else {
+        return;
+    };
+    let mut child = k.cmd(&["get", "configmaps", "--watch"]).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    // Let the initial list and watch start, then create an object.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let api: Api<ConfigMap> = Api::namespaced(c.client(), "default");
+    let obj: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "watched"}, "data": {"k": "v"}}))
+            .unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    let line = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let l = lines.next_line().await.unwrap().unwrap();
+            if l.contains("watched") {
+                return l;
+            }
+        }
+    })
+    .await
+    .expect("kubectl get -w never printed the new object");
+    assert_eq!(
+        line.split_whitespace().take(2).collect::<Vec<_>>(),
+        ["watched", "1"]
+    );
+    child.kill().await.unwrap();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_errors_auth_and_finalizers() {
+    let c = cluster().await;
+    let Some(k) = Kubectl::new(&c, "errors") else {
+        return;
+    };
+    let (ok, _, err) = k.run_in(&["get", "nosuchthings"], None).await;
+    assert!(!ok && err.contains("doesn't have a resource type"), "{err}");
+    let (ok, _, err) = k.run_in(&["get", "deployment", "missing"], None).await;
+    assert!(
+        !ok && err.contains("NotFound") && err.contains("\"missing\" not found"),
+        "{err}"
+    );
+    let bad = CONFIGMAP.replace("name: ssa", "name: Bad_Name");
+    let (ok, _, err) = k.apply(&[], &bad).await;
+    assert!(!ok && err.contains("is invalid"), "{err}");
+    // A finalizer holds deletion: `delete --wait` times out until it is removed.
+    let held = CONFIGMAP.replace("name: ssa", "name: held\n  finalizers: [serin.dev/hold]");
+    assert!(k.apply(&[], &held).await.0);
+    let (ok, _, _) = k
+        .run_in(&["delete", "cm", "held", "--timeout=1s"], None)
+        .await;
+    assert!(!ok, "delete --wait must time out while a finalizer is set");
+    let ts = k
+        .ok(&[
+            "get",
+            "cm",
+            "held",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ])
+        .await;
+    assert!(!ts.is_empty());
+    k.ok(&[
+        "patch",
+        "cm",
+        "held",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ])
+    .await;
+    let api: Api<ConfigMap> = Api::namespaced(c.client(), "default");
+    eventually("held gone", 5, || async {
+        api.get_opt("held").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    // A kubeconfig with the wrong token is rejected.
+    let text = std::fs::read_to_string(&k.kubeconfig)
+        .unwrap()
+        .replace(c.token(), "wrong-token");
+    let wrong = k.dir.join("wrong");
+    std::fs::write(&wrong, text).unwrap();
+    let out = Command::new(&k.bin)
+        .args([
+            "--kubeconfig",
+            path(&wrong),
+            "--request-timeout=5s",
+            "get",
+            "ns",
+        ])
+        .env("HOME", &k.dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("provide credentials"));
+    c.shutdown().await;
+}
