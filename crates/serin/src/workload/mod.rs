@@ -89,3 +89,10 @@ pub trait ScalerReconciler: Send + Sync {
     async fn pause_target(&self, canary: &Canary) -> Result<(), WorkloadError>;
     async fn resume_target(&self, canary: &Canary) -> Result<(), WorkloadError>;
 }
+
+pub mod meta;
+
+#[cfg(test)]
+pub(crate) mod fake_api;
+
+pub use meta::WorkloadConfig;
