@@ -90,6 +90,7 @@ pub trait ScalerReconciler: Send + Sync {
     async fn resume_target(&self, canary: &Canary) -> Result<(), WorkloadError>;
 }
 
+pub mod config_tracker;
 pub mod meta;
 
 #[cfg(test)]
