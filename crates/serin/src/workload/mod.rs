@@ -90,8 +90,11 @@ pub trait ScalerReconciler: Send + Sync {
     async fn resume_target(&self, canary: &Canary) -> Result<(), WorkloadError>;
 }
 
+pub mod autoscaler;
 pub mod config_tracker;
+pub mod deployment;
 pub mod meta;
+pub mod template;
 
 #[cfg(test)]
 pub(crate) mod fake_api;
