@@ -92,6 +92,7 @@ pub trait ScalerReconciler: Send + Sync {
 
 pub mod autoscaler;
 pub mod config_tracker;
+pub mod daemonset;
 pub mod deployment;
 pub mod meta;
 pub mod template;
