@@ -95,6 +95,7 @@ pub mod config_tracker;
 pub mod daemonset;
 pub mod deployment;
 pub mod meta;
+pub mod services;
 pub mod template;
 
 #[cfg(test)]
