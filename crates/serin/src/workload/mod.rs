@@ -94,6 +94,7 @@ pub mod autoscaler;
 pub mod config_tracker;
 pub mod daemonset;
 pub mod deployment;
+pub mod factory;
 pub mod meta;
 pub mod services;
 pub mod template;
@@ -102,3 +103,10 @@ pub mod template;
 pub(crate) mod fake_api;
 
 pub use meta::WorkloadConfig;
+
+pub use autoscaler::{HpaReconciler, ScaledObjectReconciler, scaler_for};
+pub use config_tracker::ConfigTracker;
+pub use daemonset::DaemonSetController;
+pub use deployment::DeploymentController;
+pub use factory::target_controller_for;
+pub use services::ServiceReconciler;
