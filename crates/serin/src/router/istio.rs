@@ -833,7 +833,7 @@ pub mod render {
 
     /// The merge patch `Reconcile` sends to an existing VirtualService, or `None` when it is up to
     /// date. A spec difference (modulo weights, mirroring and cookie routes) rewrites the owned
-    /// spec fields with the initial 100/0 routes. Desired labels/annotations are set; other keys
+    /// spec fields, keeping the live weights (100/0 when there are none). Desired labels/annotations are set; other keys
     /// are removed only from a VirtualService this Canary controls (an adopted one keeps the
     /// user's). The first time Serin changes the spec of an adopted VirtualService without a
     /// `kubectl` record, the user's spec is kept in `original-configuration` (never overwritten
@@ -879,7 +879,11 @@ pub mod render {
             patch.insert("metadata".into(), Value::Object(meta));
         }
         if spec_differs {
-            let owned = owned_spec(&desired.spec);
+            // Keep the live weights and mirroring (Flagger resets them to 100/0, restarting a
+            // run whenever a non-routing field such as `service.timeout` changes).
+            let routes = routes_of(canary, &live.spec).unwrap_or(Routes::new(100, 0, false));
+            let status = canary.status.clone().unwrap_or_default();
+            let owned = owned_spec(&spec(canary, routes, &status)?);
             patch.insert("spec".into(), owned);
         }
         Ok((!patch.is_empty()).then_some(Value::Object(patch)))
