@@ -60,3 +60,14 @@ pub trait Router: Send + Sync {
     /// Reverts what `reconcile` adopted, on deletion with `revertOnDeletion`.
     async fn finalize(&self, canary: &Canary) -> Result<(), RouterError>;
 }
+
+pub mod factory;
+pub mod istio;
+pub mod kubernetes;
+
+#[cfg(test)]
+pub(crate) mod golden;
+
+pub use factory::RouterFactory;
+pub use istio::IstioRouter;
+pub use kubernetes::KubernetesRouter;

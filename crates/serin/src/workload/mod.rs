@@ -89,3 +89,24 @@ pub trait ScalerReconciler: Send + Sync {
     async fn pause_target(&self, canary: &Canary) -> Result<(), WorkloadError>;
     async fn resume_target(&self, canary: &Canary) -> Result<(), WorkloadError>;
 }
+
+pub mod autoscaler;
+pub mod config_tracker;
+pub mod daemonset;
+pub mod deployment;
+pub mod factory;
+pub mod meta;
+pub mod services;
+pub mod template;
+
+#[cfg(test)]
+pub(crate) mod fake_api;
+
+pub use meta::WorkloadConfig;
+
+pub use autoscaler::{HpaReconciler, ScaledObjectReconciler, scaler_for};
+pub use config_tracker::ConfigTracker;
+pub use daemonset::DaemonSetController;
+pub use deployment::DeploymentController;
+pub use factory::target_controller_for;
+pub use services::ServiceReconciler;

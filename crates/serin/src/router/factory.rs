@@ -1,0 +1,82 @@
+//! The one place a provider becomes a router: an exhaustive `match` over [`Provider`].
+
+use super::{IstioRouter, KubernetesRouter, Router, RouterError};
+use crate::api::Provider;
+
+/// Builds routers. Routing objects are written through the mesh cluster's client
+/// (`-kubeconfig-service-mesh`, by default the workload cluster's).
+#[derive(Clone)]
+pub struct RouterFactory {
+    mesh_client: kube::Client,
+    set_owner_refs: bool,
+}
+
+impl RouterFactory {
+    /// `set_owner_refs` must be false when the mesh cluster is not the workload cluster (an owner
+    /// reference to a Canary of another cluster would get the routing objects garbage-collected).
+    pub fn new(mesh_client: kube::Client, set_owner_refs: bool) -> Self {
+        Self {
+            mesh_client,
+            set_owner_refs,
+        }
+    }
+
+    /// The router of `provider`, or `RouterError::Invalid` for providers Serin does not
+    /// implement yet.
+    pub fn router(&self, provider: &Provider) -> Result<Box<dyn Router>, RouterError> {
+        match provider {
+            Provider::Istio => Ok(Box::new(IstioRouter::new(
+                self.mesh_client.clone(),
+                self.set_owner_refs,
+            ))),
+            Provider::Kubernetes => Ok(Box::new(KubernetesRouter::new())),
+            Provider::Linkerd
+            | Provider::Smi { .. }
+            | Provider::Osm
+            | Provider::AppMesh(_)
+            | Provider::Contour
+            | Provider::Gloo
+            | Provider::Nginx
+            | Provider::Skipper
+            | Provider::Traefik
+            | Provider::Kuma
+            | Provider::Apisix
+            | Provider::GatewayApi(_)
+            | Provider::Knative => Err(unsupported(provider)),
+        }
+    }
+}
+
+fn unsupported(provider: &Provider) -> RouterError {
+    RouterError::Invalid(format!("provider {provider} is not supported yet by Serin"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::api::provider::CRD_PROVIDER_VALUES;
+    use crate::workload::fake_api::FakeApi;
+
+    #[tokio::test]
+    async fn supported_and_unsupported_providers() {
+        let (_fake, client) = FakeApi::new();
+        let factory = RouterFactory::new(client, true);
+        for value in CRD_PROVIDER_VALUES {
+            let provider: Provider = value.parse().unwrap();
+            let result = factory.router(&provider);
+            match *value {
+                "istio" | "kubernetes" => assert!(result.is_ok(), "{value}"),
+                _ => match result {
+                    Err(RouterError::Invalid(msg)) => {
+                        assert_eq!(
+                            msg,
+                            format!("provider {value} is not supported yet by Serin")
+                        )
+                    }
+                    _ => panic!("{value} should be unsupported"),
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,546 @@
+//! Primary autoscalers (Flagger's `HPAReconciler` and `ScaledObjectReconciler`): a copy of the
+//! target's HorizontalPodAutoscaler (`autoscaling/v2`) or KEDA ScaledObject (`keda.sh/v1alpha1`,
+//! handled as JSON) that scales `<target>-primary`.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::{Map, Value, json};
+
+use super::meta::{
+    FIELD_MANAGER, WorkloadConfig, canary_id, filter_toolkit, merge_patch_diff, metadata_map_patch,
+    namespace, require_owner_reference,
+};
+use super::{ScalerReconciler, WorkloadError};
+use crate::api::Canary;
+
+/// KEDA's annotation that freezes a ScaledObject's workload at the given replica count.
+pub const PAUSED_REPLICAS_ANNOTATION: &str = "autoscaling.keda.sh/paused-replicas";
+
+/// The KEDA ScaledObject resource.
+pub fn scaled_object_resource() -> ApiResource {
+    ApiResource {
+        group: "keda.sh".into(),
+        version: "v1alpha1".into(),
+        api_version: "keda.sh/v1alpha1".into(),
+        kind: "ScaledObject".into(),
+        plural: "scaledobjects".into(),
+    }
+}
+
+/// The scaler reconciler of a Canary's `autoscalerRef`, if any.
+pub fn scaler_for(
+    client: kube::Client,
+    config: &WorkloadConfig,
+    canary: &Canary,
+) -> Result<Option<Box<dyn ScalerReconciler>>, WorkloadError> {
+    let Some(r) = canary.spec.autoscaler_ref.as_ref() else {
+        return Ok(None);
+    };
+    match r.kind.as_str() {
+        "HorizontalPodAutoscaler" => Ok(Some(Box::new(HpaReconciler::new(client, config.clone())))),
+        "ScaledObject" => Ok(Some(Box::new(ScaledObjectReconciler::new(
+            client,
+            config.clone(),
+        )))),
+        other => Err(WorkloadError::Invalid(format!(
+            "autoscalerRef kind {other} is not supported (HorizontalPodAutoscaler or ScaledObject)"
+        ))),
+    }
+}
+
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    }
+}
+
+fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    }
+}
+
+fn scaler_replicas(canary: &Canary) -> (Option<i32>, Option<i32>) {
+    let r = canary
+        .spec
+        .autoscaler_ref
+        .as_ref()
+        .and_then(|r| r.primary_scaler_replicas.as_ref());
+    (
+        r.and_then(|r| r.min_replicas),
+        r.and_then(|r| r.max_replicas),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// HorizontalPodAutoscaler
+
+/// The primary HPA's spec: the target's, pointed at `<target>-primary`, with
+/// `primaryScalerReplicas` overrides.
+pub fn primary_hpa_spec(
+    canary: &Canary,
+    source: &HorizontalPodAutoscaler,
+) -> HorizontalPodAutoscalerSpec {
+    let spec = source.spec.clone().unwrap_or_default();
+    let (min, max) = scaler_replicas(canary);
+    HorizontalPodAutoscalerSpec {
+        scale_target_ref: CrossVersionObjectReference {
+            api_version: spec.scale_target_ref.api_version.clone(),
+            kind: spec.scale_target_ref.kind.clone(),
+            name: canary.spec.primary_workload_name(),
+        },
+        min_replicas: min.or(spec.min_replicas),
+        max_replicas: max.unwrap_or(spec.max_replicas),
+        metrics: spec.metrics.clone(),
+        behavior: spec.behavior.clone(),
+    }
+}
+
+/// The primary HPA `<hpa>-primary` created from `source` (labels without toolkit keys).
+pub fn build_primary_hpa(
+    canary: &Canary,
+    source: &HorizontalPodAutoscaler,
+    owner: OwnerReference,
+) -> HorizontalPodAutoscaler {
+    let labels = filter_toolkit(source.metadata.labels.as_ref());
+    HorizontalPodAutoscaler {
+        metadata: ObjectMeta {
+            name: Some(format!(
+                "{}-primary",
+                source.metadata.name.as_deref().unwrap_or_default()
+            )),
+            namespace: Some(namespace(canary)),
+            labels: (!labels.is_empty()).then_some(labels),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(primary_hpa_spec(canary, source)),
+        status: None,
+    }
+}
+
+/// The update of an existing primary HPA (only outside initialisation): min (unset = 1), max,
+/// metrics and behavior from the target's, and the prefix-filtered labels and annotations of the
+/// target's HPA.
+pub fn hpa_update_patch(
+    canary: &Canary,
+    source: &HorizontalPodAutoscaler,
+    primary: &HorizontalPodAutoscaler,
+    config: &WorkloadConfig,
+) -> Option<Value> {
+    let desired = primary_hpa_spec(canary, source);
+    let live = primary.spec.clone().unwrap_or_default();
+    let owned = |s: &HorizontalPodAutoscalerSpec| {
+        json!({
+            "minReplicas": s.min_replicas.unwrap_or(1),
+            "maxReplicas": s.max_replicas,
+            "metrics": s.metrics,
+            "behavior": s.behavior,
+        })
+    };
+    let mut patch = Map::new();
+    if let Some(p) = merge_patch_diff(&owned(&live), &owned(&desired)) {
+        patch.insert("spec".into(), p);
+    }
+    let mut meta = Map::new();
+    let labels = config.include_by_prefix(source.metadata.labels.as_ref());
+    if let Some(p) = metadata_map_patch(primary.metadata.labels.as_ref(), &labels, true, &[]) {
+        meta.insert("labels".into(), p);
+    }
+    let annotations = config.include_by_prefix(source.metadata.annotations.as_ref());
+    if let Some(p) = metadata_map_patch(
+        primary.metadata.annotations.as_ref(),
+        &annotations,
+        true,
+        &[],
+    ) {
+        meta.insert("annotations".into(), p);
+    }
+    if !meta.is_empty() {
+        patch.insert("metadata".into(), Value::Object(meta));
+    }
+    (!patch.is_empty()).then_some(Value::Object(patch))
+}
+
+/// Primary HPA reconciler; pausing is a no-op (the target HPA does not scale a Deployment at 0).
+#[derive(Clone)]
+pub struct HpaReconciler {
+    client: kube::Client,
+    config: WorkloadConfig,
+}
+
+impl HpaReconciler {
+    pub fn new(client: kube::Client, config: WorkloadConfig) -> Self {
+        Self { client, config }
+    }
+}
+
+#[async_trait]
+impl ScalerReconciler for HpaReconciler {
+    async fn reconcile_primary(&self, canary: &Canary, init: bool) -> Result<(), WorkloadError> {
+        let Some(r) = canary.spec.autoscaler_ref.as_ref() else {
+            return Ok(());
+        };
+        let ns = namespace(canary);
+        let api: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), &ns);
+        let source = api
+            .get(&r.name)
+            .await
+            .map_err(|source| WorkloadError::Api {
+                context: format!("HorizontalPodAutoscaler {}.{ns} get query error", r.name),
+                source,
+            })?;
+        let primary_name = format!("{}-primary", r.name);
+        let live = api
+            .get_opt(&primary_name)
+            .await
+            .map_err(|source| WorkloadError::Api {
+                context: format!("HorizontalPodAutoscaler {primary_name}.{ns} get query error"),
+                source,
+            })?;
+        match live {
+            None => {
+                let owner = require_owner_reference(canary).map_err(WorkloadError::Invalid)?;
+                let primary = build_primary_hpa(canary, &source, owner);
+                api.create(&post_params(), &primary)
+                    .await
+                    .map_err(|source| WorkloadError::Api {
+                        context: format!(
+                            "creating HorizontalPodAutoscaler {primary_name}.{ns} failed"
+                        ),
+                        source,
+                    })?;
+                tracing::info!(canary = %canary_id(canary), "HorizontalPodAutoscaler {primary_name}.{ns} created");
+            }
+            Some(live) if !init => {
+                if let Some(patch) = hpa_update_patch(canary, &source, &live, &self.config) {
+                    api.patch(&primary_name, &patch_params(), &Patch::Merge(&patch))
+                        .await
+                        .map_err(|source| WorkloadError::Api {
+                            context: format!(
+                                "updating HorizontalPodAutoscaler {primary_name}.{ns} failed"
+                            ),
+                            source,
+                        })?;
+                    tracing::info!(canary = %canary_id(canary), "HorizontalPodAutoscaler v2 {primary_name} updated");
+                }
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    async fn pause_target(&self, _canary: &Canary) -> Result<(), WorkloadError> {
+        Ok(())
+    }
+
+    async fn resume_target(&self, _canary: &Canary) -> Result<(), WorkloadError> {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// KEDA ScaledObject
+
+const COPIED_SCALED_OBJECT_FIELDS: &[&str] = &[
+    "pollingInterval",
+    "cooldownPeriod",
+    "minReplicaCount",
+    "maxReplicaCount",
+    "advanced",
+    "triggers",
+    "fallback",
+    "idleReplicaCount",
+];
+
+/// Rewrites a trigger query for the primary: `<target>` becomes `<target>-primary`, while
+/// `<target>-canary` stays as it is.
+pub fn rewrite_query(query: &str, target: &str) -> String {
+    const PLACEHOLDER: &str = "\u{0}serin-canary\u{0}";
+    let canary = format!("{target}-canary");
+    query
+        .replace(&canary, PLACEHOLDER)
+        .replace(target, &format!("{target}-primary"))
+        .replace(PLACEHOLDER, &canary)
+}
+
+/// The primary ScaledObject's spec from the target's.
+pub fn primary_scaled_object_spec(canary: &Canary, source_spec: &Value) -> Value {
+    let mut spec = Map::new();
+    for f in COPIED_SCALED_OBJECT_FIELDS {
+        if let Some(v) = source_spec.get(*f).filter(|v| !v.is_null()) {
+            spec.insert((*f).to_string(), v.clone());
+        }
+    }
+    let mut target_ref = Map::new();
+    for f in ["kind", "apiVersion", "envSourceContainerName"] {
+        if let Some(v) = source_spec["scaleTargetRef"]
+            .get(f)
+            .filter(|v| !v.is_null())
+        {
+            target_ref.insert(f.to_string(), v.clone());
+        }
+    }
+    target_ref.insert("name".into(), json!(canary.spec.primary_workload_name()));
+    spec.insert("scaleTargetRef".into(), Value::Object(target_ref));
+    if let Some(name) = spec
+        .get_mut("advanced")
+        .and_then(|a| a.get_mut("horizontalPodAutoscalerConfig"))
+        .and_then(|h| h.get_mut("name"))
+        && let Some(n) = name.as_str().filter(|n| !n.is_empty())
+    {
+        *name = json!(format!("{n}-primary"));
+    }
+    let (min, max) = scaler_replicas(canary);
+    if let Some(min) = min {
+        spec.insert("minReplicaCount".into(), json!(min));
+    }
+    if let Some(max) = max {
+        spec.insert("maxReplicaCount".into(), json!(max));
+    }
+    let queries = canary
+        .spec
+        .autoscaler_ref
+        .as_ref()
+        .and_then(|r| r.primary_scaler_queries.clone());
+    let target = canary.spec.target_ref.name.as_str();
+    if let Some(Value::Array(triggers)) = spec.get_mut("triggers") {
+        for trigger in triggers.iter_mut() {
+            let name = trigger
+                .get("name")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let Some(query) = trigger.get_mut("metadata").and_then(|m| m.get_mut("query")) else {
+                continue;
+            };
+            match &queries {
+                Some(q) => {
+                    if let Some(replacement) = name.and_then(|n| q.get(&n)) {
+                        *query = json!(replacement);
+                    }
+                }
+                None => {
+                    if let Some(text) = query.as_str() {
+                        *query = json!(rewrite_query(text, target));
+                    }
+                }
+            }
+        }
+    }
+    Value::Object(spec)
+}
+
+fn scaled_object_metadata(
+    source: &ObjectMeta,
+    filter: impl Fn(Option<&BTreeMap<String, String>>) -> BTreeMap<String, String>,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let labels = filter(source.labels.as_ref());
+    let mut annotations = filter(source.annotations.as_ref());
+    annotations.remove(PAUSED_REPLICAS_ANNOTATION);
+    (labels, annotations)
+}
+
+/// The primary ScaledObject `<so>-primary` (labels and annotations of the target's without
+/// toolkit keys and without KEDA's pause annotation).
+pub fn build_primary_scaled_object(
+    canary: &Canary,
+    source: &DynamicObject,
+    owner: OwnerReference,
+) -> Value {
+    let (labels, annotations) = scaled_object_metadata(&source.metadata, filter_toolkit);
+    let name = format!(
+        "{}-primary",
+        source.metadata.name.as_deref().unwrap_or_default()
+    );
+    json!({
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {
+            "name": name,
+            "namespace": namespace(canary),
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [owner],
+        },
+        "spec": primary_scaled_object_spec(canary, &source.data["spec"]),
+    })
+}
+
+/// The update of an existing primary ScaledObject: the spec when it differs, and the
+/// prefix-filtered labels/annotations of the target's.
+pub fn scaled_object_update_patch(
+    canary: &Canary,
+    source: &DynamicObject,
+    primary: &DynamicObject,
+    config: &WorkloadConfig,
+) -> Option<Value> {
+    let desired = primary_scaled_object_spec(canary, &source.data["spec"]);
+    let mut patch = Map::new();
+    if let Some(p) = merge_patch_diff(&primary.data["spec"], &desired) {
+        patch.insert("spec".into(), p);
+    }
+    let (labels, annotations) =
+        scaled_object_metadata(&source.metadata, |m| config.include_by_prefix(m));
+    let mut meta = Map::new();
+    if let Some(p) = metadata_map_patch(primary.metadata.labels.as_ref(), &labels, true, &[]) {
+        meta.insert("labels".into(), p);
+    }
+    if let Some(p) = metadata_map_patch(
+        primary.metadata.annotations.as_ref(),
+        &annotations,
+        true,
+        &[],
+    ) {
+        meta.insert("annotations".into(), p);
+    }
+    if !meta.is_empty() {
+        patch.insert("metadata".into(), Value::Object(meta));
+    }
+    (!patch.is_empty()).then_some(Value::Object(patch))
+}
+
+/// Primary ScaledObject reconciler; pausing sets KEDA's `paused-replicas: "0"` on the target's.
+#[derive(Clone)]
+pub struct ScaledObjectReconciler {
+    client: kube::Client,
+    config: WorkloadConfig,
+}
+
+impl ScaledObjectReconciler {
+    pub fn new(client: kube::Client, config: WorkloadConfig) -> Self {
+        Self { client, config }
+    }
+
+    fn api(&self, canary: &Canary) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.client.clone(),
+            &namespace(canary),
+            &scaled_object_resource(),
+        )
+    }
+
+    async fn get_source(&self, canary: &Canary) -> Result<Option<DynamicObject>, WorkloadError> {
+        let Some(r) = canary.spec.autoscaler_ref.as_ref() else {
+            return Ok(None);
+        };
+        self.api(canary)
+            .get(&r.name)
+            .await
+            .map(Some)
+            .map_err(|source| WorkloadError::Api {
+                context: format!(
+                    "ScaledObject {}.{} get query error",
+                    r.name,
+                    namespace(canary)
+                ),
+                source,
+            })
+    }
+
+    async fn set_paused(&self, canary: &Canary, paused: bool) -> Result<(), WorkloadError> {
+        let Some(source) = self.get_source(canary).await? else {
+            return Ok(());
+        };
+        let name = source.metadata.name.clone().unwrap_or_default();
+        let current = source
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PAUSED_REPLICAS_ANNOTATION));
+        let value = match (paused, current) {
+            (true, Some(v)) if v == "0" => return Ok(()),
+            (false, None) => return Ok(()),
+            (true, _) => json!("0"),
+            (false, Some(_)) => Value::Null,
+        };
+        self.api(canary)
+            .patch(
+                &name,
+                &patch_params(),
+                &Patch::Merge(
+                    json!({"metadata": {"annotations": {PAUSED_REPLICAS_ANNOTATION: value}}}),
+                ),
+            )
+            .await
+            .map_err(|source| WorkloadError::Api {
+                context: format!("updating ScaledObject {name}.{} failed", namespace(canary)),
+                source,
+            })?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ScalerReconciler for ScaledObjectReconciler {
+    async fn reconcile_primary(&self, canary: &Canary, init: bool) -> Result<(), WorkloadError> {
+        let Some(source) = self.get_source(canary).await? else {
+            return Ok(());
+        };
+        let ns = namespace(canary);
+        let primary_name = format!(
+            "{}-primary",
+            source.metadata.name.as_deref().unwrap_or_default()
+        );
+        let api = self.api(canary);
+        let live = api
+            .get_opt(&primary_name)
+            .await
+            .map_err(|source| WorkloadError::Api {
+                context: format!("ScaledObject {primary_name}.{ns} get query error"),
+                source,
+            })?;
+        match live {
+            None => {
+                let owner = require_owner_reference(canary).map_err(WorkloadError::Invalid)?;
+                let value = build_primary_scaled_object(canary, &source, owner);
+                let obj: DynamicObject = serde_json::from_value(value).map_err(|e| {
+                    WorkloadError::Invalid(format!(
+                        "ScaledObject {primary_name}.{ns} cannot be built: {e}"
+                    ))
+                })?;
+                api.create(&post_params(), &obj)
+                    .await
+                    .map_err(|source| WorkloadError::Api {
+                        context: format!("creating ScaledObject {primary_name}.{ns} failed"),
+                        source,
+                    })?;
+                tracing::info!(canary = %canary_id(canary), "ScaledObject {primary_name}.{ns} created");
+            }
+            Some(live) if !init => {
+                if let Some(patch) =
+                    scaled_object_update_patch(canary, &source, &live, &self.config)
+                {
+                    api.patch(&primary_name, &patch_params(), &Patch::Merge(&patch))
+                        .await
+                        .map_err(|source| WorkloadError::Api {
+                            context: format!("updating ScaledObject {primary_name}.{ns} failed"),
+                            source,
+                        })?;
+                    tracing::info!(canary = %canary_id(canary), "ScaledObject {primary_name}.{ns} updated");
+                }
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    async fn pause_target(&self, canary: &Canary) -> Result<(), WorkloadError> {
+        self.set_paused(canary, true).await
+    }
+
+    async fn resume_target(&self, canary: &Canary) -> Result<(), WorkloadError> {
+        self.set_paused(canary, false).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

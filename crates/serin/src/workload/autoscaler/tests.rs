@@ -1,0 +1,261 @@
+#![allow(clippy::unwrap_used)]
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::router::golden::assert_golden;
+use crate::workload::fake_api::FakeApi;
+
+fn canary(autoscaler: Value) -> Canary {
+    serde_json::from_value(json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": "test", "uid": "canary-uid"},
+        "spec": {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "autoscalerRef": autoscaler,
+            "service": {"port": 9898}
+        }
+    }))
+    .unwrap()
+}
+
+fn hpa_ref() -> Value {
+    json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "podinfo"})
+}
+
+fn so_ref(extra: Value) -> Value {
+    let mut r =
+        json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "podinfo"});
+    crate::workload::meta::apply_merge_patch(&mut r, &extra);
+    r
+}
+
+fn hpa(min: Option<i32>, max: i32) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "podinfo", "namespace": "test",
+                     "labels": {"app": "podinfo", "kustomize.toolkit.fluxcd.io/name": "x"},
+                     "annotations": {"note": "n"}},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "minReplicas": min, "maxReplicas": max,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 99}}}]
+        }
+    })
+}
+
+fn scaled_object() -> Value {
+    json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": {"name": "podinfo", "namespace": "test", "labels": {"app": "podinfo"},
+                     "annotations": {"autoscaling.keda.sh/paused-replicas": "0", "note": "n"}},
+        "spec": {
+            "scaleTargetRef": {"name": "podinfo", "kind": "Deployment", "apiVersion": "apps/v1"},
+            "pollingInterval": 10, "cooldownPeriod": 20, "minReplicaCount": 2, "maxReplicaCount": 5,
+            "advanced": {"horizontalPodAutoscalerConfig": {"name": "podinfo-hpa"}},
+            "triggers": [
+                {"type": "prometheus", "name": "requests", "metadata": {"query": "sum(rate(http_requests_total{ app=\"podinfo\" }[30s])) / sum(up{app=\"podinfo-canary\"})"}},
+                {"type": "cpu", "metadata": {"value": "50"}}
+            ],
+            "unknownFutureField": true
+        }
+    })
+}
+
+#[tokio::test]
+async fn scaler_factory_by_kind() {
+    let (_f, client) = FakeApi::new();
+    let cfg = WorkloadConfig::default();
+    assert!(
+        scaler_for(client.clone(), &cfg, &canary(Value::Null))
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        scaler_for(client.clone(), &cfg, &canary(hpa_ref()))
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        scaler_for(client.clone(), &cfg, &canary(so_ref(json!({}))))
+            .unwrap()
+            .is_some()
+    );
+    let err = scaler_for(
+        client,
+        &cfg,
+        &canary(so_ref(json!({"kind": "VerticalPodAutoscaler"}))),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("VerticalPodAutoscaler"));
+}
+
+#[test]
+fn golden_primary_hpa_with_replica_overrides() {
+    let c = canary(
+        json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "podinfo",
+                          "primaryScalerReplicas": {"minReplicas": 3}}),
+    );
+    let source: HorizontalPodAutoscaler = serde_json::from_value(hpa(Some(2), 4)).unwrap();
+    let owner = crate::workload::meta::require_owner_reference(&c).unwrap();
+    assert_golden(
+        "workload/testdata/autoscaler/primary-hpa.yaml",
+        &build_primary_hpa(&c, &source, owner),
+    );
+}
+
+#[test]
+fn query_rewriting() {
+    assert_eq!(
+        rewrite_query(
+            "sum(rate(http_requests_total{ app=\"podinfo\" }[30s]))",
+            "podinfo"
+        ),
+        "sum(rate(http_requests_total{ app=\"podinfo-primary\" }[30s]))"
+    );
+    assert_eq!(
+        rewrite_query("a{x=\"podinfo-canary\"} b{y=\"podinfo\"}", "podinfo"),
+        "a{x=\"podinfo-canary\"} b{y=\"podinfo-primary\"}"
+    );
+}
+
+#[test]
+fn golden_primary_scaled_object() {
+    let c = canary(so_ref(json!({"primaryScalerReplicas": {"maxReplicas": 9}})));
+    let source: DynamicObject = serde_json::from_value(scaled_object()).unwrap();
+    let owner = crate::workload::meta::require_owner_reference(&c).unwrap();
+    assert_golden(
+        "workload/testdata/autoscaler/primary-scaledobject.yaml",
+        &build_primary_scaled_object(&c, &source, owner),
+    );
+}
+
+#[test]
+fn primary_scaler_queries_replace_named_triggers() {
+    let c = canary(so_ref(
+        json!({"primaryScalerQueries": {"requests": "custom_query"}}),
+    ));
+    let spec = primary_scaled_object_spec(&c, &scaled_object()["spec"]);
+    assert_eq!(spec["triggers"][0]["metadata"]["query"], "custom_query");
+    assert_eq!(spec["triggers"][1]["metadata"], json!({"value": "50"}));
+    assert!(spec.get("unknownFutureField").is_none());
+}
+
+#[tokio::test]
+async fn hpa_is_created_then_updated_only_outside_init() {
+    let (fake, client) = FakeApi::new();
+    fake.insert(hpa(None, 4));
+    let c = canary(hpa_ref());
+    let cfg = WorkloadConfig {
+        include_label_prefix: vec!["app".into()],
+        ..Default::default()
+    };
+    let r = HpaReconciler::new(client, cfg);
+    r.reconcile_primary(&c, true).await.unwrap();
+    let primary = fake
+        .get(
+            "autoscaling/v2",
+            "HorizontalPodAutoscaler",
+            "test",
+            "podinfo-primary",
+        )
+        .unwrap();
+    assert_eq!(primary["spec"]["scaleTargetRef"]["name"], "podinfo-primary");
+    assert_eq!(primary["metadata"]["labels"], json!({"app": "podinfo"}));
+    fake.clear_writes();
+    // The server defaults minReplicas to 1: that is not a difference.
+    let mut defaulted = primary.clone();
+    defaulted["spec"]["minReplicas"] = json!(1);
+    fake.insert(defaulted);
+    r.reconcile_primary(&c, false).await.unwrap();
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+
+    fake.insert(hpa(Some(2), 8));
+    r.reconcile_primary(&c, true).await.unwrap();
+    assert!(fake.writes().is_empty(), "init never updates");
+    r.reconcile_primary(&c, false).await.unwrap();
+    let primary = fake
+        .get(
+            "autoscaling/v2",
+            "HorizontalPodAutoscaler",
+            "test",
+            "podinfo-primary",
+        )
+        .unwrap();
+    assert_eq!(primary["spec"]["maxReplicas"], 8);
+    assert_eq!(primary["spec"]["minReplicas"], 2);
+    fake.clear_writes();
+    r.reconcile_primary(&c, false).await.unwrap();
+    assert!(
+        fake.writes().is_empty(),
+        "metadata is synchronised, so no update on every tick"
+    );
+}
+
+#[tokio::test]
+async fn scaled_object_pause_resume_and_update() {
+    let (fake, client) = FakeApi::new();
+    let mut so = scaled_object();
+    so["metadata"]["annotations"] = json!({"note": "n"});
+    fake.insert(so);
+    let c = canary(so_ref(json!({})));
+    let r = ScaledObjectReconciler::new(client, WorkloadConfig::default());
+    r.reconcile_primary(&c, true).await.unwrap();
+    let primary = fake
+        .get(
+            "keda.sh/v1alpha1",
+            "ScaledObject",
+            "test",
+            "podinfo-primary",
+        )
+        .unwrap();
+    assert_eq!(primary["spec"]["scaleTargetRef"]["name"], "podinfo-primary");
+
+    r.pause_target(&c).await.unwrap();
+    let target = fake
+        .get("keda.sh/v1alpha1", "ScaledObject", "test", "podinfo")
+        .unwrap();
+    assert_eq!(
+        target["metadata"]["annotations"][PAUSED_REPLICAS_ANNOTATION],
+        "0"
+    );
+    fake.clear_writes();
+    r.pause_target(&c).await.unwrap();
+    assert!(fake.writes().is_empty());
+    r.resume_target(&c).await.unwrap();
+    let target = fake
+        .get("keda.sh/v1alpha1", "ScaledObject", "test", "podinfo")
+        .unwrap();
+    assert!(
+        target["metadata"]["annotations"]
+            .get(PAUSED_REPLICAS_ANNOTATION)
+            .is_none()
+    );
+
+    // The pause annotation never reaches the primary; spec changes do, outside init.
+    r.pause_target(&c).await.unwrap();
+    let mut changed = fake
+        .get("keda.sh/v1alpha1", "ScaledObject", "test", "podinfo")
+        .unwrap();
+    changed["spec"]["maxReplicaCount"] = json!(12);
+    fake.insert(changed);
+    r.reconcile_primary(&c, false).await.unwrap();
+    let primary = fake
+        .get(
+            "keda.sh/v1alpha1",
+            "ScaledObject",
+            "test",
+            "podinfo-primary",
+        )
+        .unwrap();
+    assert_eq!(primary["spec"]["maxReplicaCount"], 12);
+    assert!(
+        primary["metadata"]
+            .get("annotations")
+            .is_none_or(|a| a.get(PAUSED_REPLICAS_ANNOTATION).is_none())
+    );
+    fake.clear_writes();
+    r.reconcile_primary(&c, false).await.unwrap();
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+}

@@ -1,0 +1,176 @@
+#![allow(clippy::unwrap_used)]
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::router::golden::assert_golden;
+use crate::workload::fake_api::FakeApi;
+
+fn canary(service: Value) -> Canary {
+    let mut svc = json!({"port": 9898});
+    crate::workload::meta::apply_merge_patch(&mut svc, &service);
+    serde_json::from_value(json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": "test", "uid": "canary-uid"},
+        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"}, "service": svc}
+    }))
+    .unwrap()
+}
+
+fn meta() -> TargetMetadata {
+    TargetMetadata {
+        label: "app".into(),
+        label_value: "podinfo".into(),
+        ports: Default::default(),
+    }
+}
+
+#[test]
+fn golden_services() {
+    let c = canary(json!({
+        "portName": "http-podinfo", "targetPort": "http", "appProtocol": "http",
+        "headless": true, "trafficDistribution": "PreferClose",
+        "apex": {"labels": {"team": "a"}, "annotations": {"note": "apex"}},
+        "canary": {"labels": {"tier": "canary"}}
+    }));
+    let mut m = meta();
+    m.ports.insert("grpc".into(), 9999);
+    let services: Vec<Service> = [ServiceRole::Apex, ServiceRole::Primary, ServiceRole::Canary]
+        .into_iter()
+        .map(|r| desired_service(&c, r, &m).unwrap())
+        .collect();
+    assert_golden("workload/testdata/services/generated.yaml", &services);
+}
+
+#[test]
+fn port_comparison_is_order_insensitive_and_ignores_defaults() {
+    let p = |v: Value| -> Vec<ServicePort> { serde_json::from_value(v).unwrap() };
+    let live = p(
+        json!([{"name": "grpc", "port": 9999, "protocol": "TCP", "targetPort": 9999, "nodePort": 30001},
+                        {"name": "http", "port": 9898}]),
+    );
+    let desired = p(
+        json!([{"name": "http", "port": 9898, "protocol": "TCP", "targetPort": 9898},
+                           {"name": "grpc", "port": 9999, "protocol": "TCP", "targetPort": 9999}]),
+    );
+    assert!(!ports_differ(&live, &desired));
+    let other = p(json!([{"name": "http", "port": 80}]));
+    assert!(ports_differ(&live, &other));
+}
+
+#[tokio::test]
+async fn services_are_created_and_then_left_alone() {
+    let (fake, client) = FakeApi::new();
+    let r = ServiceReconciler::new(client);
+    let c = canary(json!({}));
+    r.initialize(&c, &meta()).await.unwrap();
+    r.reconcile(&c, &meta()).await.unwrap();
+    let canary_svc = fake.get("v1", "Service", "test", "podinfo-canary").unwrap();
+    assert_eq!(canary_svc["spec"]["selector"], json!({"app": "podinfo"}));
+    let apex = fake.get("v1", "Service", "test", "podinfo").unwrap();
+    assert_eq!(apex["spec"]["selector"], json!({"app": "podinfo-primary"}));
+    assert_eq!(apex["metadata"]["ownerReferences"][0]["uid"], "canary-uid");
+    fake.clear_writes();
+    r.initialize(&c, &meta()).await.unwrap();
+    r.reconcile(&c, &meta()).await.unwrap();
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+}
+
+#[tokio::test]
+async fn owned_service_metadata_is_managed_except_unmanaged_keys() {
+    let (fake, client) = FakeApi::new();
+    let r = ServiceReconciler::new(client);
+    let c = canary(json!({"primary": {"labels": {"a": "1"}}}));
+    r.initialize(&c, &meta()).await.unwrap();
+    let mut svc = fake
+        .get("v1", "Service", "test", "podinfo-primary")
+        .unwrap();
+    svc["metadata"]["labels"]["added-by-user"] = json!("x");
+    svc["metadata"]["annotations"]["keep.me/too"] = json!("live");
+    svc["spec"]["ports"][0]["nodePort"] = json!(30000);
+    svc["spec"]["type"] = json!("NodePort");
+    fake.insert(svc);
+    let c2 = canary(
+        json!({"primary": {"labels": {"b": "2"}}, "unmanagedMetadata": {"annotations": ["keep.me/too"]}, "port": 8080}),
+    );
+    r.initialize(&c2, &meta()).await.unwrap();
+    let svc = fake
+        .get("v1", "Service", "test", "podinfo-primary")
+        .unwrap();
+    assert_eq!(
+        svc["metadata"]["labels"],
+        json!({"app": "podinfo-primary", "b": "2"})
+    );
+    assert_eq!(svc["metadata"]["annotations"]["keep.me/too"], "live");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
+    assert_eq!(
+        svc["spec"]["ports"][0]["nodePort"], 30000,
+        "node port of the same-named port kept"
+    );
+    assert_eq!(
+        svc["spec"]["type"], "NodePort",
+        "type is only set at creation"
+    );
+}
+
+#[tokio::test]
+async fn pre_existing_apex_service_is_adopted_and_reverted() {
+    let (fake, client) = FakeApi::new();
+    fake.insert(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "podinfo", "namespace": "test", "labels": {"owner": "user"}},
+        "spec": {"type": "ClusterIP", "clusterIP": "10.0.0.7", "selector": {"app": "podinfo", "extra": "x"},
+                 "ports": [{"name": "http", "port": 9898, "protocol": "TCP", "targetPort": 9898}]}
+    }));
+    let r = ServiceReconciler::new(client);
+    let c = canary(json!({}));
+    r.reconcile(&c, &meta()).await.unwrap();
+    let apex = fake.get("v1", "Service", "test", "podinfo").unwrap();
+    assert_eq!(apex["spec"]["selector"], json!({"app": "podinfo-primary"}));
+    assert_eq!(
+        apex["metadata"]["labels"],
+        json!({"owner": "user"}),
+        "user metadata untouched"
+    );
+    assert_eq!(
+        apex["metadata"]["annotations"][FLUX_KUSTOMIZE_RECONCILE],
+        "disabled"
+    );
+    assert!(apex["metadata"].get("ownerReferences").is_none());
+    fake.clear_writes();
+    r.reconcile(&c, &meta()).await.unwrap();
+    assert!(fake.writes().is_empty());
+
+    r.finalize(&c, &meta()).await.unwrap();
+    let apex = fake.get("v1", "Service", "test", "podinfo").unwrap();
+    assert_eq!(apex["spec"]["selector"], json!({"app": "podinfo"}));
+}
+
+#[tokio::test]
+async fn finalize_restores_kubectl_selector_and_skips_owned_services() {
+    let (fake, client) = FakeApi::new();
+    let applied = json!({"spec": {"selector": {"app": "podinfo", "extra": "x"}}}).to_string();
+    fake.insert(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "podinfo", "namespace": "test", "annotations": {KUBECTL_LAST_APPLIED: applied}},
+        "spec": {"selector": {"app": "podinfo-primary"}, "ports": [{"name": "http", "port": 9898}]}
+    }));
+    let r = ServiceReconciler::new(client);
+    r.finalize(&canary(json!({})), &meta()).await.unwrap();
+    let apex = fake.get("v1", "Service", "test", "podinfo").unwrap();
+    assert_eq!(
+        apex["spec"]["selector"],
+        json!({"app": "podinfo", "extra": "x"})
+    );
+
+    let (fake, client) = FakeApi::new();
+    let r = ServiceReconciler::new(client);
+    let c = canary(json!({}));
+    r.reconcile(&c, &meta()).await.unwrap();
+    fake.clear_writes();
+    r.finalize(&c, &meta()).await.unwrap();
+    assert!(
+        fake.writes().is_empty(),
+        "a generated apex Service is garbage-collected, not reverted"
+    );
+}
