@@ -4,5 +4,6 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod router;
 pub mod workload;
