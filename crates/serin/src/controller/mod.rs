@@ -17,5 +17,8 @@ pub mod status;
 mod strategy;
 pub mod webhook;
 
+#[cfg(test)]
+mod tests;
+
 pub use ports::Ports;
 pub use scheduler::{Next, Scheduler, SchedulerConfig, SchedulerError};

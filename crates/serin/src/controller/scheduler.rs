@@ -289,6 +289,8 @@ pub(super) struct Tick<'a> {
     pub(super) kind: String,
     pub(super) provider: Provider,
     pub(super) revision: Option<Revision>,
+    /// Whether this tick wrote the status.
+    pub(super) wrote: bool,
 }
 
 /// The implementations one tick works with.
@@ -318,6 +320,7 @@ impl<'a> Tick<'a> {
             now,
             trigger: Trigger::Due,
             revision: None,
+            wrote: false,
         }
     }
 
@@ -555,6 +558,12 @@ impl<'a> Tick<'a> {
                 self.status().canary_weight
             ));
             self.set_weight(routes.canary).await?;
+            let msg = if phase == CanaryPhase::Promoting {
+                events::advance_primary_weight(&self.key, routes.primary)
+            } else {
+                events::advance_weight(&self.key, routes.canary)
+            };
+            self.info(msg).await;
             return Ok(());
         }
 
@@ -642,13 +651,19 @@ impl<'a> Tick<'a> {
 
         // 26-29. Analysis and the strategy step, timed.
         let start = self.s.ports.clock.now();
-        let result = self.analyse_and_advance(&b, routes).await;
+        self.wrote = false;
+        self.analyse_and_advance(&b, routes).await?;
+        if !self.wrote {
+            // The analysis ran but nothing moved (a gate held the step): persist the time
+            // anyway, it is the fence of the next analysis after a restart.
+            self.write_status(|_| {}).await?;
+        }
         let end = self.s.ports.clock.now();
         self.s
             .ports
             .recorder
             .observe_duration(&self.canary, elapsed(start, end).unwrap_or(Duration::ZERO));
-        result
+        Ok(())
     }
 
     /// Whether the routes show a weight step the status has not recorded. Only where weights

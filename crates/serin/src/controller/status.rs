@@ -172,6 +172,7 @@ impl Tick<'_> {
             .write_status(&self.canary, &status)
             .await?;
         self.canary.status = Some(status);
+        self.wrote = true;
         Ok(())
     }
 
