@@ -213,3 +213,86 @@ pub async fn record(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn log_lines_carry_the_canary_and_the_message() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            log(
+                "podinfo.test",
+                EventKind::Warning,
+                &canary_failed("podinfo.test"),
+            );
+            log(
+                "podinfo.test",
+                EventKind::Normal,
+                &advance_weight("podinfo.test", 10),
+            );
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            lines[0]["message"],
+            "Canary failed! Scaling down podinfo.test"
+        );
+        assert_eq!(lines[0]["canary"], "podinfo.test");
+        assert_eq!(lines[0]["level"], "WARN");
+        assert_eq!(lines[1]["message"], "Advance podinfo.test canary weight 10");
+        assert_eq!(lines[1]["level"], "INFO");
+    }
+
+    #[test]
+    fn catalogue_texts() {
+        assert_eq!(
+            new_revision("podinfo.test"),
+            "New revision detected! Scaling up podinfo.test"
+        );
+        assert_eq!(
+            copying_template("podinfo.test", "podinfo-primary.test"),
+            "Copying podinfo.test template spec to podinfo-primary.test"
+        );
+        assert_eq!(
+            advance_iteration("frontend.prod", 1, 10),
+            "Advance frontend.prod canary iteration 1/10"
+        );
+        assert_eq!(
+            threshold_reached("frontend.prod", 10),
+            "Rolling back frontend.prod failed checks threshold reached 10"
+        );
+        assert_eq!(
+            scaling_down_failed("Deployment", "podinfo.test", "boom"),
+            "scaling down canary Deployment podinfo.test failed: boom"
+        );
+    }
+}

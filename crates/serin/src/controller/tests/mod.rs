@@ -3,6 +3,7 @@
 
 mod failures;
 mod gates;
+mod http;
 mod lifecycle;
 mod restart;
 mod strategies;
@@ -411,6 +412,8 @@ pub struct World {
     pub scaler: Arc<FakeCalls>,
     pub services: Arc<FakeCalls>,
     pub config: SchedulerConfig,
+    /// The webhook client the scheduler uses (the fake unless a test swaps it).
+    pub client: Arc<dyn WebhookClient>,
     pub scheduler: Scheduler,
 }
 
@@ -476,7 +479,6 @@ impl World {
             clock,
             store,
             events,
-            webhooks,
             metrics,
             alerter,
             recorder,
@@ -485,6 +487,8 @@ impl World {
             scaler,
             services,
             config,
+            client: webhooks.clone(),
+            webhooks,
         };
         world.restart();
         world
@@ -515,7 +519,7 @@ impl World {
             clock: self.clock.clone(),
             events: self.events.clone(),
             store: self.store.clone(),
-            webhooks: self.webhooks.clone(),
+            webhooks: self.client.clone(),
             metrics: self.metrics.clone(),
             alerter: self.alerter.clone(),
             recorder: self.recorder.clone(),
