@@ -5,5 +5,8 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod metrics;
+pub mod notify;
 pub mod router;
+pub mod telemetry;
 pub mod workload;

@@ -8,12 +8,15 @@ pub mod apis;
 pub mod canary;
 pub mod crd;
 pub mod duration;
+pub mod manifest;
 
 pub mod metric_template;
 pub mod provider;
 pub mod schema;
 pub mod service;
 pub mod status;
+pub mod structural;
+pub mod validation;
 
 pub use alert_provider::{AlertProvider, AlertProviderSpec};
 pub use analysis::{CanaryAnalysis, CanaryMetric, CanaryWebhook, HookType, Strategy};

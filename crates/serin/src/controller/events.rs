@@ -239,12 +239,14 @@ mod tests {
     fn log_lines_carry_the_canary_and_the_message() {
         let buffer = Buffer::default();
         let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_writer(move || writer.clone())
-            .finish();
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber = tracing_subscriber::registry().with(
+            crate::telemetry::logging::JsonLayer::new(move || writer.clone()),
+        );
         tracing::subscriber::with_default(subscriber, || {
+            // Other tests log on other threads without a subscriber; make sure the callsites'
+            // cached interest includes this one.
+            tracing::callsite::rebuild_interest_cache();
             log(
                 "podinfo.test",
                 EventKind::Warning,
@@ -261,15 +263,13 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(lines.len(), 2);
-        assert_eq!(
-            lines[0]["message"],
-            "Canary failed! Scaling down podinfo.test"
-        );
+        assert_eq!(lines.len(), 2, "{text}");
+        // What `kubectl logs … | jq .msg` reads.
+        assert_eq!(lines[0]["msg"], "Canary failed! Scaling down podinfo.test");
         assert_eq!(lines[0]["canary"], "podinfo.test");
-        assert_eq!(lines[0]["level"], "WARN");
-        assert_eq!(lines[1]["message"], "Advance podinfo.test canary weight 10");
-        assert_eq!(lines[1]["level"], "INFO");
+        assert_eq!(lines[0]["level"], "warn");
+        assert_eq!(lines[1]["msg"], "Advance podinfo.test canary weight 10");
+        assert_eq!(lines[1]["level"], "info");
     }
 
     #[test]
