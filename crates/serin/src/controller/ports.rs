@@ -1,0 +1,207 @@
+//! The small traits the scheduler talks to besides the router and workload traits.
+//!
+//! Real implementations (kube-rs, reqwest, prometheus-client, notifiers) are adapters written
+//! where everything lands; the scheduler's tests use in-memory fakes and a fake clock.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use k8s_openapi::jiff::Timestamp;
+
+use super::webhook::{HookPayload, WebhookError};
+use crate::api::analysis::AlertSeverity;
+use crate::api::{Canary, CanaryPhase, CanaryStatus, CanaryWebhook, Provider, Strategy};
+use crate::router::{Router, RouterError};
+use crate::workload::{ScalerReconciler, TargetController, TargetMetadata};
+
+/// Errors reported by the ports' adapters.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// The Canary asks for something that cannot be built (message for the user).
+    #[error("{0}")]
+    Invalid(String),
+    /// An API call failed (message for the user; the adapter keeps the details in its log).
+    #[error("{0}")]
+    Api(String),
+}
+
+/// Wall-clock time. The scheduler never reads the system time directly.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        let seconds = i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX);
+        let nanos = i32::try_from(since_epoch.subsec_nanos()).unwrap_or(0);
+        Timestamp::new(seconds, nanos).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+}
+
+/// The kind of a Kubernetes Event recorded on a Canary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// Type `Normal`, logged at info level.
+    Normal,
+    /// Type `Warning`, logged at warn level.
+    Warning,
+    /// Type `Warning`, logged at error level (Flagger's `recordEventErrorf`).
+    Error,
+}
+
+impl EventKind {
+    /// The Kubernetes Event `type`.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            EventKind::Normal => "Normal",
+            EventKind::Warning | EventKind::Error => "Warning",
+        }
+    }
+}
+
+/// Kubernetes Events on the Canary (reason `Synced`, reporting component `flagger`). Failures
+/// to record are the adapter's to log; they never fail a tick. The scheduler writes the log
+/// line and calls the event webhooks itself.
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    async fn publish(&self, canary: &Canary, kind: EventKind, message: &str);
+}
+
+/// Reads and writes the Canary object.
+#[async_trait]
+pub trait StatusStore: Send + Sync {
+    /// A fresh read from the API server (not a possibly stale cache), like Flagger's re-read at
+    /// the start of every tick. `None` when the Canary is gone.
+    async fn get(&self, namespace: &str, name: &str) -> Result<Option<Canary>, PortError>;
+    /// Persists `status` as the Canary's whole status. Conflict-safe: the adapter owns every
+    /// status field, so it applies (server-side apply with force, or re-GET and retry on 409).
+    async fn write_status(&self, canary: &Canary, status: &CanaryStatus) -> Result<(), PortError>;
+    /// Adds (`present`) or removes `finalizer.flagger.app`, retrying conflicts.
+    async fn set_finalizer(&self, canary: &Canary, present: bool) -> Result<(), PortError>;
+}
+
+/// HTTP client for webhooks (see [`super::webhook::HttpWebhookClient`]).
+#[async_trait]
+pub trait WebhookClient: Send + Sync {
+    /// POSTs `payload` to `hook.url` with the hook's timeout, retries and TLS setting. Success
+    /// iff the final answer is HTTP 200..=202.
+    async fn post(&self, hook: &CanaryWebhook, payload: &HookPayload) -> Result<(), WebhookError>;
+}
+
+/// A failed metric check: the message becomes a Warning event (`error` = log at error level,
+/// for query failures as opposed to values out of range).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct FailedCheck {
+    pub message: String,
+    pub error: bool,
+}
+
+/// The metric analysis (built-in and template metrics, §6).
+#[async_trait]
+pub trait MetricChecks: Send + Sync {
+    /// Whether the metric providers the canary uses are reachable (init ticks).
+    async fn check_providers(&self, canary: &Canary) -> Result<(), String>;
+    /// Runs every metric check in order and stops at the first failure. On success returns the
+    /// measured value per metric name.
+    async fn run_checks(&self, canary: &Canary) -> Result<Vec<(String, f64)>, FailedCheck>;
+}
+
+/// Notifications (per-canary `analysis.alerts` or the global notifier). Failures are the
+/// adapter's to log.
+#[async_trait]
+pub trait Alerter: Send + Sync {
+    /// `with_metadata` adds the Target / threshold / deadline / routing fields (§7.3).
+    async fn alert(
+        &self,
+        canary: &Canary,
+        message: &str,
+        with_metadata: bool,
+        severity: AlertSeverity,
+    );
+}
+
+/// `analysis_status` label of the success and failure counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AnalysisStatus {
+    Completed,
+    Skipped,
+}
+
+impl AnalysisStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnalysisStatus::Completed => "completed",
+            AnalysisStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// Serin's own Prometheus metrics (Flagger's names, §8.2).
+pub trait Recorder: Send + Sync {
+    /// `flagger_canary_status` ([`CanaryPhase::status_gauge`]).
+    fn set_status(&self, canary: &Canary, phase: CanaryPhase);
+    /// `flagger_canary_weight` for `<target>-primary` and `<target>`.
+    fn set_weight(&self, canary: &Canary, primary: i32, canary_weight: i32);
+    /// `flagger_canary_successes_total`.
+    fn inc_successes(&self, canary: &Canary, strategy: Strategy, status: AnalysisStatus);
+    /// `flagger_canary_failures_total`.
+    fn inc_failures(&self, canary: &Canary, strategy: Strategy, status: AnalysisStatus);
+    /// `flagger_canary_duration_seconds`.
+    fn observe_duration(&self, canary: &Canary, duration: Duration);
+    /// `flagger_canary_metric_analysis`.
+    fn set_metric_value(&self, canary: &Canary, metric: &str, value: f64);
+}
+
+/// Flagger's `KubernetesRouter`: the generated ClusterIP Services `<apex>`, `<apex>-primary`
+/// and `<apex>-canary` (Deployment and DaemonSet targets).
+#[async_trait]
+pub trait ServiceRouter: Send + Sync {
+    /// Creates or updates `<apex>-canary` and `<apex>-primary`.
+    async fn initialize(
+        &self,
+        canary: &Canary,
+        metadata: &TargetMetadata,
+    ) -> Result<(), RouterError>;
+    /// Creates or updates the apex Service selecting the primary pods.
+    async fn reconcile(
+        &self,
+        canary: &Canary,
+        metadata: &TargetMetadata,
+    ) -> Result<(), RouterError>;
+    /// Reverts the apex Service on deletion with `revertOnDeletion`.
+    async fn finalize(&self, canary: &Canary) -> Result<(), RouterError>;
+}
+
+/// Picks the implementations for one Canary (Flagger's factories).
+pub trait Backends: Send + Sync {
+    /// The target controller for `spec.targetRef.kind`.
+    fn target(&self, canary: &Canary) -> Result<Arc<dyn TargetController>, PortError>;
+    /// The primary autoscaler reconciler for `spec.autoscalerRef`, if any.
+    fn scaler(&self, canary: &Canary) -> Result<Option<Arc<dyn ScalerReconciler>>, PortError>;
+    /// The generated Services (Deployment/DaemonSet targets only).
+    fn services(&self, canary: &Canary) -> Option<Arc<dyn ServiceRouter>>;
+    /// The mesh or ingress router for `provider`.
+    fn router(&self, canary: &Canary, provider: &Provider) -> Result<Arc<dyn Router>, PortError>;
+}
+
+/// Everything the scheduler needs, as shared trait objects.
+#[derive(Clone)]
+pub struct Ports {
+    pub clock: Arc<dyn Clock>,
+    pub events: Arc<dyn EventSink>,
+    pub store: Arc<dyn StatusStore>,
+    pub webhooks: Arc<dyn WebhookClient>,
+    pub metrics: Arc<dyn MetricChecks>,
+    pub alerter: Arc<dyn Alerter>,
+    pub recorder: Arc<dyn Recorder>,
+    pub backends: Arc<dyn Backends>,
+}

@@ -1,0 +1,711 @@
+//! The analysis scheduler: one reconcile of one Canary, following Flagger's `advanceCanary`
+//! (§2.2) step by step, with two clocks:
+//!
+//! * **Revisions react at once.** Every reconcile reads the target's revision; a new revision
+//!   (pod template or tracked ConfigMap/Secret) of an idle or progressing canary runs the tick
+//!   immediately, whatever the interval, so "New revision detected!" follows a change as fast
+//!   as the watch delivers it.
+//! * **Analysis advances once per interval.** Otherwise a tick runs only when
+//!   `now >= status.lastTransitionTime + interval` in the phases of a run (Waiting,
+//!   Progressing, WaitingPromotion, Promoting, Finalising). Every status write sets
+//!   `lastTransitionTime` (as Flagger does), so the persisted status alone says when the next
+//!   step is due: extra reconciles triggered by watch events are harmless, and a restarted
+//!   controller neither repeats nor skips a step. In addition, ticks that write nothing
+//!   (waiting for readiness or a gate) are spaced by the interval with an in-memory note of the
+//!   last attempt, so they do not repeat their events on every watch event; losing that note on
+//!   restart costs at most one early attempt, never a step.
+//!
+//! Traffic: a step sets the routes first and then records them in the status. If the process
+//! dies in between, the next reconcile finds routes that differ from the status (the router
+//! is the source of truth, as in Flagger), records them, and takes the next step one interval
+//! later.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::events::{self, canary_key};
+use super::ports::{EventKind, PortError, Ports, ServiceRouter};
+use super::status::{add, elapsed, revision_changed, revision_differs};
+use crate::api::analysis::{AlertSeverity, DEFAULT_INTERVAL};
+use crate::api::{Canary, CanaryPhase, CanaryStatus, Provider, Strategy};
+use crate::router::{Router, Routes};
+use crate::workload::{Revision, ScalerReconciler, TargetController, WorkloadError};
+
+/// Configuration of the scheduler (controller flags).
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// `-mesh-provider`: the provider of canaries without `spec.provider`.
+    pub default_provider: Provider,
+    /// `-event-webhook` / `EVENT_WEBHOOK_URL`: receives every event of canaries without an
+    /// `event` webhook.
+    pub event_webhook: Option<String>,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            default_provider: Provider::Istio,
+            event_webhook: None,
+        }
+    }
+}
+
+/// What the caller should do after a reconcile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Next {
+    /// Reconcile again after this long (watch events may come earlier; that is harmless).
+    pub requeue_after: Duration,
+}
+
+/// Errors that should be retried with back-off (status writes, finalisation). Everything else
+/// (unready workloads, failed hooks or checks, router errors) is reported on the Canary and
+/// retried on the next tick.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("finalizing {key}: {message}")]
+    Finalize { key: String, message: String },
+}
+
+/// Why a tick runs now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The target has a revision the status does not describe yet: act now.
+    Revision,
+    /// The interval since the last step (and the last attempt) has passed.
+    Due,
+    /// Nothing to do before `after` has passed.
+    NotDue { after: Duration },
+}
+
+/// What the scheduler remembers between reconciles of one Canary (lost on restart, by design).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attempt {
+    pub at: Timestamp,
+    pub revision: Option<Revision>,
+}
+
+/// Decides whether a tick runs now: a pure function of the status, the observed revision, the
+/// interval, the time and the last attempt.
+pub fn trigger(
+    status: &CanaryStatus,
+    revision: Option<&Revision>,
+    interval: Duration,
+    now: Timestamp,
+    last: Option<&Attempt>,
+) -> Trigger {
+    if let Some(rev) = revision {
+        let new = match status.phase {
+            CanaryPhase::Initialized
+            | CanaryPhase::Succeeded
+            | CanaryPhase::Progressing
+            | CanaryPhase::WaitingPromotion => revision_changed(status, rev),
+            CanaryPhase::Failed => revision_differs(status, rev),
+            _ => false,
+        };
+        let seen = last.is_some_and(|a| a.revision.as_ref() == Some(rev));
+        if new && !seen {
+            return Trigger::Revision;
+        }
+    }
+    let mut due_at = last.map(|a| add(a.at, interval));
+    let in_run = matches!(
+        status.phase,
+        CanaryPhase::Waiting
+            | CanaryPhase::Progressing
+            | CanaryPhase::WaitingPromotion
+            | CanaryPhase::Promoting
+            | CanaryPhase::Finalising
+    );
+    if in_run && let Some(t) = &status.last_transition_time {
+        let step_at = add(t.0, interval);
+        due_at = Some(due_at.map_or(step_at, |d| d.max(step_at)));
+    }
+    match due_at.and_then(|d| elapsed(now, d)) {
+        Some(after) if !after.is_zero() => Trigger::NotDue { after },
+        _ => Trigger::Due,
+    }
+}
+
+/// The analysis scheduler.
+pub struct Scheduler {
+    pub(super) ports: Ports,
+    pub(super) config: SchedulerConfig,
+    attempts: Mutex<HashMap<String, Attempt>>,
+}
+
+impl Scheduler {
+    pub fn new(ports: Ports, config: SchedulerConfig) -> Self {
+        Self {
+            ports,
+            config,
+            attempts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn last_attempt(&self, key: &str) -> Option<Attempt> {
+        let map = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key).cloned()
+    }
+
+    fn remember(&self, key: &str, attempt: Option<Attempt>) {
+        let mut map = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        match attempt {
+            Some(a) => map.insert(key.to_string(), a),
+            None => map.remove(key),
+        };
+    }
+
+    /// Reconciles one Canary: re-reads it, handles the finalizer, and runs a tick when a new
+    /// revision appeared or an analysis step is due. `canary` only names the object; the
+    /// state comes from a fresh read.
+    pub async fn reconcile(&self, canary: &Canary) -> Result<Next, SchedulerError> {
+        let namespace = canary.metadata.namespace.clone().unwrap_or_default();
+        let name = canary.metadata.name.clone().unwrap_or_default();
+        let memo_key = format!(
+            "{namespace}/{name}/{}",
+            canary.metadata.uid.as_deref().unwrap_or("")
+        );
+        let Some(mut canary) = self.ports.store.get(&namespace, &name).await? else {
+            tracing::info!(canary = %format!("{name}.{namespace}"), "Canary {name}.{namespace} not found");
+            self.remember(&memo_key, None);
+            return Ok(Next {
+                requeue_after: DEFAULT_INTERVAL,
+            });
+        };
+        canary.spec.normalize();
+        let interval = canary
+            .spec
+            .analysis()
+            .map(|a| a.interval())
+            .unwrap_or(DEFAULT_INTERVAL);
+
+        if canary.metadata.deletion_timestamp.is_some() {
+            self.remember(&memo_key, None);
+            return self.finalize(&mut canary, interval).await;
+        }
+        self.sync_finalizer(&canary).await?;
+
+        let now = self.ports.clock.now();
+        let last = self.last_attempt(&memo_key);
+        if canary
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_none()
+        {
+            // First sight (Flagger's syncHandler): phase Initializing.
+            let mut tick = Tick::bare(self, canary, now);
+            tick.set_phase(CanaryPhase::Initializing).await?;
+            canary = tick.canary;
+        }
+
+        if canary.spec.suspend() {
+            if matches!(
+                trigger(&CanaryStatus::default(), None, interval, now, last.as_ref()),
+                Trigger::Due
+            ) {
+                events::record(
+                    &self.ports,
+                    self.config.event_webhook.as_deref(),
+                    &canary,
+                    EventKind::Normal,
+                    canary.status.as_ref().map(|s| s.phase).unwrap_or_default(),
+                    events::SUSPENDED,
+                )
+                .await;
+                self.remember(
+                    &memo_key,
+                    Some(Attempt {
+                        at: now,
+                        revision: None,
+                    }),
+                );
+            }
+            return Ok(Next {
+                requeue_after: interval,
+            });
+        }
+
+        let target = self.ports.backends.target(&canary);
+        let revision = match &target {
+            Ok(t) => t.revision(&canary).await.ok(),
+            Err(_) => None,
+        };
+        let status = canary.status.clone().unwrap_or_default();
+        let why = trigger(&status, revision.as_ref(), interval, now, last.as_ref());
+        if let Trigger::NotDue { after } = why {
+            return Ok(Next {
+                requeue_after: after,
+            });
+        }
+        let mut tick = Tick::bare(self, canary, now);
+        tick.trigger = why;
+        match target {
+            Ok(t) => tick.run(t).await?,
+            Err(e) => tick.warn(e.to_string()).await,
+        }
+        let attempt = Attempt { at: now, revision };
+        let status = tick.status();
+        self.remember(&memo_key, Some(attempt.clone()));
+        let requeue_after = match trigger(&status, None, interval, now, Some(&attempt)) {
+            Trigger::NotDue { after } => after,
+            _ => interval,
+        };
+        Ok(Next { requeue_after })
+    }
+
+    /// Adds the finalizer when `revertOnDeletion` is set, removes it when it was unset.
+    async fn sync_finalizer(&self, canary: &Canary) -> Result<(), SchedulerError> {
+        let has = super::finalizer::has_finalizer(canary);
+        let wants = canary.spec.revert_on_deletion();
+        if wants && !has {
+            self.ports.store.set_finalizer(canary, true).await?;
+        } else if !wants && has {
+            tracing::info!(canary = %canary_key(canary), "{} opting out, deleting finalizers", canary_key(canary));
+            self.ports.store.set_finalizer(canary, false).await?;
+        }
+        Ok(())
+    }
+}
+
+/// One tick over one Canary: the working copy of the object and what the tick has looked up.
+pub(super) struct Tick<'a> {
+    pub(super) s: &'a Scheduler,
+    pub(super) canary: Canary,
+    pub(super) now: Timestamp,
+    pub(super) trigger: Trigger,
+    /// `<name>.<namespace>`.
+    pub(super) key: String,
+    /// `<target>.<namespace>`.
+    pub(super) target_key: String,
+    /// `<target>-primary.<namespace>`.
+    pub(super) primary_key: String,
+    /// `spec.targetRef.kind`.
+    pub(super) kind: String,
+    pub(super) provider: Provider,
+    pub(super) revision: Option<Revision>,
+    /// Whether this tick wrote the status.
+    pub(super) wrote: bool,
+}
+
+/// The implementations one tick works with.
+pub(super) struct Backends {
+    pub(super) target: Arc<dyn TargetController>,
+    pub(super) scaler: Option<Arc<dyn ScalerReconciler>>,
+    pub(super) services: Option<Arc<dyn ServiceRouter>>,
+    pub(super) router: Arc<dyn Router>,
+}
+
+impl<'a> Tick<'a> {
+    pub(super) fn bare(s: &'a Scheduler, canary: Canary, now: Timestamp) -> Self {
+        let ns = canary.metadata.namespace.clone().unwrap_or_default();
+        let target = canary.spec.target_ref.name.clone();
+        let provider = canary
+            .spec
+            .provider(&s.config.default_provider)
+            .unwrap_or_else(|_| s.config.default_provider.clone());
+        Self {
+            key: canary_key(&canary),
+            target_key: format!("{target}.{ns}"),
+            primary_key: format!("{target}-primary.{ns}"),
+            kind: canary.spec.target_ref.kind.clone(),
+            provider,
+            s,
+            canary,
+            now,
+            trigger: Trigger::Due,
+            revision: None,
+            wrote: false,
+        }
+    }
+
+    pub(super) async fn event(&self, kind: EventKind, phase: CanaryPhase, message: &str) {
+        events::record(
+            &self.s.ports,
+            self.s.config.event_webhook.as_deref(),
+            &self.canary,
+            kind,
+            phase,
+            message,
+        )
+        .await;
+    }
+
+    pub(super) async fn info(&self, message: impl AsRef<str>) {
+        self.event(EventKind::Normal, self.phase(), message.as_ref())
+            .await;
+    }
+
+    pub(super) async fn warn(&self, message: impl AsRef<str>) {
+        self.event(EventKind::Warning, self.phase(), message.as_ref())
+            .await;
+    }
+
+    pub(super) async fn error(&self, message: impl AsRef<str>) {
+        self.event(EventKind::Error, self.phase(), message.as_ref())
+            .await;
+    }
+
+    pub(super) fn log(&self, message: impl AsRef<str>) {
+        events::log(&self.key, EventKind::Normal, message.as_ref());
+    }
+
+    pub(super) async fn alert(&self, message: &str, with_metadata: bool, severity: AlertSeverity) {
+        self.s
+            .ports
+            .alerter
+            .alert(&self.canary, message, with_metadata, severity)
+            .await;
+    }
+
+    /// The analysis (an empty one when the canary has none, i.e. skips analysis).
+    pub(super) fn analysis(&self) -> crate::api::CanaryAnalysis {
+        self.canary.spec.analysis().cloned().unwrap_or_default()
+    }
+
+    /// The deployment strategy, as the kubernetes provider forces it (blue/green).
+    pub(super) fn strategy(&self) -> Strategy {
+        if self.provider == Provider::Kubernetes {
+            Strategy::BlueGreen
+        } else {
+            self.analysis().strategy()
+        }
+    }
+
+    /// The target's current revision (read once per tick).
+    pub(super) async fn revision(
+        &mut self,
+        target: &dyn TargetController,
+    ) -> Result<Revision, WorkloadError> {
+        if let Some(rev) = &self.revision {
+            return Ok(rev.clone());
+        }
+        let rev = target.revision(&self.canary).await?;
+        self.revision = Some(rev.clone());
+        Ok(rev)
+    }
+
+    fn backends(&self, target: Arc<dyn TargetController>) -> Result<Backends, PortError> {
+        let ports = &self.s.ports;
+        Ok(Backends {
+            target,
+            scaler: ports.backends.scaler(&self.canary)?,
+            services: ports.backends.services(&self.canary),
+            router: ports.backends.router(&self.canary, &self.provider)?,
+        })
+    }
+
+    /// Flagger's `advanceCanary`, steps 3 to 26.
+    pub(super) async fn run(
+        &mut self,
+        target: Arc<dyn TargetController>,
+    ) -> Result<(), SchedulerError> {
+        if let Err(e) = self.canary.spec.provider(&self.s.config.default_provider) {
+            self.warn(e.to_string()).await;
+            return Ok(());
+        }
+        let b = match self.backends(target) {
+            Ok(b) => b,
+            Err(e) => {
+                self.warn(e.to_string()).await;
+                return Ok(());
+            }
+        };
+        let init = matches!(self.phase(), CanaryPhase::Empty | CanaryPhase::Initializing);
+        let skip = self.canary.spec.skip_analysis();
+
+        // 3. Metadata.
+        let metadata = match b.target.metadata(&self.canary).await {
+            Ok(m) => m,
+            Err(e) => return self.warn_ok(e).await,
+        };
+        // 5. Canary and primary Services.
+        if let Some(svc) = &b.services
+            && let Err(e) = svc.initialize(&self.canary, &metadata).await
+        {
+            return self.warn_ok(e).await;
+        }
+        // 6. Metric providers.
+        if !skip && init {
+            match self.s.ports.metrics.check_providers(&self.canary).await {
+                Ok(()) => self.info(events::PROVIDERS_AVAILABLE).await,
+                Err(e) => self.error(events::provider_check_failed(&e)).await,
+            }
+        }
+        // 7. App Mesh needs its virtual nodes before the primary pods start.
+        let appmesh = matches!(self.provider, Provider::AppMesh(_));
+        if appmesh && let Err(e) = b.router.reconcile(&self.canary).await {
+            return self.warn_ok(e).await;
+        }
+        // 8. Primary workload.
+        if let Err(e) = b.target.initialize(&self.canary, init && !skip).await {
+            self.warn(e.to_string()).await;
+            if !e.is_retriable() {
+                self.rollback(&b).await?;
+            }
+            return Ok(());
+        }
+        // 9. Primary autoscaler.
+        if let Some(scaler) = &b.scaler {
+            if let Err(e) = scaler.reconcile_primary(&self.canary, true).await {
+                return self.warn_ok(e).await;
+            }
+            if init && let Err(e) = scaler.pause_target(&self.canary).await {
+                return self.warn_ok(e).await;
+            }
+        }
+        // 10. Apex Service.
+        if let Some(svc) = &b.services
+            && let Err(e) = svc.reconcile(&self.canary, &metadata).await
+        {
+            return self.warn_ok(e).await;
+        }
+        // 11. Scale the target down.
+        if init {
+            self.log(format!("Scaling down {} {}", self.kind, self.target_key));
+            if let Err(e) = b.target.scale_to_zero(&self.canary).await {
+                let msg = events::scaling_down_failed(&self.kind, &self.target_key, &e.to_string());
+                self.warn(msg).await;
+                return Ok(());
+            }
+        }
+        // 12. Routing objects.
+        if !appmesh && let Err(e) = b.router.reconcile(&self.canary).await {
+            return self.warn_ok(e).await;
+        }
+        // 13. Initialized.
+        if init {
+            let rev = match self.revision(b.target.as_ref()).await {
+                Ok(r) => r,
+                Err(e) => return self.warn_ok(e).await,
+            };
+            self.sync_status(CanaryPhase::Initialized, 0, 0, 0, &rev)
+                .await?;
+            self.s
+                .ports
+                .recorder
+                .set_status(&self.canary, CanaryPhase::Initialized);
+            self.info(events::initialization_done(&self.key)).await;
+            let msg = events::alert::initialized(&self.kind);
+            self.alert(&msg, true, AlertSeverity::Info).await;
+        }
+
+        // 14. Should the analysis advance?
+        let rev = match self.revision(b.target.as_ref()).await {
+            Ok(r) => r,
+            Err(e) => return self.warn_ok(e).await,
+        };
+        let before = self.status();
+        let changed = revision_changed(&before, &rev);
+        let phase = self.phase();
+        if phase == CanaryPhase::Failed && revision_differs(&before, &rev) {
+            // Refresh the revision identity (so that a revert to the promoted revision followed
+            // by the same bad revision is analysed again); the change check above used the
+            // status from before this refresh.
+            let (w, i, f) = (
+                before.canary_weight,
+                before.iterations,
+                before.failed_checks,
+            );
+            self.sync_status(CanaryPhase::Failed, w, i, f, &rev).await?;
+        }
+        let running = matches!(
+            phase,
+            CanaryPhase::Progressing
+                | CanaryPhase::Waiting
+                | CanaryPhase::WaitingPromotion
+                | CanaryPhase::Promoting
+                | CanaryPhase::Finalising
+        );
+        if !running && !changed {
+            self.s.ports.recorder.set_status(&self.canary, phase);
+            return Ok(());
+        }
+
+        // 16. Primary readiness (in Promoting this waits for the primary rollout).
+        if !skip && let Err(e) = b.target.is_primary_ready(&self.canary).await {
+            self.warn(e.to_string()).await;
+            if !e.is_retriable() {
+                if matches!(phase, CanaryPhase::Promoting | CanaryPhase::Finalising) {
+                    self.handle_failed_promotion(&b, &e.to_string()).await?;
+                } else {
+                    self.rollback(&b).await?;
+                }
+            }
+            return Ok(());
+        }
+
+        // 17. Current routes: the source of truth for weights.
+        let routes = match b.router.get_routes(&self.canary).await {
+            Ok(r) => r,
+            Err(e) => return self.warn_ok(e).await,
+        };
+        self.s
+            .ports
+            .recorder
+            .set_weight(&self.canary, routes.primary, routes.canary);
+        if self.trigger == Trigger::Due && self.needs_repair(phase, routes) {
+            // A step set the routes but its status write was lost: record it, and take the
+            // next step one interval from now.
+            self.log(format!(
+                "Recording canary weight {} found on the routes (status said {})",
+                routes.canary,
+                self.status().canary_weight
+            ));
+            self.set_weight(routes.canary).await?;
+            let msg = if phase == CanaryPhase::Promoting {
+                events::advance_primary_weight(&self.key, routes.primary)
+            } else {
+                events::advance_weight(&self.key, routes.canary)
+            };
+            self.info(msg).await;
+            return Ok(());
+        }
+
+        // 18. A new revision (or one waiting for confirm-rollout).
+        self.s.ports.recorder.set_status(&self.canary, phase);
+        if !matches!(
+            phase,
+            CanaryPhase::Progressing
+                | CanaryPhase::WaitingPromotion
+                | CanaryPhase::Promoting
+                | CanaryPhase::Finalising
+        ) {
+            return self.start_run(&b, &rev).await;
+        }
+
+        // 19. A new revision mid-analysis restarts it.
+        if matches!(
+            phase,
+            CanaryPhase::Progressing | CanaryPhase::WaitingPromotion
+        ) && changed
+        {
+            self.info(events::restarting_analysis(&self.target_key))
+                .await;
+            if let Err(e) = self.set_routes(&b, Routes::new(100, 0, false)).await {
+                return self.warn_ok(e).await;
+            }
+            self.sync_status(CanaryPhase::Progressing, 0, 0, 0, &rev)
+                .await?;
+            return Ok(());
+        }
+        if self.trigger != Trigger::Due {
+            return Ok(());
+        }
+
+        // 20. Canary readiness (non-retriable: progress deadline exceeded).
+        if let Err(e) = b.target.is_canary_ready(&self.canary).await {
+            self.warn(e.to_string()).await;
+            if !e.is_retriable() {
+                self.rollback(&b).await?;
+            }
+            return Ok(());
+        }
+
+        // 21. Skipped analysis promotes at once.
+        if skip {
+            return self.promote_without_analysis(&b).await;
+        }
+
+        // 22. Rollback webhooks.
+        if matches!(
+            phase,
+            CanaryPhase::Progressing | CanaryPhase::Waiting | CanaryPhase::WaitingPromotion
+        ) && self.rollback_hooks_fired(phase).await
+        {
+            self.warn(events::rolling_back_manual(&self.key)).await;
+            self.alert(events::alert::MANUAL_ROLLBACK, false, AlertSeverity::Warn)
+                .await;
+            return self.rollback(&b).await;
+        }
+
+        // 23. Promoting: update the primary autoscaler, then shift traffic to the primary.
+        if phase == CanaryPhase::Promoting {
+            if let Some(scaler) = &b.scaler
+                && let Err(e) = scaler.reconcile_primary(&self.canary, false).await
+            {
+                return self.warn_ok(e).await;
+            }
+            return self.promotion_traffic_shift(&b, routes).await;
+        }
+
+        // 24. Finalising: scale the canary down, Succeeded.
+        if phase == CanaryPhase::Finalising {
+            return self.finalise(&b).await;
+        }
+
+        // 25. Failed-check threshold.
+        let threshold = self.analysis().threshold();
+        if matches!(
+            phase,
+            CanaryPhase::Progressing | CanaryPhase::WaitingPromotion
+        ) && self.status().failed_checks >= threshold
+        {
+            return self.rollback(&b).await;
+        }
+
+        // 26-29. Analysis and the strategy step, timed.
+        let start = self.s.ports.clock.now();
+        self.wrote = false;
+        self.analyse_and_advance(&b, routes).await?;
+        if !self.wrote {
+            // The analysis ran but nothing moved (a gate held the step): persist the time
+            // anyway, it is the fence of the next analysis after a restart.
+            self.write_status(|_| {}).await?;
+        }
+        let end = self.s.ports.clock.now();
+        self.s
+            .ports
+            .recorder
+            .observe_duration(&self.canary, elapsed(start, end).unwrap_or(Duration::ZERO));
+        Ok(())
+    }
+
+    /// Whether the routes show a weight step the status has not recorded. Only where weights
+    /// are the state of the run: the canary strategy's steps, and the promotion steps of
+    /// `stepWeightPromotion` (A/B routes are described by iterations, and routers differ in the
+    /// weight they report for them).
+    fn needs_repair(&self, phase: CanaryPhase, routes: Routes) -> bool {
+        let weighted = match phase {
+            CanaryPhase::Progressing | CanaryPhase::WaitingPromotion => {
+                self.strategy() == Strategy::Canary
+            }
+            CanaryPhase::Promoting => {
+                self.strategy() != Strategy::AbTesting
+                    && self.analysis().step_weight_promotion() > 0
+            }
+            _ => false,
+        };
+        weighted && routes.canary != self.status().canary_weight
+    }
+
+    /// Sets the routes (keeping the session-affinity cookies the router writes into the working
+    /// status, persisted by the next status write) and the weight gauges.
+    pub(super) async fn set_routes(
+        &mut self,
+        b: &Backends,
+        routes: Routes,
+    ) -> Result<(), crate::router::RouterError> {
+        let mut status = self.status();
+        b.router
+            .set_routes(&self.canary, &mut status, routes)
+            .await?;
+        self.canary.status = Some(status);
+        self.s
+            .ports
+            .recorder
+            .set_weight(&self.canary, routes.primary, routes.canary);
+        Ok(())
+    }
+
+    /// Warns with the error's text and ends the tick.
+    pub(super) async fn warn_ok(&self, e: impl std::fmt::Display) -> Result<(), SchedulerError> {
+        self.warn(e.to_string()).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,409 @@
+//! The run itself: starting it (§2.2 step 18), analysis and strategy steps (steps 27–29,
+//! §2.5), promotion (§2.6), rollback and failed promotion (§2.7), skipped analysis (§2.8).
+
+use super::events;
+use super::ports::{AnalysisStatus, EventKind};
+use super::scheduler::{Backends, SchedulerError, Tick};
+use crate::api::analysis::AlertSeverity;
+use crate::api::{CanaryPhase, Provider, Strategy};
+use crate::router::Routes;
+use crate::workload::Revision;
+
+impl Tick<'_> {
+    /// Step 18: a new revision of an idle canary (or one waiting for confirm-rollout).
+    pub(super) async fn start_run(
+        &mut self,
+        b: &Backends,
+        rev: &Revision,
+    ) -> Result<(), SchedulerError> {
+        if !self.confirm_rollout().await? {
+            return Ok(());
+        }
+        self.event(
+            EventKind::Normal,
+            CanaryPhase::Progressing,
+            &events::new_revision(&self.target_key),
+        )
+        .await;
+        self.alert(events::alert::NEW_REVISION, true, AlertSeverity::Info)
+            .await;
+        if let Some(scaler) = &b.scaler
+            && let Err(e) = scaler.resume_target(&self.canary).await
+        {
+            return self.warn_ok(e).await;
+        }
+        if let Err(e) = b.target.scale_from_zero(&self.canary).await {
+            self.error(e.to_string()).await;
+            return Ok(());
+        }
+        self.sync_status(CanaryPhase::Progressing, 0, 0, 0, rev)
+            .await?;
+        self.s
+            .ports
+            .recorder
+            .set_status(&self.canary, CanaryPhase::Progressing);
+        Ok(())
+    }
+
+    /// Steps 27–29: pre-rollout hooks on the first tick, the analysis on the others, then the
+    /// strategy step.
+    pub(super) async fn analyse_and_advance(
+        &mut self,
+        b: &Backends,
+        routes: Routes,
+    ) -> Result<(), SchedulerError> {
+        let analysis = self.analysis();
+        let mirror = analysis.mirror() && self.provider.supports_canary_mirroring();
+        let status = self.status();
+        if routes.canary == 0 && status.iterations == 0 && !(mirror && routes.mirrored) {
+            self.info(events::starting_analysis(&self.target_key)).await;
+            if !self.pre_rollout().await {
+                return self.set_failed_checks(status.failed_checks + 1).await;
+            }
+        } else {
+            if !self.rollout_hooks().await {
+                return self.set_failed_checks(status.failed_checks + 1).await;
+            }
+            match self.s.ports.metrics.run_checks(&self.canary).await {
+                Ok(values) => {
+                    for (metric, value) in values {
+                        self.s
+                            .ports
+                            .recorder
+                            .set_metric_value(&self.canary, &metric, value);
+                    }
+                }
+                Err(failed) => {
+                    let kind = if failed.error {
+                        EventKind::Error
+                    } else {
+                        EventKind::Warning
+                    };
+                    self.event(kind, self.phase(), &failed.message).await;
+                    return self.set_failed_checks(status.failed_checks + 1).await;
+                }
+            }
+        }
+
+        // 28. The kubernetes provider can only do blue/green.
+        if self.provider == Provider::Kubernetes {
+            if analysis.strategy() == Strategy::AbTesting {
+                self.warn(events::AB_NOT_SUPPORTED_KUBERNETES).await;
+            }
+            if analysis.iterations() < 1 {
+                self.warn(events::PROGRESSIVE_NOT_SUPPORTED_KUBERNETES)
+                    .await;
+                self.warn(events::SETTING_ITERATIONS_10).await;
+            }
+        }
+
+        // 29. Strategy.
+        match self.strategy() {
+            Strategy::AbTesting => self.run_ab(b, routes).await,
+            Strategy::BlueGreen => self.run_blue_green(b, routes).await,
+            Strategy::Canary => {
+                if analysis.next_step_weight(routes.canary) <= 0 {
+                    return Ok(());
+                }
+                if !routes.mirrored
+                    && !matches!(
+                        self.phase(),
+                        CanaryPhase::Promoting
+                            | CanaryPhase::WaitingPromotion
+                            | CanaryPhase::Finalising
+                    )
+                    && !self.confirm_traffic_increase().await
+                {
+                    return Ok(());
+                }
+                self.run_canary(b, routes).await
+            }
+        }
+    }
+
+    /// The iterations of the run (blue/green with the kubernetes provider: at least 10).
+    fn iterations(&self) -> i32 {
+        let n = self.analysis().iterations();
+        if self.provider == Provider::Kubernetes && n < 1 {
+            10
+        } else {
+            n
+        }
+    }
+
+    /// Canary strategy: one weight step, or promotion once the max weight is reached.
+    async fn run_canary(&mut self, b: &Backends, routes: Routes) -> Result<(), SchedulerError> {
+        let analysis = self.analysis();
+        let mirror = analysis.mirror() && self.provider.supports_canary_mirroring();
+        if routes.canary < analysis.max_weight() {
+            let step = analysis.next_step_weight(routes.canary);
+            let next = if mirror && routes.canary == 0 {
+                let next = if routes.mirrored {
+                    Routes::new(100 - step, step, false)
+                } else {
+                    Routes::new(100, 0, true)
+                };
+                self.log(format!(
+                    "Running mirror step {}/{}/{}",
+                    next.primary, next.canary, next.mirrored
+                ));
+                next
+            } else {
+                Routes::new(
+                    (routes.primary - step).max(0),
+                    (routes.canary + step).min(100),
+                    false,
+                )
+            };
+            if let Err(e) = self.set_routes(b, next).await {
+                return self.warn_ok(e).await;
+            }
+            self.set_weight(next.canary).await?;
+            self.info(events::advance_weight(&self.key, next.canary))
+                .await;
+            return Ok(());
+        }
+        if !self.confirm_promotion().await? {
+            return Ok(());
+        }
+        self.promote(b).await
+    }
+
+    /// A/B testing: one iteration with the matched traffic on the canary, then promotion.
+    async fn run_ab(&mut self, b: &Backends, _routes: Routes) -> Result<(), SchedulerError> {
+        let n = self.iterations();
+        let done = self.status().iterations;
+        if n > done {
+            if let Err(e) = self.set_routes(b, Routes::new(0, 100, false)).await {
+                return self.warn_ok(e).await;
+            }
+            self.set_iterations(done + 1, None).await?;
+            self.info(events::advance_iteration(&self.key, done + 1, n))
+                .await;
+            return Ok(());
+        }
+        if !self.confirm_promotion().await? {
+            return Ok(());
+        }
+        if n == done {
+            return self.promote(b).await;
+        }
+        Ok(())
+    }
+
+    /// Blue/green: iterations on the primary (mirrored when supported), one iteration with all
+    /// traffic on the canary, then promotion.
+    async fn run_blue_green(&mut self, b: &Backends, routes: Routes) -> Result<(), SchedulerError> {
+        let n = self.iterations();
+        let done = self.status().iterations;
+        let routed = self.provider != Provider::Kubernetes;
+        let mirror =
+            routed && self.analysis().mirror() && self.provider.supports_blue_green_mirroring();
+        if n > done {
+            if mirror && !routes.mirrored {
+                self.log("Start traffic mirroring");
+                if let Err(e) = self.set_routes(b, Routes::new(100, 0, true)).await {
+                    return self.warn_ok(e).await;
+                }
+            }
+            self.set_iterations(done + 1, None).await?;
+            self.info(events::advance_iteration(&self.key, done + 1, n))
+                .await;
+            return Ok(());
+        }
+        if !self.confirm_promotion().await? {
+            return Ok(());
+        }
+        if n == done {
+            let mut weight = None;
+            if routed {
+                let msg = if mirror {
+                    events::STOP_MIRRORING
+                } else {
+                    events::ROUTING_ALL_TO_CANARY
+                };
+                self.info(msg).await;
+                if let Err(e) = self.set_routes(b, Routes::new(0, 100, false)).await {
+                    return self.warn_ok(e).await;
+                }
+                weight = Some(100);
+            }
+            return self.set_iterations(done + 1, weight).await;
+        }
+        self.promote(b).await
+    }
+
+    /// Copies the target's template to the primary; phase Promoting.
+    async fn promote(&mut self, b: &Backends) -> Result<(), SchedulerError> {
+        self.info(events::copying_template(
+            &self.target_key,
+            &self.primary_key,
+        ))
+        .await;
+        if let Err(e) = b.target.promote(&self.canary).await {
+            return self.warn_ok(e).await;
+        }
+        self.set_phase(CanaryPhase::Promoting).await
+    }
+
+    /// Step 23 (primary ready): route traffic back to the primary, at once or by
+    /// `stepWeightPromotion`; phase Finalising when all traffic is on the primary.
+    pub(super) async fn promotion_traffic_shift(
+        &mut self,
+        b: &Backends,
+        routes: Routes,
+    ) -> Result<(), SchedulerError> {
+        if self.provider == Provider::Kubernetes {
+            return self.set_phase(CanaryPhase::Finalising).await;
+        }
+        let step = self.analysis().step_weight_promotion();
+        if step <= 0 {
+            self.info(events::ROUTING_ALL_TO_PRIMARY).await;
+            if let Err(e) = self.set_routes(b, Routes::new(100, 0, false)).await {
+                return self.warn_ok(e).await;
+            }
+            return self.set_phase(CanaryPhase::Finalising).await;
+        }
+        if routes.canary > 0 {
+            let next = Routes::new(
+                (routes.primary + step).min(100),
+                (routes.canary - step).max(0),
+                false,
+            );
+            if let Err(e) = self.set_routes(b, next).await {
+                return self.warn_ok(e).await;
+            }
+            self.info(events::advance_primary_weight(&self.key, next.primary))
+                .await;
+            if next.primary >= 100 {
+                return self.set_phase(CanaryPhase::Finalising).await;
+            }
+            return self.set_weight(next.canary).await;
+        }
+        // Nothing left on the canary (Flagger would stay in Promoting forever).
+        self.set_phase(CanaryPhase::Finalising).await
+    }
+
+    /// Step 24: scale the canary down; Succeeded.
+    pub(super) async fn finalise(&mut self, b: &Backends) -> Result<(), SchedulerError> {
+        if let Some(scaler) = &b.scaler
+            && let Err(e) = scaler.pause_target(&self.canary).await
+        {
+            return self.warn_ok(e).await;
+        }
+        if let Err(e) = b.target.scale_to_zero(&self.canary).await {
+            return self.warn_ok(e).await;
+        }
+        self.succeeded(AnalysisStatus::Completed).await?;
+        self.info(events::promotion_completed(&self.target_key))
+            .await;
+        self.alert(events::alert::SUCCEEDED, false, AlertSeverity::Info)
+            .await;
+        Ok(())
+    }
+
+    /// Phase Succeeded, gauges, counter and post-rollout hooks.
+    async fn succeeded(&mut self, status: AnalysisStatus) -> Result<(), SchedulerError> {
+        self.set_phase(CanaryPhase::Succeeded).await?;
+        let recorder = &self.s.ports.recorder;
+        recorder.set_status(&self.canary, CanaryPhase::Succeeded);
+        recorder.inc_successes(&self.canary, self.strategy(), status);
+        self.post_rollout(CanaryPhase::Succeeded).await;
+        Ok(())
+    }
+
+    /// Step 21: analysis skipped: promote and finish at once.
+    pub(super) async fn promote_without_analysis(
+        &mut self,
+        b: &Backends,
+    ) -> Result<(), SchedulerError> {
+        if let Err(e) = self.set_routes(b, Routes::new(100, 0, false)).await {
+            return self.warn_ok(e).await;
+        }
+        self.info(events::copying_template(
+            &self.target_key,
+            &self.primary_key,
+        ))
+        .await;
+        if let Err(e) = b.target.promote(&self.canary).await {
+            return self.warn_ok(e).await;
+        }
+        if let Some(scaler) = &b.scaler {
+            if let Err(e) = scaler.reconcile_primary(&self.canary, false).await {
+                return self.warn_ok(e).await;
+            }
+            if let Err(e) = scaler.pause_target(&self.canary).await {
+                return self.warn_ok(e).await;
+            }
+        }
+        if let Err(e) = b.target.scale_to_zero(&self.canary).await {
+            return self.warn_ok(e).await;
+        }
+        self.succeeded(AnalysisStatus::Skipped).await?;
+        self.info(events::promotion_skipped_analysis(&self.target_key))
+            .await;
+        self.alert(events::alert::SKIPPED, false, AlertSeverity::Info)
+            .await;
+        Ok(())
+    }
+
+    /// §2.7.1: all traffic to the primary, canary scaled to zero, phase Failed.
+    pub(super) async fn rollback(&mut self, b: &Backends) -> Result<(), SchedulerError> {
+        let failed_checks = self.status().failed_checks;
+        if failed_checks >= self.analysis().threshold() {
+            self.warn(events::threshold_reached(&self.key, failed_checks))
+                .await;
+            let msg = events::alert::threshold_reached(failed_checks);
+            self.alert(&msg, false, AlertSeverity::Error).await;
+        }
+        if let Err(e) = self.set_routes(b, Routes::new(100, 0, false)).await {
+            return self.warn_ok(e).await;
+        }
+        self.event(
+            EventKind::Warning,
+            CanaryPhase::Failed,
+            &events::canary_failed(&self.key),
+        )
+        .await;
+        if let Some(scaler) = &b.scaler
+            && let Err(e) = scaler.pause_target(&self.canary).await
+        {
+            return self.warn_ok(e).await;
+        }
+        if let Err(e) = b.target.scale_to_zero(&self.canary).await {
+            return self.warn_ok(e).await;
+        }
+        self.failed(b, 0).await
+    }
+
+    /// §2.7.2: the primary broke during promotion: all traffic to the canary (still running).
+    pub(super) async fn handle_failed_promotion(
+        &mut self,
+        b: &Backends,
+        err: &str,
+    ) -> Result<(), SchedulerError> {
+        self.warn(events::promotion_failed(&self.target_key, err))
+            .await;
+        let msg = events::alert::promotion_failed(err);
+        self.alert(&msg, false, AlertSeverity::Error).await;
+        if let Err(e) = self.set_routes(b, Routes::new(0, 100, false)).await {
+            return self.warn_ok(e).await;
+        }
+        self.failed(b, 100).await
+    }
+
+    /// Phase Failed with `weight`, gauges, counter and post-rollout hooks.
+    async fn failed(&mut self, b: &Backends, weight: i32) -> Result<(), SchedulerError> {
+        let rev = match self.revision(b.target.as_ref()).await {
+            Ok(r) => r,
+            Err(e) => return self.warn_ok(e).await,
+        };
+        self.sync_status(CanaryPhase::Failed, weight, 0, 0, &rev)
+            .await?;
+        let recorder = &self.s.ports.recorder;
+        recorder.set_status(&self.canary, CanaryPhase::Failed);
+        recorder.inc_failures(&self.canary, self.strategy(), AnalysisStatus::Completed);
+        self.post_rollout(CanaryPhase::Failed).await;
+        Ok(())
+    }
+}
