@@ -116,12 +116,18 @@ impl fmt::Display for Strategy {
 impl CanaryAnalysis {
     /// The tick period: `interval` parsed as a Go duration; unparseable → 60s; below 10s → 10s.
     pub fn interval(&self) -> Duration {
+        self.interval_with_min(MIN_INTERVAL)
+    }
+
+    /// The analysis interval with another lower bound than [`MIN_INTERVAL`] (the controller's
+    /// hidden `--min-analysis-interval`, for tests).
+    pub fn interval_with_min(&self, min: Duration) -> Duration {
         let parsed = self
             .interval
             .as_deref()
             .and_then(duration::parse)
             .unwrap_or(DEFAULT_INTERVAL);
-        parsed.max(MIN_INTERVAL)
+        parsed.max(min)
     }
 
     /// Failed checks tolerated before rollback (values ≤ 0 mean 1).

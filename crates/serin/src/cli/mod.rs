@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod controller;
 pub mod crds;
 pub mod dev_cluster;
 pub mod validate;
@@ -30,6 +31,8 @@ pub enum Command {
     /// Run the dev cluster: an in-memory Kubernetes API (kubectl and kube-rs work against it) with
     /// simulated workloads and fault injection. Writes a kubeconfig once serving.
     DevCluster(dev_cluster::Args),
+    /// Run the controller: watches Canaries and runs their analysis (Flagger's flags).
+    Controller(controller::Args),
 }
 
 /// Subcommands whose own flags may be written Go-style (`-flag`, `-flag=value`).
@@ -95,6 +98,7 @@ pub fn main() -> ExitCode {
         Command::Crds(args) => crds::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::DevCluster(args) => dev_cluster::run(&args),
+        Command::Controller(args) => controller::run(&args),
     }
 }
 

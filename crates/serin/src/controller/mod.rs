@@ -5,13 +5,17 @@
 //! * [`ports`]: the traits the scheduler talks to; adapters live with the runtime wiring.
 //! * [`webhook`]: the webhook payload, checksum and HTTP client.
 //! * [`events`]: the event and alert message catalogue, event recording and event webhooks.
-//!
-//! The kube-runtime wiring (watches, queue, leader election) is not here yet.
+//! * [`adapters`]: the ports over kube-rs, the notifiers and the metrics registry.
+//! * [`runtime`]: the kube-runtime controller (watches, queue, back-off, readiness).
+//! * [`leader`]: optional leader election with a coordination.k8s.io/v1 Lease.
 
+pub mod adapters;
 pub mod events;
 pub mod finalizer;
 mod hooks;
+pub mod leader;
 pub mod ports;
+pub mod runtime;
 pub mod scheduler;
 pub mod status;
 mod strategy;

@@ -29,7 +29,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::events::{self, canary_key};
 use super::ports::{EventKind, PortError, Ports, ServiceRouter};
 use super::status::{add, elapsed, revision_changed, revision_differs};
-use crate::api::analysis::{AlertSeverity, DEFAULT_INTERVAL};
+use crate::api::analysis::{AlertSeverity, DEFAULT_INTERVAL, MIN_INTERVAL};
 use crate::api::{Canary, CanaryPhase, CanaryStatus, Provider, Strategy};
 use crate::router::{Router, Routes};
 use crate::workload::{Revision, ScalerReconciler, TargetController, WorkloadError};
@@ -42,6 +42,9 @@ pub struct SchedulerConfig {
     /// `-event-webhook` / `EVENT_WEBHOOK_URL`: receives every event of canaries without an
     /// `event` webhook.
     pub event_webhook: Option<String>,
+    /// Lower bound of `analysis.interval` (Flagger: 10 s). Only tests lower it, through the
+    /// controller's hidden `--min-analysis-interval` flag.
+    pub min_interval: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -49,6 +52,7 @@ impl Default for SchedulerConfig {
         Self {
             default_provider: Provider::Istio,
             event_webhook: None,
+            min_interval: MIN_INTERVAL,
         }
     }
 }
@@ -181,7 +185,7 @@ impl Scheduler {
         let interval = canary
             .spec
             .analysis()
-            .map(|a| a.interval())
+            .map(|a| a.interval_with_min(self.config.min_interval))
             .unwrap_or(DEFAULT_INTERVAL);
 
         if canary.metadata.deletion_timestamp.is_some() {

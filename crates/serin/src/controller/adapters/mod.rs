@@ -1,0 +1,79 @@
+//! Real implementations of the scheduler's ports over kube-rs, reqwest, the notifiers and the
+//! Prometheus registry (one file per port family), and [`kube_ports`], which assembles them.
+
+pub mod alerts;
+pub mod backends;
+pub mod events;
+pub mod metrics;
+pub mod recorder;
+pub mod status;
+
+use std::sync::Arc;
+
+pub use alerts::KubeAlerter;
+pub use backends::{KubeBackends, KubeServiceRouter};
+pub use events::KubeEventSink;
+pub use metrics::{KubeMetricChecks, KubeMetricsEnv};
+pub use recorder::RecorderPort;
+pub use status::KubeStatusStore;
+
+use super::ports::{Ports, SystemClock};
+use super::webhook::{HttpWebhookClient, WebhookError};
+use crate::metrics::recorder::Recorder;
+use crate::notify::AnyNotifier;
+use crate::router::RouterFactory;
+use crate::workload::WorkloadConfig;
+
+/// Everything the adapters need from the controller's flags.
+#[derive(Clone)]
+pub struct AdapterConfig {
+    /// `-metrics-server`.
+    pub metrics_server: String,
+    /// `-mesh-provider` (as given).
+    pub mesh_provider: String,
+    /// `-selector-labels`, `-include-label-prefix`, `-enable-config-tracking`.
+    pub workload: WorkloadConfig,
+    /// The global notifier (`-slack-*` / `-msteams-*`), if any.
+    pub global_notifier: Option<AnyNotifier>,
+    /// `-cluster-name`.
+    pub cluster_name: Option<String>,
+    /// `-no-cross-namespace-refs`.
+    pub no_cross_namespace_refs: bool,
+    /// `reportingInstance` of the Kubernetes Events (the host name).
+    pub instance: String,
+}
+
+/// The ports over a workload cluster (`client`) and a mesh cluster (`mesh_client`, the same
+/// cluster unless `-kubeconfig-service-mesh` says otherwise).
+pub fn kube_ports(
+    client: kube::Client,
+    mesh_client: kube::Client,
+    set_owner_refs: bool,
+    recorder: Recorder,
+    config: &AdapterConfig,
+) -> Result<Ports, WebhookError> {
+    let webhooks: Arc<dyn super::ports::WebhookClient> = Arc::new(HttpWebhookClient::new()?);
+    Ok(Ports {
+        clock: Arc::new(SystemClock),
+        events: Arc::new(KubeEventSink::new(client.clone(), config.instance.clone())),
+        store: Arc::new(KubeStatusStore::new(client.clone())),
+        webhooks,
+        metrics: Arc::new(KubeMetricChecks::new(
+            client.clone(),
+            config.metrics_server.clone(),
+            config.mesh_provider.clone(),
+            recorder.clone(),
+        )),
+        alerter: Arc::new(KubeAlerter::new(
+            client.clone(),
+            config.global_notifier.clone(),
+            config.cluster_name.clone(),
+        )),
+        recorder: Arc::new(RecorderPort::new(recorder)),
+        backends: Arc::new(KubeBackends::new(
+            client,
+            config.workload.clone(),
+            RouterFactory::new(mesh_client, set_owner_refs),
+        )),
+    })
+}

@@ -1,0 +1,447 @@
+//! The kube-runtime controller: a watch on Canaries (optionally in one namespace) plus watches on
+//! Deployments, DaemonSets, ConfigMaps and Secrets mapped to the Canaries that target or track
+//! them, so a new revision reaches the scheduler as fast as the watch delivers it, whatever the
+//! analysis interval. Each reconcile validates the Canary and runs [`Scheduler::reconcile`];
+//! the scheduler's `requeue_after` becomes the next reconcile, errors back off per object.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::ListParams;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+
+use super::events::{self, canary_key};
+use super::ports::{EventKind, Ports};
+use super::scheduler::{Scheduler, SchedulerConfig, SchedulerError};
+use crate::api::alert_provider::AlertProvider;
+use crate::api::metric_template::MetricTemplate;
+use crate::api::structural::Severity;
+use crate::api::validation::{self, Options};
+use crate::api::{Canary, Provider};
+use crate::metrics::recorder::Recorder;
+use crate::telemetry::server::Readiness;
+
+/// First back-off after a failed reconcile; doubles per consecutive failure.
+pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest back-off after failed reconciles.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Errors that stop the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A CRD is missing or cannot be listed (Flagger: `… CRD is not registered`).
+    #[error("{kind} CRD is not registered: {source}")]
+    CrdMissing {
+        kind: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Errors of one reconcile (retried with back-off).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
+}
+
+/// Settings of the runtime (controller flags).
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// `-namespace`: watch only this namespace.
+    pub namespace: Option<String>,
+    /// `-threadiness`: Canaries reconciled concurrently.
+    pub threadiness: u16,
+    /// `-no-cross-namespace-refs`.
+    pub no_cross_namespace_refs: bool,
+    /// `-enable-config-tracking`: also watch ConfigMaps and Secrets.
+    pub config_tracking: bool,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            threadiness: 2,
+            no_cross_namespace_refs: false,
+            config_tracking: true,
+        }
+    }
+}
+
+/// Flagger's cross-namespace checks (`verifyCanary` with `-no-cross-namespace-refs`).
+pub fn cross_namespace_problems(canary: &Canary) -> Vec<String> {
+    let ns = canary.namespace().unwrap_or_default();
+    let foreign = |other: Option<&str>| other.is_some_and(|o| !o.is_empty() && o != ns);
+    let mut out = Vec::new();
+    if let Some(up) = &canary.spec.upstream_ref
+        && foreign(up.namespace.as_deref())
+    {
+        out.push(format!(
+            "can't access gloo upstream {}.{}, cross-namespace references are blocked",
+            up.name,
+            up.namespace.as_deref().unwrap_or_default()
+        ));
+    }
+    if let Some(analysis) = canary.spec.analysis() {
+        for metric in analysis.metrics() {
+            if let Some(t) = &metric.template_ref
+                && foreign(t.namespace.as_deref())
+            {
+                out.push(format!(
+                    "can't access metric template {}.{}, cross-namespace references are blocked",
+                    t.name,
+                    t.namespace.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+        for alert in analysis.alerts() {
+            let p = &alert.provider_ref;
+            if foreign(p.namespace.as_deref()) {
+                out.push(format!(
+                    "can't access alert provider {}.{}, cross-namespace references are blocked",
+                    p.name,
+                    p.namespace.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The problems that keep a Canary off the scheduler (empty = valid).
+pub fn canary_problems(
+    canary: &Canary,
+    default_provider: &Provider,
+    no_cross_namespace_refs: bool,
+) -> Vec<String> {
+    let options = Options {
+        default_provider: default_provider.clone(),
+    };
+    let mut out: Vec<String> = validation::validate_canary(canary, &options)
+        .into_iter()
+        .filter(|p| p.severity == Severity::Error)
+        .map(|p| p.to_string())
+        .collect();
+    if no_cross_namespace_refs {
+        out.extend(cross_namespace_problems(canary));
+    }
+    out
+}
+
+/// Shared state of the reconciles.
+pub struct Context {
+    scheduler: Scheduler,
+    ports: Ports,
+    scheduler_config: SchedulerConfig,
+    options: RuntimeOptions,
+    recorder: Recorder,
+    store: Store<Canary>,
+    failures: Mutex<HashMap<String, u32>>,
+    /// Canaries reported invalid: key → resourceVersion of the version reported.
+    invalid: Mutex<HashMap<String, String>>,
+}
+
+impl Context {
+    fn key(canary: &Canary) -> String {
+        format!(
+            "{}/{}",
+            canary.namespace().unwrap_or_default(),
+            canary.name_any()
+        )
+    }
+
+    fn backoff(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        backoff_for(*n)
+    }
+
+    fn reset_backoff(&self, key: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.remove(key);
+    }
+
+    fn update_totals(&self) {
+        let mut totals: BTreeMap<String, i64> = BTreeMap::new();
+        for c in self.store.state() {
+            *totals.entry(c.namespace().unwrap_or_default()).or_insert(0) += 1;
+        }
+        for (ns, count) in totals {
+            self.recorder.set_total(&ns, count);
+        }
+    }
+}
+
+/// The back-off after `failures` consecutive failures: 1 s doubling to 60 s.
+pub fn backoff_for(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(6);
+    (BACKOFF_MIN * 2u32.pow(exp)).min(BACKOFF_MAX)
+}
+
+async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let key = Context::key(&canary);
+    ctx.update_totals();
+    if canary.metadata.deletion_timestamp.is_none() {
+        let problems = canary_problems(
+            &canary,
+            &ctx.scheduler_config.default_provider,
+            ctx.options.no_cross_namespace_refs,
+        );
+        if !problems.is_empty() {
+            let version = canary.resource_version().unwrap_or_default();
+            let first_report = {
+                let mut invalid = ctx.invalid.lock().unwrap_or_else(|e| e.into_inner());
+                invalid.insert(key.clone(), version.clone()).as_ref() != Some(&version)
+            };
+            if first_report {
+                let message = format!("invalid canary spec: {}", problems.join("; "));
+                let phase = canary.status.as_ref().map(|s| s.phase).unwrap_or_default();
+                events::record(
+                    &ctx.ports,
+                    ctx.scheduler_config.event_webhook.as_deref(),
+                    &canary,
+                    EventKind::Warning,
+                    phase,
+                    &message,
+                )
+                .await;
+            }
+            ctx.reset_backoff(&key);
+            return Ok(Action::await_change());
+        }
+        let mut invalid = ctx.invalid.lock().unwrap_or_else(|e| e.into_inner());
+        invalid.remove(&key);
+    }
+    match ctx.scheduler.reconcile(&canary).await {
+        Ok(next) => {
+            ctx.reset_backoff(&key);
+            ctx.recorder
+                .reconcile_succeeded(started.elapsed().as_secs_f64());
+            Ok(Action::requeue(next.requeue_after))
+        }
+        Err(e) => {
+            ctx.recorder
+                .reconcile_failed(error_label(&e), started.elapsed().as_secs_f64());
+            Err(e.into())
+        }
+    }
+}
+
+fn error_label(e: &SchedulerError) -> &'static str {
+    match e {
+        SchedulerError::Port(_) => "port",
+        SchedulerError::Finalize { .. } => "finalize",
+    }
+}
+
+fn error_policy(canary: Arc<Canary>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff(&Context::key(&canary));
+    tracing::error!(
+        canary = %canary_key(&canary),
+        "reconcile failed, retrying in {}s: {error}",
+        delay.as_secs()
+    );
+    Action::requeue(delay)
+}
+
+/// Fails when a CRD Serin needs cannot be listed (in `-namespace` when set).
+pub async fn check_crds(client: &kube::Client, namespace: Option<&str>) -> Result<(), RuntimeError> {
+    let lp = ListParams::default().limit(1);
+    macro_rules! check {
+        ($t:ty, $kind:literal) => {{
+            let api: Api<$t> = match namespace {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
+            api.list_metadata(&lp)
+                .await
+                .map_err(|source| RuntimeError::CrdMissing {
+                    kind: $kind,
+                    source,
+                })?;
+        }};
+    }
+    check!(Canary, "Canary");
+    check!(MetricTemplate, "MetricTemplate");
+    check!(AlertProvider, "AlertProvider");
+    Ok(())
+}
+
+fn api_for<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn targeting(store: &Store<Canary>, kind: &str, namespace: &str, name: &str) -> Vec<ObjectRef<Canary>> {
+    store
+        .state()
+        .iter()
+        .filter(|c| {
+            c.namespace().as_deref() == Some(namespace)
+                && c.spec.target_ref.name == name
+                && (c.spec.target_ref.kind == kind
+                    || (kind == "Deployment"
+                        && !matches!(c.spec.target_ref.kind.as_str(), "DaemonSet" | "Service")))
+        })
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+fn tracking(store: &Store<Canary>, prefix: &str, namespace: &str, name: &str) -> Vec<ObjectRef<Canary>> {
+    let key = format!("{prefix}/{name}");
+    store
+        .state()
+        .iter()
+        .filter(|c| {
+            c.namespace().as_deref() == Some(namespace)
+                && c.status
+                    .as_ref()
+                    .and_then(|s| s.tracked_configs.as_ref())
+                    .is_some_and(|t| t.contains_key(&key))
+        })
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+/// Runs the controller until `shutdown` resolves. Sets `readiness` once the Canary watch
+/// synced. The CRDs must have been checked with [`check_crds`].
+pub async fn run<F>(
+    client: kube::Client,
+    ports: Ports,
+    scheduler_config: SchedulerConfig,
+    options: RuntimeOptions,
+    recorder: Recorder,
+    readiness: Readiness,
+    shutdown: F,
+) where
+    F: Future<Output = ()> + Send + Sync + 'static,
+{
+    let ns = options.namespace.as_deref();
+    let canaries: Api<Canary> = api_for(&client, ns);
+    let wc = watcher::Config::default();
+    let mut controller = Controller::new(canaries, wc.clone()).with_config(
+        ControllerConfig::default().concurrency(options.threadiness.max(1)),
+    );
+    let store = controller.store();
+
+    let s = store.clone();
+    controller = controller.watches(api_for::<Deployment>(&client, ns), wc.clone(), move |d| {
+        targeting(&s, "Deployment", &d.namespace().unwrap_or_default(), &d.name_any())
+    });
+    let s = store.clone();
+    controller = controller.watches(api_for::<DaemonSet>(&client, ns), wc.clone(), move |d| {
+        targeting(&s, "DaemonSet", &d.namespace().unwrap_or_default(), &d.name_any())
+    });
+    if options.config_tracking {
+        let s = store.clone();
+        controller =
+            controller.watches(api_for::<ConfigMap>(&client, ns), wc.clone(), move |c| {
+                tracking(&s, "configmap", &c.namespace().unwrap_or_default(), &c.name_any())
+            });
+        let s = store.clone();
+        controller = controller.watches(api_for::<Secret>(&client, ns), wc.clone(), move |c| {
+            tracking(&s, "secret", &c.namespace().unwrap_or_default(), &c.name_any())
+        });
+    }
+
+    let ready_store = store.clone();
+    let ready = readiness.clone();
+    let ready_task = tokio::spawn(async move {
+        if ready_store.wait_until_ready().await.is_ok() {
+            tracing::info!("Canary cache synced, controller ready");
+            ready.set_ready();
+        }
+    });
+
+    let ctx = Arc::new(Context {
+        scheduler: Scheduler::new(ports.clone(), scheduler_config.clone()),
+        ports,
+        scheduler_config,
+        options,
+        recorder,
+        store,
+        failures: Mutex::new(HashMap::new()),
+        invalid: Mutex::new(HashMap::new()),
+    });
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!("controller: {e}");
+            }
+        })
+        .await;
+    ready_task.abort();
+    readiness.set_not_ready();
+    tracing::info!("controller stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_minute() {
+        let secs: Vec<u64> = (1..=9).map(|n| backoff_for(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    fn canary(analysis: serde_json::Value) -> Canary {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "upstreamRef": {"apiVersion": "gloo.solo.io/v1", "kind": "Upstream", "name": "up", "namespace": "gloo"},
+                "service": {"port": 80},
+                "analysis": analysis
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn cross_namespace_references_are_reported_with_flaggers_messages() {
+        let c = canary(serde_json::json!({
+            "interval": "1m", "threshold": 5, "stepWeight": 10,
+            "metrics": [
+                {"name": "a", "templateRef": {"name": "error-rate", "namespace": "flagger"}},
+                {"name": "b", "templateRef": {"name": "latency", "namespace": "test"}},
+                {"name": "c", "templateRef": {"name": "latency"}}
+            ],
+            "alerts": [{"name": "x", "providerRef": {"name": "slack", "namespace": "ops"}}]
+        }));
+        assert_eq!(
+            cross_namespace_problems(&c),
+            [
+                "can't access gloo upstream up.gloo, cross-namespace references are blocked",
+                "can't access metric template error-rate.flagger, cross-namespace references are blocked",
+                "can't access alert provider slack.ops, cross-namespace references are blocked",
+            ]
+        );
+        let problems = canary_problems(&c, &Provider::Istio, false);
+        assert!(
+            problems.iter().all(|p| !p.contains("cross-namespace")),
+            "{problems:?}"
+        );
+    }
+}

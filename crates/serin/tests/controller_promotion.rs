@@ -1,0 +1,109 @@
+//! Controller end to end on the dev cluster: a full canary promotion with the Istio router.
+#![allow(clippy::unwrap_used)]
+
+mod controller_support;
+
+use std::time::{Duration, Instant};
+
+use controller_support::*;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn canary_promotion_with_istio() {
+    let started = Instant::now();
+    let cluster = Cluster::start().await;
+    let prom = FakeProm::start(100.0, 100.0).await;
+    let hooks = Hooks::start().await;
+    cluster.create_deployment("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.0").await;
+    let ctrl = Controller::start(&cluster, &prom, &[]);
+    let rec = Recorder::start(&cluster, "podinfo");
+    cluster.create_canary(podinfo_canary(&hooks, json!({}))).await;
+
+    wait_phase(&cluster, "podinfo", "Initialized", Duration::from_secs(10)).await;
+    // Initialisation: primary created, target scaled to zero, all traffic to the primary.
+    assert_eq!(
+        cluster.image("podinfo-primary").await.as_deref(),
+        Some("ghcr.io/stefanprodan/podinfo:6.0.0")
+    );
+    assert_eq!(cluster.replicas("podinfo").await, Some(0));
+    assert_eq!(cluster.vs_weights("podinfo").await, Some((100, 0)));
+    let c = cluster.canary("podinfo").await.unwrap();
+    assert!(
+        c.metadata.finalizers.unwrap_or_default().is_empty(),
+        "no finalizer without revertOnDeletion"
+    );
+
+    // A new revision starts the analysis.
+    let t0 = Instant::now();
+    cluster.set_image("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.1").await;
+    wait_phase(&cluster, "podinfo", "Progressing", Duration::from_secs(5)).await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "new revision detected after {:?}",
+        t0.elapsed()
+    );
+    wait_phase(&cluster, "podinfo", "Succeeded", Duration::from_secs(20)).await;
+
+    assert_eq!(
+        cluster.image("podinfo-primary").await.as_deref(),
+        Some("ghcr.io/stefanprodan/podinfo:6.0.1"),
+        "primary promoted"
+    );
+    assert_eq!(cluster.replicas("podinfo").await, Some(0), "canary scaled down");
+    assert_eq!(cluster.vs_weights("podinfo").await, Some((100, 0)));
+
+    // Weights step by step: 10, 20, 30, then all traffic back to the promoted primary.
+    let weights = rec.weights();
+    assert_eq!(
+        weights,
+        [(100, 0), (90, 10), (80, 20), (70, 30), (100, 0)],
+        "weights {weights:?}"
+    );
+    let phases = rec.phases();
+    let wanted = ["Initialized", "Progressing", "Promoting", "Finalising", "Succeeded"];
+    let from = phases.iter().position(|p| p == "Initialized").unwrap();
+    assert_eq!(&phases[from..], wanted, "phases {phases:?}");
+    assert!(
+        phases[..from].iter().all(|p| p.is_empty() || p == "Initializing"),
+        "phases {phases:?}"
+    );
+
+    // Events, in order, through the event webhook and as Kubernetes Events.
+    let messages = hooks.event_messages();
+    let expected = [
+        "Initialization done! podinfo.test",
+        "New revision detected! Scaling up podinfo.test",
+        "Starting canary analysis for podinfo.test",
+        "Advance podinfo.test canary weight 10",
+        "Advance podinfo.test canary weight 20",
+        "Advance podinfo.test canary weight 30",
+        "Copying podinfo.test template spec to podinfo-primary.test",
+        "Routing all traffic to primary",
+        "Promotion completed! Scaling down podinfo.test",
+    ];
+    let mut idx = 0;
+    for m in &messages {
+        if idx < expected.len() && m == expected[idx] {
+            idx += 1;
+        }
+    }
+    assert_eq!(idx, expected.len(), "events {messages:#?}");
+    let events = cluster.k8s_events("podinfo").await;
+    assert!(!events.is_empty());
+    for e in &events {
+        assert_eq!(e.reason.as_deref(), Some("Synced"));
+        assert_eq!(e.involved_object.kind.as_deref(), Some("Canary"));
+        assert_eq!(
+            e.source.as_ref().and_then(|s| s.component.as_deref()),
+            Some("flagger")
+        );
+    }
+    let k8s_messages: Vec<String> = events.iter().filter_map(|e| e.message.clone()).collect();
+    for m in expected {
+        assert!(k8s_messages.iter().any(|k| k == m), "missing event {m}: {k8s_messages:#?}");
+    }
+
+    ctrl.stop().await.unwrap();
+    cluster.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+}

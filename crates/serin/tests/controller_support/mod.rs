@@ -1,0 +1,530 @@
+//! Shared harness of the controller integration tests: a dev cluster with Serin's and Istio's
+//! CRDs, a fake Prometheus and a webhook receiver on 127.0.0.1:0, and the controller running
+//! in-process (`serin::cli::controller::serve`) until stopped.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clap::Parser;
+use devcluster::{Config, DevCluster};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Namespace};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use serin::api::Canary;
+use serin::cli::controller::{Args, serve};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub const NS: &str = "test";
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+pub fn init_logs() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SERIN_TEST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fake Prometheus
+
+/// What the fake Prometheus answers: success rate (percent) and p99 latency (ms).
+#[derive(Clone)]
+pub struct FakeProm {
+    pub values: Arc<Mutex<(f64, f64)>>,
+    pub url: String,
+    _task: Arc<JoinHandle<()>>,
+}
+
+impl FakeProm {
+    pub async fn start(success_rate: f64, latency_ms: f64) -> Self {
+        let values = Arc::new(Mutex::new((success_rate, latency_ms)));
+        async fn query(
+            State(v): State<Arc<Mutex<(f64, f64)>>>,
+            Query(q): Query<BTreeMap<String, String>>,
+        ) -> Json<Value> {
+            let text = q.get("query").cloned().unwrap_or_default();
+            let (rate, latency) = *v.lock().unwrap();
+            let value = if text.trim() == "vector(1)" {
+                1.0
+            } else if text.contains("histogram_quantile") {
+                latency
+            } else {
+                rate
+            };
+            Json(json!({"status": "success", "data": {"resultType": "vector",
+                "result": [{"metric": {}, "value": [1.0, value.to_string()]}]}}))
+        }
+        let app = Router::new()
+            .route("/api/v1/query", get(query).post(query))
+            .with_state(values.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            values,
+            url,
+            _task: Arc::new(task),
+        }
+    }
+
+    pub fn set(&self, success_rate: f64, latency_ms: f64) {
+        *self.values.lock().unwrap() = (success_rate, latency_ms);
+    }
+}
+
+impl Drop for FakeProm {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self._task) == 1 {
+            self._task.abort();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhook receiver
+
+/// Records every POST (path, body) and answers with the status set per path (default 200).
+#[derive(Clone)]
+pub struct Hooks {
+    pub calls: Arc<Mutex<Vec<(String, Value)>>>,
+    pub status: Arc<Mutex<BTreeMap<String, u16>>>,
+    pub url: String,
+    task: Arc<JoinHandle<()>>,
+}
+
+#[derive(Clone)]
+struct HookState {
+    calls: Arc<Mutex<Vec<(String, Value)>>>,
+    status: Arc<Mutex<BTreeMap<String, u16>>>,
+}
+
+impl Hooks {
+    pub async fn start() -> Self {
+        let state = HookState {
+            calls: Arc::new(Mutex::new(Vec::new())),
+            status: Arc::new(Mutex::new(BTreeMap::new())),
+        };
+        async fn hook(
+            State(s): State<HookState>,
+            uri: axum::http::Uri,
+            body: String,
+        ) -> axum::http::StatusCode {
+            let path = uri.path().to_string();
+            let value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            s.calls.lock().unwrap().push((path.clone(), value));
+            let code = s.status.lock().unwrap().get(&path).copied().unwrap_or(200);
+            axum::http::StatusCode::from_u16(code).unwrap()
+        }
+        let app = Router::new()
+            .route("/{*path}", post(hook))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            calls: state.calls,
+            status: state.status,
+            url,
+            task: Arc::new(task),
+        }
+    }
+
+    pub fn set_status(&self, path: &str, code: u16) {
+        self.status.lock().unwrap().insert(path.to_string(), code);
+    }
+
+    /// `eventMessage` of every event webhook call, in order.
+    pub fn event_messages(&self) -> Vec<String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == "/events")
+            .filter_map(|(_, v)| v.pointer("/metadata/eventMessage").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Hooks {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.task) == 1 {
+            self.task.abort();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster
+
+pub struct Cluster {
+    pub dev: DevCluster,
+    pub client: Client,
+    pub kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    pub async fn start() -> Self {
+        init_logs();
+        let dev = DevCluster::start_with(Config {
+            ready_delay: Duration::from_millis(200),
+            ..Config::default()
+        })
+        .await
+        .unwrap();
+        let client = dev.client();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let kubeconfig = std::env::temp_dir().join(format!(
+            "serin-controller-test-{}-{n}.kubeconfig",
+            std::process::id()
+        ));
+        dev.write_kubeconfig(&kubeconfig).unwrap();
+        let c = Self {
+            dev,
+            client,
+            kubeconfig,
+        };
+        c.install_crds().await;
+        let ns: Api<Namespace> = Api::all(c.client.clone());
+        ns.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap(),
+        )
+        .await
+        .unwrap();
+        c
+    }
+
+    async fn install_crds(&self) {
+        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let mut crds = serin::api::crd::all();
+        let istio = include_str!("../fixtures/crds/istio.yaml");
+        for doc in istio.split("\n---\n") {
+            let crd: CustomResourceDefinition = serde_saphyr::from_str(doc).unwrap();
+            crds.push(crd);
+        }
+        for crd in crds {
+            api.create(&PostParams::default(), &crd).await.unwrap();
+        }
+    }
+
+    pub async fn shutdown(self) {
+        let _ = std::fs::remove_file(&self.kubeconfig);
+        self.dev.shutdown().await;
+    }
+
+    pub fn canaries(&self) -> Api<Canary> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    pub fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    pub fn dynamic(&self, group: &str, version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
+        Api::namespaced_with(self.client.clone(), NS, &ar)
+    }
+
+    pub fn virtual_services(&self) -> Api<DynamicObject> {
+        self.dynamic("networking.istio.io", "v1beta1", "VirtualService", "virtualservices")
+    }
+
+    pub async fn create_deployment(&self, name: &str, image: &str) {
+        let d: Deployment = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": NS, "labels": {"app": name}},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": name, "image": image,
+                        "ports": [{"name": "http", "containerPort": 9898}]}]}
+                }
+            }
+        }))
+        .unwrap();
+        self.deployments()
+            .create(&PostParams::default(), &d)
+            .await
+            .unwrap();
+    }
+
+    pub async fn set_image(&self, name: &str, image: &str) {
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": name, "image": image}]}}}});
+        self.deployments()
+            .patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
+            .await
+            .unwrap();
+    }
+
+    pub async fn image(&self, name: &str) -> Option<String> {
+        let d = self.deployments().get_opt(name).await.unwrap()?;
+        d.spec?.template.spec?.containers.first()?.image.clone()
+    }
+
+    pub async fn replicas(&self, name: &str) -> Option<i32> {
+        self.deployments().get_opt(name).await.unwrap()?.spec?.replicas
+    }
+
+    pub async fn create_canary(&self, canary: Value) {
+        let c: Canary = serde_json::from_value(canary).unwrap();
+        self.canaries()
+            .create(&PostParams::default(), &c)
+            .await
+            .unwrap();
+    }
+
+    pub async fn canary(&self, name: &str) -> Option<Canary> {
+        self.canaries().get_opt(name).await.unwrap()
+    }
+
+    pub async fn phase(&self, name: &str) -> String {
+        self.canary(name)
+            .await
+            .and_then(|c| c.status)
+            .map(|s| s.phase.as_str().to_string())
+            .unwrap_or_default()
+    }
+
+    /// (primary, canary) weights of the VirtualService `name`.
+    pub async fn vs_weights(&self, name: &str) -> Option<(i64, i64)> {
+        let vs = self.virtual_services().get_opt(name).await.unwrap()?;
+        weights_of(&vs.data)
+    }
+
+    /// Messages of the Kubernetes Events on the Canary `name`, oldest first.
+    pub async fn k8s_events(&self, name: &str) -> Vec<Event> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), NS);
+        let mut events: Vec<Event> = api
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(name))
+            .collect();
+        events.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+        events
+    }
+}
+
+pub fn weights_of(vs: &Value) -> Option<(i64, i64)> {
+    let routes = vs.pointer("/spec/http")?.as_array()?.last()?.get("route")?.as_array()?;
+    let mut primary = None;
+    let mut canary = None;
+    for r in routes {
+        let host = r.pointer("/destination/host")?.as_str()?;
+        let w = r.get("weight").and_then(Value::as_i64).unwrap_or(0);
+        if host.ends_with("-primary") {
+            primary = Some(w);
+        } else if host.ends_with("-canary") {
+            canary = Some(w);
+        }
+    }
+    Some((primary?, canary.unwrap_or(0)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Controller
+
+pub struct Controller {
+    stop: watch::Sender<bool>,
+    pub task: JoinHandle<Result<(), serin::cli::controller::ControllerError>>,
+}
+
+#[derive(Parser)]
+struct ArgsCli {
+    #[command(flatten)]
+    args: Args,
+}
+
+/// Parses controller flags the way `serin controller` does.
+pub fn controller_args(flags: &[String]) -> Args {
+    let argv: Vec<String> = std::iter::once("controller".to_string())
+        .chain(flags.iter().cloned())
+        .collect();
+    ArgsCli::try_parse_from(argv).unwrap().args
+}
+
+impl Controller {
+    /// Starts the controller against `cluster` with the test defaults plus `extra` flags.
+    pub fn start(cluster: &Cluster, prom: &FakeProm, extra: &[&str]) -> Self {
+        let mut flags: Vec<String> = vec![
+            format!("--kubeconfig={}", cluster.kubeconfig.display()),
+            format!("--metrics-server={}", prom.url),
+            "--port=0".into(),
+            "--min-analysis-interval=1s".into(),
+            "--log-level=debug".into(),
+        ];
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        let args = controller_args(&flags);
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(serve(args, rx));
+        Self { stop, task }
+    }
+
+    pub async fn stop(self) -> Result<(), serin::cli::controller::ControllerError> {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("controller did not stop")
+            .expect("controller task panicked")
+    }
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, panicking with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the Canary reaches `phase`.
+pub async fn wait_phase(cluster: &Cluster, name: &str, phase: &str, timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        let current = cluster.phase(name).await;
+        if current == phase {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out waiting for phase {phase}, still {current:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Records every phase and VirtualService weight change on a background task.
+pub struct Recorder {
+    pub phases: Arc<Mutex<Vec<String>>>,
+    pub weights: Arc<Mutex<Vec<(i64, i64)>>>,
+    task: JoinHandle<()>,
+}
+
+impl Recorder {
+    pub fn start(cluster: &Cluster, name: &str) -> Self {
+        let phases = Arc::new(Mutex::new(Vec::<String>::new()));
+        let weights = Arc::new(Mutex::new(Vec::<(i64, i64)>::new()));
+        let canaries = cluster.canaries();
+        let vss = cluster.virtual_services();
+        let name = name.to_string();
+        let (p, w) = (phases.clone(), weights.clone());
+        let task = tokio::spawn(async move {
+            use futures::StreamExt;
+            use kube::runtime::{WatchStreamExt, watcher};
+            let wc = watcher::Config::default().fields(&format!("metadata.name={name}"));
+            let c_stream = watcher(canaries, wc.clone()).applied_objects().boxed();
+            let v_stream = watcher(vss, wc).applied_objects().boxed();
+            let mut merged = futures::stream::select(
+                c_stream.map(|r| r.ok().map(|c| Err::<Value, Canary>(c))),
+                v_stream.map(|r| r.ok().map(|v| Ok::<Value, Canary>(v.data))),
+            );
+            while let Some(item) = merged.next().await {
+                match item {
+                    Some(Err(c)) => {
+                        let phase = c.status.map(|s| s.phase.as_str().to_string()).unwrap_or_default();
+                        let mut p = p.lock().unwrap();
+                        if p.last() != Some(&phase) {
+                            p.push(phase);
+                        }
+                    }
+                    Some(Ok(vs)) => {
+                        if let Some(ws) = weights_of(&vs) {
+                            let mut w = w.lock().unwrap();
+                            if w.last() != Some(&ws) {
+                                w.push(ws);
+                            }
+                        }
+                    }
+                    None => {}
+                }
+            }
+        });
+        Self {
+            phases,
+            weights,
+            task,
+        }
+    }
+
+    pub fn phases(&self) -> Vec<String> {
+        self.phases.lock().unwrap().clone()
+    }
+
+    pub fn weights(&self) -> Vec<(i64, i64)> {
+        self.weights.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A Canary for the podinfo Deployment with the Istio provider and built-in metrics.
+pub fn podinfo_canary(hooks: &Hooks, analysis_extra: Value) -> Value {
+    let mut analysis = json!({
+        "interval": "1s",
+        "threshold": 2,
+        "maxWeight": 30,
+        "stepWeight": 10,
+        "metrics": [
+            {"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": "1m"},
+            {"name": "request-duration", "thresholdRange": {"max": 500}, "interval": "1m"}
+        ],
+        "webhooks": [
+            {"name": "events", "type": "event", "url": format!("{}/events", hooks.url)}
+        ]
+    });
+    if let (Some(a), Some(extra)) = (analysis.as_object_mut(), analysis_extra.as_object()) {
+        for (k, v) in extra {
+            a.insert(k.clone(), v.clone());
+        }
+    }
+    json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {
+            "provider": "istio",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "progressDeadlineSeconds": 60,
+            "service": {"port": 9898},
+            "analysis": analysis
+        }
+    })
+}
