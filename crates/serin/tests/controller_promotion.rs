@@ -14,10 +14,14 @@ async fn canary_promotion_with_istio() {
     let cluster = Cluster::start().await;
     let prom = FakeProm::start(100.0, 100.0).await;
     let hooks = Hooks::start().await;
-    cluster.create_deployment("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.0").await;
+    cluster
+        .create_deployment("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.0")
+        .await;
     let ctrl = Controller::start(&cluster, &prom, &[]);
     let rec = Recorder::start(&cluster, "podinfo");
-    cluster.create_canary(podinfo_canary(&hooks, json!({}))).await;
+    cluster
+        .create_canary(podinfo_canary(&hooks, json!({})))
+        .await;
 
     wait_phase(&cluster, "podinfo", "Initialized", Duration::from_secs(10)).await;
     // Initialisation: primary created, target scaled to zero, all traffic to the primary.
@@ -35,7 +39,9 @@ async fn canary_promotion_with_istio() {
 
     // A new revision starts the analysis.
     let t0 = Instant::now();
-    cluster.set_image("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.1").await;
+    cluster
+        .set_image("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.1")
+        .await;
     wait_phase(&cluster, "podinfo", "Progressing", Duration::from_secs(5)).await;
     assert!(
         t0.elapsed() < Duration::from_secs(3),
@@ -49,7 +55,11 @@ async fn canary_promotion_with_istio() {
         Some("ghcr.io/stefanprodan/podinfo:6.0.1"),
         "primary promoted"
     );
-    assert_eq!(cluster.replicas("podinfo").await, Some(0), "canary scaled down");
+    assert_eq!(
+        cluster.replicas("podinfo").await,
+        Some(0),
+        "canary scaled down"
+    );
     assert_eq!(cluster.vs_weights("podinfo").await, Some((100, 0)));
 
     // Weights step by step: 10, 20, 30, then all traffic back to the promoted primary.
@@ -60,11 +70,19 @@ async fn canary_promotion_with_istio() {
         "weights {weights:?}"
     );
     let phases = rec.phases();
-    let wanted = ["Initialized", "Progressing", "Promoting", "Finalising", "Succeeded"];
+    let wanted = [
+        "Initialized",
+        "Progressing",
+        "Promoting",
+        "Finalising",
+        "Succeeded",
+    ];
     let from = phases.iter().position(|p| p == "Initialized").unwrap();
     assert_eq!(&phases[from..], wanted, "phases {phases:?}");
     assert!(
-        phases[..from].iter().all(|p| p.is_empty() || p == "Initializing"),
+        phases[..from]
+            .iter()
+            .all(|p| p.is_empty() || p == "Initializing"),
         "phases {phases:?}"
     );
 
@@ -100,10 +118,17 @@ async fn canary_promotion_with_istio() {
     }
     let k8s_messages: Vec<String> = events.iter().filter_map(|e| e.message.clone()).collect();
     for m in expected {
-        assert!(k8s_messages.iter().any(|k| k == m), "missing event {m}: {k8s_messages:#?}");
+        assert!(
+            k8s_messages.iter().any(|k| k == m),
+            "missing event {m}: {k8s_messages:#?}"
+        );
     }
 
     ctrl.stop().await.unwrap();
     cluster.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
 }

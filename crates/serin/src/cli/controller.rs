@@ -14,11 +14,11 @@ use tokio::sync::watch;
 
 use crate::api::Provider;
 use crate::api::duration;
+use crate::controller::SchedulerConfig;
 use crate::controller::adapters::{self, AdapterConfig};
 use crate::controller::leader::{LeaderConfig, LeaderElector, LeaderError};
 use crate::controller::runtime::{self, RuntimeError, RuntimeOptions};
 use crate::controller::webhook::WebhookError;
-use crate::controller::SchedulerConfig;
 use crate::metrics::providers::MetricsProvider;
 use crate::metrics::providers::prometheus::PrometheusProvider;
 use crate::metrics::recorder::Recorder;
@@ -47,7 +47,10 @@ pub struct Args {
     #[arg(long)]
     pub namespace: Option<String>,
     /// Candidate selector label keys, in order of preference.
-    #[arg(long = "selector-labels", default_value = "app,name,app.kubernetes.io/name")]
+    #[arg(
+        long = "selector-labels",
+        default_value = "app,name,app.kubernetes.io/name"
+    )]
     pub selector_labels: String,
     /// Label/annotation key prefixes copied to generated objects (`*` = all).
     #[arg(long = "include-label-prefix", default_value = "")]
@@ -84,7 +87,10 @@ pub struct Args {
     #[arg(long = "kubeconfig-burst", default_value_t = 250)]
     pub kubeconfig_burst: i64,
     /// Accepted for compatibility; no effect (the NGINX router is not implemented yet).
-    #[arg(long = "ingress-annotations-prefix", default_value = "nginx.ingress.kubernetes.io")]
+    #[arg(
+        long = "ingress-annotations-prefix",
+        default_value = "nginx.ingress.kubernetes.io"
+    )]
     pub ingress_annotations_prefix: String,
     /// Accepted for compatibility; no effect (the Contour router is not implemented yet).
     #[arg(long = "ingress-class", default_value = "")]
@@ -93,13 +99,25 @@ pub struct Args {
     #[arg(long = "min-analysis-interval", default_value = "10s", hide = true)]
     pub min_analysis_interval: String,
     /// Test knob: leader election lease duration.
-    #[arg(long = "leader-election-lease-duration", default_value = "60s", hide = true)]
+    #[arg(
+        long = "leader-election-lease-duration",
+        default_value = "60s",
+        hide = true
+    )]
     pub leader_lease_duration: String,
     /// Test knob: leader election renew deadline.
-    #[arg(long = "leader-election-renew-deadline", default_value = "15s", hide = true)]
+    #[arg(
+        long = "leader-election-renew-deadline",
+        default_value = "15s",
+        hide = true
+    )]
     pub leader_renew_deadline: String,
     /// Test knob: leader election retry period.
-    #[arg(long = "leader-election-retry-period", default_value = "5s", hide = true)]
+    #[arg(
+        long = "leader-election-retry-period",
+        default_value = "5s",
+        hide = true
+    )]
     pub leader_retry_period: String,
     #[command(flatten)]
     pub log: LogArgs,
@@ -180,17 +198,20 @@ fn sync_stopped(rx: watch::Receiver<bool>) -> impl std::future::Future<Output = 
 pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), ControllerError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let min_interval = parse_duration("min-analysis-interval", &args.min_analysis_interval)?;
-    let provider: Provider = args
-        .mesh_provider
-        .parse()
-        .map_err(|e: crate::api::provider::UnknownProvider| ControllerError::Flag {
-            flag: "mesh-provider",
-            message: e.to_string(),
-        })?;
-    let kubeconfig = args
-        .kubeconfig
-        .clone()
-        .or_else(|| std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()).map(PathBuf::from));
+    let provider: Provider =
+        args.mesh_provider
+            .parse()
+            .map_err(
+                |e: crate::api::provider::UnknownProvider| ControllerError::Flag {
+                    flag: "mesh-provider",
+                    message: e.to_string(),
+                },
+            )?;
+    let kubeconfig = args.kubeconfig.clone().or_else(|| {
+        std::env::var_os("KUBECONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
     let (client, host) = client_from(kubeconfig.as_ref()).await?;
     let (mesh_client, set_owner_refs) = match &args.kubeconfig_service_mesh {
         Some(path) => {
@@ -214,7 +235,10 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
     let global_notifier = match args.notifier.notifier_config()? {
         Some(config) => {
             let n = notify::build(&config)?;
-            tracing::info!("Notifications enabled for {}", notify::Notifier::redacted_url(&n));
+            tracing::info!(
+                "Notifications enabled for {}",
+                notify::Notifier::redacted_url(&n)
+            );
             Some(n)
         }
         None => None,
@@ -284,10 +308,14 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
             .clone()
             .unwrap_or_else(|| args.leader_election_namespace.clone());
         let mut config = LeaderConfig::new(namespace);
-        config.lease_duration =
-            parse_duration("leader-election-lease-duration", &args.leader_lease_duration)?;
-        config.renew_deadline =
-            parse_duration("leader-election-renew-deadline", &args.leader_renew_deadline)?;
+        config.lease_duration = parse_duration(
+            "leader-election-lease-duration",
+            &args.leader_lease_duration,
+        )?;
+        config.renew_deadline = parse_duration(
+            "leader-election-renew-deadline",
+            &args.leader_renew_deadline,
+        )?;
         config.retry_period =
             parse_duration("leader-election-retry-period", &args.leader_retry_period)?;
         let elector = LeaderElector::new(client, config);

@@ -32,7 +32,7 @@ pub enum Command {
     /// simulated workloads and fault injection. Writes a kubeconfig once serving.
     DevCluster(dev_cluster::Args),
     /// Run the controller: watches Canaries and runs their analysis (Flagger's flags).
-    Controller(controller::Args),
+    Controller(Box<controller::Args>),
 }
 
 /// Subcommands whose own flags may be written Go-style (`-flag`, `-flag=value`).

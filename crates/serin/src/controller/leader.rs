@@ -154,7 +154,8 @@ impl LeaderElector {
         new_spec.renew_time = Some(MicroTime(now));
         if !held_by_me {
             new_spec.acquire_time = Some(MicroTime(now));
-            new_spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0).saturating_add(1));
+            new_spec.lease_transitions =
+                Some(spec.lease_transitions.unwrap_or(0).saturating_add(1));
         }
         let mut updated = lease;
         updated.spec = Some(new_spec);
@@ -253,7 +254,11 @@ impl LeaderElector {
             .replace(&self.config.name, &PostParams::default(), &lease)
             .await
         {
-            Ok(_) => tracing::info!("released lease {}/{}", self.config.namespace, self.config.name),
+            Ok(_) => tracing::info!(
+                "released lease {}/{}",
+                self.config.namespace,
+                self.config.name
+            ),
             Err(e) => tracing::warn!("failed to release lease: {e}"),
         }
     }

@@ -256,7 +256,10 @@ fn error_policy(canary: Arc<Canary>, error: &ReconcileError, ctx: Arc<Context>) 
 }
 
 /// Fails when a CRD Serin needs cannot be listed (in `-namespace` when set).
-pub async fn check_crds(client: &kube::Client, namespace: Option<&str>) -> Result<(), RuntimeError> {
+pub async fn check_crds(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> Result<(), RuntimeError> {
     let lp = ListParams::default().limit(1);
     macro_rules! check {
         ($t:ty, $kind:literal) => {{
@@ -289,7 +292,12 @@ where
     }
 }
 
-fn targeting(store: &Store<Canary>, kind: &str, namespace: &str, name: &str) -> Vec<ObjectRef<Canary>> {
+fn targeting(
+    store: &Store<Canary>,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<Canary>> {
     store
         .state()
         .iter()
@@ -304,7 +312,12 @@ fn targeting(store: &Store<Canary>, kind: &str, namespace: &str, name: &str) -> 
         .collect()
 }
 
-fn tracking(store: &Store<Canary>, prefix: &str, namespace: &str, name: &str) -> Vec<ObjectRef<Canary>> {
+fn tracking(
+    store: &Store<Canary>,
+    prefix: &str,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<Canary>> {
     let key = format!("{prefix}/{name}");
     store
         .state()
@@ -336,28 +349,46 @@ pub async fn run<F>(
     let ns = options.namespace.as_deref();
     let canaries: Api<Canary> = api_for(&client, ns);
     let wc = watcher::Config::default();
-    let mut controller = Controller::new(canaries, wc.clone()).with_config(
-        ControllerConfig::default().concurrency(options.threadiness.max(1)),
-    );
+    let mut controller = Controller::new(canaries, wc.clone())
+        .with_config(ControllerConfig::default().concurrency(options.threadiness.max(1)));
     let store = controller.store();
 
     let s = store.clone();
     controller = controller.watches(api_for::<Deployment>(&client, ns), wc.clone(), move |d| {
-        targeting(&s, "Deployment", &d.namespace().unwrap_or_default(), &d.name_any())
+        targeting(
+            &s,
+            "Deployment",
+            &d.namespace().unwrap_or_default(),
+            &d.name_any(),
+        )
     });
     let s = store.clone();
     controller = controller.watches(api_for::<DaemonSet>(&client, ns), wc.clone(), move |d| {
-        targeting(&s, "DaemonSet", &d.namespace().unwrap_or_default(), &d.name_any())
+        targeting(
+            &s,
+            "DaemonSet",
+            &d.namespace().unwrap_or_default(),
+            &d.name_any(),
+        )
     });
     if options.config_tracking {
         let s = store.clone();
-        controller =
-            controller.watches(api_for::<ConfigMap>(&client, ns), wc.clone(), move |c| {
-                tracking(&s, "configmap", &c.namespace().unwrap_or_default(), &c.name_any())
-            });
+        controller = controller.watches(api_for::<ConfigMap>(&client, ns), wc.clone(), move |c| {
+            tracking(
+                &s,
+                "configmap",
+                &c.namespace().unwrap_or_default(),
+                &c.name_any(),
+            )
+        });
         let s = store.clone();
         controller = controller.watches(api_for::<Secret>(&client, ns), wc.clone(), move |c| {
-            tracking(&s, "secret", &c.namespace().unwrap_or_default(), &c.name_any())
+            tracking(
+                &s,
+                "secret",
+                &c.namespace().unwrap_or_default(),
+                &c.name_any(),
+            )
         });
     }
 

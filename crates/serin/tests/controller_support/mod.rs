@@ -242,14 +242,25 @@ impl Cluster {
         Api::namespaced(self.client.clone(), NS)
     }
 
-    pub fn dynamic(&self, group: &str, version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    pub fn dynamic(
+        &self,
+        group: &str,
+        version: &str,
+        kind: &str,
+        plural: &str,
+    ) -> Api<DynamicObject> {
         let gvk = GroupVersionKind::gvk(group, version, kind);
         let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
         Api::namespaced_with(self.client.clone(), NS, &ar)
     }
 
     pub fn virtual_services(&self) -> Api<DynamicObject> {
-        self.dynamic("networking.istio.io", "v1beta1", "VirtualService", "virtualservices")
+        self.dynamic(
+            "networking.istio.io",
+            "v1beta1",
+            "VirtualService",
+            "virtualservices",
+        )
     }
 
     pub async fn create_deployment(&self, name: &str, image: &str) {
@@ -287,7 +298,12 @@ impl Cluster {
     }
 
     pub async fn replicas(&self, name: &str) -> Option<i32> {
-        self.deployments().get_opt(name).await.unwrap()?.spec?.replicas
+        self.deployments()
+            .get_opt(name)
+            .await
+            .unwrap()?
+            .spec?
+            .replicas
     }
 
     pub async fn create_canary(&self, canary: Value) {
@@ -333,7 +349,12 @@ impl Cluster {
 }
 
 pub fn weights_of(vs: &Value) -> Option<(i64, i64)> {
-    let routes = vs.pointer("/spec/http")?.as_array()?.last()?.get("route")?.as_array()?;
+    let routes = vs
+        .pointer("/spec/http")?
+        .as_array()?
+        .last()?
+        .get("route")?
+        .as_array()?;
     let mut primary = None;
     let mut canary = None;
     for r in routes {
@@ -428,6 +449,11 @@ pub async fn wait_phase(cluster: &Cluster, name: &str, phase: &str, timeout: Dur
     }
 }
 
+enum Seen {
+    Phase(String),
+    Weights(Option<(i64, i64)>),
+}
+
 /// Records every phase and VirtualService weight change on a background task.
 pub struct Recorder {
     pub phases: Arc<Mutex<Vec<String>>>,
@@ -447,30 +473,37 @@ impl Recorder {
             use futures::StreamExt;
             use kube::runtime::{WatchStreamExt, watcher};
             let wc = watcher::Config::default().fields(&format!("metadata.name={name}"));
-            let c_stream = watcher(canaries, wc.clone()).applied_objects().boxed();
-            let v_stream = watcher(vss, wc).applied_objects().boxed();
+            let c_stream = watcher(canaries, wc.clone())
+                .default_backoff()
+                .applied_objects()
+                .boxed();
+            let v_stream = watcher(vss, wc).default_backoff().applied_objects().boxed();
+            let phase_of = |c: Canary| {
+                Seen::Phase(
+                    c.status
+                        .map(|s| s.phase.as_str().to_string())
+                        .unwrap_or_default(),
+                )
+            };
             let mut merged = futures::stream::select(
-                c_stream.map(|r| r.ok().map(|c| Err::<Value, Canary>(c))),
-                v_stream.map(|r| r.ok().map(|v| Ok::<Value, Canary>(v.data))),
+                c_stream.map(move |r| r.ok().map(phase_of)),
+                v_stream.map(|r| r.ok().map(|v| Seen::Weights(weights_of(&v.data)))),
             );
             while let Some(item) = merged.next().await {
                 match item {
-                    Some(Err(c)) => {
-                        let phase = c.status.map(|s| s.phase.as_str().to_string()).unwrap_or_default();
+                    Some(Seen::Phase(phase)) => {
                         let mut p = p.lock().unwrap();
                         if p.last() != Some(&phase) {
                             p.push(phase);
                         }
                     }
-                    Some(Ok(vs)) => {
-                        if let Some(ws) = weights_of(&vs) {
-                            let mut w = w.lock().unwrap();
-                            if w.last() != Some(&ws) {
-                                w.push(ws);
-                            }
+                    Some(Seen::Weights(Some(ws))) => {
+                        let mut w = w.lock().unwrap();
+                        if w.last() != Some(&ws) {
+                            w.push(ws);
                         }
                     }
-                    None => {}
+                    _ => {}
                 }
             }
         });
@@ -527,4 +560,55 @@ pub fn podinfo_canary(hooks: &Hooks, analysis_extra: Value) -> Value {
             "analysis": analysis
         }
     })
+}
+
+/// Fails the test instead of hanging when `f` takes longer than a minute.
+pub async fn guarded<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .expect("test timed out")
+}
+
+/// Asserts that `expected` appear in `messages` in this order (other messages may interleave).
+pub fn assert_in_order(messages: &[String], expected: &[&str]) {
+    let mut idx = 0;
+    for m in messages {
+        if idx < expected.len() && m == expected[idx] {
+            idx += 1;
+        }
+    }
+    assert_eq!(
+        idx,
+        expected.len(),
+        "missing {:?} (in order) in {messages:#?}",
+        expected.get(idx)
+    );
+}
+
+/// Starts the usual scene: cluster, fake Prometheus (all good), webhook receiver, the podinfo
+/// Deployment at 6.0.0, the controller, and a Canary from `canary`; waits for `Initialized`.
+pub async fn initialized_scene(
+    analysis_extra: Value,
+    spec_extra: Value,
+) -> (Cluster, FakeProm, Hooks, Controller, Recorder) {
+    let cluster = Cluster::start().await;
+    let prom = FakeProm::start(100.0, 100.0).await;
+    let hooks = Hooks::start().await;
+    cluster
+        .create_deployment("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.0")
+        .await;
+    let ctrl = Controller::start(&cluster, &prom, &[]);
+    let rec = Recorder::start(&cluster, "podinfo");
+    let mut canary = podinfo_canary(&hooks, analysis_extra);
+    if let (Some(spec), Some(extra)) = (
+        canary.pointer_mut("/spec").and_then(Value::as_object_mut),
+        spec_extra.as_object(),
+    ) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    cluster.create_canary(canary).await;
+    wait_phase(&cluster, "podinfo", "Initialized", Duration::from_secs(10)).await;
+    (cluster, prom, hooks, ctrl, rec)
 }

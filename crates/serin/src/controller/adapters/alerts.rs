@@ -14,7 +14,7 @@ use crate::api::analysis::{AlertSeverity, CanaryAlert};
 use crate::controller::ports::Alerter;
 use crate::notify::{
     self, Alert, AlertMetadata, AlertOrigin, AlertProviderInput, AnyNotifier, NotifierConfig,
-    ProviderSecret, alert_fields, alert_accepts,
+    ProviderSecret, alert_accepts, alert_fields,
 };
 
 /// Sends alerts through AlertProviders read from the workload cluster or the global notifier.
@@ -73,7 +73,10 @@ async fn provider_notifier(
     alert: &CanaryAlert,
 ) -> Result<(AnyNotifier, AlertOrigin), String> {
     let name = &alert.provider_ref.name;
-    let namespace = alert.provider_ref.namespace_or(canary_namespace).to_string();
+    let namespace = alert
+        .provider_ref
+        .namespace_or(canary_namespace)
+        .to_string();
     let provider = Api::<AlertProvider>::namespaced(client.clone(), &namespace)
         .get(name)
         .await
@@ -113,7 +116,13 @@ async fn provider_notifier(
         .map_err(|e| format!("alert provider {name}.{namespace} error: {e}"))?;
     let notifier = notify::build(&config)
         .map_err(|e| format!("alert provider {name}.{namespace} error: {e}"))?;
-    Ok((notifier, AlertOrigin::Provider { name: name.clone(), namespace }))
+    Ok((
+        notifier,
+        AlertOrigin::Provider {
+            name: name.clone(),
+            namespace,
+        },
+    ))
 }
 
 #[async_trait]

@@ -139,7 +139,11 @@ impl EventSink for KubeEventSink {
         let count = previous.count.saturating_add(1);
         let patch = json!({"count": count, "lastTimestamp": Time(Timestamp::now())});
         match api
-            .patch(&previous.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(
+                &previous.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             Ok(_) => {

@@ -56,7 +56,8 @@ impl RecorderPortTrait for RecorderPort {
 
     fn observe_duration(&self, canary: &Canary, duration: Duration) {
         let (name, ns) = target(canary);
-        self.inner.observe_duration(name, ns, duration.as_secs_f64());
+        self.inner
+            .observe_duration(name, ns, duration.as_secs_f64());
     }
 
     fn set_metric_value(&self, canary: &Canary, metric: &str, value: f64) {
