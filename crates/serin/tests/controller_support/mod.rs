@@ -529,7 +529,8 @@ impl Drop for Recorder {
     }
 }
 
-/// A Canary for the podinfo Deployment with the Istio provider and built-in metrics.
+/// A Canary for the podinfo Deployment with the Istio provider and built-in metrics;
+/// `analysis_extra` keys replace the analysis' (null removes a key).
 pub fn podinfo_canary(hooks: &Hooks, analysis_extra: Value) -> Value {
     let mut analysis = json!({
         "interval": "1s",
@@ -546,7 +547,11 @@ pub fn podinfo_canary(hooks: &Hooks, analysis_extra: Value) -> Value {
     });
     if let (Some(a), Some(extra)) = (analysis.as_object_mut(), analysis_extra.as_object()) {
         for (k, v) in extra {
-            a.insert(k.clone(), v.clone());
+            if v.is_null() {
+                a.remove(k);
+            } else {
+                a.insert(k.clone(), v.clone());
+            }
         }
     }
     json!({
@@ -592,13 +597,23 @@ pub async fn initialized_scene(
     spec_extra: Value,
 ) -> (Cluster, FakeProm, Hooks, Controller, Recorder) {
     let cluster = Cluster::start().await;
+    let (prom, hooks, ctrl, rec) = initialize_in(&cluster, analysis_extra, spec_extra).await;
+    (cluster, prom, hooks, ctrl, rec)
+}
+
+/// [`initialized_scene`] in an existing cluster.
+pub async fn initialize_in(
+    cluster: &Cluster,
+    analysis_extra: Value,
+    spec_extra: Value,
+) -> (FakeProm, Hooks, Controller, Recorder) {
     let prom = FakeProm::start(100.0, 100.0).await;
     let hooks = Hooks::start().await;
     cluster
         .create_deployment("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.0")
         .await;
-    let ctrl = Controller::start(&cluster, &prom, &[]);
-    let rec = Recorder::start(&cluster, "podinfo");
+    let ctrl = Controller::start(cluster, &prom, &[]);
+    let rec = Recorder::start(cluster, "podinfo");
     let mut canary = podinfo_canary(&hooks, analysis_extra);
     if let (Some(spec), Some(extra)) = (
         canary.pointer_mut("/spec").and_then(Value::as_object_mut),
@@ -609,6 +624,6 @@ pub async fn initialized_scene(
         }
     }
     cluster.create_canary(canary).await;
-    wait_phase(&cluster, "podinfo", "Initialized", Duration::from_secs(10)).await;
-    (cluster, prom, hooks, ctrl, rec)
+    wait_phase(cluster, "podinfo", "Initialized", Duration::from_secs(10)).await;
+    (prom, hooks, ctrl, rec)
 }
