@@ -31,6 +31,8 @@ use crate::telemetry::server::Readiness;
 
 /// First back-off after a failed reconcile; doubles per consecutive failure.
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// How often the readiness task checks whether the Canary cache synced.
+const READY_POLL: Duration = Duration::from_millis(100);
 /// Longest back-off after failed reconciles.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
@@ -395,9 +397,21 @@ pub async fn run<F>(
     let ready_store = store.clone();
     let ready = readiness.clone();
     let ready_task = tokio::spawn(async move {
-        if ready_store.wait_until_ready().await.is_ok() {
-            tracing::info!("Canary cache synced, controller ready");
-            ready.set_ready();
+        // kube-runtime's readiness signal wakes only its last waiter (the controller's own
+        // runner waits on it too), so poll it again periodically instead of waiting once.
+        loop {
+            match tokio::time::timeout(READY_POLL, ready_store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    tracing::info!("Canary cache synced, controller ready");
+                    ready.set_ready();
+                    break;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!("Canary cache: {e}");
+                    break;
+                }
+                Err(_) => {}
+            }
         }
     });
 

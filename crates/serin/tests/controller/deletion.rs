@@ -1,11 +1,8 @@
-//! Controller end to end: deleting a Canary with and without `revertOnDeletion`.
-#![allow(clippy::unwrap_used)]
-
-mod controller_support;
+//! deleting a Canary with and without `revertOnDeletion`.
 
 use std::time::Duration;
 
-use controller_support::*;
+use crate::support::*;
 use kube::api::DeleteParams;
 use serde_json::json;
 

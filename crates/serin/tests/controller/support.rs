@@ -1,7 +1,6 @@
 //! Shared harness of the controller integration tests: a dev cluster with Serin's and Istio's
 //! CRDs, a fake Prometheus and a webhook receiver on 127.0.0.1:0, and the controller running
 //! in-process (`serin::cli::controller::serve`) until stopped.
-#![allow(clippy::unwrap_used, dead_code)]
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -401,6 +400,9 @@ impl Controller {
             "--min-analysis-interval=1s".into(),
             "--log-level=debug".into(),
         ];
+        // Flags in `extra` replace the defaults of the same name.
+        let name = |f: &str| f.split('=').next().unwrap_or(f).to_string();
+        flags.retain(|f| !extra.iter().any(|e| name(e) == name(f)));
         flags.extend(extra.iter().map(|s| s.to_string()));
         let args = controller_args(&flags);
         let (stop, rx) = watch::channel(false);
@@ -567,8 +569,13 @@ pub fn podinfo_canary(hooks: &Hooks, analysis_extra: Value) -> Value {
     })
 }
 
-/// Fails the test instead of hanging when `f` takes longer than a minute.
+/// At most two scenarios at a time (each runs a dev cluster and a controller).
+static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Runs a scenario in a free slot and fails it instead of hanging when it takes longer than a
+/// minute (waiting for the slot does not count).
 pub async fn guarded<F: Future>(f: F) -> F::Output {
+    let _slot = SLOTS.acquire().await.unwrap();
     tokio::time::timeout(Duration::from_secs(60), f)
         .await
         .expect("test timed out")

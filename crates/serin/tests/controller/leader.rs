@@ -1,13 +1,10 @@
-//! Controller end to end: leader election. Only the lease holder reconciles; a released lease
+//! leader election. Only the lease holder reconciles; a released lease
 //! is taken over by the follower; a leader that loses its lease stops with an error (the CLI
 //! exits with status 1).
-#![allow(clippy::unwrap_used)]
-
-mod controller_support;
 
 use std::time::Duration;
 
-use controller_support::*;
+use crate::support::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;

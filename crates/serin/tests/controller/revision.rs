@@ -1,12 +1,9 @@
-//! Controller end to end: a new revision mid-analysis restarts it; a controller restart
+//! a new revision mid-analysis restarts it; a controller restart
 //! mid-analysis neither repeats nor skips a step.
-#![allow(clippy::unwrap_used)]
-
-mod controller_support;
 
 use std::time::{Duration, Instant};
 
-use controller_support::*;
+use crate::support::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,15 +1,16 @@
 //! Controller end to end on the dev cluster: a full canary promotion with the Istio router.
-#![allow(clippy::unwrap_used)]
-
-mod controller_support;
 
 use std::time::{Duration, Instant};
 
-use controller_support::*;
+use crate::support::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn canary_promotion_with_istio() {
+    guarded(promotion()).await;
+}
+
+async fn promotion() {
     let started = Instant::now();
     let cluster = Cluster::start().await;
     let prom = FakeProm::start(100.0, 100.0).await;

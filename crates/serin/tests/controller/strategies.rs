@@ -1,11 +1,8 @@
-//! Controller end to end: A/B testing and blue/green runs with the Istio router.
-#![allow(clippy::unwrap_used)]
-
-mod controller_support;
+//! A/B testing and blue/green runs with the Istio router.
 
 use std::time::Duration;
 
-use controller_support::*;
+use crate::support::*;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,12 +1,9 @@
-//! Controller end to end: `-kubeconfig-service-mesh` writes the routing objects to another
+//! `-kubeconfig-service-mesh` writes the routing objects to another
 //! cluster (without owner references), everything else to the workload cluster.
-#![allow(clippy::unwrap_used)]
-
-mod controller_support;
 
 use std::time::Duration;
 
-use controller_support::*;
+use crate::support::*;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use serde_json::json;

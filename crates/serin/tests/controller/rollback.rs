@@ -1,11 +1,8 @@
-//! Controller end to end: rollbacks (failed metric checks, rollback webhook).
-#![allow(clippy::unwrap_used)]
-
-mod controller_support;
+//! rollbacks (failed metric checks, rollback webhook).
 
 use std::time::Duration;
 
-use controller_support::*;
+use crate::support::*;
 use kube::api::PostParams;
 use serde_json::json;
 use serin::api::alert_provider::AlertProvider;
@@ -64,6 +61,18 @@ async fn rollback_when_prometheus_reports_errors() {
                 "Canary failed! Scaling down podinfo.test",
             ],
         );
+        // The two identical Warning events are one Kubernetes Event with count 2.
+        let halts: Vec<_> = cluster
+            .k8s_events("podinfo")
+            .await
+            .into_iter()
+            .filter(|e| {
+                e.message.as_deref() == Some("Halt podinfo.test advancement success rate 50.00% < 99%")
+            })
+            .collect();
+        assert_eq!(halts.len(), 1, "{halts:?}");
+        assert_eq!(halts[0].count, Some(2));
+        assert_eq!(halts[0].type_.as_deref(), Some("Warning"));
         let phases = rec.phases();
         assert_eq!(phases.last().map(String::as_str), Some("Failed"), "{phases:?}");
         assert!(!phases.iter().any(|p| p == "Promoting" || p == "Succeeded"), "{phases:?}");

@@ -1,0 +1,18 @@
+//! The controller end to end on the dev cluster: every scenario starts its own dev cluster(s),
+//! fake Prometheus, webhook receiver and an in-process controller (`serin controller` flags).
+//!
+//! One test binary for all scenarios (each binary links the whole of Serin and the dev
+//! cluster). At most two scenarios run at a time so that their timing stays realistic on
+//! small machines.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod deletion;
+mod leader;
+mod mesh;
+mod promotion;
+mod revision;
+mod rollback;
+mod startup;
+mod strategies;
