@@ -155,7 +155,9 @@ fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, Controlle
     })
 }
 
-async fn client_from(path: Option<&PathBuf>) -> Result<(kube::Client, String), ControllerError> {
+async fn client_from(
+    path: Option<&PathBuf>,
+) -> Result<(kube::Client, kube::Config), ControllerError> {
     let config = match path {
         Some(path) => {
             let fail = |message: String| ControllerError::Kubeconfig {
@@ -171,10 +173,9 @@ async fn client_from(path: Option<&PathBuf>) -> Result<(kube::Client, String), C
             .await
             .map_err(|e| ControllerError::Client(e.to_string()))?,
     };
-    let host = config.cluster_url.to_string();
-    let client =
-        kube::Client::try_from(config).map_err(|e| ControllerError::Client(e.to_string()))?;
-    Ok((client, host))
+    let client = kube::Client::try_from(config.clone())
+        .map_err(|e| ControllerError::Client(e.to_string()))?;
+    Ok((client, config))
 }
 
 /// Resolves when `rx` says stop (or its sender is gone).
@@ -212,11 +213,13 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     });
-    let (client, host) = client_from(kubeconfig.as_ref()).await?;
+    let (client, kube_config) = client_from(kubeconfig.as_ref()).await?;
     let (mesh_client, set_owner_refs) = match &args.kubeconfig_service_mesh {
         Some(path) => {
-            let (mesh, mesh_host) = client_from(Some(path)).await?;
-            let same = mesh_host == host;
+            // Owner references only when the mesh cluster is the workload cluster (Flagger
+            // compares the API server hosts).
+            let (mesh, mesh_config) = client_from(Some(path)).await?;
+            let same = mesh_config.cluster_url == kube_config.cluster_url;
             (mesh, same)
         }
         None => (client.clone(), true),
@@ -270,7 +273,7 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
         workload,
         global_notifier,
         cluster_name: args.notifier.cluster_name().map(str::to_string),
-        no_cross_namespace_refs: args.no_cross_namespace_refs,
+        kube_config: Some(kube_config),
         instance: crate::controller::leader::hostname(),
     };
     let ports = adapters::kube_ports(

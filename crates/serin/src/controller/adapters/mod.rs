@@ -37,8 +37,9 @@ pub struct AdapterConfig {
     pub global_notifier: Option<AnyNotifier>,
     /// `-cluster-name`.
     pub cluster_name: Option<String>,
-    /// `-no-cross-namespace-refs`.
-    pub no_cross_namespace_refs: bool,
+    /// The workload cluster's client configuration, for the `keptn` and `externalmetrics`
+    /// metric providers.
+    pub kube_config: Option<kube::Config>,
     /// `reportingInstance` of the Kubernetes Events (the host name).
     pub instance: String,
 }
@@ -53,17 +54,21 @@ pub fn kube_ports(
     config: &AdapterConfig,
 ) -> Result<Ports, WebhookError> {
     let webhooks: Arc<dyn super::ports::WebhookClient> = Arc::new(HttpWebhookClient::new()?);
+    let mut metric_checks = KubeMetricChecks::new(
+        client.clone(),
+        config.metrics_server.clone(),
+        config.mesh_provider.clone(),
+        recorder.clone(),
+    );
+    if let Some(kube_config) = &config.kube_config {
+        metric_checks = metric_checks.with_kube_config(kube_config.clone());
+    }
     Ok(Ports {
         clock: Arc::new(SystemClock),
         events: Arc::new(KubeEventSink::new(client.clone(), config.instance.clone())),
         store: Arc::new(KubeStatusStore::new(client.clone())),
         webhooks,
-        metrics: Arc::new(KubeMetricChecks::new(
-            client.clone(),
-            config.metrics_server.clone(),
-            config.mesh_provider.clone(),
-            recorder.clone(),
-        )),
+        metrics: Arc::new(metric_checks),
         alerter: Arc::new(KubeAlerter::new(
             client.clone(),
             config.global_notifier.clone(),
