@@ -76,8 +76,8 @@ pub struct Args {
     #[arg(long = "no-cross-namespace-refs", num_args = 0..=1, default_missing_value = "true",
           default_value_t = false, action = clap::ArgAction::Set)]
     pub no_cross_namespace_refs: bool,
-    /// Accepted for compatibility; no effect (Serin has no job-sync loop: reconciles are driven
-    /// by watches and each Canary's own requeue).
+    /// How often `flagger_canary_total` is refreshed. Serin has no job-sync loop: reconciles
+    /// are driven by watches and each Canary's own requeue.
     #[arg(long = "control-loop-interval", default_value = "10s")]
     pub control_loop_interval: String,
     /// Accepted for compatibility; no effect (kube-rs has no client-side rate limiter).
@@ -293,6 +293,10 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
         threadiness: args.threadiness,
         no_cross_namespace_refs: args.no_cross_namespace_refs,
         config_tracking: args.enable_config_tracking,
+        control_loop_interval: parse_duration(
+            "control-loop-interval",
+            &args.control_loop_interval,
+        )?,
     };
 
     let controller = runtime::run(
@@ -325,13 +329,23 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
         let mut rx = shutdown.clone();
         if elector.acquire(&mut rx).await {
             let mut hold_rx = shutdown.clone();
-            tokio::select! {
-                _ = controller => {
-                    elector.release().await;
-                    Ok(())
-                }
-                held = elector.hold(&mut hold_rx) => held.map_err(ControllerError::from),
+            tokio::pin!(controller);
+            // On shutdown the controller finishes its reconciles before the lease is released;
+            // on leadership loss it is dropped at once.
+            let result = tokio::select! {
+                _ = &mut controller => Ok(()),
+                held = elector.hold(&mut hold_rx) => match held {
+                    Ok(()) => {
+                        controller.await;
+                        Ok(())
+                    }
+                    Err(e) => Err(ControllerError::from(e)),
+                },
+            };
+            if result.is_ok() {
+                elector.release().await;
             }
+            result
         } else {
             Ok(())
         }

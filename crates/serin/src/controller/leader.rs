@@ -197,8 +197,8 @@ impl LeaderElector {
         }
     }
 
-    /// Renews the lease every retry period until `shutdown` (then releases it and returns
-    /// `Ok`) or until leadership is lost.
+    /// Renews the lease every retry period until `shutdown` (then returns `Ok`; the caller
+    /// stops its work and [`LeaderElector::release`]s the lease) or until leadership is lost.
     pub async fn hold(
         &self,
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
@@ -207,10 +207,7 @@ impl LeaderElector {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(self.config.retry_period) => {}
-                _ = stop_requested(shutdown) => {
-                    self.release().await;
-                    return Ok(());
-                }
+                _ = stop_requested(shutdown) => return Ok(()),
             }
             match self.try_acquire_or_renew().await {
                 Ok(true) => last_renew = Instant::now(),

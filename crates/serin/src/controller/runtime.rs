@@ -66,6 +66,9 @@ pub struct RuntimeOptions {
     pub no_cross_namespace_refs: bool,
     /// `-enable-config-tracking`: also watch ConfigMaps and Secrets.
     pub config_tracking: bool,
+    /// `-control-loop-interval`: how often `flagger_canary_total` is refreshed (Flagger sets it
+    /// in its job-sync loop).
+    pub control_loop_interval: Duration,
 }
 
 impl Default for RuntimeOptions {
@@ -75,6 +78,7 @@ impl Default for RuntimeOptions {
             threadiness: 2,
             no_cross_namespace_refs: false,
             config_tracking: true,
+            control_loop_interval: Duration::from_secs(10),
         }
     }
 }
@@ -150,6 +154,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Canaries reported invalid: key → resourceVersion of the version reported.
     invalid: Mutex<HashMap<String, String>>,
+    /// Last `flagger_canary_total` per namespace.
+    namespaces: Mutex<BTreeMap<String, i64>>,
 }
 
 impl Context {
@@ -173,13 +179,19 @@ impl Context {
         failures.remove(key);
     }
 
+    /// `flagger_canary_total{namespace}` from the Canary cache; namespaces whose last Canary
+    /// went away drop to 0.
     fn update_totals(&self) {
-        let mut totals: BTreeMap<String, i64> = BTreeMap::new();
+        let mut seen = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        let mut totals: BTreeMap<String, i64> = seen.keys().map(|ns| (ns.clone(), 0)).collect();
         for c in self.store.state() {
             *totals.entry(c.namespace().unwrap_or_default()).or_insert(0) += 1;
         }
         for (ns, count) in totals {
-            self.recorder.set_total(&ns, count);
+            if seen.get(&ns) != Some(&count) {
+                self.recorder.set_total(&ns, count);
+                seen.insert(ns, count);
+            }
         }
     }
 }
@@ -424,6 +436,18 @@ pub async fn run<F>(
         store,
         failures: Mutex::new(HashMap::new()),
         invalid: Mutex::new(HashMap::new()),
+        namespaces: Mutex::new(BTreeMap::new()),
+    });
+    let totals_ctx = ctx.clone();
+    let totals_task = tokio::spawn(async move {
+        let period = totals_ctx
+            .options
+            .control_loop_interval
+            .max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(period).await;
+            totals_ctx.update_totals();
+        }
     });
     controller
         .graceful_shutdown_on(shutdown)
@@ -435,6 +459,7 @@ pub async fn run<F>(
         })
         .await;
     ready_task.abort();
+    totals_task.abort();
     readiness.set_not_ready();
     tracing::info!("controller stopped");
 }

@@ -58,7 +58,11 @@ async fn metrics_and_readiness() {
         cluster
             .create_deployment("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.0")
             .await;
-        let ctrl = Controller::start(&cluster, &prom, &[port_flag.as_str()]);
+        let ctrl = Controller::start(
+            &cluster,
+            &prom,
+            &[port_flag.as_str(), "--control-loop-interval=200ms"],
+        );
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
         wait_for("ready", Duration::from_secs(10), || async {
@@ -91,6 +95,25 @@ async fn metrics_and_readiness() {
             body.contains("flagger_canary_status{name=\"podinfo\",namespace=\"test\"} 1"),
             "{body}"
         );
+        // The total drops when the Canary goes away.
+        cluster
+            .canaries()
+            .delete("podinfo", &Default::default())
+            .await
+            .unwrap();
+        wait_for("total 0", Duration::from_secs(5), || async {
+            let body = http
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            body.contains("flagger_canary_total{namespace=\"test\"} 0")
+                .then_some(())
+        })
+        .await;
         ctrl.stop().await.unwrap();
         assert!(
             http.get(format!("{base}/healthz")).send().await.is_err(),
