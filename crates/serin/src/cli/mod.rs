@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod crds;
+pub mod hey;
+pub mod loadtester;
 pub mod validate;
 
 /// Progressive delivery for Kubernetes, compatible with Flagger's API.
@@ -26,6 +28,10 @@ pub enum Command {
     Crds(crds::Args),
     /// Check Canary, MetricTemplate and AlertProvider manifests and report every problem.
     Validate(validate::Args),
+    /// Run the Flagger-compatible loadtester webhook service (tasks, gates, built-in hey).
+    Loadtester(loadtester::Args),
+    /// Generate HTTP load with hey's flags and report (built in, no hey binary needed).
+    Hey(hey::Args),
 }
 
 /// Subcommands whose own flags may be written Go-style (`-flag`, `-flag=value`).
@@ -90,6 +96,8 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Crds(args) => crds::run(&args),
         Command::Validate(args) => validate::run(&args),
+        Command::Loadtester(args) => loadtester::run(&args),
+        Command::Hey(args) => hey::run(&args),
     }
 }
 
@@ -107,8 +115,20 @@ mod tests {
     #[test]
     fn go_style_flags_become_double_dash_for_controller() {
         assert_eq!(
-            norm(&["serin", "controller", "-metrics-server=http://p:9090", "-log-level", "info"]),
-            ["serin", "controller", "--metrics-server=http://p:9090", "--log-level", "info"]
+            norm(&[
+                "serin",
+                "controller",
+                "-metrics-server=http://p:9090",
+                "-log-level",
+                "info"
+            ]),
+            [
+                "serin",
+                "controller",
+                "--metrics-server=http://p:9090",
+                "--log-level",
+                "info"
+            ]
         );
     }
 

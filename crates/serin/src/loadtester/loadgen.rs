@@ -1,0 +1,987 @@
+//! The built-in hey: an async HTTP load generator.
+//!
+//! Each of the `-c` workers is one tokio task that owns one keep-alive connection (as hey's
+//! transport effectively gives each worker one) and drives it itself: the hyper HTTP/1 connection
+//! future is polled in the worker's own task, so a request costs no cross-task wake-ups. Plain
+//! `http://` targets without a proxy and without `-h2` take this path and get every phase of
+//! hey's "Details" measured from socket events. `https://` targets, `-x` proxies and `-h2` use a
+//! reqwest client instead (certificate checks off, as hey does); there only the total latency is
+//! measured and the summary says so.
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{ACCEPT_ENCODING, CONNECTION, HOST, LOCATION};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::loadtester::hey::HeyOptions;
+
+/// Latency samples kept for the distributions (hey keeps the first million too).
+pub const MAX_RESULTS: usize = 1_000_000;
+const MAX_REDIRECTS: usize = 10;
+
+/// Errors that prevent a run from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadgenError {
+    /// The options do not make a valid request.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The fallback HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// Asks a running generator to stop after the requests in flight.
+#[derive(Debug, Clone)]
+pub struct StopSignal {
+    flag: Arc<AtomicBool>,
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StopSignal {
+    /// A signal that has not fired.
+    pub fn new() -> Self {
+        let (tx, _rx) = watch::channel(false);
+        Self {
+            flag: Arc::new(AtomicBool::new(false)),
+            tx: Arc::new(tx),
+        }
+    }
+
+    /// Fires the signal.
+    pub fn stop(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+        self.tx.send_replace(true);
+    }
+
+    /// Whether it fired.
+    pub fn is_stopped(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    async fn stopped(&self) {
+        let mut rx = self.tx.subscribe();
+        // The sender lives in self, so wait_for cannot fail with a closed channel.
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// Phase indexes of [`Report::phases`].
+pub mod phase {
+    /// DNS lookup + TCP connect (0 on a reused connection).
+    pub const DIALUP: usize = 0;
+    /// DNS lookup.
+    pub const DNS: usize = 1;
+    /// Writing the request.
+    pub const REQ_WRITE: usize = 2;
+    /// From the end of the write to the first response byte.
+    pub const RESP_WAIT: usize = 3;
+    /// From the first response byte to the end of the body.
+    pub const RESP_READ: usize = 4;
+}
+
+/// Average/min/max of one phase over successful requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhaseStats {
+    /// Sum of the durations in nanoseconds.
+    pub sum_ns: u128,
+    /// Shortest.
+    pub min_ns: u64,
+    /// Longest.
+    pub max_ns: u64,
+}
+
+impl Default for PhaseStats {
+    fn default() -> Self {
+        Self {
+            sum_ns: 0,
+            min_ns: u64::MAX,
+            max_ns: 0,
+        }
+    }
+}
+
+impl PhaseStats {
+    fn add(&mut self, ns: u64) {
+        self.sum_ns += u128::from(ns);
+        self.min_ns = self.min_ns.min(ns);
+        self.max_ns = self.max_ns.max(ns);
+    }
+    fn merge(&mut self, other: &PhaseStats) {
+        self.sum_ns += other.sum_ns;
+        self.min_ns = self.min_ns.min(other.min_ns);
+        self.max_ns = self.max_ns.max(other.max_ns);
+    }
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Wall time of the run.
+    pub total: Duration,
+    /// Requests that got a response (any status).
+    pub responses: u64,
+    /// Requests that failed without a response.
+    pub error_count: u64,
+    /// Sum of response latencies (ns).
+    pub latency_sum_ns: u128,
+    /// Fastest response (ns).
+    pub fastest_ns: u64,
+    /// Slowest response (ns).
+    pub slowest_ns: u64,
+    /// Latency samples (ns) for the distributions, sorted ascending; at most [`MAX_RESULTS`].
+    pub samples: Vec<u64>,
+    /// Per-phase statistics, `None` when the phases were not measured (https/proxy/h2 path).
+    pub phases: Option<[PhaseStats; 5]>,
+    /// Responses per status code.
+    pub status_codes: BTreeMap<u16, u64>,
+    /// Failures per error text.
+    pub errors: BTreeMap<String, u64>,
+    /// Response body bytes received.
+    pub size_total: u64,
+    /// With `-o csv`: per response `[total, dialup, dns, write, wait, read]` in ns.
+    pub csv_rows: Vec<[u64; 6]>,
+}
+
+impl Report {
+    /// Requests answered per second of wall time, counting failed requests too (as hey does).
+    pub fn requests_per_sec(&self) -> f64 {
+        let secs = self.total.as_secs_f64();
+        if secs > 0.0 {
+            (self.responses + self.error_count) as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Mean response latency in seconds.
+    pub fn average_secs(&self) -> f64 {
+        if self.responses == 0 {
+            0.0
+        } else {
+            self.latency_sum_ns as f64 / self.responses as f64 / 1e9
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Socket event marks
+
+#[derive(Debug)]
+struct IoMarks {
+    base: Instant,
+    last_write: AtomicU64,
+    first_read: AtomicU64,
+}
+
+impl IoMarks {
+    fn now(&self) -> u64 {
+        (self.base.elapsed().as_nanos() as u64).max(1)
+    }
+}
+
+/// A TCP stream that records when the last write and the first read of a request happened.
+struct TimedIo {
+    inner: TcpStream,
+    marks: Arc<IoMarks>,
+}
+
+impl AsyncRead for TimedIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(res, Poll::Ready(Ok(())))
+            && buf.filled().len() > before
+            && this.marks.first_read.load(Ordering::Relaxed) == 0
+        {
+            this.marks
+                .first_read
+                .store(this.marks.now(), Ordering::Relaxed);
+        }
+        res
+    }
+}
+
+impl AsyncWrite for TimedIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            this.marks
+                .last_write
+                .store(this.marks.now(), Ordering::Relaxed);
+        }
+        res
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            this.marks
+                .last_write
+                .store(this.marks.now(), Ordering::Relaxed);
+        }
+        res
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared request description
+
+struct Plan {
+    url: String,
+    go_method: String,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    host_override: Option<HeaderValue>,
+    body: Bytes,
+    timeout: Option<Duration>,
+    keepalive: bool,
+    follow_redirects: bool,
+    csv: bool,
+    base: Instant,
+}
+
+impl Plan {
+    fn new(opts: &HeyOptions) -> Result<Self, LoadgenError> {
+        let uri: Uri = opts
+            .url
+            .parse()
+            .map_err(|e| LoadgenError::InvalidRequest(format!("{}: {e}", opts.url)))?;
+        let method = Method::from_bytes(opts.method.as_bytes())
+            .map_err(|e| LoadgenError::InvalidRequest(format!("method {}: {e}", opts.method)))?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &opts.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| LoadgenError::InvalidRequest(format!("header {name}: {e}")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|e| LoadgenError::InvalidRequest(format!("header {name}: {e}")))?;
+            headers.insert(name, value);
+        }
+        if !opts.disable_compression && !headers.contains_key(ACCEPT_ENCODING) {
+            headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        if opts.disable_keepalive {
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        let host_override = match &opts.host {
+            Some(h) => Some(
+                HeaderValue::from_str(h)
+                    .map_err(|e| LoadgenError::InvalidRequest(format!("-host {h}: {e}")))?,
+            ),
+            None => None,
+        };
+        let mut go_method = opts.method.to_ascii_lowercase();
+        if let Some(first) = go_method.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        Ok(Self {
+            url: opts.url.clone(),
+            go_method,
+            method,
+            uri,
+            headers,
+            host_override,
+            body: Bytes::from(opts.body.clone().unwrap_or_default()),
+            timeout: opts.timeout,
+            keepalive: !opts.disable_keepalive,
+            follow_redirects: !opts.disable_redirects,
+            csv: opts.csv,
+            base: Instant::now(),
+        })
+    }
+
+    fn fast_path(opts: &HeyOptions) -> bool {
+        opts.url.starts_with("http://") && opts.proxy.is_none() && !opts.h2
+    }
+
+    fn error_text(&self, url: &str, err: &str) -> String {
+        format!("{} \"{url}\": {err}", self.go_method)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker statistics
+
+struct WorkerStats {
+    cap: usize,
+    samples: Vec<u64>,
+    responses: u64,
+    errors_n: u64,
+    latency_sum: u128,
+    fastest: u64,
+    slowest: u64,
+    phases: [PhaseStats; 5],
+    codes: Vec<(u16, u64)>,
+    errors: HashMap<String, u64>,
+    size: u64,
+    csv: Option<Vec<[u64; 6]>>,
+}
+
+impl WorkerStats {
+    fn new(cap: usize, csv: bool) -> Self {
+        Self {
+            cap,
+            samples: Vec::with_capacity(cap.min(4096)),
+            responses: 0,
+            errors_n: 0,
+            latency_sum: 0,
+            fastest: u64::MAX,
+            slowest: 0,
+            phases: [PhaseStats::default(); 5],
+            codes: Vec::new(),
+            errors: HashMap::new(),
+            size: 0,
+            csv: csv.then(Vec::new),
+        }
+    }
+
+    fn record(&mut self, outcome: Outcome) {
+        match outcome.result {
+            Ok((status, size)) => {
+                self.responses += 1;
+                self.latency_sum += u128::from(outcome.total_ns);
+                self.fastest = self.fastest.min(outcome.total_ns);
+                self.slowest = self.slowest.max(outcome.total_ns);
+                if self.samples.len() < self.cap {
+                    self.samples.push(outcome.total_ns);
+                    if let Some(rows) = self.csv.as_mut() {
+                        let p = outcome.phases;
+                        rows.push([outcome.total_ns, p[0], p[1], p[2], p[3], p[4]]);
+                    }
+                }
+                for (stats, ns) in self.phases.iter_mut().zip(outcome.phases) {
+                    stats.add(ns);
+                }
+                match self.codes.iter_mut().find(|(c, _)| *c == status) {
+                    Some((_, n)) => *n += 1,
+                    None => self.codes.push((status, 1)),
+                }
+                self.size += size;
+            }
+            Err(text) => {
+                self.errors_n += 1;
+                *self.errors.entry(text).or_insert(0) += 1;
+            }
+        }
+    }
+}
+
+struct Outcome {
+    result: Result<(u16, u64), String>,
+    total_ns: u64,
+    phases: [u64; 5],
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fast path: one hyper HTTP/1 connection per worker, driven in the worker's task
+
+type Driver = Pin<Box<http1::Connection<TokioIo<TimedIo>, Full<Bytes>>>>;
+
+struct Conn {
+    authority: String,
+    sender: http1::SendRequest<Full<Bytes>>,
+    driver: Option<Driver>,
+    marks: Arc<IoMarks>,
+}
+
+impl Conn {
+    /// Waits until the connection can take a request; false when it is closed.
+    async fn ready(&mut self) -> bool {
+        loop {
+            let Some(driver) = self.driver.as_mut() else {
+                return false;
+            };
+            let step = tokio::select! {
+                biased;
+                r = self.sender.ready() => Some(r.is_ok()),
+                _ = driver.as_mut() => None,
+            };
+            match step {
+                Some(ok) => return ok,
+                None => self.driver = None,
+            }
+        }
+    }
+
+    /// Sends one request and reads the whole body while driving the connection.
+    async fn exchange(&mut self, req: Request<Full<Bytes>>) -> Result<Exchange, ExchangeError> {
+        let sender = &mut self.sender;
+        let fut = async move {
+            let resp = match sender.try_send_request(req).await {
+                Ok(resp) => resp,
+                Err(mut e) => {
+                    return Err(match e.take_message() {
+                        Some(_) => ExchangeError::NotSent,
+                        None => ExchangeError::Failed(e.into_error().to_string()),
+                    });
+                }
+            };
+            let status = resp.status();
+            let location = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let close = resp
+                .headers()
+                .get(CONNECTION)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+            let mut body = resp.into_body();
+            let mut size = 0u64;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| ExchangeError::Failed(e.to_string()))?;
+                if let Some(data) = frame.data_ref() {
+                    size += data.len() as u64;
+                }
+            }
+            Ok(Exchange {
+                status,
+                location,
+                close,
+                size,
+            })
+        };
+        tokio::pin!(fut);
+        loop {
+            let Some(driver) = self.driver.as_mut() else {
+                return fut.as_mut().await;
+            };
+            let step = tokio::select! {
+                biased;
+                r = fut.as_mut() => Some(r),
+                _ = driver.as_mut() => None,
+            };
+            match step {
+                Some(r) => return r,
+                None => self.driver = None,
+            }
+        }
+    }
+}
+
+struct Exchange {
+    status: StatusCode,
+    location: Option<String>,
+    close: bool,
+    size: u64,
+}
+
+enum ExchangeError {
+    /// The request was never written (the idle connection had been closed).
+    NotSent,
+    Failed(String),
+}
+
+async fn dial(
+    authority: &str,
+    host: &str,
+    port: u16,
+    marks: &Arc<IoMarks>,
+) -> Result<(Conn, u64, u64), String> {
+    let start = Instant::now();
+    let addrs: Vec<std::net::SocketAddr> = match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+    {
+        Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| format!("dial tcp: lookup {host}: {e}"))?
+            .collect(),
+    };
+    let dns_ns = start.elapsed().as_nanos() as u64;
+    let mut last_err = format!("dial tcp: lookup {host}: no addresses");
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                let io = TokioIo::new(TimedIo {
+                    inner: stream,
+                    marks: marks.clone(),
+                });
+                let (sender, conn) = http1::handshake(io)
+                    .await
+                    .map_err(|e| format!("handshake: {e}"))?;
+                let dial_ns = start.elapsed().as_nanos() as u64;
+                return Ok((
+                    Conn {
+                        authority: authority.to_owned(),
+                        sender,
+                        driver: Some(Box::pin(conn)),
+                        marks: marks.clone(),
+                    },
+                    dial_ns,
+                    dns_ns,
+                ));
+            }
+            Err(e) => last_err = format!("dial tcp {addr}: connect: {e}"),
+        }
+    }
+    Err(last_err)
+}
+
+struct Hop {
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+}
+
+async fn fast_request(plan: &Plan, conn: &mut Option<Conn>, marks: &Arc<IoMarks>) -> Outcome {
+    let start = Instant::now();
+    let mut phases = [0u64; 5];
+    let mut hop = Hop {
+        method: plan.method.clone(),
+        uri: plan.uri.clone(),
+        body: plan.body.clone(),
+    };
+    let mut redirects = 0;
+    loop {
+        let url = hop.uri.to_string();
+        let fail = |e: &str, phases| Outcome {
+            result: Err(plan.error_text(&url, e)),
+            total_ns: start.elapsed().as_nanos() as u64,
+            phases,
+        };
+        let Some(authority) = hop.uri.authority().cloned() else {
+            return fail("no host in URL", phases);
+        };
+        let host = authority.host();
+        let port = authority.port_u16().unwrap_or(80);
+        let mut retried = false;
+        let exchange = loop {
+            let reusable = match conn.as_mut() {
+                Some(c) if c.authority == authority.as_str() => c.ready().await,
+                _ => false,
+            };
+            if !reusable {
+                *conn = None;
+                match dial(authority.as_str(), host, port, marks).await {
+                    Ok((c, dial_ns, dns_ns)) => {
+                        phases[phase::DIALUP] += dial_ns;
+                        phases[phase::DNS] += dns_ns;
+                        *conn = Some(c);
+                    }
+                    Err(e) => return fail(&e, phases),
+                }
+            }
+            let Some(c) = conn.as_mut() else {
+                return fail("no connection", phases);
+            };
+            let mut req = Request::new(Full::new(hop.body.clone()));
+            *req.method_mut() = hop.method.clone();
+            *req.uri_mut() = hop
+                .uri
+                .path_and_query()
+                .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+            let mut headers = plan.headers.clone();
+            let host_value = match &plan.host_override {
+                Some(h) if redirects == 0 => Some(h.clone()),
+                _ => HeaderValue::from_str(authority.as_str()).ok(),
+            };
+            if let Some(h) = host_value {
+                headers.insert(HOST, h);
+            }
+            *req.headers_mut() = headers;
+            c.marks.first_read.store(0, Ordering::Relaxed);
+            let got_conn = c.marks.now();
+            match c.exchange(req).await {
+                Ok(x) => {
+                    let last_write = c.marks.last_write.load(Ordering::Relaxed);
+                    let first_read = c.marks.first_read.load(Ordering::Relaxed);
+                    let end = c.marks.now();
+                    phases[phase::REQ_WRITE] = last_write.saturating_sub(got_conn);
+                    phases[phase::RESP_WAIT] = first_read.saturating_sub(last_write);
+                    phases[phase::RESP_READ] = end.saturating_sub(first_read);
+                    if x.close || !plan.keepalive {
+                        *conn = None;
+                    }
+                    break x;
+                }
+                Err(ExchangeError::NotSent) if !retried => {
+                    // The idle connection was closed by the server before the request was
+                    // written: retry once on a new connection (as Go's transport does).
+                    retried = true;
+                    *conn = None;
+                }
+                Err(ExchangeError::NotSent) => {
+                    *conn = None;
+                    return fail("connection closed before the request was sent", phases);
+                }
+                Err(ExchangeError::Failed(e)) => {
+                    *conn = None;
+                    return fail(&e, phases);
+                }
+            }
+        };
+        let status = exchange.status.as_u16();
+        let redirect = plan.follow_redirects && matches!(status, 301 | 302 | 303 | 307 | 308);
+        if let (true, Some(location)) = (redirect, exchange.location.as_deref()) {
+            redirects += 1;
+            if redirects > MAX_REDIRECTS {
+                return fail("stopped after 10 redirects", phases);
+            }
+            let next = match resolve_location(&hop.uri, location) {
+                Ok(u) => u,
+                Err(e) => return fail(&e, phases),
+            };
+            if next.scheme_str() != Some("http") {
+                return fail(
+                    &format!(
+                        "redirect to {next}: only http:// redirects are followed by the built-in generator"
+                    ),
+                    phases,
+                );
+            }
+            if matches!(status, 301 | 302 | 303)
+                && hop.method != Method::GET
+                && hop.method != Method::HEAD
+            {
+                hop.method = Method::GET;
+                hop.body = Bytes::new();
+            }
+            hop.uri = next;
+            continue;
+        }
+        return Outcome {
+            result: Ok((status, exchange.size)),
+            total_ns: start.elapsed().as_nanos() as u64,
+            phases,
+        };
+    }
+}
+
+fn resolve_location(base: &Uri, location: &str) -> Result<Uri, String> {
+    if location.contains("://") {
+        return location
+            .parse()
+            .map_err(|e| format!("bad redirect location {location:?}: {e}"));
+    }
+    let scheme = base.scheme_str().unwrap_or("http");
+    let authority = base.authority().map(|a| a.as_str()).unwrap_or_default();
+    let path = if let Some(rest) = location.strip_prefix("//") {
+        return format!("{scheme}://{rest}")
+            .parse()
+            .map_err(|e| format!("bad redirect location {location:?}: {e}"));
+    } else if location.starts_with('/') {
+        location.to_owned()
+    } else {
+        let base_path = base.path();
+        let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
+        format!("{dir}{location}")
+    };
+    format!("{scheme}://{authority}{path}")
+        .parse()
+        .map_err(|e| format!("bad redirect location {location:?}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fallback path: reqwest (https, proxies, HTTP/2)
+
+fn build_client(opts: &HeyOptions) -> Result<reqwest::Client, LoadgenError> {
+    crate::loadtester::install_crypto_provider();
+    let mut builder = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .pool_max_idle_per_host(opts.concurrency.min(500))
+        .redirect(if opts.disable_redirects {
+            reqwest::redirect::Policy::none()
+        } else {
+            reqwest::redirect::Policy::limited(MAX_REDIRECTS)
+        });
+    if !opts.h2 {
+        builder = builder.http1_only();
+    }
+    if opts.disable_keepalive {
+        builder = builder.pool_max_idle_per_host(0);
+    }
+    if let Some(proxy) = &opts.proxy {
+        let proxy_url = if proxy.contains("://") {
+            proxy.clone()
+        } else {
+            format!("http://{proxy}")
+        };
+        builder = builder.proxy(
+            reqwest::Proxy::all(&proxy_url)
+                .map_err(|e| LoadgenError::Client(format!("-x {proxy}: {e}")))?,
+        );
+    }
+    builder
+        .build()
+        .map_err(|e| LoadgenError::Client(e.to_string()))
+}
+
+async fn client_request(plan: &Plan, client: &reqwest::Client) -> Outcome {
+    let start = Instant::now();
+    let mut headers = plan.headers.clone();
+    if let Some(h) = &plan.host_override {
+        headers.insert(HOST, h.clone());
+    }
+    let mut req = client
+        .request(plan.method.clone(), plan.url.as_str())
+        .headers(headers);
+    if !plan.body.is_empty() {
+        req = req.body(plan.body.clone());
+    }
+    let result = async {
+        let mut resp = req.send().await.map_err(|e| error_chain(&e))?;
+        let status = resp.status().as_u16();
+        let mut size = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| error_chain(&e))? {
+            size += chunk.len() as u64;
+        }
+        Ok::<_, String>((status, size))
+    }
+    .await;
+    Outcome {
+        result: result.map_err(|e| plan.error_text(&plan.url, &e)),
+        total_ns: start.elapsed().as_nanos() as u64,
+        phases: [0; 5],
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+// ---------------------------------------------------------------------------------------------
+// Run
+
+enum Engine {
+    Fast,
+    Client(reqwest::Client),
+}
+
+/// Runs the load described by `opts` until `-n` requests are done, `-z` elapses or `stop` fires.
+pub async fn run(opts: &HeyOptions, stop: StopSignal) -> Result<Report, LoadgenError> {
+    let plan = Arc::new(Plan::new(opts)?);
+    let engine = Arc::new(if Plan::fast_path(opts) {
+        Engine::Fast
+    } else {
+        Engine::Client(build_client(opts)?)
+    });
+    let workers = opts.concurrency.max(1);
+    let cap = (MAX_RESULTS / workers).max(1);
+    let per_worker = |i: usize| -> u64 {
+        if opts.duration.is_some() {
+            u64::MAX
+        } else {
+            let w = workers as u64;
+            opts.requests / w + u64::from((i as u64) < opts.requests % w)
+        }
+    };
+    let period = (opts.qps > 0.0).then(|| Duration::from_secs_f64(1.0 / opts.qps));
+
+    let start = Instant::now();
+    let timer = opts.duration.map(|d| {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            stop.stop();
+        })
+    });
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..workers {
+        let quota = per_worker(i);
+        let plan = plan.clone();
+        let engine = engine.clone();
+        let stop = stop.clone();
+        set.spawn(async move { worker(plan, engine, stop, quota, period, cap).await });
+    }
+    let mut all = Vec::with_capacity(workers);
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(stats) => all.push(stats),
+            Err(e) => {
+                // A worker panicked: record it rather than losing the whole run.
+                let mut stats = WorkerStats::new(0, false);
+                stats.record(Outcome {
+                    result: Err(format!("worker failed: {e}")),
+                    total_ns: 0,
+                    phases: [0; 5],
+                });
+                all.push(stats);
+            }
+        }
+    }
+    let total = start.elapsed();
+    if let Some(timer) = timer {
+        timer.abort();
+    }
+    Ok(merge(all, total, matches!(*engine, Engine::Fast)))
+}
+
+async fn worker(
+    plan: Arc<Plan>,
+    engine: Arc<Engine>,
+    stop: StopSignal,
+    quota: u64,
+    period: Option<Duration>,
+    cap: usize,
+) -> WorkerStats {
+    let mut stats = WorkerStats::new(cap, plan.csv);
+    let marks = Arc::new(IoMarks {
+        base: plan.base,
+        last_write: AtomicU64::new(0),
+        first_read: AtomicU64::new(0),
+    });
+    let mut conn: Option<Conn> = None;
+    let mut ticker = period.map(|p| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        t
+    });
+    let mut done = 0u64;
+    while done < quota && !stop.is_stopped() {
+        if let Some(t) = ticker.as_mut() {
+            tokio::select! {
+                _ = t.tick() => {}
+                _ = stop.stopped() => break,
+            }
+        }
+        let request = async {
+            match &*engine {
+                Engine::Fast => fast_request(&plan, &mut conn, &marks).await,
+                Engine::Client(client) => client_request(&plan, client).await,
+            }
+        };
+        let outcome = match plan.timeout {
+            Some(limit) => match tokio::time::timeout(limit, request).await {
+                Ok(o) => o,
+                Err(_) => {
+                    conn = None;
+                    Outcome {
+                        result: Err(plan.error_text(
+                            &plan.url,
+                            &format!(
+                                "request timed out after {}s (Client.Timeout exceeded)",
+                                limit.as_secs()
+                            ),
+                        )),
+                        total_ns: limit.as_nanos() as u64,
+                        phases: [0; 5],
+                    }
+                }
+            },
+            None => request.await,
+        };
+        stats.record(outcome);
+        done += 1;
+    }
+    stats
+}
+
+fn merge(all: Vec<WorkerStats>, total: Duration, phases_measured: bool) -> Report {
+    let mut report = Report {
+        total,
+        fastest_ns: u64::MAX,
+        ..Report::default()
+    };
+    let mut phases = [PhaseStats::default(); 5];
+    for w in all {
+        report.responses += w.responses;
+        report.error_count += w.errors_n;
+        report.latency_sum_ns += w.latency_sum;
+        report.fastest_ns = report.fastest_ns.min(w.fastest);
+        report.slowest_ns = report.slowest_ns.max(w.slowest);
+        report.samples.extend_from_slice(&w.samples);
+        for (p, q) in phases.iter_mut().zip(&w.phases) {
+            p.merge(q);
+        }
+        for (code, n) in w.codes {
+            *report.status_codes.entry(code).or_insert(0) += n;
+        }
+        for (e, n) in w.errors {
+            *report.errors.entry(e).or_insert(0) += n;
+        }
+        report.size_total += w.size;
+        if let Some(rows) = w.csv {
+            report.csv_rows.extend(rows);
+        }
+    }
+    if report.responses == 0 {
+        report.fastest_ns = 0;
+    }
+    report.samples.sort_unstable();
+    report.phases = phases_measured.then_some(phases);
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_locations_resolve_like_a_browser() -> Result<(), String> {
+        let base: Uri = "http://h:1/a/b?q=1".parse().map_err(|e| format!("{e}"))?;
+        assert_eq!(resolve_location(&base, "/x")?.to_string(), "http://h:1/x");
+        assert_eq!(resolve_location(&base, "c")?.to_string(), "http://h:1/a/c");
+        assert_eq!(
+            resolve_location(&base, "//o:2/p")?.to_string(),
+            "http://o:2/p"
+        );
+        assert_eq!(
+            resolve_location(&base, "https://s/")?.to_string(),
+            "https://s/"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn phase_stats_merge() {
+        let mut a = PhaseStats::default();
+        a.add(5);
+        a.add(1);
+        let mut b = PhaseStats::default();
+        b.add(9);
+        a.merge(&b);
+        assert_eq!((a.sum_ns, a.min_ns, a.max_ns), (15, 1, 9));
+    }
+}
