@@ -674,7 +674,7 @@ async fn fast_request(plan: &Plan, conn: &mut Option<Conn>, marks: &Arc<IoMarks>
                     phases,
                 );
             }
-            if matches!(status, 301 | 302 | 303)
+            if matches!(status, 301..=303)
                 && hop.method != Method::GET
                 && hop.method != Method::HEAD
             {

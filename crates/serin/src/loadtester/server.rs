@@ -136,19 +136,19 @@ async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response
 }
 
 /// Decodes the payload and applies `--namespace-regexp`.
-fn payload(state: &AppState, body: &[u8]) -> Result<Payload, Response> {
+fn payload(state: &AppState, body: &[u8]) -> Result<Payload, Box<Response>> {
     let payload = Payload::parse(body).map_err(|e| {
         error!("{e}");
-        text(StatusCode::BAD_REQUEST, e.to_string())
+        Box::new(text(StatusCode::BAD_REQUEST, e.to_string()))
     })?;
-    if let Some(re) = &state.namespace_regexp {
-        if !re.is_match(&payload.namespace) {
-            info!(
-                canary = payload.canary(),
-                "namespace {} is not allowed by --namespace-regexp", payload.namespace
-            );
-            return Err(text(StatusCode::FORBIDDEN, "Forbidden"));
-        }
+    if let Some(re) = &state.namespace_regexp
+        && !re.is_match(&payload.namespace)
+    {
+        info!(
+            canary = payload.canary(),
+            "namespace {} is not allowed by --namespace-regexp", payload.namespace
+        );
+        return Err(Box::new(text(StatusCode::FORBIDDEN, "Forbidden")));
     }
     Ok(payload)
 }
@@ -156,7 +156,7 @@ fn payload(state: &AppState, body: &[u8]) -> Result<Payload, Response> {
 async fn gate_check(State(state): State<Shared>, body: Bytes, kind: GateKind) -> Response {
     let p = match payload(&state, &body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     state.gate_checks.fetch_add(1, Ordering::Relaxed);
     let key = kind.key(&p.name, &p.namespace);
@@ -185,7 +185,7 @@ async fn gate_set(
 ) -> Response {
     let p = match payload(&state, &body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let key = kind.key(&p.name, &p.namespace);
     if open {
@@ -206,7 +206,7 @@ async fn gate_set(
 async fn task(State(state): State<Shared>, body: Bytes) -> Response {
     let p = match payload(&state, &body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match state.runner.handle(&p, &state.http).await {
         Ok(Answer::Accepted) => StatusCode::ACCEPTED.into_response(),

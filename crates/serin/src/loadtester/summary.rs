@@ -112,11 +112,7 @@ pub fn format_summary(r: &Report) -> String {
     let hist = histogram(&r.samples);
     let max = hist.iter().map(|(_, c)| *c).max().unwrap_or(0);
     for (mark, count) in &hist {
-        let bar = if max > 0 {
-            (count * 40 + max / 2) / max
-        } else {
-            0
-        };
+        let bar = (count * 40 + max / 2).checked_div(max).unwrap_or(0);
         let _ = writeln!(out, "  {mark:4.3} [{count}]\t|{}", BAR.repeat(bar as usize));
     }
     out.push_str("\n\nLatency distribution:");

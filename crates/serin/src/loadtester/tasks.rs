@@ -322,10 +322,10 @@ impl TaskRunner {
             "ngrinder" => self.start_ngrinder(payload, http),
             other => Err(TaskError::UnknownType(other.to_owned())),
         };
-        if let Err(e) = &result {
-            if e.status() == 500 {
-                self.failed.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Err(e) = &result
+            && e.status() == 500
+        {
+            self.failed.fetch_add(1, Ordering::Relaxed);
         }
         result
     }
