@@ -578,14 +578,13 @@ async fn fast_request(plan: &Plan, conn: &mut Option<Conn>, marks: &Arc<IoMarks>
     };
     let mut redirects = 0;
     loop {
-        let url = hop.uri.to_string();
-        let fail = |e: &str, phases| Outcome {
-            result: Err(plan.error_text(&url, e)),
+        let fail = |uri: &Uri, e: &str, phases| Outcome {
+            result: Err(plan.error_text(&uri.to_string(), e)),
             total_ns: start.elapsed().as_nanos() as u64,
             phases,
         };
         let Some(authority) = hop.uri.authority().cloned() else {
-            return fail("no host in URL", phases);
+            return fail(&hop.uri, "no host in URL", phases);
         };
         let host = authority.host();
         let port = authority.port_u16().unwrap_or(80);
@@ -603,11 +602,11 @@ async fn fast_request(plan: &Plan, conn: &mut Option<Conn>, marks: &Arc<IoMarks>
                         phases[phase::DNS] += dns_ns;
                         *conn = Some(c);
                     }
-                    Err(e) => return fail(&e, phases),
+                    Err(e) => return fail(&hop.uri, &e, phases),
                 }
             }
             let Some(c) = conn.as_mut() else {
-                return fail("no connection", phases);
+                return fail(&hop.uri, "no connection", phases);
             };
             let mut req = Request::new(Full::new(hop.body.clone()));
             *req.method_mut() = hop.method.clone();
@@ -647,11 +646,15 @@ async fn fast_request(plan: &Plan, conn: &mut Option<Conn>, marks: &Arc<IoMarks>
                 }
                 Err(ExchangeError::NotSent) => {
                     *conn = None;
-                    return fail("connection closed before the request was sent", phases);
+                    return fail(
+                        &hop.uri,
+                        "connection closed before the request was sent",
+                        phases,
+                    );
                 }
                 Err(ExchangeError::Failed(e)) => {
                     *conn = None;
-                    return fail(&e, phases);
+                    return fail(&hop.uri, &e, phases);
                 }
             }
         };
@@ -660,14 +663,15 @@ async fn fast_request(plan: &Plan, conn: &mut Option<Conn>, marks: &Arc<IoMarks>
         if let (true, Some(location)) = (redirect, exchange.location.as_deref()) {
             redirects += 1;
             if redirects > MAX_REDIRECTS {
-                return fail("stopped after 10 redirects", phases);
+                return fail(&hop.uri, "stopped after 10 redirects", phases);
             }
             let next = match resolve_location(&hop.uri, location) {
                 Ok(u) => u,
-                Err(e) => return fail(&e, phases),
+                Err(e) => return fail(&hop.uri, &e, phases),
             };
             if next.scheme_str() != Some("http") {
                 return fail(
+                    &hop.uri,
                     &format!(
                         "redirect to {next}: only http:// redirects are followed by the built-in generator"
                     ),
