@@ -1,31 +1,26 @@
 //! The built-in hey: an async HTTP load generator.
 //!
 //! Each of the `-c` workers is one tokio task that owns one keep-alive connection (as hey's
-//! transport effectively gives each worker one) and drives it itself: the hyper HTTP/1 connection
-//! future is polled in the worker's own task, so a request costs no cross-task wake-ups. Plain
-//! `http://` targets without a proxy and without `-h2` take this path and get every phase of
-//! hey's "Details" measured from socket events. `https://` targets, `-x` proxies and `-h2` use a
+//! transport effectively gives each worker one). Plain `http://` targets without a proxy and
+//! without `-h2` take the fast path: the request bytes are built once and written as they are,
+//! responses are parsed by [`rawhttp`](crate::loadtester::rawhttp) and their bodies counted
+//! without copying, and every phase of hey's "Details" is measured from socket events. `https://` targets, `-x` proxies and `-h2` use a
 //! reqwest client instead (certificate checks off, as hey does); there only the total latency is
 //! measured and the summary says so.
 
 use std::collections::{BTreeMap, HashMap};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ACCEPT_ENCODING, CONNECTION, HOST, LOCATION};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use http::header::{ACCEPT_ENCODING, CONNECTION, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::loadtester::hey::HeyOptions;
+use crate::loadtester::rawhttp::{RawConn, RawHttpError};
 
 /// Latency samples kept for the distributions (hey keeps the first million too).
 pub const MAX_RESULTS: usize = 1_000_000;
@@ -182,89 +177,6 @@ impl Report {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Socket event marks
-
-#[derive(Debug)]
-struct IoMarks {
-    base: Instant,
-    last_write: AtomicU64,
-    first_read: AtomicU64,
-}
-
-impl IoMarks {
-    fn now(&self) -> u64 {
-        (self.base.elapsed().as_nanos() as u64).max(1)
-    }
-}
-
-/// A TCP stream that records when the last write and the first read of a request happened.
-struct TimedIo {
-    inner: TcpStream,
-    marks: Arc<IoMarks>,
-}
-
-impl AsyncRead for TimedIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if matches!(res, Poll::Ready(Ok(())))
-            && buf.filled().len() > before
-            && this.marks.first_read.load(Ordering::Relaxed) == 0
-        {
-            this.marks
-                .first_read
-                .store(this.marks.now(), Ordering::Relaxed);
-        }
-        res
-    }
-}
-
-impl AsyncWrite for TimedIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let res = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            this.marks
-                .last_write
-                .store(this.marks.now(), Ordering::Relaxed);
-        }
-        res
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            this.marks
-                .last_write
-                .store(this.marks.now(), Ordering::Relaxed);
-        }
-        res
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Shared request description
 
 struct Plan {
@@ -279,7 +191,10 @@ struct Plan {
     keepalive: bool,
     follow_redirects: bool,
     csv: bool,
-    base: Instant,
+    /// `Name: value\r\n` lines (without Host and Content-Length) for the fast path.
+    header_lines: String,
+    /// The complete first request of the fast path.
+    request_bytes: Vec<u8>,
 }
 
 impl Plan {
@@ -311,6 +226,25 @@ impl Plan {
             ),
             None => None,
         };
+        let mut header_lines = String::new();
+        for (name, value) in &opts.headers {
+            header_lines.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !opts.disable_compression && opts.header("Accept-Encoding").is_none() {
+            header_lines.push_str("Accept-Encoding: gzip\r\n");
+        }
+        if opts.disable_keepalive {
+            header_lines.push_str("Connection: close\r\n");
+        }
+        let host = match &opts.host {
+            Some(h) => h.clone(),
+            None => uri
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .unwrap_or_default(),
+        };
+        let body = opts.body.clone().unwrap_or_default();
+        let request_bytes = build_request(&method, &uri, &host, &header_lines, &body);
         let mut go_method = opts.method.to_ascii_lowercase();
         if let Some(first) = go_method.get_mut(0..1) {
             first.make_ascii_uppercase();
@@ -322,12 +256,13 @@ impl Plan {
             uri,
             headers,
             host_override,
-            body: Bytes::from(opts.body.clone().unwrap_or_default()),
+            body: Bytes::from(body),
             timeout: opts.timeout,
             keepalive: !opts.disable_keepalive,
             follow_redirects: !opts.disable_redirects,
             csv: opts.csv,
-            base: Instant::now(),
+            header_lines,
+            request_bytes,
         })
     }
 
@@ -414,111 +349,15 @@ struct Outcome {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fast path: one hyper HTTP/1 connection per worker, driven in the worker's task
-
-type Driver = Pin<Box<http1::Connection<TokioIo<TimedIo>, Full<Bytes>>>>;
+// Fast path: one raw HTTP/1.1 keep-alive connection per worker
 
 struct Conn {
     authority: String,
-    sender: http1::SendRequest<Full<Bytes>>,
-    driver: Option<Driver>,
-    marks: Arc<IoMarks>,
+    raw: RawConn,
+    reused: bool,
 }
 
-impl Conn {
-    /// Waits until the connection can take a request; false when it is closed.
-    async fn ready(&mut self) -> bool {
-        loop {
-            let Some(driver) = self.driver.as_mut() else {
-                return false;
-            };
-            let step = tokio::select! {
-                biased;
-                r = self.sender.ready() => Some(r.is_ok()),
-                _ = driver.as_mut() => None,
-            };
-            match step {
-                Some(ok) => return ok,
-                None => self.driver = None,
-            }
-        }
-    }
-
-    /// Sends one request and reads the whole body while driving the connection.
-    async fn exchange(&mut self, req: Request<Full<Bytes>>) -> Result<Exchange, ExchangeError> {
-        let sender = &mut self.sender;
-        let fut = async move {
-            let resp = match sender.try_send_request(req).await {
-                Ok(resp) => resp,
-                Err(mut e) => {
-                    return Err(match e.take_message() {
-                        Some(_) => ExchangeError::NotSent,
-                        None => ExchangeError::Failed(e.into_error().to_string()),
-                    });
-                }
-            };
-            let status = resp.status();
-            let location = resp
-                .headers()
-                .get(LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let close = resp
-                .headers()
-                .get(CONNECTION)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-            let mut body = resp.into_body();
-            let mut size = 0u64;
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| ExchangeError::Failed(e.to_string()))?;
-                if let Some(data) = frame.data_ref() {
-                    size += data.len() as u64;
-                }
-            }
-            Ok(Exchange {
-                status,
-                location,
-                close,
-                size,
-            })
-        };
-        tokio::pin!(fut);
-        loop {
-            let Some(driver) = self.driver.as_mut() else {
-                return fut.as_mut().await;
-            };
-            let step = tokio::select! {
-                biased;
-                r = fut.as_mut() => Some(r),
-                _ = driver.as_mut() => None,
-            };
-            match step {
-                Some(r) => return r,
-                None => self.driver = None,
-            }
-        }
-    }
-}
-
-struct Exchange {
-    status: StatusCode,
-    location: Option<String>,
-    close: bool,
-    size: u64,
-}
-
-enum ExchangeError {
-    /// The request was never written (the idle connection had been closed).
-    NotSent,
-    Failed(String),
-}
-
-async fn dial(
-    authority: &str,
-    host: &str,
-    port: u16,
-    marks: &Arc<IoMarks>,
-) -> Result<(Conn, u64, u64), String> {
+async fn dial(host: &str, port: u16) -> Result<(RawConn, u64, u64), String> {
     let start = Instant::now();
     let addrs: Vec<std::net::SocketAddr> = match host
         .trim_start_matches('[')
@@ -537,22 +376,9 @@ async fn dial(
         match TcpStream::connect(addr).await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                let io = TokioIo::new(TimedIo {
-                    inner: stream,
-                    marks: marks.clone(),
-                });
-                let (sender, conn) = http1::handshake(io)
-                    .await
-                    .map_err(|e| format!("handshake: {e}"))?;
-                let dial_ns = start.elapsed().as_nanos() as u64;
                 return Ok((
-                    Conn {
-                        authority: authority.to_owned(),
-                        sender,
-                        driver: Some(Box::pin(conn)),
-                        marks: marks.clone(),
-                    },
-                    dial_ns,
+                    RawConn::new(stream),
+                    start.elapsed().as_nanos() as u64,
                     dns_ns,
                 ));
             }
@@ -562,20 +388,41 @@ async fn dial(
     Err(last_err)
 }
 
-struct Hop {
-    method: Method,
-    uri: Uri,
-    body: Bytes,
+/// The bytes of one request, header names in Go's canonical form.
+fn build_request(
+    method: &Method,
+    uri: &Uri,
+    host: &str,
+    header_lines: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let path = if path.is_empty() { "/" } else { path };
+    let mut out =
+        Vec::with_capacity(64 + path.len() + host.len() + header_lines.len() + body.len());
+    out.extend_from_slice(format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n").as_bytes());
+    out.extend_from_slice(header_lines.as_bytes());
+    let needs_length =
+        !body.is_empty() || matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+    if needs_length {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
 }
 
-async fn fast_request(plan: &Plan, conn: &mut Option<Conn>, marks: &Arc<IoMarks>) -> Outcome {
+fn nanos(later: Instant, earlier: Instant) -> u64 {
+    later.saturating_duration_since(earlier).as_nanos() as u64
+}
+
+async fn fast_request(plan: &Plan, conn: &mut Option<Conn>) -> Outcome {
     let start = Instant::now();
     let mut phases = [0u64; 5];
-    let mut hop = Hop {
-        method: plan.method.clone(),
-        uri: plan.uri.clone(),
-        body: plan.body.clone(),
-    };
+    let mut uri = plan.uri.clone();
+    let mut method = plan.method.clone();
+    let mut body = plan.body.clone();
+    let mut request: std::borrow::Cow<'_, [u8]> = std::borrow::Cow::Borrowed(&plan.request_bytes);
     let mut redirects = 0;
     loop {
         let fail = |uri: &Uri, e: &str, phases| Outcome {
@@ -583,113 +430,101 @@ async fn fast_request(plan: &Plan, conn: &mut Option<Conn>, marks: &Arc<IoMarks>
             total_ns: start.elapsed().as_nanos() as u64,
             phases,
         };
-        let Some(authority) = hop.uri.authority().cloned() else {
-            return fail(&hop.uri, "no host in URL", phases);
+        let Some(authority) = uri.authority().cloned() else {
+            return fail(&uri, "no host in URL", phases);
         };
-        let host = authority.host();
-        let port = authority.port_u16().unwrap_or(80);
+        let idempotent = matches!(
+            method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        );
         let mut retried = false;
-        let exchange = loop {
-            let reusable = match conn.as_mut() {
-                Some(c) if c.authority == authority.as_str() => c.ready().await,
-                _ => false,
-            };
-            if !reusable {
+        let info = loop {
+            if conn
+                .as_ref()
+                .is_none_or(|c| c.authority != authority.as_str())
+            {
                 *conn = None;
-                match dial(authority.as_str(), host, port, marks).await {
-                    Ok((c, dial_ns, dns_ns)) => {
+                match dial(authority.host(), authority.port_u16().unwrap_or(80)).await {
+                    Ok((raw, dial_ns, dns_ns)) => {
                         phases[phase::DIALUP] += dial_ns;
                         phases[phase::DNS] += dns_ns;
-                        *conn = Some(c);
+                        *conn = Some(Conn {
+                            authority: authority.as_str().to_owned(),
+                            raw,
+                            reused: false,
+                        });
                     }
-                    Err(e) => return fail(&hop.uri, &e, phases),
+                    Err(e) => return fail(&uri, &e, phases),
                 }
             }
             let Some(c) = conn.as_mut() else {
-                return fail(&hop.uri, "no connection", phases);
+                return fail(&uri, "no connection", phases);
             };
-            let mut req = Request::new(Full::new(hop.body.clone()));
-            *req.method_mut() = hop.method.clone();
-            *req.uri_mut() = hop
-                .uri
-                .path_and_query()
-                .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
-            let mut headers = plan.headers.clone();
-            let host_value = match &plan.host_override {
-                Some(h) if redirects == 0 => Some(h.clone()),
-                _ => HeaderValue::from_str(authority.as_str()).ok(),
-            };
-            if let Some(h) = host_value {
-                headers.insert(HOST, h);
-            }
-            *req.headers_mut() = headers;
-            c.marks.first_read.store(0, Ordering::Relaxed);
-            let got_conn = c.marks.now();
-            match c.exchange(req).await {
-                Ok(x) => {
-                    let last_write = c.marks.last_write.load(Ordering::Relaxed);
-                    let first_read = c.marks.first_read.load(Ordering::Relaxed);
-                    let end = c.marks.now();
-                    phases[phase::REQ_WRITE] = last_write.saturating_sub(got_conn);
-                    phases[phase::RESP_WAIT] = first_read.saturating_sub(last_write);
-                    phases[phase::RESP_READ] = end.saturating_sub(first_read);
-                    if x.close || !plan.keepalive {
+            let got_conn = Instant::now();
+            match c.raw.exchange(&request, method == Method::HEAD).await {
+                Ok((info, t)) => {
+                    phases[phase::REQ_WRITE] = nanos(t.written, got_conn);
+                    phases[phase::RESP_WAIT] = nanos(t.first_byte, t.written);
+                    phases[phase::RESP_READ] = nanos(t.done, t.first_byte);
+                    if info.close || !plan.keepalive {
                         *conn = None;
+                    } else {
+                        c.reused = true;
                     }
-                    break x;
+                    break info;
                 }
-                Err(ExchangeError::NotSent) if !retried => {
-                    // The idle connection was closed by the server before the request was
-                    // written: retry once on a new connection (as Go's transport does).
+                Err(RawHttpError::ClosedBeforeResponse) if c.reused && idempotent && !retried => {
+                    // The server closed the idle connection: retry once on a new one, as Go's
+                    // transport does for idempotent requests.
                     retried = true;
                     *conn = None;
                 }
-                Err(ExchangeError::NotSent) => {
+                Err(e) => {
                     *conn = None;
-                    return fail(
-                        &hop.uri,
-                        "connection closed before the request was sent",
-                        phases,
-                    );
-                }
-                Err(ExchangeError::Failed(e)) => {
-                    *conn = None;
-                    return fail(&hop.uri, &e, phases);
+                    return fail(&uri, &e.to_string(), phases);
                 }
             }
         };
-        let status = exchange.status.as_u16();
+        let status = info.status;
         let redirect = plan.follow_redirects && matches!(status, 301 | 302 | 303 | 307 | 308);
-        if let (true, Some(location)) = (redirect, exchange.location.as_deref()) {
+        if let (true, Some(location)) = (redirect, info.location.as_deref()) {
             redirects += 1;
             if redirects > MAX_REDIRECTS {
-                return fail(&hop.uri, "stopped after 10 redirects", phases);
+                return fail(&uri, "stopped after 10 redirects", phases);
             }
-            let next = match resolve_location(&hop.uri, location) {
+            let next = match resolve_location(&uri, location) {
                 Ok(u) => u,
-                Err(e) => return fail(&hop.uri, &e, phases),
+                Err(e) => return fail(&uri, &e, phases),
             };
             if next.scheme_str() != Some("http") {
                 return fail(
-                    &hop.uri,
+                    &uri,
                     &format!(
                         "redirect to {next}: only http:// redirects are followed by the built-in generator"
                     ),
                     phases,
                 );
             }
-            if matches!(status, 301..=303)
-                && hop.method != Method::GET
-                && hop.method != Method::HEAD
-            {
-                hop.method = Method::GET;
-                hop.body = Bytes::new();
+            if matches!(status, 301..=303) && method != Method::GET && method != Method::HEAD {
+                method = Method::GET;
+                body = Bytes::new();
             }
-            hop.uri = next;
+            let host = next
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .unwrap_or_default();
+            request = std::borrow::Cow::Owned(build_request(
+                &method,
+                &next,
+                &host,
+                &plan.header_lines,
+                &body,
+            ));
+            uri = next;
             continue;
         }
         return Outcome {
-            result: Ok((status, exchange.size)),
+            result: Ok((status, info.body_len)),
             total_ns: start.elapsed().as_nanos() as u64,
             phases,
         };
@@ -871,11 +706,6 @@ async fn worker(
     cap: usize,
 ) -> WorkerStats {
     let mut stats = WorkerStats::new(cap, plan.csv);
-    let marks = Arc::new(IoMarks {
-        base: plan.base,
-        last_write: AtomicU64::new(0),
-        first_read: AtomicU64::new(0),
-    });
     let mut conn: Option<Conn> = None;
     let mut ticker = period.map(|p| {
         let mut t = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
@@ -892,7 +722,7 @@ async fn worker(
         }
         let request = async {
             match &*engine {
-                Engine::Fast => fast_request(&plan, &mut conn, &marks).await,
+                Engine::Fast => fast_request(&plan, &mut conn).await,
                 Engine::Client(client) => client_request(&plan, client).await,
             }
         };

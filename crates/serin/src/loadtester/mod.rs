@@ -4,7 +4,8 @@
 //! - [`server`]: the HTTP API (tasks, gates, health, metrics, auth)
 //! - [`tasks`]: task types, allow-list, the deduplicating runner; [`exec`] runs processes
 //! - [`gates`]: in-memory manual gates
-//! - [`hey`], [`loadgen`], [`summary`]: hey's flags, the load generator, hey's report
+//! - [`hey`], [`loadgen`], [`rawhttp`], [`summary`]: hey's flags, the load generator and its
+//!   HTTP/1.1 client, hey's report
 //! - [`concord`], [`ngrinder`]: the HTTP-API task types
 //! - [`logging`]: JSON lines with a top-level `msg`
 
@@ -22,6 +23,7 @@ pub mod hey;
 pub mod loadgen;
 pub mod logging;
 pub mod ngrinder;
+pub mod rawhttp;
 pub mod server;
 pub mod summary;
 pub mod tasks;
