@@ -67,10 +67,19 @@ for run in $(seq "$RUNS"); do
 done | tee "$OUT/results.txt"
 
 awk '
-  !/^#/ { n[$1]++; rps[$1]+=$3; p50[$1]+=$4; p99[$1]+=$5 }
+  !/^#/ { n[$1]++; rps[$1]+=$3; p50[$1]+=$4; p99[$1]+=$5; r[$1, $2]=$3; if ($2>runs) runs=$2 }
+  function median(a, k,   i, j, t) {
+    for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+  }
   END {
     printf "\n%-6s %12s %10s %10s\n", "tool", "mean req/s", "p50 ms", "p99 ms"
     for (t in n) printf "%-6s %12.0f %10.3f %10.3f\n", t, rps[t]/n[t], p50[t]/n[t], p99[t]/n[t]
-    printf "\nserin/hey throughput: %.2fx   serin/wrk throughput: %.2fx\n", rps["serin"]/rps["hey"], rps["serin"]/rps["wrk"]
+    printf "\nserin/hey throughput (means): %.2fx   serin/wrk: %.2fx\n", rps["serin"]/rps["hey"], rps["serin"]/rps["wrk"]
+    for (i = 1; i <= runs; i++) { h[i] = r["serin", i] / r["hey", i]; w[i] = r["serin", i] / r["wrk", i] }
+    printf "serin/hey per run: "; for (i = 1; i <= runs; i++) printf "%.2f ", h[i]
+    printf "  median %.2fx\n", median(h, runs)
+    printf "serin/wrk per run: "; for (i = 1; i <= runs; i++) printf "%.2f ", w[i]
+    printf "  median %.2fx\n", median(w, runs)
   }' "$OUT/results.txt"
 echo "raw outputs: $OUT"
