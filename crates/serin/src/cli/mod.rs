@@ -115,20 +115,8 @@ mod tests {
     #[test]
     fn go_style_flags_become_double_dash_for_controller() {
         assert_eq!(
-            norm(&[
-                "serin",
-                "controller",
-                "-metrics-server=http://p:9090",
-                "-log-level",
-                "info"
-            ]),
-            [
-                "serin",
-                "controller",
-                "--metrics-server=http://p:9090",
-                "--log-level",
-                "info"
-            ]
+            norm(&["serin", "controller", "-metrics-server=http://p:9090", "-log-level", "info"]),
+            ["serin", "controller", "--metrics-server=http://p:9090", "--log-level", "info"]
         );
     }
 
