@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 
 pub mod crds;
 pub mod dev_cluster;
+pub mod hey;
+pub mod loadtester;
 pub mod validate;
 
 /// Progressive delivery for Kubernetes, compatible with Flagger's API.
@@ -30,6 +32,10 @@ pub enum Command {
     /// Run the dev cluster: an in-memory Kubernetes API (kubectl and kube-rs work against it) with
     /// simulated workloads and fault injection. Writes a kubeconfig once serving.
     DevCluster(dev_cluster::Args),
+    /// Run the Flagger-compatible loadtester webhook service (tasks, gates, built-in hey).
+    Loadtester(loadtester::Args),
+    /// Generate HTTP load with hey's flags and report (built in, no hey binary needed).
+    Hey(hey::Args),
 }
 
 /// Subcommands whose own flags may be written Go-style (`-flag`, `-flag=value`).
@@ -95,6 +101,8 @@ pub fn main() -> ExitCode {
         Command::Crds(args) => crds::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::DevCluster(args) => dev_cluster::run(&args),
+        Command::Loadtester(args) => loadtester::run(&args),
+        Command::Hey(args) => hey::run(&args),
     }
 }
 
