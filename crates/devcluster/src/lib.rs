@@ -13,6 +13,7 @@
 //! ```
 
 pub mod apply;
+pub mod convert;
 pub mod defaults;
 pub mod discovery;
 pub mod faults;

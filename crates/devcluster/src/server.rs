@@ -335,7 +335,7 @@ async fn resource(
             let name = t.name.clone().unwrap_or_default();
             let st = shared.lock();
             let obj = st
-                .get(&t.def.key(), &ns, &name)
+                .get(&t.def.store_key(), &ns, &name)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found(&t.def.group, &t.def.plural, &name))?;
             drop(st);
@@ -423,7 +423,7 @@ async fn resource(
             let body = parse_body(&body, &content_type)?;
             let (out, created) = {
                 let mut st = shared.lock();
-                let existed = st.get(&t.def.key(), &ns, &name).is_some();
+                let existed = st.get(&t.def.store_key(), &ns, &name).is_some();
                 let out = ops::patch(
                     &mut st, &t.def, &t.version, &ns, &name, ptype, &body, t.sub, &opts,
                 )?;
@@ -473,7 +473,7 @@ async fn resource(
             let rv = {
                 let mut st = shared.lock();
                 let targets: Vec<(String, String)> = st
-                    .list(&t.def.key(), t.ns.as_deref(), None)
+                    .list(&t.def.store_key(), t.ns.as_deref(), None)
                     .map(|(_, o)| o)
                     .filter(|o| labels.matches(o) && fields.matches(o))
                     .map(|o| (namespace_of(o).to_string(), name_of(o).to_string()))
@@ -550,7 +550,7 @@ fn list(
     let mut items = Vec::new();
     let mut last_key = None;
     let mut remaining = 0usize;
-    for (k, o) in st.list(&t.def.key(), t.ns.as_deref(), after.as_deref()) {
+    for (k, o) in st.list(&t.def.store_key(), t.ns.as_deref(), after.as_deref()) {
         if !(labels.matches(o) && fields.matches(o)) {
             continue;
         }
