@@ -526,11 +526,27 @@ spec:
             && events.contains("Halt advancement podinfo-primary.default waiting for rollout"),
         "{out}"
     );
-    // `kubectl get events` (core v1) lists it too.
-    let out = k.ok(&["get", "events"]).await;
-    assert!(
-        out.contains("canary/podinfo") && out.contains("Synced"),
-        "{out}"
+    // `kubectl get events` lists it through both groups.
+    for resource in ["events", "events.events.k8s.io"] {
+        let out = k.ok(&["get", resource]).await;
+        assert!(
+            out.contains("canary/podinfo") && out.contains("Synced"),
+            "{resource}: {out}"
+        );
+    }
+    let note = k
+        .ok(&[
+            "get",
+            "events.events.k8s.io",
+            "--field-selector",
+            "regarding.kind=Canary,reason=Synced",
+            "-o",
+            "jsonpath={.items[*].note}",
+        ])
+        .await;
+    assert_eq!(
+        note,
+        "Halt advancement podinfo-primary.default waiting for rollout"
     );
     c.shutdown().await;
 }
