@@ -428,7 +428,13 @@ async fn istio_builtins_and_templates_against_a_real_prometheus() {
         ]
     );
     assert_close(results[0].value, 90.0, "gauge success rate");
-    assert_close(results[1].value, 0.75, "gauge duration (seconds)");
+    // Durations are truncated to whole milliseconds (as Flagger does) after histogram_quantile's
+    // interpolation over rates, which can land a hair under 750 ms.
+    assert!(
+        (0.749..=0.750).contains(&results[1].value),
+        "gauge duration (seconds): got {}, expected 0.749..=0.750",
+        results[1].value
+    );
     assert_close(results[2].value, 5.0, "gauge 404s");
 
     // The seed's thresholds: the success rate fails first.
