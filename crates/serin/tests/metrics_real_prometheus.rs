@@ -7,9 +7,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod metrics_support;
+mod prometheus_support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -161,74 +160,6 @@ async fn start_exporter() -> (String, Arc<AtomicU64>, tokio::sync::oneshot::Send
     (addr.to_string(), scrapes, tx)
 }
 
-/// A Prometheus process with its own config and data dir; killed and cleaned up on drop
-/// (also when the test panics).
-struct PrometheusProcess {
-    child: Child,
-    dir: PathBuf,
-    url: String,
-}
-
-impl Drop for PrometheusProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn find_prometheus() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("prometheus"))
-        .find(|candidate| candidate.is_file())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_prometheus(binary: &Path, exporter: &str) -> PrometheusProcess {
-    let dir = std::env::temp_dir().join(format!(
-        "serin-metrics-prometheus-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: exporter\n    scrape_interval: 1s\n    scrape_timeout: 900ms\n    static_configs:\n      - targets: ['{exporter}']\n"
-    );
-    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let child = Command::new(binary)
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--log.level=warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    PrometheusProcess {
-        child,
-        dir,
-        url: format!("http://127.0.0.1:{port}"),
-    }
-}
-
 fn model(target: &str) -> QueryModel {
     QueryModel {
         name: target.into(),
@@ -274,19 +205,11 @@ sum(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_builtins_and_templates_against_a_real_prometheus() {
-    let Some(binary) = find_prometheus() else {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "prometheus is not installed (apt-get install -y prometheus); CI must run this test"
-            );
-        }
-        eprintln!(
-            "\n\n*** SKIPPING metrics_real_prometheus: the `prometheus` binary is not installed (apt-get install -y prometheus) ***\n\n"
-        );
+    let Some(binary) = prometheus_support::require_prometheus("metrics_real_prometheus") else {
         return;
     };
     let (exporter, scrapes, _stop_exporter) = start_exporter().await;
-    let prometheus = start_prometheus(&binary, &exporter);
+    let prometheus = prometheus_support::start_prometheus(&binary, &exporter);
     let client = PrometheusProvider::for_metrics_server(&prometheus.url).unwrap();
 
     // Wait until Prometheus answers and has enough samples for rate() over 1m.
