@@ -125,7 +125,12 @@ fn plan(st: &Store) -> Vec<Action> {
         .collect();
     for ns in terminating {
         let mut remaining = 0;
-        for def in st.registry.all().filter(|d| d.namespaced) {
+        // Views of another resource's objects (events.k8s.io) are deleted through it.
+        for def in st
+            .registry
+            .all()
+            .filter(|d| d.namespaced && d.storage.is_none())
+        {
             for (_, o) in st.list(&def.key(), Some(&ns), None) {
                 remaining += 1;
                 if meta_str(o, "deletionTimestamp").is_none() {

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod apply;
+pub mod convert;
 pub mod defaults;
 pub mod discovery;
 pub mod faults;
@@ -21,6 +22,7 @@ pub mod kubeconfig;
 pub mod ops;
 pub mod patch;
 pub mod registry;
+pub mod requests;
 pub mod selectors;
 pub mod server;
 pub mod simulator;
@@ -39,6 +41,7 @@ use tokio::sync::watch as tokio_watch;
 use tokio::task::JoinHandle;
 
 pub use faults::{FaultError, Faults};
+pub use requests::{RecordedRequest, RequestLog};
 pub use simulator::{Behaviour, Script, Simulator};
 
 use server::Shared;
@@ -148,6 +151,7 @@ impl DevCluster {
             store: Mutex::new(store),
             token,
             faults: Arc::new(Faults::new()),
+            requests: RequestLog::default(),
             sim: Arc::new(Simulator::new(config.ready_delay)),
             shutdown: shutdown_rx.clone(),
             bookmark_interval: config.bookmark_interval,
@@ -253,6 +257,11 @@ impl DevCluster {
     /// Fault hooks: latency, error shares per verb, dropping watches.
     pub fn faults(&self) -> &Faults {
         &self.shared.faults
+    }
+
+    /// The request log (off until `requests().set_enabled(true)`): which requests were made.
+    pub fn requests(&self) -> &RequestLog {
+        &self.shared.requests
     }
 
     /// The workload simulator: default delay and per-object scripts.

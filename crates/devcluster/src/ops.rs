@@ -1,9 +1,12 @@
 //! Write semantics shared by the HTTP handlers and the in-process actors (simulator, GC):
 //! create, update, patch, delete, status and scale subresources, generation rules, finalizers.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 
 use crate::apply;
+use crate::convert;
 use crate::defaults::{
     apply_defaults, check_body, get_path, initial_status, set_path, validate_labels, validate_name,
 };
@@ -50,6 +53,11 @@ pub enum Deleted {
     Gone(Value),
 }
 
+/// The stored resource when `def` is another view of it (`events.k8s.io` events).
+fn storage_def(st: &Store, def: &ResourceDef) -> Option<Arc<ResourceDef>> {
+    def.storage.as_deref().and_then(|k| st.registry.by_key(k))
+}
+
 fn is_crd(def: &ResourceDef) -> bool {
     def.group == "apiextensions.k8s.io" && def.plural == "customresourcedefinitions"
 }
@@ -77,6 +85,10 @@ pub fn create(
     opts: &WriteOpts,
 ) -> Result<Value, ApiError> {
     check_body(def, version, ns, &body)?;
+    if let Some(sdef) = storage_def(st, def) {
+        let body = convert::to_storage(def, body);
+        return create(st, &sdef, sdef.preferred_version(), ns, body, opts);
+    }
     let ns = if def.namespaced { ns } else { "" };
     let mut name = meta_str(&body, "name").unwrap_or_default().to_string();
     if name.is_empty() {
@@ -95,7 +107,7 @@ pub fn create(
     if def.namespaced {
         check_namespace(st, ns)?;
     }
-    if st.get(&def.key(), ns, &name).is_some() {
+    if st.get(&def.store_key(), ns, &name).is_some() {
         return Err(ApiError::already_exists(&def.group, &def.plural, &name));
     }
     body["apiVersion"] = Value::String(def.api_version(def.preferred_version()));
@@ -300,7 +312,7 @@ pub fn remove_object(st: &mut Store, def: &ResourceDef, ns: &str, name: &str) ->
 }
 
 fn existing_or_404(st: &Store, def: &ResourceDef, ns: &str, name: &str) -> Result<Value, ApiError> {
-    st.get(&def.key(), ns, name)
+    st.get(&def.store_key(), ns, name)
         .cloned()
         .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))
 }
@@ -401,7 +413,17 @@ pub fn update(
         )));
     }
     check_rv(def, &existing, &body)?;
-    finish_update(st, def, &existing, body, sub, opts)
+    match storage_def(st, def) {
+        Some(sdef) => finish_update(
+            st,
+            &sdef,
+            &existing,
+            convert::to_storage(def, body),
+            sub,
+            opts,
+        ),
+        None => finish_update(st, def, &existing, body, sub, opts),
+    }
 }
 
 /// PATCH of any type on an object or a subresource. Apply patches create missing objects.
@@ -430,7 +452,7 @@ pub fn patch(
             "metadata.managedFields.fieldManager: Required value: is required for apply patch",
         ));
     }
-    let existing = st.get(&def.key(), ns, name).cloned();
+    let existing = st.get(&def.store_key(), ns, name).cloned();
     let Some(existing) = existing else {
         if ptype == PatchType::Apply && sub == Sub::Main {
             let mut owners = apply::Owners::new();
@@ -461,9 +483,10 @@ pub fn patch(
             }
         }
     }
+    // A patch applies to the object as served through `def`.
     let mut target = match sub {
         Sub::Scale => scale_of(def, &existing)?,
-        _ => existing.clone(),
+        _ => convert::from_storage(def, &existing),
     };
     let uid = uid_of(&existing).to_string();
     let mut new_owners = None;
@@ -483,7 +506,7 @@ pub fn patch(
     }
     let original = match sub {
         Sub::Scale => scale_of(def, &existing)?,
-        _ => existing.clone(),
+        _ => convert::from_storage(def, &existing),
     };
     if meta_str(&target, "resourceVersion") != meta_str(&original, "resourceVersion") {
         check_rv(def, &existing, &target)?;
@@ -497,6 +520,9 @@ pub fn patch(
         let next = scale_to_object(def, &existing, &target)?;
         let stored = finish_update(st, def, &existing, next, Sub::Main, opts)?;
         scale_of(def, &stored)?
+    } else if let Some(sdef) = storage_def(st, def) {
+        let target = convert::to_storage(def, target);
+        finish_update(st, &sdef, &existing, target, sub, opts)?
     } else {
         finish_update(st, def, &existing, target, sub, opts)?
     };

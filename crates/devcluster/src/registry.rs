@@ -59,12 +59,21 @@ pub struct ResourceDef {
     /// Printer columns of a custom resource (per version, by version name).
     pub columns: BTreeMap<String, Vec<PrinterColumn>>,
     pub crd: bool,
+    /// Another view of a resource stored under this store key (`events.k8s.io` events are
+    /// stored as core events); objects are converted on read and write (see `convert`).
+    pub storage: Option<String>,
 }
 
 impl ResourceDef {
     /// `group/plural`, the store key of this resource.
     pub fn key(&self) -> String {
         format!("{}/{}", self.group, self.plural)
+    }
+
+    /// The store key objects of this resource live under: `key()` unless this resource is
+    /// another view of a stored resource.
+    pub fn store_key(&self) -> String {
+        self.storage.clone().unwrap_or_else(|| self.key())
     }
 
     pub fn api_version(&self, version: &str) -> String {
@@ -344,6 +353,7 @@ impl Registry {
                 strategic: true,
                 columns: BTreeMap::new(),
                 crd: false,
+                storage: crate::convert::storage_of(bi.group, bi.plural).map(str::to_string),
             };
             defs.insert(def.key(), Arc::new(def));
         }
@@ -598,6 +608,7 @@ fn crd_to_def(crd: &Value) -> Result<ResourceDef, ApiError> {
         strategic: false,
         columns,
         crd: true,
+        storage: None,
     })
 }
 

@@ -198,7 +198,7 @@ impl LabelSelector {
     }
 }
 
-/// A parsed field selector.
+/// A parsed field selector: (path in the stored object, `=` or `!=`, value).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
@@ -224,6 +224,8 @@ fn supported_fields(resource_key: &str) -> &'static [&'static str] {
             "regarding.name",
             "regarding.uid",
             "regarding.apiVersion",
+            "regarding.resourceVersion",
+            "regarding.fieldPath",
             "reason",
             "reportingController",
             "type",
@@ -263,7 +265,11 @@ impl FieldSelector {
             {
                 return Err(SelectorError::UnsupportedField(k.to_string()));
             }
-            out.push((k.to_string(), eq, v.trim().to_string()));
+            out.push((
+                crate::convert::field_path(resource_key, k),
+                eq,
+                v.trim().to_string(),
+            ));
         }
         Ok(Self(out))
     }

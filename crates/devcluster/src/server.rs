@@ -17,6 +17,7 @@ use crate::faults::Faults;
 use crate::ops::{self, DeleteOpts, Deleted, Sub, WriteOpts};
 use crate::patch::PatchType;
 use crate::registry::ResourceDef;
+use crate::requests::{RecordedRequest, RequestLog};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::simulator::Simulator;
 use crate::status::{self, ApiError};
@@ -29,6 +30,7 @@ pub struct Shared {
     pub store: Mutex<Store>,
     pub token: String,
     pub faults: Arc<Faults>,
+    pub requests: RequestLog,
     pub sim: Arc<Simulator>,
     pub shutdown: tokio_watch::Receiver<bool>,
     pub bookmark_interval: Duration,
@@ -301,6 +303,7 @@ async fn resource(
     query: HashMap<String, String>,
 ) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
+    let uri = req.uri().clone();
     let verb = verb_of(&method, &t, &query);
     let latency = shared.faults.latency();
     if !latency.is_zero() {
@@ -323,6 +326,18 @@ async fn resource(
     let body = axum::body::to_bytes(req.into_body(), 64 * 1024 * 1024)
         .await
         .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+    shared.requests.record(|| RecordedRequest {
+        verb: verb.to_string(),
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or_default().to_string(),
+        content_type: content_type.clone(),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+        body: parse_body(&body, &content_type).unwrap_or(Value::Null),
+    });
     let ns = t.ns.clone().unwrap_or_default();
     let opts = write_opts(&query);
     let not_allowed = || {
@@ -335,7 +350,7 @@ async fn resource(
             let name = t.name.clone().unwrap_or_default();
             let st = shared.lock();
             let obj = st
-                .get(&t.def.key(), &ns, &name)
+                .get(&t.def.store_key(), &ns, &name)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found(&t.def.group, &t.def.plural, &name))?;
             drop(st);
@@ -423,7 +438,7 @@ async fn resource(
             let body = parse_body(&body, &content_type)?;
             let (out, created) = {
                 let mut st = shared.lock();
-                let existed = st.get(&t.def.key(), &ns, &name).is_some();
+                let existed = st.get(&t.def.store_key(), &ns, &name).is_some();
                 let out = ops::patch(
                     &mut st, &t.def, &t.version, &ns, &name, ptype, &body, t.sub, &opts,
                 )?;
@@ -473,7 +488,7 @@ async fn resource(
             let rv = {
                 let mut st = shared.lock();
                 let targets: Vec<(String, String)> = st
-                    .list(&t.def.key(), t.ns.as_deref(), None)
+                    .list(&t.def.store_key(), t.ns.as_deref(), None)
                     .map(|(_, o)| o)
                     .filter(|o| labels.matches(o) && fields.matches(o))
                     .map(|o| (namespace_of(o).to_string(), name_of(o).to_string()))
@@ -550,7 +565,7 @@ fn list(
     let mut items = Vec::new();
     let mut last_key = None;
     let mut remaining = 0usize;
-    for (k, o) in st.list(&t.def.key(), t.ns.as_deref(), after.as_deref()) {
+    for (k, o) in st.list(&t.def.store_key(), t.ns.as_deref(), after.as_deref()) {
         if !(labels.matches(o) && fields.matches(o)) {
             continue;
         }

@@ -260,7 +260,7 @@ impl Store {
     /// no resourceVersion bump and no event. Returns the stored object.
     pub fn put(&mut self, def: &ResourceDef, mut obj: Value) -> Value {
         let key = obj_key(namespace_of(&obj), name_of(&obj));
-        let res = def.key();
+        let res = def.store_key();
         let existing = self.objects.get(&res).and_then(|m| m.get(&key));
         if let Some(e) = existing
             && same_content(e, &obj)
@@ -294,7 +294,7 @@ impl Store {
 
     /// Removes an object; the DELETED event carries its last state with a new resourceVersion.
     pub fn remove(&mut self, def: &ResourceDef, ns: &str, name: &str) -> Option<Value> {
-        let res = def.key();
+        let res = def.store_key();
         let mut obj = self.objects.get_mut(&res)?.remove(&obj_key(ns, name))?;
         self.rv += 1;
         set_meta(
@@ -312,7 +312,7 @@ impl Store {
     pub fn remove_all(&mut self, def: &ResourceDef) {
         let keys: Vec<String> = self
             .objects
-            .get(&def.key())
+            .get(&def.store_key())
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
         for k in keys {

@@ -45,9 +45,10 @@ impl View {
     }
 }
 
-/// The object as served in `version` (CRD versions and HPA versions share one stored form).
+/// The object as served in `version` (CRD versions and HPA versions share one stored form;
+/// `events.k8s.io` events are converted from the stored core form).
 pub fn versioned(def: &ResourceDef, version: &str, obj: &Value) -> Value {
-    let mut o = obj.clone();
+    let mut o = crate::convert::from_storage(def, obj);
     if o.is_object() {
         o["apiVersion"] = Value::String(def.api_version(version));
         o["kind"] = Value::String(def.kind.clone());
@@ -312,7 +313,7 @@ fn builtin_columns(def: &ResourceDef) -> Option<Vec<Value>> {
             c("Data", "integer"),
             age_col(),
         ],
-        ("", "events") => vec![
+        ("", "events") | ("events.k8s.io", "events") => vec![
             c("Last Seen", "string"),
             c("Type", "string"),
             c("Reason", "string"),
@@ -474,7 +475,7 @@ fn builtin_cells(def: &ResourceDef, o: &Value) -> Vec<Value> {
                     .map_or(0, |m| m.len());
             vec![name, json!(s(o, "/type")), json!(n), age]
         }
-        ("", "events") => {
+        ("", "events") | ("events.k8s.io", "events") => {
             let last = o
                 .pointer("/lastTimestamp")
                 .or_else(|| o.pointer("/eventTime"))

@@ -80,7 +80,7 @@ impl WatchReq {
 
     /// The event this watcher sees for a store event, with selector transitions.
     fn transition<'a>(&self, ev: &'a Event) -> Option<(&'static str, &'a Value)> {
-        if ev.res != self.def.key() {
+        if ev.res != self.def.store_key() {
             return None;
         }
         let now = self.matches(&ev.object);
@@ -111,7 +111,7 @@ pub fn start(shared: Arc<Shared>, req: WatchReq) -> Response<Body> {
         let from_state = req.send_initial || req.rv.is_none_or(|r| r == 0);
         let initial: Vec<Value> = if from_state {
             let ns = req.ns.as_deref();
-            st.list(&req.def.key(), ns, None)
+            st.list(&req.def.store_key(), ns, None)
                 .map(|(_, o)| o)
                 .filter(|o| req.matches(o))
                 .cloned()

@@ -763,3 +763,44 @@ async fn auth_is_required_and_two_clusters_are_independent() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_log_records_requests_when_enabled() {
+    let c = cluster().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(c.client());
+    api.create(&PostParams::default(), &cm("before", &[]))
+        .await
+        .unwrap();
+    assert!(c.requests().entries().is_empty(), "off by default");
+    c.requests().set_enabled(true);
+    api.create(&PostParams::default(), &cm("logged", &[("a", "1")]))
+        .await
+        .unwrap();
+    api.get("logged").await.unwrap();
+    api.patch(
+        "logged",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"a": "2"}})),
+    )
+    .await
+    .unwrap();
+    let all = c.requests().entries();
+    let verbs: Vec<&str> = all.iter().map(|r| r.verb.as_str()).collect();
+    assert_eq!(verbs, ["create", "get", "patch"]);
+    let writes = c.requests().writes();
+    assert_eq!(writes.len(), 2);
+    assert_eq!(writes[0].method, "POST");
+    assert_eq!(writes[0].path, "/api/v1/namespaces/default/configmaps");
+    assert_eq!(writes[0].body["data"], json!({"a": "1"}));
+    assert_eq!(writes[1].content_type, "application/merge-patch+json");
+    assert_eq!(writes[1].body, json!({"data": {"a": "2"}}));
+    assert!(writes[1].header("authorization").is_some());
+    c.requests().clear();
+    assert!(c.requests().entries().is_empty());
+    c.requests().set_enabled(false);
+    api.delete("logged", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(c.requests().entries().is_empty());
+    c.shutdown().await;
+}

@@ -11,9 +11,11 @@ use std::time::Duration;
 use common::{cluster, eventually};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, Secret};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -264,6 +266,219 @@ async fn events_recorder_creates_and_updates_series() {
     let e = &list.items[0];
     assert_eq!(e.reason.as_deref(), Some("Synced"));
     assert_eq!(e.series.as_ref().unwrap().count, 2);
+    c.shutdown().await;
+}
+
+/// The next watch event of a stream, as (type, object), within 5 s.
+async fn next_watch<K: Clone + std::fmt::Debug>(
+    s: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<K>>> + Unpin),
+) -> (&'static str, K) {
+    let ev = tokio::time::timeout(Duration::from_secs(5), s.next())
+        .await
+        .expect("watch event in time")
+        .expect("open stream")
+        .unwrap();
+    match ev {
+        WatchEvent::Added(o) => ("ADDED", o),
+        WatchEvent::Modified(o) => ("MODIFIED", o),
+        WatchEvent::Deleted(o) => ("DELETED", o),
+        other => panic!("unexpected watch event {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorder_events_are_core_events_and_back() {
+    let c = cluster().await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.client(), "default");
+    let subject = cms
+        .create(&PostParams::default(), &cm("subject"))
+        .await
+        .unwrap();
+    let other = cms
+        .create(&PostParams::default(), &cm("other"))
+        .await
+        .unwrap();
+    let core: Api<CoreEvent> = Api::namespaced(c.client(), "default");
+    let v1: Api<K8sEvent> = Api::namespaced(c.client(), "default");
+    let rv = c.resource_version().to_string();
+    let mut core_watch = core
+        .watch(
+            &WatchParams::default().fields("involvedObject.name=subject"),
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    let mut v1_watch = v1
+        .watch(
+            &WatchParams::default().fields("regarding.name=subject"),
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
+
+    let recorder = Recorder::new(
+        c.client(),
+        Reporter {
+            controller: "serin-test".into(),
+            instance: Some("serin-test-0".into()),
+        },
+    );
+    let warning = Event {
+        type_: EventType::Warning,
+        reason: "Halted".into(),
+        note: Some("canary analysis failed".into()),
+        action: "Analyse".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&warning, &subject.object_ref(&()))
+        .await
+        .unwrap();
+    let normal = Event {
+        type_: EventType::Normal,
+        reason: "Synced".into(),
+        note: Some("unrelated".into()),
+        action: "Sync".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&normal, &other.object_ref(&()))
+        .await
+        .unwrap();
+
+    // The core view, selected as `kubectl describe` selects.
+    let uid = subject.uid().unwrap();
+    let selector = format!(
+        "involvedObject.kind=ConfigMap,involvedObject.name=subject,involvedObject.namespace=default,involvedObject.uid={uid}"
+    );
+    let listed = core
+        .list(&ListParams::default().fields(&selector))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1, "{:?}", listed.items);
+    let e = &listed.items[0];
+    assert_eq!(e.message.as_deref(), Some("canary analysis failed"));
+    assert_eq!(e.reason.as_deref(), Some("Halted"));
+    assert_eq!(e.type_.as_deref(), Some("Warning"));
+    assert_eq!(e.reporting_component.as_deref(), Some("serin-test"));
+    assert_eq!(e.reporting_instance.as_deref(), Some("serin-test-0"));
+    assert_eq!(e.action.as_deref(), Some("Analyse"));
+    assert!(e.event_time.is_some());
+    assert_eq!(e.involved_object.uid.as_deref(), Some(uid.as_str()));
+    for (fields, want) in [
+        ("reason=Halted", 1),
+        ("type=Warning", 1),
+        ("type=Normal", 1),
+        ("reason=Halted,type=Normal", 0),
+        ("reportingComponent=serin-test", 2),
+        ("involvedObject.name=nothing", 0),
+    ] {
+        let n = core
+            .list(&ListParams::default().fields(fields))
+            .await
+            .unwrap()
+            .items
+            .len();
+        assert_eq!(n, want, "core {fields}");
+    }
+    for (fields, want) in [
+        ("regarding.name=subject", 1),
+        ("regarding.uid=nothing", 0),
+        ("reason=Synced", 1),
+        ("type=Warning", 1),
+        ("reportingController=serin-test", 2),
+    ] {
+        let n = v1
+            .list(&ListParams::default().fields(fields))
+            .await
+            .unwrap()
+            .items
+            .len();
+        assert_eq!(n, want, "events.k8s.io {fields}");
+    }
+    // One object, two views, in both watches.
+    let (t, ce) = next_watch(&mut core_watch).await;
+    assert_eq!(t, "ADDED");
+    assert_eq!(ce.message.as_deref(), Some("canary analysis failed"));
+    let (t, ve) = next_watch(&mut v1_watch).await;
+    assert_eq!(t, "ADDED");
+    assert_eq!(ve.note.as_deref(), Some("canary analysis failed"));
+    assert_eq!(ve.metadata.name, ce.metadata.name);
+    assert_eq!(ve.metadata.resource_version, ce.metadata.resource_version);
+
+    // The series update (a merge patch through events.k8s.io) reaches the core view.
+    recorder
+        .publish(&warning, &subject.object_ref(&()))
+        .await
+        .unwrap();
+    let (t, ce) = next_watch(&mut core_watch).await;
+    assert_eq!(t, "MODIFIED");
+    assert_eq!(ce.series.as_ref().unwrap().count, Some(2));
+    let (t, ve) = next_watch(&mut v1_watch).await;
+    assert_eq!(t, "MODIFIED");
+    assert_eq!(ve.series.as_ref().unwrap().count, 2);
+    assert_eq!(
+        v1.list(&ListParams::default()).await.unwrap().items.len(),
+        2
+    );
+
+    // A core event (as client-go's legacy recorder writes it) in the events.k8s.io view.
+    let legacy: CoreEvent = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "subject.legacy"},
+        "involvedObject": {"apiVersion": "v1", "kind": "ConfigMap", "name": "subject",
+            "namespace": "default", "uid": uid},
+        "reason": "Scaled", "message": "scaled up", "type": "Normal",
+        "source": {"component": "old-controller"}, "count": 4,
+        "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:01:00Z",
+    }))
+    .unwrap();
+    core.create(&PostParams::default(), &legacy).await.unwrap();
+    let got = v1.get("subject.legacy").await.unwrap();
+    assert_eq!(got.note.as_deref(), Some("scaled up"));
+    assert_eq!(got.deprecated_count, Some(4));
+    assert_eq!(
+        got.deprecated_source.as_ref().unwrap().component.as_deref(),
+        Some("old-controller")
+    );
+    assert!(got.deprecated_last_timestamp.is_some());
+    assert_eq!(
+        got.regarding.as_ref().unwrap().name.as_deref(),
+        Some("subject")
+    );
+    let (t, ve) = next_watch(&mut v1_watch).await;
+    assert_eq!(
+        (t, ve.metadata.name.as_deref()),
+        ("ADDED", Some("subject.legacy"))
+    );
+    let (t, _) = next_watch(&mut core_watch).await;
+    assert_eq!(t, "ADDED");
+    let scaled = v1
+        .list(&ListParams::default().fields("regarding.name=subject,reason=Scaled"))
+        .await
+        .unwrap();
+    assert_eq!(scaled.items.len(), 1);
+    assert_eq!(
+        core.list(&ListParams::default().fields("source=old-controller"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+
+    // Deleting through one view deletes the object.
+    v1.delete("subject.legacy", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(core.get_opt("subject.legacy").await.unwrap().is_none());
+    let (t, ce) = next_watch(&mut core_watch).await;
+    assert_eq!(
+        (t, ce.metadata.name.as_deref()),
+        ("DELETED", Some("subject.legacy"))
+    );
     c.shutdown().await;
 }
 

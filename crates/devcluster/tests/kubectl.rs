@@ -11,8 +11,10 @@ use std::time::Duration;
 use common::{cluster, eventually};
 use devcluster::DevCluster;
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Resource;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
@@ -474,5 +476,77 @@ async fn kubectl_errors_auth_and_finalizers() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("provide credentials"));
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_describe_shows_recorder_events() {
+    let c = cluster().await;
+    let Some(k) = Kubectl::new(&c, "describe") else {
+        return;
+    };
+    let (ok, out, err) = k.apply(&[], include_str!("fixtures/canary-crd.yaml")).await;
+    assert!(ok, "{out}{err}");
+    let canary = "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+spec:
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+";
+    let (ok, out, err) = k.apply(&[], canary).await;
+    assert!(ok, "{out}{err}");
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("flagger.app", "v1beta1", "Canary"));
+    let api: Api<DynamicObject> = Api::namespaced_with(c.client(), "default", &ar);
+    let obj = api.get("podinfo").await.unwrap();
+    let recorder = Recorder::new(
+        c.client(),
+        Reporter {
+            controller: "serin".into(),
+            instance: None,
+        },
+    );
+    let ev = Event {
+        type_: EventType::Warning,
+        reason: "Synced".into(),
+        note: Some("Halt advancement podinfo-primary.default waiting for rollout".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &obj.object_ref(&ar)).await.unwrap();
+    let out = k.ok(&["describe", "canary", "podinfo"]).await;
+    let events = out
+        .split("Events:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Events section:\n{out}"));
+    assert!(
+        events.contains("Warning")
+            && events.contains("Synced")
+            && events.contains("serin")
+            && events.contains("Halt advancement podinfo-primary.default waiting for rollout"),
+        "{out}"
+    );
+    // `kubectl get events` lists it through both groups.
+    for resource in ["events", "events.events.k8s.io"] {
+        let out = k.ok(&["get", resource]).await;
+        assert!(
+            out.contains("canary/podinfo") && out.contains("Synced"),
+            "{resource}: {out}"
+        );
+    }
+    let note = k
+        .ok(&[
+            "get",
+            "events.events.k8s.io",
+            "--field-selector",
+            "regarding.kind=Canary,reason=Synced",
+            "-o",
+            "jsonpath={.items[*].note}",
+        ])
+        .await;
+    assert_eq!(
+        note,
+        "Halt advancement podinfo-primary.default waiting for rollout"
+    );
     c.shutdown().await;
 }

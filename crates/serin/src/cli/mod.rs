@@ -12,6 +12,8 @@ use clap::{Parser, Subcommand};
 pub mod controller;
 pub mod crds;
 pub mod dev_cluster;
+pub mod hey;
+pub mod loadtester;
 pub mod validate;
 
 /// Progressive delivery for Kubernetes, compatible with Flagger's API.
@@ -33,6 +35,10 @@ pub enum Command {
     DevCluster(dev_cluster::Args),
     /// Run the controller: watches Canaries and runs their analysis (Flagger's flags).
     Controller(Box<controller::Args>),
+    /// Run the Flagger-compatible loadtester webhook service (tasks, gates, built-in hey).
+    Loadtester(loadtester::Args),
+    /// Generate HTTP load with hey's flags and report (built in, no hey binary needed).
+    Hey(hey::Args),
 }
 
 /// Subcommands whose own flags may be written Go-style (`-flag`, `-flag=value`).
@@ -99,6 +105,8 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::DevCluster(args) => dev_cluster::run(&args),
         Command::Controller(args) => controller::run(&args),
+        Command::Loadtester(args) => loadtester::run(&args),
+        Command::Hey(args) => hey::run(&args),
     }
 }
 

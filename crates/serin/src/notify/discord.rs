@@ -1,57 +1,35 @@
 //! Discord webhooks, through Discord's Slack-compatible endpoint (`<webhook>/slack`).
 
-use super::client::{WebhookClient, parse_webhook_url};
-use super::slack::{SlackPayload, require_user_and_channel};
-use super::{Alert, BoxFuture, Notifier, NotifyError};
+use super::NotifyError;
+use super::client::parse_webhook_url;
+use super::slack::SlackCompatible;
 
-/// Discord notifier: the Slack body posted to `<webhook path>/slack`.
-#[derive(Debug, Clone)]
-pub struct Discord {
-    client: WebhookClient,
-    username: String,
-    channel: String,
-}
+/// The service name of Discord.
+pub const DISCORD: &str = "discord";
 
-impl Discord {
-    pub const SERVICE: &'static str = "discord";
-
-    /// Validates the URL, username and channel, and appends `/slack` to the webhook path unless
-    /// it already ends with it.
-    pub fn new(
+impl SlackCompatible {
+    /// Discord: the Slack body posted to `<webhook path>/slack` (appended unless the path already
+    /// ends with it); username and channel required.
+    pub fn discord(
         url: &str,
         proxy: Option<&str>,
         username: &str,
         channel: &str,
     ) -> Result<Self, NotifyError> {
-        let mut url = parse_webhook_url(Self::SERVICE, url)?;
-        require_user_and_channel(Self::SERVICE, username, channel)?;
+        let mut url = parse_webhook_url(DISCORD, url)?;
         if !url.path().ends_with("/slack") {
             let path = format!("{}/slack", url.path().trim_end_matches('/'));
             url.set_path(&path);
         }
-        Ok(Discord {
-            client: WebhookClient::new(Self::SERVICE, url, proxy, None)?,
-            username: username.to_owned(),
-            channel: channel.to_owned(),
-        })
-    }
-
-    pub fn payload(&self, alert: &Alert) -> SlackPayload {
-        SlackPayload::new(alert, &self.username, &self.channel, ("good", "danger"))
-    }
-}
-
-impl Notifier for Discord {
-    fn service(&self) -> &'static str {
-        Self::SERVICE
-    }
-
-    fn post<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<(), NotifyError>> {
-        Box::pin(async move { self.client.post_json(&self.payload(alert)).await })
-    }
-
-    fn redacted_url(&self) -> String {
-        self.client.redacted_url()
+        Self::build(
+            DISCORD,
+            url,
+            proxy,
+            username,
+            channel,
+            None,
+            ("good", "danger"),
+        )
     }
 }
 
@@ -76,11 +54,12 @@ mod tests {
                 "/api/webhooks/1/abc/slack",
             ),
         ] {
-            let d = Discord::new(given, None, "flagger", "general").unwrap();
-            assert_eq!(d.client.url().path(), want, "{given}");
+            let d = SlackCompatible::discord(given, None, "flagger", "general").unwrap();
+            assert_eq!(d.url().path(), want, "{given}");
         }
-        let d = Discord::new("https://discord.example/w/1?wait=true", None, "f", "g").unwrap();
-        assert_eq!(d.client.url().path(), "/w/1/slack");
-        assert_eq!(d.client.url().query(), Some("wait=true"));
+        let d = SlackCompatible::discord("https://discord.example/w/1?wait=true", None, "f", "g")
+            .unwrap();
+        assert_eq!(d.url().path(), "/w/1/slack");
+        assert_eq!(d.url().query(), Some("wait=true"));
     }
 }

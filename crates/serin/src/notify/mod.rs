@@ -24,13 +24,11 @@ pub mod msteams;
 pub mod rocket;
 pub mod slack;
 
-pub use discord::Discord;
 pub use fields::{AlertMetadata, alert_fields};
 pub use gchat::GChat;
 pub use global::GlobalNotifierArgs;
 pub use msteams::MsTeams;
-pub use rocket::Rocket;
-pub use slack::Slack;
+pub use slack::SlackCompatible;
 
 /// Upper bound for one notification, connection and proxy included (Flagger: 5 s).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -283,10 +281,9 @@ impl NotifierConfig {
 /// A notifier of any supported service (enum dispatch; implements [`Notifier`]).
 #[derive(Debug, Clone)]
 pub enum AnyNotifier {
-    Slack(Slack),
+    /// Slack, Discord and Rocket.Chat (Slack's body; see [`SlackCompatible`]).
+    SlackCompatible(SlackCompatible),
     MsTeams(MsTeams),
-    Discord(Discord),
-    Rocket(Rocket),
     GChat(GChat),
 }
 
@@ -296,52 +293,47 @@ pub fn build(config: &NotifierConfig) -> Result<AnyNotifier, NotifyError> {
     let username = config.username.as_deref().unwrap_or_default();
     let channel = config.channel.as_deref().unwrap_or_default();
     let proxy = config.proxy.as_deref();
+    let url = &config.url;
     Ok(match config.kind {
-        NotifierKind::Slack => AnyNotifier::Slack(Slack::new(
-            &config.url,
+        NotifierKind::Slack => AnyNotifier::SlackCompatible(SlackCompatible::slack(
+            url,
             proxy,
             username,
             channel,
             config.token.as_deref(),
         )?),
-        NotifierKind::MsTeams => AnyNotifier::MsTeams(MsTeams::new(&config.url, proxy)?),
         NotifierKind::Discord => {
-            AnyNotifier::Discord(Discord::new(&config.url, proxy, username, channel)?)
+            AnyNotifier::SlackCompatible(SlackCompatible::discord(url, proxy, username, channel)?)
         }
         NotifierKind::Rocket => {
-            AnyNotifier::Rocket(Rocket::new(&config.url, proxy, username, channel)?)
+            AnyNotifier::SlackCompatible(SlackCompatible::rocket(url, proxy, username, channel)?)
         }
-        NotifierKind::GChat => AnyNotifier::GChat(GChat::new(&config.url, proxy)?),
+        NotifierKind::MsTeams => AnyNotifier::MsTeams(MsTeams::new(url, proxy)?),
+        NotifierKind::GChat => AnyNotifier::GChat(GChat::new(url, proxy)?),
     })
 }
 
 impl Notifier for AnyNotifier {
     fn service(&self) -> &'static str {
         match self {
-            AnyNotifier::Slack(n) => n.service(),
+            AnyNotifier::SlackCompatible(n) => n.service(),
             AnyNotifier::MsTeams(n) => n.service(),
-            AnyNotifier::Discord(n) => n.service(),
-            AnyNotifier::Rocket(n) => n.service(),
             AnyNotifier::GChat(n) => n.service(),
         }
     }
 
     fn post<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<(), NotifyError>> {
         match self {
-            AnyNotifier::Slack(n) => n.post(alert),
+            AnyNotifier::SlackCompatible(n) => n.post(alert),
             AnyNotifier::MsTeams(n) => n.post(alert),
-            AnyNotifier::Discord(n) => n.post(alert),
-            AnyNotifier::Rocket(n) => n.post(alert),
             AnyNotifier::GChat(n) => n.post(alert),
         }
     }
 
     fn redacted_url(&self) -> String {
         match self {
-            AnyNotifier::Slack(n) => n.redacted_url(),
+            AnyNotifier::SlackCompatible(n) => n.redacted_url(),
             AnyNotifier::MsTeams(n) => n.redacted_url(),
-            AnyNotifier::Discord(n) => n.redacted_url(),
-            AnyNotifier::Rocket(n) => n.redacted_url(),
             AnyNotifier::GChat(n) => n.redacted_url(),
         }
     }
@@ -601,7 +593,9 @@ mod tests {
             Err(NotifyError::EmptyChannel("slack"))
         ));
         cfg.channel = Some("general".into());
-        assert!(matches!(build(&cfg), Ok(AnyNotifier::Slack(_))));
+        assert!(
+            matches!(build(&cfg), Ok(AnyNotifier::SlackCompatible(n)) if n.service() == "slack")
+        );
         cfg.url = "not a url".into();
         assert!(matches!(build(&cfg), Err(NotifyError::InvalidUrl { .. })));
 

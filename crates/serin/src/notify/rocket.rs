@@ -1,50 +1,29 @@
 //! Rocket.Chat incoming webhooks: the Slack body with Rocket.Chat colours.
 
-use super::client::{WebhookClient, parse_webhook_url};
-use super::slack::{SlackPayload, require_user_and_channel};
-use super::{Alert, BoxFuture, Notifier, NotifyError};
+use super::NotifyError;
+use super::client::parse_webhook_url;
+use super::slack::SlackCompatible;
 
-/// Rocket.Chat notifier (colours `#0076D7`, `#FF0000` for errors).
-#[derive(Debug, Clone)]
-pub struct Rocket {
-    client: WebhookClient,
-    username: String,
-    channel: String,
-}
+/// The service name of Rocket.Chat.
+pub const ROCKET: &str = "rocket";
 
-impl Rocket {
-    pub const SERVICE: &'static str = "rocket";
-
-    pub fn new(
+impl SlackCompatible {
+    /// Rocket.Chat (colours `#0076D7`, `#FF0000` for errors); username and channel required.
+    pub fn rocket(
         url: &str,
         proxy: Option<&str>,
         username: &str,
         channel: &str,
     ) -> Result<Self, NotifyError> {
-        let url = parse_webhook_url(Self::SERVICE, url)?;
-        require_user_and_channel(Self::SERVICE, username, channel)?;
-        Ok(Rocket {
-            client: WebhookClient::new(Self::SERVICE, url, proxy, None)?,
-            username: username.to_owned(),
-            channel: channel.to_owned(),
-        })
-    }
-
-    pub fn payload(&self, alert: &Alert) -> SlackPayload {
-        SlackPayload::new(alert, &self.username, &self.channel, ("#0076D7", "#FF0000"))
-    }
-}
-
-impl Notifier for Rocket {
-    fn service(&self) -> &'static str {
-        Self::SERVICE
-    }
-
-    fn post<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<(), NotifyError>> {
-        Box::pin(async move { self.client.post_json(&self.payload(alert)).await })
-    }
-
-    fn redacted_url(&self) -> String {
-        self.client.redacted_url()
+        let url = parse_webhook_url(ROCKET, url)?;
+        Self::build(
+            ROCKET,
+            url,
+            proxy,
+            username,
+            channel,
+            None,
+            ("#0076D7", "#FF0000"),
+        )
     }
 }

@@ -82,43 +82,76 @@ pub(crate) fn require_user_and_channel(
     Ok(())
 }
 
-/// Slack notifier.
+/// A service that takes Slack's webhook body: Slack itself, Discord (through its
+/// Slack-compatible endpoint) and Rocket.Chat. They differ only in the URL, the colours and
+/// whether a token is sent; the constructors live in each service's file.
 #[derive(Debug, Clone)]
-pub struct Slack {
+pub struct SlackCompatible {
+    service: &'static str,
     client: WebhookClient,
     username: String,
     channel: String,
+    /// `(normal, error)` attachment colours.
+    colors: (&'static str, &'static str),
 }
 
-impl Slack {
-    pub const SERVICE: &'static str = "slack";
+impl SlackCompatible {
+    pub(super) fn build(
+        service: &'static str,
+        url: url::Url,
+        proxy: Option<&str>,
+        username: &str,
+        channel: &str,
+        token: Option<&str>,
+        colors: (&'static str, &'static str),
+    ) -> Result<Self, NotifyError> {
+        require_user_and_channel(service, username, channel)?;
+        Ok(SlackCompatible {
+            service,
+            client: WebhookClient::new(service, url, proxy, token)?,
+            username: username.to_owned(),
+            channel: channel.to_owned(),
+            colors,
+        })
+    }
 
-    /// Validates like Flagger's `NewSlack`: URL, non-empty username and channel. A token is sent
-    /// as `Authorization: Bearer <token>`.
-    pub fn new(
+    /// Slack, validated like Flagger's `NewSlack`: URL, non-empty username and channel. A token
+    /// is sent as `Authorization: Bearer <token>`.
+    pub fn slack(
         url: &str,
         proxy: Option<&str>,
         username: &str,
         channel: &str,
         token: Option<&str>,
     ) -> Result<Self, NotifyError> {
-        let url = parse_webhook_url(Self::SERVICE, url)?;
-        require_user_and_channel(Self::SERVICE, username, channel)?;
-        Ok(Slack {
-            client: WebhookClient::new(Self::SERVICE, url, proxy, token)?,
-            username: username.to_owned(),
-            channel: channel.to_owned(),
-        })
+        let url = parse_webhook_url(SLACK, url)?;
+        Self::build(
+            SLACK,
+            url,
+            proxy,
+            username,
+            channel,
+            token,
+            ("good", "danger"),
+        )
     }
 
     pub fn payload(&self, alert: &Alert) -> SlackPayload {
-        SlackPayload::new(alert, &self.username, &self.channel, ("good", "danger"))
+        SlackPayload::new(alert, &self.username, &self.channel, self.colors)
+    }
+
+    #[cfg(test)]
+    pub(super) fn url(&self) -> &url::Url {
+        self.client.url()
     }
 }
 
-impl Notifier for Slack {
+/// The service name of Slack.
+pub const SLACK: &str = "slack";
+
+impl Notifier for SlackCompatible {
     fn service(&self) -> &'static str {
-        Self::SERVICE
+        self.service
     }
 
     fn post<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<(), NotifyError>> {

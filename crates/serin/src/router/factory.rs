@@ -56,11 +56,12 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::api::provider::CRD_PROVIDER_VALUES;
-    use crate::workload::fake_api::FakeApi;
+    use crate::workload::test_cluster::TestCluster;
 
     #[tokio::test]
     async fn supported_and_unsupported_providers() {
-        let (_fake, client) = FakeApi::new();
+        let fake = TestCluster::start().await;
+        let client = fake.client();
         let factory = RouterFactory::new(client, true);
         for value in CRD_PROVIDER_VALUES {
             let provider: Provider = value.parse().unwrap();

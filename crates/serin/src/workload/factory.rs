@@ -37,7 +37,7 @@ pub fn target_controller_for(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::workload::fake_api::FakeApi;
+    use crate::workload::test_cluster::TestCluster;
 
     fn canary(kind: &str) -> Canary {
         serde_json::from_value(serde_json::json!({
@@ -50,7 +50,8 @@ mod tests {
 
     #[tokio::test]
     async fn kinds() {
-        let (_fake, client) = FakeApi::new();
+        let fake = TestCluster::start().await;
+        let client = fake.client();
         let config = WorkloadConfig::default();
         for kind in ["Deployment", "DaemonSet", "StatefulSet"] {
             assert!(

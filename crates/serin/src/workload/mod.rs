@@ -100,7 +100,7 @@ pub mod services;
 pub mod template;
 
 #[cfg(test)]
-pub(crate) mod fake_api;
+pub(crate) mod test_cluster;
 
 pub use meta::WorkloadConfig;
 

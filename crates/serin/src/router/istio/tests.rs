@@ -1,12 +1,13 @@
 #![allow(clippy::unwrap_used)]
 
+use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use super::render;
 use super::*;
 use crate::api::apis::istio::VirtualServiceSpec;
 use crate::router::golden::assert_golden;
-use crate::workload::fake_api::FakeApi;
+use crate::workload::test_cluster::TestCluster;
 
 const VS_API: &str = "networking.istio.io/v1beta1";
 
@@ -393,22 +394,27 @@ fn primary_cookie_is_kept_across_runs() {
 // ------------------------------------------------------------------------------------------
 // Kube-facing behaviour against the in-memory API
 
-fn vs_of(fake: &FakeApi) -> Value {
+async fn vs_of(fake: &TestCluster) -> Value {
     fake.get(VS_API, "VirtualService", "test", "podinfo")
+        .await
         .unwrap()
 }
 
 #[tokio::test]
 async fn reconcile_creates_then_writes_nothing() {
-    let (fake, client) = FakeApi::new();
+    let fake = TestCluster::start().await;
+    let client = fake.client();
     let router = IstioRouter::new(client, true);
-    let c = canary(json!({}), json!({}));
+    let c = fake.store_canary(canary(json!({}), json!({}))).await;
     router.reconcile(&c).await.unwrap();
     let writes = fake.writes();
     assert_eq!(writes.len(), 3, "{writes:?}");
     assert!(writes.iter().all(|w| w.method == "POST"));
-    let vs = vs_of(&fake);
-    assert_eq!(vs["metadata"]["ownerReferences"][0]["uid"], "canary-uid");
+    let vs = vs_of(&fake).await;
+    assert_eq!(
+        vs["metadata"]["ownerReferences"][0]["uid"],
+        c.uid().unwrap().as_str()
+    );
     assert_eq!(vs["metadata"]["ownerReferences"][0]["controller"], true);
     fake.clear_writes();
     router.reconcile(&c).await.unwrap();
@@ -417,24 +423,31 @@ async fn reconcile_creates_then_writes_nothing() {
 
 #[tokio::test]
 async fn owner_references_are_left_out_for_a_remote_mesh_cluster() {
-    let (fake, client) = FakeApi::new();
+    let fake = TestCluster::start().await;
+    let client = fake.client();
     let router = IstioRouter::new(client, false);
     router
         .reconcile(&canary(json!({}), json!({})))
         .await
         .unwrap();
-    assert!(vs_of(&fake)["metadata"].get("ownerReferences").is_none());
+    assert!(
+        vs_of(&fake).await["metadata"]
+            .get("ownerReferences")
+            .is_none()
+    );
     let dr = fake
         .get(VS_API, "DestinationRule", "test", "podinfo-primary")
+        .await
         .unwrap();
     assert!(dr["metadata"].get("ownerReferences").is_none());
 }
 
 #[tokio::test]
 async fn set_routes_patches_only_http_and_only_on_change() {
-    let (fake, client) = FakeApi::new();
+    let fake = TestCluster::start().await;
+    let client = fake.client();
     let router = IstioRouter::new(client, true);
-    let c = canary(json!({}), json!({}));
+    let c = fake.store_canary(canary(json!({}), json!({}))).await;
     router.reconcile(&c).await.unwrap();
     fake.clear_writes();
     let mut status = CanaryStatus::default();
@@ -474,9 +487,15 @@ async fn set_routes_patches_only_http_and_only_on_change() {
 
 #[tokio::test]
 async fn session_affinity_cookies_are_written_to_status() {
-    let (_fake, client) = FakeApi::new();
+    let fake = TestCluster::start().await;
+    let client = fake.client();
     let router = IstioRouter::new(client, true).with_cookie_generator(|| Ok("Fixed".into()));
-    let c = canary(json!({}), json!({"sessionAffinity": {"cookieName": "cc"}}));
+    let c = fake
+        .store_canary(canary(
+            json!({}),
+            json!({"sessionAffinity": {"cookieName": "cc"}}),
+        ))
+        .await;
     router.reconcile(&c).await.unwrap();
     let mut status = CanaryStatus::default();
     router
@@ -518,13 +537,14 @@ fn user_vs() -> Value {
 
 #[tokio::test]
 async fn adopting_and_restoring_a_user_virtual_service() {
-    let (fake, client) = FakeApi::new();
-    fake.insert(user_vs());
+    let fake = TestCluster::start().await;
+    let client = fake.client();
+    fake.insert(user_vs()).await;
     let original_spec = user_vs()["spec"].clone();
     let router = IstioRouter::new(client, true);
-    let c = canary(json!({}), json!({}));
+    let c = fake.store_canary(canary(json!({}), json!({}))).await;
     router.reconcile(&c).await.unwrap();
-    let vs = vs_of(&fake);
+    let vs = vs_of(&fake).await;
     // Adopted: no owner reference, user's metadata and unowned spec fields kept.
     assert!(vs["metadata"].get("ownerReferences").is_none());
     assert_eq!(vs["metadata"]["labels"]["owner"], "user");
@@ -540,9 +560,11 @@ async fn adopting_and_restoring_a_user_virtual_service() {
     assert_eq!(stored, original_spec);
 
     // A later spec change does not overwrite the user's original (quirk 33 fixed).
-    let changed = canary(json!({"timeout": "10s"}), json!({}));
+    let changed = fake
+        .store_canary(canary(json!({"timeout": "10s"}), json!({})))
+        .await;
     router.reconcile(&changed).await.unwrap();
-    let vs = vs_of(&fake);
+    let vs = vs_of(&fake).await;
     assert_eq!(vs["spec"]["http"][0]["timeout"], "10s");
     let stored: Value = serde_json::from_str(
         vs["metadata"]["annotations"][render::ORIGINAL_CONFIGURATION]
@@ -553,14 +575,15 @@ async fn adopting_and_restoring_a_user_virtual_service() {
     assert_eq!(stored, original_spec);
 
     router.finalize(&changed).await.unwrap();
-    assert_eq!(vs_of(&fake)["spec"], original_spec);
+    assert_eq!(vs_of(&fake).await["spec"], original_spec);
 }
 
 #[tokio::test]
 async fn finalize_prefers_kubectl_last_applied_and_tolerates_missing_objects() {
-    let (fake, client) = FakeApi::new();
+    let fake = TestCluster::start().await;
+    let client = fake.client();
     let router = IstioRouter::new(client, true);
-    let c = canary(json!({}), json!({}));
+    let c = fake.store_canary(canary(json!({}), json!({}))).await;
     router.finalize(&c).await.unwrap();
     assert!(fake.writes().is_empty());
 
@@ -568,23 +591,27 @@ async fn finalize_prefers_kubectl_last_applied_and_tolerates_missing_objects() {
     let applied = json!({"apiVersion": VS_API, "kind": "VirtualService", "spec": {"hosts": ["from-kubectl"]}});
     user["metadata"]["annotations"][crate::workload::meta::KUBECTL_LAST_APPLIED] =
         json!(applied.to_string());
-    fake.insert(user);
+    fake.insert(user).await;
     router.reconcile(&c).await.unwrap();
-    let vs = vs_of(&fake);
+    let vs = vs_of(&fake).await;
     assert!(
         vs["metadata"]["annotations"]
             .get(render::ORIGINAL_CONFIGURATION)
             .is_none()
     );
     router.finalize(&c).await.unwrap();
-    assert_eq!(vs_of(&fake)["spec"], json!({"hosts": ["from-kubectl"]}));
+    assert_eq!(
+        vs_of(&fake).await["spec"],
+        json!({"hosts": ["from-kubectl"]})
+    );
 }
 
 #[tokio::test]
 async fn finalize_without_a_record_changes_nothing() {
-    let (fake, client) = FakeApi::new();
+    let fake = TestCluster::start().await;
+    let client = fake.client();
     let router = IstioRouter::new(client, true);
-    let c = canary(json!({}), json!({}));
+    let c = fake.store_canary(canary(json!({}), json!({}))).await;
     router.reconcile(&c).await.unwrap();
     fake.clear_writes();
     router.finalize(&c).await.unwrap();
@@ -593,45 +620,59 @@ async fn finalize_without_a_record_changes_nothing() {
 
 #[tokio::test]
 async fn controlled_virtual_service_metadata_is_fully_managed() {
-    let (fake, client) = FakeApi::new();
+    let fake = TestCluster::start().await;
+    let client = fake.client();
     let router = IstioRouter::new(client, true);
-    let c = canary(json!({"apex": {"labels": {"a": "1", "b": "2"}}}), json!({}));
+    let c = fake
+        .store_canary(canary(
+            json!({"apex": {"labels": {"a": "1", "b": "2"}}}),
+            json!({}),
+        ))
+        .await;
     router.reconcile(&c).await.unwrap();
-    let c2 = canary(json!({"apex": {"labels": {"a": "1"}}}), json!({}));
+    let c2 = fake
+        .store_canary(canary(json!({"apex": {"labels": {"a": "1"}}}), json!({})))
+        .await;
     router.reconcile(&c2).await.unwrap();
-    let vs = vs_of(&fake);
+    let vs = vs_of(&fake).await;
     assert_eq!(vs["metadata"]["labels"], json!({"a": "1"}));
 }
 
 #[tokio::test]
 async fn destination_rules_follow_the_traffic_policy() {
-    let (fake, client) = FakeApi::new();
+    let fake = TestCluster::start().await;
+    let client = fake.client();
     let router = IstioRouter::new(client, true);
-    let with_policy = canary(
-        json!({"trafficPolicy": {"tls": {"mode": "DISABLE"}}}),
-        json!({}),
-    );
+    let with_policy = fake
+        .store_canary(canary(
+            json!({"trafficPolicy": {"tls": {"mode": "DISABLE"}}}),
+            json!({}),
+        ))
+        .await;
     router.reconcile(&with_policy).await.unwrap();
     let dr = fake
         .get(VS_API, "DestinationRule", "test", "podinfo-canary")
+        .await
         .unwrap();
     assert_eq!(
         dr["spec"],
         json!({"host": "podinfo-canary", "trafficPolicy": {"tls": {"mode": "DISABLE"}}})
     );
     router
-        .reconcile(&canary(json!({}), json!({})))
+        .reconcile(&fake.store_canary(canary(json!({}), json!({}))).await)
         .await
         .unwrap();
     let dr = fake
         .get(VS_API, "DestinationRule", "test", "podinfo-canary")
+        .await
         .unwrap();
     assert_eq!(dr["spec"], json!({"host": "podinfo-canary"}));
 }
 
 #[tokio::test]
 async fn get_routes_of_a_missing_virtual_service_is_an_api_error() {
-    let (_fake, client) = FakeApi::new();
+    let fake = TestCluster::start().await;
+    let client = fake.client();
     let router = IstioRouter::new(client, true);
     let err = router
         .get_routes(&canary(json!({}), json!({})))

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::router::golden::assert_golden;
-use crate::workload::fake_api::FakeApi;
+use crate::workload::test_cluster::TestCluster;
 
 fn canary(autoscaler: Value) -> Canary {
     serde_json::from_value(json!({
@@ -64,7 +64,8 @@ fn scaled_object() -> Value {
 
 #[tokio::test]
 async fn scaler_factory_by_kind() {
-    let (_f, client) = FakeApi::new();
+    let fake = TestCluster::start().await;
+    let client = fake.client();
     let cfg = WorkloadConfig::default();
     assert!(
         scaler_for(client.clone(), &cfg, &canary(Value::Null))
@@ -144,9 +145,10 @@ fn primary_scaler_queries_replace_named_triggers() {
 
 #[tokio::test]
 async fn hpa_is_created_then_updated_only_outside_init() {
-    let (fake, client) = FakeApi::new();
-    fake.insert(hpa(None, 4));
-    let c = canary(hpa_ref());
+    let fake = TestCluster::start().await;
+    let client = fake.client();
+    fake.insert(hpa(None, 4)).await;
+    let c = fake.store_canary(canary(hpa_ref())).await;
     let cfg = WorkloadConfig {
         include_label_prefix: vec!["app".into()],
         ..Default::default()
@@ -160,6 +162,7 @@ async fn hpa_is_created_then_updated_only_outside_init() {
             "test",
             "podinfo-primary",
         )
+        .await
         .unwrap();
     assert_eq!(primary["spec"]["scaleTargetRef"]["name"], "podinfo-primary");
     assert_eq!(primary["metadata"]["labels"], json!({"app": "podinfo"}));
@@ -167,11 +170,11 @@ async fn hpa_is_created_then_updated_only_outside_init() {
     // The server defaults minReplicas to 1: that is not a difference.
     let mut defaulted = primary.clone();
     defaulted["spec"]["minReplicas"] = json!(1);
-    fake.insert(defaulted);
+    fake.insert(defaulted).await;
     r.reconcile_primary(&c, false).await.unwrap();
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
 
-    fake.insert(hpa(Some(2), 8));
+    fake.insert(hpa(Some(2), 8)).await;
     r.reconcile_primary(&c, true).await.unwrap();
     assert!(fake.writes().is_empty(), "init never updates");
     r.reconcile_primary(&c, false).await.unwrap();
@@ -182,6 +185,7 @@ async fn hpa_is_created_then_updated_only_outside_init() {
             "test",
             "podinfo-primary",
         )
+        .await
         .unwrap();
     assert_eq!(primary["spec"]["maxReplicas"], 8);
     assert_eq!(primary["spec"]["minReplicas"], 2);
@@ -195,11 +199,12 @@ async fn hpa_is_created_then_updated_only_outside_init() {
 
 #[tokio::test]
 async fn scaled_object_pause_resume_and_update() {
-    let (fake, client) = FakeApi::new();
+    let fake = TestCluster::start().await;
+    let client = fake.client();
     let mut so = scaled_object();
     so["metadata"]["annotations"] = json!({"note": "n"});
-    fake.insert(so);
-    let c = canary(so_ref(json!({})));
+    fake.insert(so).await;
+    let c = fake.store_canary(canary(so_ref(json!({})))).await;
     let r = ScaledObjectReconciler::new(client, WorkloadConfig::default());
     r.reconcile_primary(&c, true).await.unwrap();
     let primary = fake
@@ -209,12 +214,14 @@ async fn scaled_object_pause_resume_and_update() {
             "test",
             "podinfo-primary",
         )
+        .await
         .unwrap();
     assert_eq!(primary["spec"]["scaleTargetRef"]["name"], "podinfo-primary");
 
     r.pause_target(&c).await.unwrap();
     let target = fake
         .get("keda.sh/v1alpha1", "ScaledObject", "test", "podinfo")
+        .await
         .unwrap();
     assert_eq!(
         target["metadata"]["annotations"][PAUSED_REPLICAS_ANNOTATION],
@@ -226,6 +233,7 @@ async fn scaled_object_pause_resume_and_update() {
     r.resume_target(&c).await.unwrap();
     let target = fake
         .get("keda.sh/v1alpha1", "ScaledObject", "test", "podinfo")
+        .await
         .unwrap();
     assert!(
         target["metadata"]["annotations"]
@@ -237,9 +245,10 @@ async fn scaled_object_pause_resume_and_update() {
     r.pause_target(&c).await.unwrap();
     let mut changed = fake
         .get("keda.sh/v1alpha1", "ScaledObject", "test", "podinfo")
+        .await
         .unwrap();
     changed["spec"]["maxReplicaCount"] = json!(12);
-    fake.insert(changed);
+    fake.insert(changed).await;
     r.reconcile_primary(&c, false).await.unwrap();
     let primary = fake
         .get(
@@ -248,6 +257,7 @@ async fn scaled_object_pause_resume_and_update() {
             "test",
             "podinfo-primary",
         )
+        .await
         .unwrap();
     assert_eq!(primary["spec"]["maxReplicaCount"], 12);
     assert!(

@@ -1,9 +1,10 @@
 #![allow(clippy::unwrap_used)]
 
+use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::workload::fake_api::FakeApi;
+use crate::workload::test_cluster::TestCluster;
 
 fn pod_spec(v: Value) -> PodSpec {
     serde_json::from_value(v).unwrap()
@@ -155,12 +156,13 @@ fn canary() -> Canary {
 
 #[tokio::test]
 async fn target_configs_skip_missing_optional_and_fail_on_missing_mandatory() {
-    let (fake, client) = FakeApi::new();
-    fake.insert(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm-vol", "namespace": "test"}, "data": {"a": "1"}}));
-    fake.insert(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm-init", "namespace": "test", "annotations": {"flagger.app/config-tracking": "disabled"}}}));
-    fake.insert(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm-proj", "namespace": "test"}}));
-    fake.insert(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s-vol", "namespace": "test"}, "type": "kubernetes.io/dockerconfigjson", "data": {}}));
-    fake.insert(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s-env", "namespace": "test"}, "type": "Opaque", "data": {"b": "Yg=="}}));
+    let fake = TestCluster::start().await;
+    let client = fake.client();
+    fake.insert(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm-vol", "namespace": "test"}, "data": {"a": "1"}})).await;
+    fake.insert(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm-init", "namespace": "test", "annotations": {"flagger.app/config-tracking": "disabled"}}})).await;
+    fake.insert(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm-proj", "namespace": "test"}})).await;
+    fake.insert(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s-vol", "namespace": "test"}, "type": "kubernetes.io/dockerconfigjson", "data": {}})).await;
+    fake.insert(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s-env", "namespace": "test"}, "type": "Opaque", "data": {"b": "Yg=="}})).await;
     let tracker = ConfigTracker::new(client, &WorkloadConfig::default());
     let err = tracker
         .target_configs(&canary(), &spec_with_everything())
@@ -170,7 +172,7 @@ async fn target_configs_skip_missing_optional_and_fail_on_missing_mandatory() {
         err.to_string(),
         "secret s-from.test get query error: secrets \"s-from\" not found"
     );
-    fake.insert(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s-from", "namespace": "test"}, "data": {"c": "Yw=="}}));
+    fake.insert(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s-from", "namespace": "test"}, "data": {"c": "Yw=="}})).await;
     let tracked = tracker
         .target_configs(&canary(), &spec_with_everything())
         .await
@@ -193,8 +195,9 @@ async fn target_configs_skip_missing_optional_and_fail_on_missing_mandatory() {
         ]
     );
 
+    let other = TestCluster::start().await;
     let disabled = ConfigTracker::new(
-        FakeApi::new().1,
+        other.client(),
         &WorkloadConfig {
             config_tracking: false,
             ..Default::default()
@@ -211,8 +214,10 @@ async fn target_configs_skip_missing_optional_and_fail_on_missing_mandatory() {
 
 #[tokio::test]
 async fn primary_copies_are_created_updated_and_left_alone() {
-    let (fake, client) = FakeApi::new();
-    fake.insert(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "test", "labels": {"app": "podinfo", "kustomize.toolkit.fluxcd.io/name": "x"}, "annotations": {"a": "b"}}, "data": {"k": "v"}, "binaryData": {"bin": "AAE="}}));
+    let fake = TestCluster::start().await;
+    let client = fake.client();
+    let c = fake.store_canary(canary()).await;
+    fake.insert(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "test", "labels": {"app": "podinfo", "kustomize.toolkit.fluxcd.io/name": "x"}, "annotations": {"a": "b"}}, "data": {"k": "v"}, "binaryData": {"bin": "AAE="}})).await;
     let config = WorkloadConfig {
         include_label_prefix: vec!["*".into()],
         ..Default::default()
@@ -221,23 +226,23 @@ async fn primary_copies_are_created_updated_and_left_alone() {
     let spec = pod_spec(
         json!({"containers": [{"name": "app", "envFrom": [{"configMapRef": {"name": "cfg"}}]}]}),
     );
-    let tracked = tracker.target_configs(&canary(), &spec).await.unwrap();
-    tracker
-        .sync_primary_configs(&canary(), &tracked)
+    let tracked = tracker.target_configs(&c, &spec).await.unwrap();
+    tracker.sync_primary_configs(&c, &tracked).await.unwrap();
+    let copy = fake
+        .get("v1", "ConfigMap", "test", "cfg-primary")
         .await
         .unwrap();
-    let copy = fake.get("v1", "ConfigMap", "test", "cfg-primary").unwrap();
     assert_eq!(copy["data"], json!({"k": "v"}));
     assert_eq!(copy["binaryData"], json!({"bin": "AAE="}));
     assert_eq!(copy["metadata"]["labels"], json!({"app": "podinfo"}));
     assert!(copy["metadata"].get("annotations").is_none());
-    assert_eq!(copy["metadata"]["ownerReferences"][0]["uid"], "canary-uid");
+    assert_eq!(
+        copy["metadata"]["ownerReferences"][0]["uid"],
+        c.uid().unwrap().as_str()
+    );
 
     fake.clear_writes();
-    tracker
-        .sync_primary_configs(&canary(), &tracked)
-        .await
-        .unwrap();
+    tracker.sync_primary_configs(&c, &tracked).await.unwrap();
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
 
     // Another owner on the copy is kept as a non-controller owner; data changes are patched.
@@ -251,7 +256,7 @@ async fn primary_copies_are_created_updated_and_left_alone() {
         ]}}),
     )
     .unwrap();
-    let owner = require_owner_reference(&canary()).unwrap();
+    let owner = require_owner_reference(&c).unwrap();
     let desired = primary_configmap(
         &tracked2.configmaps["cfg"],
         "test",
@@ -262,12 +267,11 @@ async fn primary_copies_are_created_updated_and_left_alone() {
     let refs = desired.metadata.owner_references.unwrap();
     assert_eq!(refs.len(), 2);
     assert_eq!(refs[1].controller, Some(false));
-    tracker
-        .sync_primary_configs(&canary(), &tracked2)
-        .await
-        .unwrap();
+    tracker.sync_primary_configs(&c, &tracked2).await.unwrap();
     assert_eq!(
-        fake.get("v1", "ConfigMap", "test", "cfg-primary").unwrap()["data"],
+        fake.get("v1", "ConfigMap", "test", "cfg-primary")
+            .await
+            .unwrap()["data"],
         json!({"k": "v2"})
     );
 }

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::router::golden::assert_golden;
-use crate::workload::fake_api::FakeApi;
+use crate::workload::test_cluster::TestCluster;
 
 fn canary() -> Canary {
     serde_json::from_value(json!({
@@ -217,23 +217,41 @@ fn readiness_rules() {
 
 #[tokio::test]
 async fn scale_to_zero_uses_the_node_selector_and_promote_drops_it() {
-    let (fake, client) = FakeApi::new();
-    fake.insert(target_json());
-    fake.insert(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "podinfo-secret", "namespace": "test"}, "type": "Opaque", "data": {"k": "dg=="}}));
+    let fake = TestCluster::start().await;
+    let client = fake.client();
+    let mut t = target_json();
+    // The DaemonSet controller has observed the target (the server set generation 1).
+    t["status"]["observedGeneration"] = json!(1);
+    fake.insert(t).await;
+    fake.insert(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "podinfo-secret", "namespace": "test"}, "type": "Opaque", "data": {"k": "dg=="}})).await;
     let ctl = DaemonSetController::new(client, WorkloadConfig::default());
-    let c = canary();
+    let c = fake.store_canary(canary()).await;
     ctl.initialize(&c, false).await.unwrap();
     assert!(
         fake.get("v1", "Secret", "test", "podinfo-secret-primary")
+            .await
             .is_some()
     );
-    // No status yet: nothing desired, nothing missing (as in Flagger).
+    // Observed by the DaemonSet controller, no node matches yet: nothing desired, nothing
+    // missing (as in Flagger).
+    fake.set_status(
+        "apps/v1",
+        "DaemonSet",
+        "test",
+        "podinfo-primary",
+        json!({"observedGeneration": 1, "desiredNumberScheduled": 0, "currentNumberScheduled": 0,
+            "numberMisscheduled": 0, "numberReady": 0}),
+    )
+    .await;
     ctl.is_primary_ready(&c).await.unwrap();
     ctl.is_canary_ready(&c).await.unwrap();
 
     let before = ctl.revision(&c).await.unwrap();
     ctl.scale_to_zero(&c).await.unwrap();
-    let t = fake.get("apps/v1", "DaemonSet", "test", "podinfo").unwrap();
+    let t = fake
+        .get("apps/v1", "DaemonSet", "test", "podinfo")
+        .await
+        .unwrap();
     assert_eq!(
         t["spec"]["template"]["spec"]["nodeSelector"][SCALE_TO_ZERO_KEY],
         "true"
@@ -254,6 +272,7 @@ async fn scale_to_zero_uses_the_node_selector_and_promote_drops_it() {
     ctl.promote(&c).await.unwrap();
     let p = fake
         .get("apps/v1", "DaemonSet", "test", "podinfo-primary")
+        .await
         .unwrap();
     assert!(
         p["spec"]["template"]["spec"]["nodeSelector"]
@@ -266,7 +285,10 @@ async fn scale_to_zero_uses_the_node_selector_and_promote_drops_it() {
     );
 
     ctl.finalize(&c).await.unwrap();
-    let t = fake.get("apps/v1", "DaemonSet", "test", "podinfo").unwrap();
+    let t = fake
+        .get("apps/v1", "DaemonSet", "test", "podinfo")
+        .await
+        .unwrap();
     assert_eq!(
         t["spec"]["template"]["spec"]["nodeSelector"],
         json!({"kubernetes.io/os": "linux"})
@@ -275,10 +297,12 @@ async fn scale_to_zero_uses_the_node_selector_and_promote_drops_it() {
 
 #[tokio::test]
 async fn canary_readiness_message_keeps_flaggers_spelling() {
-    let (fake, client) = FakeApi::new();
+    let fake = TestCluster::start().await;
+    let client = fake.client();
     let mut t = target_json();
     t["status"]["numberAvailable"] = json!(0);
-    fake.insert(t);
+    t["status"]["observedGeneration"] = json!(1);
+    fake.insert(t).await;
     let ctl = DaemonSetController::new(client, WorkloadConfig::default());
     let err = ctl.is_canary_ready(&canary()).await.unwrap_err();
     assert_eq!(

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::router::golden::assert_golden;
-use crate::workload::fake_api::FakeApi;
+use crate::workload::test_cluster::TestCluster;
 
 fn canary(extra: Value) -> Canary {
     let mut c = json!({
@@ -321,11 +321,12 @@ fn target_json() -> Value {
 
 #[tokio::test]
 async fn initialize_promote_scale_and_finalize() {
-    let (fake, client) = FakeApi::new();
-    fake.insert(target_json());
-    fake.insert(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "podinfo-env", "namespace": "test"}, "data": {"A": "1"}}));
+    let fake = TestCluster::start().await;
+    let client = fake.client();
+    fake.insert(target_json()).await;
+    fake.insert(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "podinfo-env", "namespace": "test"}, "data": {"A": "1"}})).await;
     let ctl = DeploymentController::new(client, config());
-    let c = canary(json!({}));
+    let c = fake.store_canary(canary(json!({}))).await;
 
     let meta = ctl.metadata(&c).await.unwrap();
     assert_eq!(
@@ -336,6 +337,7 @@ async fn initialize_promote_scale_and_finalize() {
     ctl.initialize(&c, false).await.unwrap();
     let primary = fake
         .get("apps/v1", "Deployment", "test", "podinfo-primary")
+        .await
         .unwrap();
     assert_eq!(
         primary["spec"]["selector"]["matchLabels"],
@@ -347,13 +349,14 @@ async fn initialize_promote_scale_and_finalize() {
     );
     assert!(
         fake.get("v1", "ConfigMap", "test", "podinfo-env-primary")
+            .await
             .is_some()
     );
     fake.clear_writes();
     ctl.initialize(&c, false).await.unwrap();
     assert!(fake.writes().is_empty());
 
-    // The fake has no controller: the primary has no status yet, so it is not ready.
+    // The simulator is off: the primary has no status yet, so it is not ready.
     let err = ctl.initialize(&c, true).await.unwrap_err();
     assert!(
         err.to_string()
@@ -365,6 +368,7 @@ async fn initialize_promote_scale_and_finalize() {
     ctl.scale_to_zero(&c).await.unwrap();
     assert_eq!(
         fake.get("apps/v1", "Deployment", "test", "podinfo")
+            .await
             .unwrap()["spec"]["replicas"],
         0
     );
@@ -374,6 +378,7 @@ async fn initialize_promote_scale_and_finalize() {
     ctl.scale_from_zero(&c).await.unwrap();
     assert_eq!(
         fake.get("apps/v1", "Deployment", "test", "podinfo")
+            .await
             .unwrap()["spec"]["replicas"],
         3
     );
@@ -383,18 +388,20 @@ async fn initialize_promote_scale_and_finalize() {
         before.tracked_configs.keys().collect::<Vec<_>>(),
         vec!["configmap/podinfo-env"]
     );
-    fake.insert(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "podinfo-env", "namespace": "test"}, "data": {"A": "2"}}));
+    fake.insert(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "podinfo-env", "namespace": "test"}, "data": {"A": "2"}})).await;
     let after = ctl.revision(&c).await.unwrap();
     assert_eq!(before.spec_hash, after.spec_hash);
     assert_ne!(before.tracked_configs, after.tracked_configs);
 
     let id_before = fake
         .get("apps/v1", "Deployment", "test", "podinfo-primary")
+        .await
         .unwrap()["spec"]["template"]["metadata"]["annotations"]["flagger-id"]
         .clone();
     ctl.promote(&c).await.unwrap();
     let primary = fake
         .get("apps/v1", "Deployment", "test", "podinfo-primary")
+        .await
         .unwrap();
     assert_ne!(
         primary["spec"]["template"]["metadata"]["annotations"]["flagger-id"],
@@ -402,6 +409,7 @@ async fn initialize_promote_scale_and_finalize() {
     );
     assert_eq!(
         fake.get("v1", "ConfigMap", "test", "podinfo-env-primary")
+            .await
             .unwrap()["data"],
         json!({"A": "2"})
     );
@@ -410,6 +418,7 @@ async fn initialize_promote_scale_and_finalize() {
     ctl.finalize(&c).await.unwrap();
     assert_eq!(
         fake.get("apps/v1", "Deployment", "test", "podinfo")
+            .await
             .unwrap()["spec"]["replicas"],
         3
     );
@@ -417,7 +426,8 @@ async fn initialize_promote_scale_and_finalize() {
 
 #[tokio::test]
 async fn missing_target_is_an_api_error_with_flaggers_context() {
-    let (_fake, client) = FakeApi::new();
+    let fake = TestCluster::start().await;
+    let client = fake.client();
     let ctl = DeploymentController::new(client, WorkloadConfig::default());
     let err = ctl.metadata(&canary(json!({}))).await.unwrap_err();
     assert!(

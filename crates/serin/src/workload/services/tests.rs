@@ -1,10 +1,11 @@
 #![allow(clippy::unwrap_used)]
 
+use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use super::*;
 use crate::router::golden::assert_golden;
-use crate::workload::fake_api::FakeApi;
+use crate::workload::test_cluster::TestCluster;
 
 fn canary(service: Value) -> Canary {
     let mut svc = json!({"port": 9898});
@@ -60,16 +61,23 @@ fn port_comparison_is_order_insensitive_and_ignores_defaults() {
 
 #[tokio::test]
 async fn services_are_created_and_then_left_alone() {
-    let (fake, client) = FakeApi::new();
+    let fake = TestCluster::start().await;
+    let client = fake.client();
     let r = ServiceReconciler::new(client);
-    let c = canary(json!({}));
+    let c = fake.store_canary(canary(json!({}))).await;
     r.initialize(&c, &meta()).await.unwrap();
     r.reconcile(&c, &meta()).await.unwrap();
-    let canary_svc = fake.get("v1", "Service", "test", "podinfo-canary").unwrap();
+    let canary_svc = fake
+        .get("v1", "Service", "test", "podinfo-canary")
+        .await
+        .unwrap();
     assert_eq!(canary_svc["spec"]["selector"], json!({"app": "podinfo"}));
-    let apex = fake.get("v1", "Service", "test", "podinfo").unwrap();
+    let apex = fake.get("v1", "Service", "test", "podinfo").await.unwrap();
     assert_eq!(apex["spec"]["selector"], json!({"app": "podinfo-primary"}));
-    assert_eq!(apex["metadata"]["ownerReferences"][0]["uid"], "canary-uid");
+    assert_eq!(
+        apex["metadata"]["ownerReferences"][0]["uid"],
+        c.uid().unwrap().as_str()
+    );
     fake.clear_writes();
     r.initialize(&c, &meta()).await.unwrap();
     r.reconcile(&c, &meta()).await.unwrap();
@@ -78,24 +86,29 @@ async fn services_are_created_and_then_left_alone() {
 
 #[tokio::test]
 async fn owned_service_metadata_is_managed_except_unmanaged_keys() {
-    let (fake, client) = FakeApi::new();
+    let fake = TestCluster::start().await;
+    let client = fake.client();
     let r = ServiceReconciler::new(client);
-    let c = canary(json!({"primary": {"labels": {"a": "1"}}}));
+    let c = fake
+        .store_canary(canary(json!({"primary": {"labels": {"a": "1"}}})))
+        .await;
     r.initialize(&c, &meta()).await.unwrap();
     let mut svc = fake
         .get("v1", "Service", "test", "podinfo-primary")
+        .await
         .unwrap();
     svc["metadata"]["labels"]["added-by-user"] = json!("x");
     svc["metadata"]["annotations"]["keep.me/too"] = json!("live");
     svc["spec"]["ports"][0]["nodePort"] = json!(30000);
     svc["spec"]["type"] = json!("NodePort");
-    fake.insert(svc);
-    let c2 = canary(
+    fake.insert(svc).await;
+    let c2 = fake.store_canary(canary(
         json!({"primary": {"labels": {"b": "2"}}, "unmanagedMetadata": {"annotations": ["keep.me/too"]}, "port": 8080}),
-    );
+    )).await;
     r.initialize(&c2, &meta()).await.unwrap();
     let svc = fake
         .get("v1", "Service", "test", "podinfo-primary")
+        .await
         .unwrap();
     assert_eq!(
         svc["metadata"]["labels"],
@@ -115,17 +128,18 @@ async fn owned_service_metadata_is_managed_except_unmanaged_keys() {
 
 #[tokio::test]
 async fn pre_existing_apex_service_is_adopted_and_reverted() {
-    let (fake, client) = FakeApi::new();
+    let fake = TestCluster::start().await;
+    let client = fake.client();
     fake.insert(json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "podinfo", "namespace": "test", "labels": {"owner": "user"}},
         "spec": {"type": "ClusterIP", "clusterIP": "10.0.0.7", "selector": {"app": "podinfo", "extra": "x"},
                  "ports": [{"name": "http", "port": 9898, "protocol": "TCP", "targetPort": 9898}]}
-    }));
+    })).await;
     let r = ServiceReconciler::new(client);
-    let c = canary(json!({}));
+    let c = fake.store_canary(canary(json!({}))).await;
     r.reconcile(&c, &meta()).await.unwrap();
-    let apex = fake.get("v1", "Service", "test", "podinfo").unwrap();
+    let apex = fake.get("v1", "Service", "test", "podinfo").await.unwrap();
     assert_eq!(apex["spec"]["selector"], json!({"app": "podinfo-primary"}));
     assert_eq!(
         apex["metadata"]["labels"],
@@ -142,30 +156,32 @@ async fn pre_existing_apex_service_is_adopted_and_reverted() {
     assert!(fake.writes().is_empty());
 
     r.finalize(&c, &meta()).await.unwrap();
-    let apex = fake.get("v1", "Service", "test", "podinfo").unwrap();
+    let apex = fake.get("v1", "Service", "test", "podinfo").await.unwrap();
     assert_eq!(apex["spec"]["selector"], json!({"app": "podinfo"}));
 }
 
 #[tokio::test]
 async fn finalize_restores_kubectl_selector_and_skips_owned_services() {
-    let (fake, client) = FakeApi::new();
+    let fake = TestCluster::start().await;
+    let client = fake.client();
     let applied = json!({"spec": {"selector": {"app": "podinfo", "extra": "x"}}}).to_string();
     fake.insert(json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "podinfo", "namespace": "test", "annotations": {KUBECTL_LAST_APPLIED: applied}},
         "spec": {"selector": {"app": "podinfo-primary"}, "ports": [{"name": "http", "port": 9898}]}
-    }));
+    })).await;
     let r = ServiceReconciler::new(client);
     r.finalize(&canary(json!({})), &meta()).await.unwrap();
-    let apex = fake.get("v1", "Service", "test", "podinfo").unwrap();
+    let apex = fake.get("v1", "Service", "test", "podinfo").await.unwrap();
     assert_eq!(
         apex["spec"]["selector"],
         json!({"app": "podinfo", "extra": "x"})
     );
 
-    let (fake, client) = FakeApi::new();
+    let fake = TestCluster::start().await;
+    let client = fake.client();
     let r = ServiceReconciler::new(client);
-    let c = canary(json!({}));
+    let c = fake.store_canary(canary(json!({}))).await;
     r.reconcile(&c, &meta()).await.unwrap();
     fake.clear_writes();
     r.finalize(&c, &meta()).await.unwrap();
