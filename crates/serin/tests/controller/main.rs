@@ -8,6 +8,8 @@
 
 mod support;
 
+mod adapters;
+
 mod deletion;
 mod leader;
 mod mesh;
