@@ -9,6 +9,7 @@
 mod support;
 
 mod adapters;
+mod daemonset;
 
 mod deletion;
 mod leader;
