@@ -6,6 +6,8 @@
 //! small machines.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../prometheus_support/mod.rs"]
+mod prometheus_support;
 mod support;
 
 mod adapters;
@@ -15,6 +17,7 @@ mod deletion;
 mod leader;
 mod mesh;
 mod promotion;
+mod real_prometheus;
 mod revision;
 mod rollback;
 mod startup;

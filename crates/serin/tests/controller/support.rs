@@ -400,9 +400,18 @@ pub fn controller_args(flags: &[String]) -> Args {
 impl Controller {
     /// Starts the controller against `cluster` with the test defaults plus `extra` flags.
     pub fn start(cluster: &Cluster, prom: &FakeProm, extra: &[&str]) -> Self {
+        Self::start_with_metrics_server(cluster, &prom.url, extra)
+    }
+
+    /// Starts the controller with `metrics_server` as its global Prometheus.
+    pub fn start_with_metrics_server(
+        cluster: &Cluster,
+        metrics_server: &str,
+        extra: &[&str],
+    ) -> Self {
         let mut flags: Vec<String> = vec![
             format!("--kubeconfig={}", cluster.kubeconfig.display()),
-            format!("--metrics-server={}", prom.url),
+            format!("--metrics-server={metrics_server}"),
             "--port=0".into(),
             "--min-analysis-interval=1s".into(),
             "--log-level=debug".into(),
