@@ -12,7 +12,6 @@ mod support;
 
 mod adapters;
 mod daemonset;
-
 mod deletion;
 mod leader;
 mod mesh;
