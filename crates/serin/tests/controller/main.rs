@@ -11,7 +11,7 @@ mod prometheus_support;
 mod support;
 
 mod adapters;
-
+mod daemonset;
 mod deletion;
 mod leader;
 mod mesh;

@@ -18,7 +18,16 @@ async fn promotion() {
     cluster
         .create_deployment("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.0")
         .await;
-    let ctrl = Controller::start(&cluster, &prom, &[]);
+    let slack = format!("--slack-url={}/global", hooks.url);
+    let ctrl = Controller::start(
+        &cluster,
+        &prom,
+        &[
+            slack.as_str(),
+            "--slack-channel=deploys",
+            "--cluster-name=dev-1",
+        ],
+    );
     let rec = Recorder::start(&cluster, "podinfo");
     cluster
         .create_canary(podinfo_canary(&hooks, json!({})))
@@ -124,6 +133,29 @@ async fn promotion() {
             "missing event {m}: {k8s_messages:#?}"
         );
     }
+
+    // The global notifier (no analysis.alerts): initialisation and success alerts.
+    let global: Vec<String> = wait_for("global alerts", Duration::from_secs(5), || async {
+        let bodies: Vec<String> = hooks
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == "/global")
+            .map(|(_, v)| v.to_string())
+            .collect();
+        bodies
+            .iter()
+            .any(|b| b.contains("Canary analysis completed successfully, promotion finished."))
+            .then_some(bodies)
+    })
+    .await;
+    let init = global
+        .iter()
+        .find(|b| b.contains("New Deployment detected, initialization completed."))
+        .expect("initialisation alert");
+    assert!(init.contains("dev-1"), "cluster name field: {init}");
+    assert!(init.contains("deploys"), "channel: {init}");
 
     ctrl.stop().await.unwrap();
     cluster.shutdown().await;

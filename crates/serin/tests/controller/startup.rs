@@ -182,3 +182,32 @@ async fn invalid_canaries_wait_for_a_change() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn namespace_flag_restricts_the_watch() {
+    guarded(async {
+        let cluster = Cluster::start().await;
+        let prom = FakeProm::start(100.0, 100.0).await;
+        let hooks = Hooks::start().await;
+        cluster
+            .create_deployment("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.0")
+            .await;
+        let ctrl = Controller::start(&cluster, &prom, &["--namespace=default"]);
+        cluster
+            .create_canary(podinfo_canary(&hooks, json!({})))
+            .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let c = cluster.canary("podinfo").await.unwrap();
+        assert!(
+            c.status.is_none(),
+            "a Canary outside -namespace was reconciled"
+        );
+        ctrl.stop().await.unwrap();
+
+        let ctrl = Controller::start(&cluster, &prom, &["--namespace=test"]);
+        wait_phase(&cluster, "podinfo", "Initialized", Duration::from_secs(10)).await;
+        ctrl.stop().await.unwrap();
+        cluster.shutdown().await;
+    })
+    .await;
+}

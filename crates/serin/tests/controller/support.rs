@@ -43,7 +43,8 @@ pub fn init_logs() {
 // ---------------------------------------------------------------------------------------------
 // Fake Prometheus
 
-/// What the fake Prometheus answers: success rate (percent) and p99 latency (ms).
+/// What the fake Prometheus answers: success rate (percent) and p99 latency (ms; in seconds for
+/// histograms in seconds), `1` for `vector(1)`.
 #[derive(Clone)]
 pub struct FakeProm {
     pub values: Arc<Mutex<(f64, f64)>>,
@@ -63,7 +64,13 @@ impl FakeProm {
             let value = if text.trim() == "vector(1)" {
                 1.0
             } else if text.contains("histogram_quantile") {
-                latency
+                // Observers whose histograms are in seconds (e.g. the `kubernetes` provider's
+                // `http_request_duration_seconds`) get seconds.
+                if text.contains("seconds_bucket") {
+                    latency / 1000.0
+                } else {
+                    latency
+                }
             } else {
                 rate
             };
