@@ -196,6 +196,37 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Drops the per-Canary bookkeeping (back-off counts, invalid-version notes, the scheduler's
+    /// notes) of Canaries that left the cache: kube-runtime does not reconcile deleted objects,
+    /// so nothing else would, and a controller running for months would grow with every Canary
+    /// ever created.
+    fn forget_deleted(&self) {
+        let canaries = self.store.state();
+        let live: std::collections::HashSet<String> =
+            canaries.iter().map(|c| Self::key(c)).collect();
+        let live_uids: std::collections::HashSet<String> = canaries
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}/{}",
+                    Self::key(c),
+                    c.metadata.uid.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| live.contains(k));
+        self.invalid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| live.contains(k));
+        self.scheduler.retain_canaries(|k| live_uids.contains(k));
+    }
+}
+
 /// The back-off after `failures` consecutive failures: 1 s doubling to 60 s.
 pub fn backoff_for(failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(6);
@@ -447,6 +478,7 @@ pub async fn run<F>(
         loop {
             tokio::time::sleep(period).await;
             totals_ctx.update_totals();
+            totals_ctx.forget_deleted();
         }
     });
     controller

@@ -164,6 +164,22 @@ impl Scheduler {
         };
     }
 
+    /// Keeps the in-memory notes of the Canaries for which `live(key)` holds, where `key` is
+    /// `<namespace>/<name>/<uid>`; the runtime calls it with the Canaries still in its cache so
+    /// that deleted Canaries leave nothing behind.
+    pub fn retain_canaries(&self, live: impl Fn(&str) -> bool) {
+        let mut map = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|key, _| live(key));
+    }
+
+    /// The number of Canaries with in-memory notes.
+    pub fn remembered_canaries(&self) -> usize {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
     /// Reconciles one Canary: re-reads it, handles the finalizer, and runs a tick when a new
     /// revision appeared or an analysis step is due. `canary` only names the object; the
     /// state comes from a fresh read.
@@ -711,5 +727,29 @@ impl<'a> Tick<'a> {
     pub(super) async fn warn_ok(&self, e: impl std::fmt::Display) -> Result<(), SchedulerError> {
         self.warn(e.to_string()).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod retain_tests {
+    use super::*;
+    use crate::controller::ports::Clock;
+
+    #[test]
+    fn notes_of_deleted_canaries_are_dropped() {
+        let w = super::super::tests::World::new(super::super::tests::canary(
+            None,
+            serde_json::json!({}),
+        ));
+        let note = Attempt {
+            at: w.clock.now(),
+            revision: None,
+        };
+        w.scheduler.remember("test/podinfo/u-1", Some(note.clone()));
+        w.scheduler.remember("test/gone/u-2", Some(note));
+        assert_eq!(w.scheduler.remembered_canaries(), 2);
+        w.scheduler.retain_canaries(|key| key == "test/podinfo/u-1");
+        assert_eq!(w.scheduler.remembered_canaries(), 1);
+        assert!(w.scheduler.last_attempt("test/podinfo/u-1").is_some());
     }
 }
