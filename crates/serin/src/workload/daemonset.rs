@@ -8,17 +8,18 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PostParams};
 use serde_json::{Value, json};
 
 use super::config_tracker::{ConfigTracker, TrackedConfigs};
+use super::meta::patch_params;
 use super::meta::{
     FIELD_MANAGER, WorkloadConfig, canary_id, filter_toolkit, merge_patch_diff, namespace,
     primary_labels, require_owner_reference, revision_hash,
 };
+use super::pod::{self, selector_label};
 use super::template::{
-    NotReady, PrimaryTemplate, discovered_ports, is_system_annotation, new_flagger_id,
-    primary_template,
+    NotReady, PrimaryTemplate, is_system_annotation, new_flagger_id, primary_template,
 };
 use super::{Revision, TargetController, TargetMetadata, WorkloadError};
 use crate::api::Canary;
@@ -26,27 +27,6 @@ use crate::api::Canary;
 /// Node-selector key that no node carries: setting it on the target's pod template scales a
 /// DaemonSet to zero.
 pub const SCALE_TO_ZERO_KEY: &str = "flagger.app/scale-to-zero";
-
-/// The selector label of a DaemonSet, or Flagger's error.
-pub fn selector_label(
-    config: &WorkloadConfig,
-    ds: &DaemonSet,
-) -> Result<(String, String), WorkloadError> {
-    config
-        .selector_label(
-            ds.spec
-                .as_ref()
-                .and_then(|s| s.selector.match_labels.as_ref()),
-        )
-        .ok_or_else(|| {
-            WorkloadError::Invalid(format!(
-                "getSelectorLabel failed: daemonset {}.{} spec.selector.matchLabels must contain one of {}",
-                ds.metadata.name.as_deref().unwrap_or_default(),
-                ds.metadata.namespace.as_deref().unwrap_or_default(),
-                config.selector_labels_display()
-            ))
-        })
-}
 
 /// DaemonSet targets must roll out with `RollingUpdate` (or the default).
 pub fn check_update_strategy(ds: &DaemonSet) -> Result<(), WorkloadError> {
@@ -254,13 +234,7 @@ impl DaemonSetController {
     }
 
     async fn get(&self, canary: &Canary, name: &str) -> Result<DaemonSet, WorkloadError> {
-        self.api(canary)
-            .get(name)
-            .await
-            .map_err(|source| WorkloadError::Api {
-                context: format!("daemonset {name}.{} get query error", namespace(canary)),
-                source,
-            })
+        pod::get(&self.client, canary, name).await
     }
 
     async fn target_configs(
@@ -268,12 +242,7 @@ impl DaemonSetController {
         canary: &Canary,
         target: &DaemonSet,
     ) -> Result<TrackedConfigs, WorkloadError> {
-        let spec = target
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.spec.clone())
-            .unwrap_or_default();
-        self.tracker.target_configs(canary, &spec).await
+        pod::target_configs(&self.tracker, canary, target).await
     }
 
     async fn set_scale_to_zero(&self, canary: &Canary, zero: bool) -> Result<(), WorkloadError> {
@@ -316,29 +285,11 @@ impl DaemonSetController {
     }
 }
 
-fn patch_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..Default::default()
-    }
-}
-
 #[async_trait]
 impl TargetController for DaemonSetController {
     async fn metadata(&self, canary: &Canary) -> Result<TargetMetadata, WorkloadError> {
         let target = self.get(canary, &canary.spec.target_ref.name).await?;
-        let (label, label_value) = selector_label(&self.config, &target)?;
-        let containers = target
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.spec.as_ref())
-            .map(|s| s.containers.as_slice())
-            .unwrap_or(&[]);
-        Ok(TargetMetadata {
-            label,
-            label_value,
-            ports: discovered_ports(canary, containers),
-        })
+        pod::target_metadata(&self.config, canary, &target)
     }
 
     async fn initialize(

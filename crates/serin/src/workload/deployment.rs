@@ -7,38 +7,21 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{DynamicObject, Patch, PostParams};
 use serde_json::{Value, json};
 
 use super::config_tracker::{ConfigTracker, TrackedConfigs};
+use super::meta::patch_params;
 use super::meta::{
     FIELD_MANAGER, WorkloadConfig, canary_id, merge_patch_diff, namespace, primary_labels,
     require_owner_reference, revision_hash,
 };
+use super::pod::{self, selector_label};
 use super::template::{
-    NotReady, PrimaryTemplate, discovered_ports, is_system_annotation, new_flagger_id,
-    primary_template,
+    NotReady, PrimaryTemplate, is_system_annotation, new_flagger_id, primary_template,
 };
 use super::{Revision, TargetController, TargetMetadata, WorkloadError};
 use crate::api::Canary;
-
-/// The selector label of a Deployment, or Flagger's error.
-pub fn selector_label(
-    config: &WorkloadConfig,
-    dep: &Deployment,
-) -> Result<(String, String), WorkloadError> {
-    let spec = dep.spec.as_ref();
-    config
-        .selector_label(spec.and_then(|s| s.selector.match_labels.as_ref()))
-        .ok_or_else(|| {
-            WorkloadError::Invalid(format!(
-                "getSelectorLabel failed: deployment {}.{} spec.selector.matchLabels must contain one of {}",
-                dep.metadata.name.as_deref().unwrap_or_default(),
-                dep.metadata.namespace.as_deref().unwrap_or_default(),
-                config.selector_labels_display()
-            ))
-        })
-}
 
 /// The primary Deployment Flagger creates from `target`.
 pub fn build_primary(
@@ -277,13 +260,7 @@ impl DeploymentController {
     }
 
     async fn get(&self, canary: &Canary, name: &str) -> Result<Deployment, WorkloadError> {
-        self.api(canary)
-            .get(name)
-            .await
-            .map_err(|source| WorkloadError::Api {
-                context: format!("deployment {name}.{} get query error", namespace(canary)),
-                source,
-            })
+        pod::get(&self.client, canary, name).await
     }
 
     async fn get_opt(
@@ -291,13 +268,7 @@ impl DeploymentController {
         canary: &Canary,
         name: &str,
     ) -> Result<Option<Deployment>, WorkloadError> {
-        self.api(canary)
-            .get_opt(name)
-            .await
-            .map_err(|source| WorkloadError::Api {
-                context: format!("deployment {name}.{} get query error", namespace(canary)),
-                source,
-            })
+        pod::get_opt(&self.client, canary, name).await
     }
 
     async fn set_replicas(
@@ -371,12 +342,7 @@ impl DeploymentController {
         canary: &Canary,
         target: &Deployment,
     ) -> Result<TrackedConfigs, WorkloadError> {
-        let spec = target
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.spec.clone())
-            .unwrap_or_default();
-        self.tracker.target_configs(canary, &spec).await
+        pod::target_configs(&self.tracker, canary, target).await
     }
 
     fn readiness_of(
@@ -394,29 +360,11 @@ impl DeploymentController {
     }
 }
 
-fn patch_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..Default::default()
-    }
-}
-
 #[async_trait]
 impl TargetController for DeploymentController {
     async fn metadata(&self, canary: &Canary) -> Result<TargetMetadata, WorkloadError> {
         let target = self.get(canary, &canary.spec.target_ref.name).await?;
-        let (label, label_value) = selector_label(&self.config, &target)?;
-        let containers = target
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.spec.as_ref())
-            .map(|s| s.containers.as_slice())
-            .unwrap_or(&[]);
-        Ok(TargetMetadata {
-            label,
-            label_value,
-            ports: discovered_ports(canary, containers),
-        })
+        pod::target_metadata(&self.config, canary, &target)
     }
 
     async fn initialize(

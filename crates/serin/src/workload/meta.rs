@@ -201,6 +201,14 @@ pub fn canary_id(canary: &Canary) -> String {
 }
 
 /// The namespace of a Canary (empty when unset).
+/// Patch parameters of every write Serin makes (field manager `serin`).
+pub fn patch_params() -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    }
+}
+
 pub fn namespace(canary: &Canary) -> String {
     canary.metadata.namespace.clone().unwrap_or_default()
 }

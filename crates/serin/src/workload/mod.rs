@@ -96,6 +96,7 @@ pub mod daemonset;
 pub mod deployment;
 pub mod factory;
 pub mod meta;
+pub mod pod;
 pub mod services;
 pub mod template;
 

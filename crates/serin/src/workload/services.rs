@@ -8,13 +8,13 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PostParams};
 use serde_json::{Map, Value, json};
 
 use super::meta::{
     FIELD_MANAGER, FLUX_HELM_DRIFT_DETECTION, FLUX_KUSTOMIZE_RECONCILE, KUBECTL_LAST_APPLIED,
     canary_id, canary_owner_reference, is_controlled_by, is_controlled_by_a_canary,
-    merge_patch_diff, namespace,
+    merge_patch_diff, namespace, patch_params,
 };
 use super::{TargetMetadata, WorkloadError};
 use crate::api::Canary;
@@ -369,13 +369,6 @@ impl ServiceReconciler {
             tracing::info!(canary = %canary_id(canary), "Service {apex}.{ns} reverted");
         }
         Ok(())
-    }
-}
-
-fn patch_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..Default::default()
     }
 }
 
