@@ -351,13 +351,7 @@ async fn istio_builtins_and_templates_against_a_real_prometheus() {
         ]
     );
     assert_close(results[0].value, 90.0, "gauge success rate");
-    // Durations are truncated to whole milliseconds (as Flagger does) after histogram_quantile's
-    // interpolation over rates, which can land a hair under 750 ms.
-    assert!(
-        (0.749..=0.750).contains(&results[1].value),
-        "gauge duration (seconds): got {}, expected 0.749..=0.750",
-        results[1].value
-    );
+    assert_close(results[1].value, 0.75, "gauge duration (seconds)");
     assert_close(results[2].value, 5.0, "gauge 404s");
 
     // The seed's thresholds: the success rate fails first.
@@ -372,15 +366,10 @@ async fn istio_builtins_and_templates_against_a_real_prometheus() {
     // Latency over the limit.
     let slow = canary("podinfo", "test", spec(metrics(80.0, 500.0, 10.0)));
     let failed = analysis::run_checks(&slow, &ctx).await.unwrap_err();
-    // histogram_quantile interpolates over rates, so the P99 can land a hair under 750 and is
-    // truncated to whole milliseconds (as Flagger does): accept 749ms or 750ms.
-    let millis = failed
-        .message
-        .strip_prefix("Halt podinfo.test advancement request duration ")
-        .and_then(|rest| rest.strip_suffix("ms > 500ms"))
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or_else(|| panic!("unexpected message {:?}", failed.message));
-    assert!((749..=750).contains(&millis), "{}", failed.message);
+    assert_eq!(
+        failed.message,
+        "Halt podinfo.test advancement request duration 750ms > 500ms"
+    );
 
     // The template's threshold.
     let not_found = canary("podinfo", "test", spec(metrics(80.0, 1000.0, 1.0)));

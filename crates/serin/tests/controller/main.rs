@@ -2,7 +2,7 @@
 //! fake Prometheus, webhook receiver and an in-process controller (`serin controller` flags).
 //!
 //! One test binary for all scenarios (each binary links the whole of Serin and the dev
-//! cluster). At most two scenarios run at a time so that their timing stays realistic on
+//! cluster). One scenario runs at a time so that their timing stays realistic on
 //! small machines.
 #![allow(clippy::unwrap_used)]
 

@@ -585,8 +585,9 @@ pub fn podinfo_canary(hooks: &Hooks, analysis_extra: Value) -> Value {
     })
 }
 
-/// At most two scenarios at a time (each runs a dev cluster and a controller).
-static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// One scenario at a time: each runs a dev cluster and a controller with 1 s analysis intervals,
+/// and two of them on a loaded 2-core machine made step timings flaky.
+static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// Runs a scenario in a free slot and fails it instead of hanging when it takes longer than a
 /// minute (waiting for the slot does not count).

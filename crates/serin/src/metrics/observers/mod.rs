@@ -176,7 +176,10 @@ impl ObserverKind {
             DurationUnit::Milliseconds => value,
             DurationUnit::Seconds => value * 1000.0,
         };
-        let ms = ms.trunc();
+        // Flagger truncates to whole milliseconds. Round away floating-point noise first
+        // (histogram_quantile over rates yields e.g. 749.9999999 for 750), so that noise does
+        // not cost a whole millisecond; real fractions (749.6) still truncate as in Flagger.
+        let ms = ((ms * 1e6).round() / 1e6).trunc();
         if ms.is_finite() && ms > 0.0 {
             Duration::from_millis(ms as u64)
         } else {
@@ -238,6 +241,22 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    #[test]
+    fn durations_truncate_to_milliseconds_without_losing_one_to_float_noise() {
+        let istio = ObserverKind::Istio;
+        assert_eq!(
+            istio.duration_from_value(749.999_999_999_9),
+            Duration::from_millis(750)
+        );
+        assert_eq!(istio.duration_from_value(749.6), Duration::from_millis(749));
+        assert_eq!(
+            istio.duration_from_value(1515.0),
+            Duration::from_millis(1515)
+        );
+        assert_eq!(istio.duration_from_value(f64::NAN), Duration::ZERO);
+        assert_eq!(istio.duration_from_value(-3.0), Duration::ZERO);
+    }
 
     fn model() -> QueryModel {
         QueryModel {
