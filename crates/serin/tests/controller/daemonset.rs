@@ -74,8 +74,8 @@ async fn daemonset_blue_green_with_the_kubernetes_provider() {
         wait_phase(&cluster, "agent", "Succeeded", Duration::from_secs(20)).await;
         let primary = daemonsets.get("agent-primary").await.unwrap();
         assert_eq!(image(&primary).as_deref(), Some("agent:1.0.1"));
-        assert_in_order(
-            &hooks.event_messages(),
+        hooks
+            .wait_events_in_order(
             &[
                 "New revision detected! Scaling up agent.test",
                 "Advance agent.test canary iteration 1/2",
@@ -83,7 +83,8 @@ async fn daemonset_blue_green_with_the_kubernetes_provider() {
                 "Copying agent.test template spec to agent-primary.test",
                 "Promotion completed! Scaling down agent.test",
             ],
-        );
+        )
+        .await;
         ctrl.stop().await.unwrap();
         cluster.shutdown().await;
     })

@@ -33,13 +33,22 @@ async fn deletion_with_revert_on_deletion() {
             replicas.is_some_and(|r| r > 0),
             "target scaled back up: {replicas:?}"
         );
-        assert_in_order(
-            &hooks.event_messages(),
-            &[
+        // `Terminated` is recorded after the finalizer is removed (as in Flagger), so it may
+        // reach the event webhook just after the Canary is gone.
+        wait_for("the Terminated event", Duration::from_secs(5), || async {
+            hooks
+                .event_messages()
+                .iter()
+                .any(|m| m == "Terminated canary podinfo.test")
+                .then_some(())
+        })
+        .await;
+        hooks
+            .wait_events_in_order(&[
                 "Terminating canary podinfo.test",
                 "Terminated canary podinfo.test",
-            ],
-        );
+            ])
+            .await;
         ctrl.stop().await.unwrap();
         cluster.shutdown().await;
     })

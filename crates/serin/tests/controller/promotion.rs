@@ -97,7 +97,6 @@ async fn promotion() {
     );
 
     // Events, in order, through the event webhook and as Kubernetes Events.
-    let messages = hooks.event_messages();
     let expected = [
         "Initialization done! podinfo.test",
         "New revision detected! Scaling up podinfo.test",
@@ -109,14 +108,16 @@ async fn promotion() {
         "Routing all traffic to primary",
         "Promotion completed! Scaling down podinfo.test",
     ];
-    let mut idx = 0;
-    for m in &messages {
-        if idx < expected.len() && m == expected[idx] {
-            idx += 1;
-        }
-    }
-    assert_eq!(idx, expected.len(), "events {messages:#?}");
-    let events = cluster.k8s_events("podinfo").await;
+    hooks.wait_events_in_order(&expected).await;
+    let events = wait_for("the Kubernetes Events", Duration::from_secs(5), || async {
+        let events = cluster.k8s_events("podinfo").await;
+        let messages: Vec<String> = events.iter().filter_map(|e| e.message.clone()).collect();
+        expected
+            .iter()
+            .all(|m| messages.iter().any(|k| k == m))
+            .then_some(events)
+    })
+    .await;
     assert!(!events.is_empty());
     for e in &events {
         assert_eq!(e.reason.as_deref(), Some("Synced"));

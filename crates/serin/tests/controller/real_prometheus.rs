@@ -125,6 +125,25 @@ async fn prometheus(test: &str) -> Option<(prometheus_support::PrometheusProcess
     Some((prometheus, exporter))
 }
 
+/// Waits (up to 5 s) until `expected` appear in order among the Canary's Kubernetes Events.
+async fn wait_k8s_events_in_order(cluster: &Cluster, expected: &[&str]) {
+    let messages = || async {
+        cluster
+            .k8s_events("podinfo")
+            .await
+            .into_iter()
+            .filter_map(|e| e.message)
+            .collect::<Vec<_>>()
+    };
+    let start = std::time::Instant::now();
+    while !contains_in_order(&messages().await, expected)
+        && start.elapsed() < Duration::from_secs(5)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_in_order(&messages().await, expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn promotes_on_healthy_traffic_and_rolls_back_on_errors() {
     init_logs();
@@ -149,14 +168,8 @@ async fn promotes_on_healthy_traffic_and_rolls_back_on_errors() {
             cluster.image("podinfo-primary").await.as_deref(),
             Some("ghcr.io/stefanprodan/podinfo:6.0.1")
         );
-        let events: Vec<String> = cluster
-            .k8s_events("podinfo")
-            .await
-            .into_iter()
-            .filter_map(|e| e.message)
-            .collect();
-        assert_in_order(
-            &events,
+        wait_k8s_events_in_order(
+            &cluster,
             &[
                 "New revision detected! Scaling up podinfo.test",
                 "Advance podinfo.test canary weight 25",
@@ -164,7 +177,8 @@ async fn promotes_on_healthy_traffic_and_rolls_back_on_errors() {
                 "Copying podinfo.test template spec to podinfo-primary.test",
                 "Promotion completed! Scaling down podinfo.test",
             ],
-        );
+        )
+        .await;
 
         // Errors and latency: the next revision is rolled back.
         exporter.failing.store(true, Ordering::SeqCst);
@@ -179,24 +193,14 @@ async fn promotes_on_healthy_traffic_and_rolls_back_on_errors() {
             Some("ghcr.io/stefanprodan/podinfo:6.0.1")
         );
         assert_eq!(cluster.vs_weights("podinfo").await, Some((100, 0)));
-        let events: Vec<String> = cluster
-            .k8s_events("podinfo")
-            .await
-            .into_iter()
-            .filter_map(|e| e.message)
-            .collect();
-        assert!(
-            events
-                .iter()
-                .any(|m| m == "Halt podinfo.test advancement success rate 50.00% < 99%"),
-            "{events:#?}"
-        );
-        assert!(
-            events
-                .iter()
-                .any(|m| m == "Canary failed! Scaling down podinfo.test"),
-            "{events:#?}"
-        );
+        wait_k8s_events_in_order(
+            &cluster,
+            &[
+                "Halt podinfo.test advancement success rate 50.00% < 99%",
+                "Canary failed! Scaling down podinfo.test",
+            ],
+        )
+        .await;
 
         ctrl.stop().await.unwrap();
         cluster.shutdown().await;

@@ -49,16 +49,15 @@ async fn new_revision_mid_analysis_restarts_it() {
             [(100, 0), (90, 10), (80, 20), (70, 30), (60, 40), (100, 0)],
             "weights {weights:?}"
         );
-        assert_in_order(
-            &hooks.event_messages(),
-            &[
+        hooks
+            .wait_events_in_order(&[
                 "Advance podinfo.test canary weight 20",
                 "New revision detected! Restarting analysis for podinfo.test",
                 "Advance podinfo.test canary weight 10",
                 "Advance podinfo.test canary weight 40",
                 "Promotion completed! Scaling down podinfo.test",
-            ],
-        );
+            ])
+            .await;
         ctrl.stop().await.unwrap();
         cluster.shutdown().await;
     })

@@ -52,15 +52,16 @@ async fn rollback_when_prometheus_reports_errors() {
         let status = cluster.canary("podinfo").await.unwrap().status.unwrap();
         assert_eq!(status.canary_weight, 0);
 
-        assert_in_order(
-            &hooks.event_messages(),
+        hooks
+            .wait_events_in_order(
             &[
                 "Advance podinfo.test canary weight 10",
                 "Halt podinfo.test advancement success rate 50.00% < 99%",
                 "Rolling back podinfo.test failed checks threshold reached 2",
                 "Canary failed! Scaling down podinfo.test",
             ],
-        );
+        )
+        .await;
         // The two identical Warning events are one Kubernetes Event with count 2.
         let halts: Vec<_> = cluster
             .k8s_events("podinfo")
@@ -137,14 +138,15 @@ async fn rollback_by_rollback_webhook() {
             cluster.image("podinfo-primary").await.as_deref(),
             Some("ghcr.io/stefanprodan/podinfo:6.0.0")
         );
-        assert_in_order(
-            &hooks.event_messages(),
+        hooks
+            .wait_events_in_order(
             &[
                 "Advance podinfo.test canary weight 20",
                 "Rolling back podinfo.test manual webhook invoked",
                 "Canary failed! Scaling down podinfo.test",
             ],
-        );
+        )
+        .await;
         ctrl.stop().await.unwrap();
         cluster.shutdown().await;
     })

@@ -63,9 +63,8 @@ async fn ab_testing_run() {
             cluster.image("podinfo-primary").await.as_deref(),
             Some("ghcr.io/stefanprodan/podinfo:6.0.1")
         );
-        assert_in_order(
-            &hooks.event_messages(),
-            &[
+        hooks
+            .wait_events_in_order(&[
                 "Starting canary analysis for podinfo.test",
                 "Advance podinfo.test canary iteration 1/3",
                 "Advance podinfo.test canary iteration 2/3",
@@ -73,8 +72,8 @@ async fn ab_testing_run() {
                 "Copying podinfo.test template spec to podinfo-primary.test",
                 "Routing all traffic to primary",
                 "Promotion completed! Scaling down podinfo.test",
-            ],
-        );
+            ])
+            .await;
         ctrl.stop().await.unwrap();
         cluster.shutdown().await;
     })
@@ -97,9 +96,8 @@ async fn blue_green_run() {
             cluster.image("podinfo-primary").await.as_deref(),
             Some("ghcr.io/stefanprodan/podinfo:6.0.1")
         );
-        assert_in_order(
-            &hooks.event_messages(),
-            &[
+        hooks
+            .wait_events_in_order(&[
                 "Starting canary analysis for podinfo.test",
                 "Advance podinfo.test canary iteration 1/2",
                 "Advance podinfo.test canary iteration 2/2",
@@ -107,8 +105,8 @@ async fn blue_green_run() {
                 "Copying podinfo.test template spec to podinfo-primary.test",
                 "Routing all traffic to primary",
                 "Promotion completed! Scaling down podinfo.test",
-            ],
-        );
+            ])
+            .await;
         // All traffic switches to the green (canary) pods, then back to the promoted primary.
         assert_eq!(rec.weights(), [(100, 0), (0, 100), (100, 0)]);
         ctrl.stop().await.unwrap();

@@ -598,6 +598,33 @@ pub async fn guarded<F: Future>(f: F) -> F::Output {
         .expect("test timed out")
 }
 
+/// True when `expected` appear in `messages` in this order (others may interleave).
+pub fn contains_in_order(messages: &[String], expected: &[&str]) -> bool {
+    let mut idx = 0;
+    for m in messages {
+        if idx < expected.len() && m == expected[idx] {
+            idx += 1;
+        }
+    }
+    idx == expected.len()
+}
+
+impl Hooks {
+    /// Waits (up to 5 s) until `expected` appear in order among the events received, then
+    /// asserts it. Some events are recorded after the status write a test waits for (e.g.
+    /// `Promotion completed!` after phase Succeeded, `Terminated` after the finalizer is gone,
+    /// as in Flagger), so checking right away would race.
+    pub async fn wait_events_in_order(&self, expected: &[&str]) {
+        let start = Instant::now();
+        while !contains_in_order(&self.event_messages(), expected)
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_in_order(&self.event_messages(), expected);
+    }
+}
+
 /// Asserts that `expected` appear in `messages` in this order (other messages may interleave).
 pub fn assert_in_order(messages: &[String], expected: &[&str]) {
     let mut idx = 0;
