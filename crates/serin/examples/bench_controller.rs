@@ -69,6 +69,14 @@ struct Args {
     /// Delay after which the dev cluster's simulated workloads become ready.
     #[arg(long, default_value = "200ms", value_parser = parse_duration)]
     ready_delay: Duration,
+    /// How often the dev cluster's workload simulator writes Deployment status. Each tick
+    /// copies every Deployment under the store lock, so a short tick with thousands of
+    /// Deployments slows the whole dev cluster down.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    simulator_tick: Duration,
+    /// Give up when not all Canaries are Initialized after this long.
+    #[arg(long, default_value = "600s", value_parser = parse_duration)]
+    init_timeout: Duration,
     /// Analysis interval of every Canary.
     #[arg(long, default_value = "10s")]
     interval: String,
@@ -462,17 +470,19 @@ async fn main() -> Result<(), BoxError> {
     std::fs::create_dir_all(&work)?;
     let kubeconfig = work.join("kubeconfig");
     println!(
-        "canaries={n} interval={} duration={:?} spread={:?} threadiness={} ready_delay={:?} cpus={}",
+        "canaries={n} interval={} duration={:?} spread={:?} threadiness={} ready_delay={:?} simulator_tick={:?} cpus={}",
         args.interval,
         args.duration,
         args.spread,
         args.threadiness,
         args.ready_delay,
+        args.simulator_tick,
         std::thread::available_parallelism().map_or(0, |p| p.get()),
     );
 
     let dev = DevCluster::start_with(Config {
         ready_delay: args.ready_delay,
+        simulator_tick: args.simulator_tick,
         event_log_capacity: 200_000,
         ..Config::default()
     })
@@ -536,8 +546,8 @@ async fn main() -> Result<(), BoxError> {
         if p.get("Initialized").copied().unwrap_or(0) == n {
             break;
         }
-        if t.elapsed() > Duration::from_secs(600) {
-            return Err(format!("not all Initialized after 600 s: {p:?}").into());
+        if t.elapsed() > args.init_timeout {
+            return Err(format!("not all Initialized after {:?}: {p:?}", args.init_timeout).into());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
