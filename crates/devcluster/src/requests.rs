@@ -76,6 +76,12 @@ impl RequestLog {
             .collect()
     }
 
+    /// Removes and returns the logged requests, oldest first (nothing is lost between reading
+    /// and clearing, unlike `entries` followed by `clear`).
+    pub fn take(&self) -> Vec<RecordedRequest> {
+        std::mem::take(&mut *self.lock())
+    }
+
     pub fn clear(&self) {
         self.lock().clear();
     }

@@ -159,6 +159,9 @@ pub trait Recorder: Send + Sync {
     fn observe_duration(&self, canary: &Canary, duration: Duration);
     /// `flagger_canary_metric_analysis`.
     fn set_metric_value(&self, canary: &Canary, metric: &str, value: f64);
+    /// `serin_analysis_step_delay_seconds`: how late an analysis step of a run started
+    /// compared with the time it was due ([`super::scheduler::due_at`]).
+    fn observe_step_delay(&self, canary: &Canary, delay: Duration);
 }
 
 /// Flagger's `KubernetesRouter`: the generated ClusterIP Services `<apex>`, `<apex>-primary`

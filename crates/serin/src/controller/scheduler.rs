@@ -116,23 +116,41 @@ pub fn trigger(
             return Trigger::Revision;
         }
     }
-    let mut due_at = last.map(|a| add(a.at, interval));
-    let in_run = matches!(
-        status.phase,
+    match due_at(status, interval, last).and_then(|d| elapsed(now, d)) {
+        Some(after) if !after.is_zero() => Trigger::NotDue { after },
+        _ => Trigger::Due,
+    }
+}
+
+/// Whether `phase` is one of a run's (the phases in which analysis steps are due once per
+/// interval).
+pub fn in_run(phase: CanaryPhase) -> bool {
+    matches!(
+        phase,
         CanaryPhase::Waiting
             | CanaryPhase::Progressing
             | CanaryPhase::WaitingPromotion
             | CanaryPhase::Promoting
             | CanaryPhase::Finalising
-    );
-    if in_run && let Some(t) = &status.last_transition_time {
+    )
+}
+
+/// When the next tick is due, apart from new revisions: one interval after the last attempt
+/// (in memory) and, in the phases of a run, one interval after the persisted step time
+/// (`status.lastTransitionTime`), whichever is later. `None`: due now.
+pub fn due_at(
+    status: &CanaryStatus,
+    interval: Duration,
+    last: Option<&Attempt>,
+) -> Option<Timestamp> {
+    let mut due_at = last.map(|a| add(a.at, interval));
+    if in_run(status.phase)
+        && let Some(t) = &status.last_transition_time
+    {
         let step_at = add(t.0, interval);
         due_at = Some(due_at.map_or(step_at, |d| d.max(step_at)));
     }
-    match due_at.and_then(|d| elapsed(now, d)) {
-        Some(after) if !after.is_zero() => Trigger::NotDue { after },
-        _ => Trigger::Due,
-    }
+    due_at
 }
 
 /// The analysis scheduler.
@@ -262,6 +280,14 @@ impl Scheduler {
             return Ok(Next {
                 requeue_after: after,
             });
+        }
+        if why == Trigger::Due
+            && in_run(status.phase)
+            && let Some(due) = due_at(&status, interval, last.as_ref())
+        {
+            // An analysis step of a run: how late it starts.
+            let delay = elapsed(due, now).unwrap_or(Duration::ZERO);
+            self.ports.recorder.observe_step_delay(&canary, delay);
         }
         let mut tick = Tick::bare(self, canary, now);
         tick.trigger = why;

@@ -21,6 +21,11 @@ pub const DEFAULT_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Buckets of `serin_analysis_step_delay_seconds`: 1 ms to 10 s.
+pub const STEP_DELAY_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// Content type of [`Recorder::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -106,6 +111,7 @@ pub struct Recorder {
     reconciles: Family<ResultLabels, Counter>,
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconcile_duration: Histogram,
+    step_delay: Histogram,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -193,6 +199,12 @@ impl Recorder {
             "Duration of canary reconciliations",
             reconcile_duration.clone(),
         );
+        let step_delay = Histogram::new(STEP_DELAY_BUCKETS);
+        registry.register(
+            "serin_analysis_step_delay_seconds",
+            "How late analysis steps started after their due time",
+            step_delay.clone(),
+        );
         Recorder {
             registry: Arc::new(registry),
             info,
@@ -206,6 +218,7 @@ impl Recorder {
             reconciles,
             reconcile_errors,
             reconcile_duration,
+            step_delay,
         }
     }
 
@@ -338,6 +351,12 @@ impl Recorder {
         self.reconcile_duration.observe(seconds);
     }
 
+    /// Observes one analysis step in `serin_analysis_step_delay_seconds`: seconds between the
+    /// time the step was due and the time the scheduler started it.
+    pub fn observe_step_delay(&self, seconds: f64) {
+        self.step_delay.observe(seconds);
+    }
+
     /// The OpenMetrics text exposition of every series ([`CONTENT_TYPE`]).
     pub fn encode(&self) -> Result<String, RecorderError> {
         let mut out = String::new();
@@ -401,6 +420,7 @@ mod tests {
         r.inc_failures("podinfo", "test", "blue-green", "completed");
         r.reconcile_succeeded(0.02);
         r.reconcile_failed("KubeError", 0.5);
+        r.observe_step_delay(0.003);
         let text = r.encode().unwrap();
         let l = lines(&text);
         let has = |line: &str| assert!(l.contains(&line), "missing {line:?} in\n{text}");
@@ -441,6 +461,10 @@ mod tests {
         has(r#"serin_reconcile_total{result="error"} 1"#);
         has(r#"serin_reconcile_errors_total{error="KubeError"} 1"#);
         has("serin_reconcile_duration_seconds_count 2");
+        has("# TYPE serin_analysis_step_delay_seconds histogram");
+        has(r#"serin_analysis_step_delay_seconds_bucket{le="0.0025"} 0"#);
+        has(r#"serin_analysis_step_delay_seconds_bucket{le="0.005"} 1"#);
+        has("serin_analysis_step_delay_seconds_count 1");
         assert_eq!(l.last(), Some(&"# EOF"));
     }
 

@@ -64,4 +64,8 @@ impl RecorderPortTrait for RecorderPort {
         let (name, ns) = target(canary);
         self.inner.set_metric_analysis(name, ns, metric, value);
     }
+
+    fn observe_step_delay(&self, _canary: &Canary, delay: Duration) {
+        self.inner.observe_step_delay(delay.as_secs_f64());
+    }
 }

@@ -302,3 +302,25 @@ async fn finalizer_is_removed_when_revert_is_switched_off() {
     w.reconcile().await;
     assert!(!lock(&w.target.0).finalized, "no revert without the option");
 }
+
+#[tokio::test]
+async fn step_delays_are_observed_for_due_steps_of_a_run_only() {
+    let w = World::new(canary(Some(progressive()), serde_json::json!({})));
+    w.initialized().await;
+    // Idle reconciles and the revision tick are not analysis steps.
+    w.reconcile().await;
+    w.push("rev2");
+    w.reconcile().await;
+    assert!(lock(&w.recorder.step_delays).is_empty());
+    // A step started on time, and one started 3 s late.
+    w.tick().await;
+    w.clock.advance(INTERVAL + Duration::from_secs(3));
+    w.reconcile().await;
+    assert_eq!(
+        *lock(&w.recorder.step_delays),
+        vec![Duration::ZERO, Duration::from_secs(3)]
+    );
+    // Extra reconciles before the next step is due observe nothing.
+    w.reconcile().await;
+    assert_eq!(lock(&w.recorder.step_delays).len(), 2);
+}

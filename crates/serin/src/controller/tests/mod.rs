@@ -175,6 +175,7 @@ pub struct FakeRecorder {
     pub failures: Mutex<Vec<(Strategy, AnalysisStatus)>>,
     pub durations: AtomicUsize,
     pub metric_values: Mutex<BTreeMap<String, f64>>,
+    pub step_delays: Mutex<Vec<Duration>>,
 }
 
 impl Recorder for FakeRecorder {
@@ -195,6 +196,9 @@ impl Recorder for FakeRecorder {
     }
     fn set_metric_value(&self, _c: &Canary, metric: &str, value: f64) {
         lock(&self.metric_values).insert(metric.to_string(), value);
+    }
+    fn observe_step_delay(&self, _c: &Canary, delay: Duration) {
+        lock(&self.step_delays).push(delay);
     }
 }
 

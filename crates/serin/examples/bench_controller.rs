@@ -1,0 +1,743 @@
+//! Controller benchmark (issue 4): N Canaries on an in-process dev cluster, analysed by the real
+//! `serin controller` binary running as its own process. See `bench/controller/README.md`.
+//!
+//! ```sh
+//! cargo build --release -p serin --bin serin --example bench_controller
+//! target/release/examples/bench_controller --canaries 1000 --duration 120s
+//! ```
+//!
+//! Measures, over the analysis window (from the first new revision to the end of `--duration`):
+//! the lag of analysis steps behind their due time (the controller's
+//! `serin_analysis_step_delay_seconds` histogram), the controller's resident memory (VmRSS,
+//! VmHWM), its CPU time per analysis step, the API requests it made per step (the dev cluster's
+//! request log, the benchmark's own requests excluded by a header), and the latency from a
+//! Deployment change to the Canary's `New revision detected!` Event as seen by a watch.
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use devcluster::{Config, DevCluster};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Namespace};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use serde_json::json;
+use serin::api::Canary;
+
+const NS: &str = "bench";
+/// Header on every request of the benchmark's own client, so that the request count of the
+/// controller can leave them out.
+const BENCH_HEADER: &str = "x-serin-bench";
+const ISTIO_CRDS: &str = include_str!("../../../examples/istio-crds.yaml");
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark of `serin controller` on the dev cluster")]
+struct Args {
+    /// Number of Deployments and Canaries.
+    #[arg(long, default_value_t = 100)]
+    canaries: usize,
+    /// Analysis window after the new revisions start (e.g. 120s, 3m).
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    duration: Duration,
+    /// The new revisions of all Canaries are spread evenly over this long.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    spread: Duration,
+    /// Detection-latency sample: this many single image changes, one at a time, during the
+    /// analysis window (each restarts that Canary's analysis).
+    #[arg(long, default_value_t = 200)]
+    detections: usize,
+    /// Pause between two detection-sample changes.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    detection_gap: Duration,
+    /// The `serin` binary to run as the controller.
+    #[arg(long, default_value = "target/release/serin")]
+    serin: PathBuf,
+    /// `serin controller --threadiness`.
+    #[arg(long, default_value_t = 2)]
+    threadiness: usize,
+    /// Delay after which the dev cluster's simulated workloads become ready.
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    ready_delay: Duration,
+    /// How often the dev cluster's workload simulator writes Deployment status. Each tick
+    /// copies every Deployment under the store lock, so a short tick with thousands of
+    /// Deployments slows the whole dev cluster down.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    simulator_tick: Duration,
+    /// Give up when not all Canaries are Initialized after this long.
+    #[arg(long, default_value = "600s", value_parser = parse_duration)]
+    init_timeout: Duration,
+    /// Analysis interval of every Canary.
+    #[arg(long, default_value = "10s")]
+    interval: String,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("bad duration unit in {s:?} (ms, s, m)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Per-request counts of the controller (requests without [`BENCH_HEADER`]).
+#[derive(Default)]
+struct RequestCounts {
+    by_verb_resource: BTreeMap<(String, String), u64>,
+    total: u64,
+    bench: u64,
+}
+
+/// `/apis/networking.istio.io/v1beta1/namespaces/bench/virtualservices/app-1` → `virtualservices`
+/// (`/status` kept as `canaries/status`).
+fn resource_of(path: &str) -> String {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let after_ns = parts.iter().position(|p| *p == "namespaces").map(|i| i + 2);
+    let base = match after_ns {
+        Some(i) if i < parts.len() => i,
+        _ => match parts.first() {
+            Some(&"api") => 2,
+            _ => 3,
+        },
+    };
+    let mut r = parts.get(base).copied().unwrap_or("?").to_string();
+    if let Some(sub) = parts.get(base + 2) {
+        r.push('/');
+        r.push_str(sub);
+    }
+    r
+}
+
+/// A point-in-time view of the controller process and its metrics.
+struct Snapshot {
+    at: Instant,
+    cpu_ticks: u64,
+    rss_kb: u64,
+    hwm_kb: u64,
+    metrics: String,
+    requests: u64,
+}
+
+fn proc_status_kb(pid: u32, field: &str) -> Result<u64, BoxError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(field))
+        .ok_or_else(|| format!("no {field} in /proc/{pid}/status"))?;
+    let kb = line
+        .split_whitespace()
+        .nth(1)
+        .ok_or("bad status line")?
+        .parse()?;
+    Ok(kb)
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn proc_cpu_ticks(pid: u32) -> Result<u64, BoxError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = text.rsplit_once(')').ok_or("bad /proc/pid/stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state); utime is field 14, stime field 15.
+    let utime: u64 = fields.get(11).ok_or("no utime")?.parse()?;
+    let stime: u64 = fields.get(12).ok_or("no stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The value of an unlabelled sample `name` (or with exactly `labels`) in a text exposition.
+fn metric_value(metrics: &str, name_and_labels: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            (k == name_and_labels).then(|| v.parse().ok())?
+        })
+        .unwrap_or(0.0)
+}
+
+/// Cumulative buckets `(le, count)` of the histogram `name`, `+Inf` last.
+fn buckets(metrics: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    metrics
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (le, tail) = rest.split_once('"')?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count = tail.rsplit_once(' ')?.1.parse().ok()?;
+            Some((le, count))
+        })
+        .collect()
+}
+
+/// Bucket-wise `after - before`.
+fn bucket_delta(after: &[(f64, f64)], before: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    after
+        .iter()
+        .map(|(le, c)| {
+            let b = before
+                .iter()
+                .find(|(l, _)| l == le)
+                .map_or(0.0, |(_, c)| *c);
+            (*le, c - b)
+        })
+        .collect()
+}
+
+/// Prometheus' `histogram_quantile`: linear interpolation inside the bucket holding rank `q`.
+fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut prev_le = 0.0;
+    let mut prev_count = 0.0;
+    for (le, count) in buckets {
+        if *count >= rank {
+            if le.is_infinite() {
+                return Some(prev_le);
+            }
+            let in_bucket = count - prev_count;
+            let frac = if in_bucket > 0.0 {
+                (rank - prev_count) / in_bucket
+            } else {
+                1.0
+            };
+            return Some(prev_le + (le - prev_le) * frac);
+        }
+        prev_le = *le;
+        prev_count = *count;
+    }
+    None
+}
+
+/// The upper bound of the highest non-empty bucket (the maximum is at most that).
+fn histogram_max_bound(buckets: &[(f64, f64)]) -> Option<f64> {
+    let mut prev = 0.0;
+    let mut bound = None;
+    for (le, count) in buckets {
+        if *count > prev {
+            bound = Some(*le);
+        }
+        prev = *count;
+    }
+    bound
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[idx]
+}
+
+async fn bench_client(kubeconfig: &Path) -> Result<Client, BoxError> {
+    let kc = Kubeconfig::read_from(kubeconfig)?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    config.headers.push((
+        http::HeaderName::from_static(BENCH_HEADER),
+        http::HeaderValue::from_static("1"),
+    ));
+    Ok(Client::try_from(config)?)
+}
+
+async fn install(client: &Client) -> Result<(), BoxError> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut crds = serin::api::crd::all();
+    for doc in ISTIO_CRDS.split("\n---\n") {
+        if doc.trim().is_empty() {
+            continue;
+        }
+        crds.push(serde_saphyr::from_str(doc)?);
+    }
+    for crd in crds {
+        api.create(&PostParams::default(), &crd).await?;
+    }
+    let ns: Api<Namespace> = Api::all(client.clone());
+    ns.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
+    )
+    .await?;
+    Ok(())
+}
+
+fn name(i: usize) -> String {
+    format!("app-{i:04}")
+}
+
+async fn create_objects(client: &Client, n: usize, interval: &str) -> Result<(), BoxError> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let canaries: Api<Canary> = Api::namespaced(client.clone(), NS);
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let deployments = deployments.clone();
+            let canaries = canaries.clone();
+            async move {
+                let app = name(i);
+                let d: Deployment = serde_json::from_value(json!({
+                    "apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": app, "namespace": NS, "labels": {"app": app}},
+                    "spec": {
+                        "replicas": 1,
+                        "selector": {"matchLabels": {"app": app}},
+                        "template": {
+                            "metadata": {"labels": {"app": app}},
+                            "spec": {"containers": [{"name": "app", "image": "example/app:1.0.0",
+                                "ports": [{"name": "http", "containerPort": 9898}]}]}
+                        }
+                    }
+                }))?;
+                deployments.create(&PostParams::default(), &d).await?;
+                let c: Canary = serde_json::from_value(json!({
+                    "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+                    "metadata": {"name": app, "namespace": NS},
+                    "spec": {
+                        "provider": "istio",
+                        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": app},
+                        "progressDeadlineSeconds": 3600,
+                        "service": {"port": 9898},
+                        "analysis": {"interval": interval, "threshold": 5,
+                            "stepWeight": 10, "maxWeight": 50}
+                    }
+                }))?;
+                canaries.create(&PostParams::default(), &c).await?;
+                Ok::<(), BoxError>(())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+async fn phases(client: &Client) -> Result<BTreeMap<String, usize>, BoxError> {
+    let canaries: Api<Canary> = Api::namespaced(client.clone(), NS);
+    let mut out = BTreeMap::new();
+    for c in canaries.list(&ListParams::default()).await?.items {
+        let phase = c
+            .status
+            .map(|s| s.phase.as_str().to_string())
+            .unwrap_or_default();
+        *out.entry(phase).or_insert(0) += 1;
+    }
+    Ok(out)
+}
+
+async fn set_image(deployments: &Api<Deployment>, app: &str, image: &str) -> Result<(), BoxError> {
+    let patch =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}});
+    deployments
+        .patch(app, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Canary name → when its last image change was sent (waiting for detection).
+type Pending = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// Watches Events and turns `New revision detected!` on a pending Canary into a latency.
+fn spawn_detection_watch(
+    client: Client,
+    pending: Pending,
+    latencies: Arc<Mutex<Vec<(String, f64)>>>,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let api: Api<Event> = Api::namespaced(client, NS);
+        let mut stream = watcher(api, watcher::Config::default()).boxed();
+        let mut ready = Some(ready_tx);
+        while let Some(ev) = stream.next().await {
+            let now = Instant::now();
+            let obj = match ev {
+                Ok(watcher::Event::Apply(e)) => e,
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(());
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            let detected = obj
+                .message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("New revision detected!"));
+            if !detected {
+                continue;
+            }
+            let Some(canary) = obj.involved_object.name else {
+                continue;
+            };
+            let sent = pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&canary);
+            if let Some(sent) = sent {
+                latencies
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((canary, now.duration_since(sent).as_secs_f64()));
+            }
+        }
+    });
+    ready_rx
+}
+
+async fn fetch_metrics(url: &str) -> Result<String, BoxError> {
+    Ok(reqwest::get(url).await?.error_for_status()?.text().await?)
+}
+
+fn snapshot(pid: u32, metrics: String, requests: u64) -> Result<Snapshot, BoxError> {
+    Ok(Snapshot {
+        at: Instant::now(),
+        cpu_ticks: proc_cpu_ticks(pid)?,
+        rss_kb: proc_status_kb(pid, "VmRSS:")?,
+        hwm_kb: proc_status_kb(pid, "VmHWM:")?,
+        metrics,
+        requests,
+    })
+}
+
+fn free_port() -> Result<u16, BoxError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn latency_summary(label: &str, mut values: Vec<f64>, expected: usize) {
+    values.sort_by(f64::total_cmp);
+    if values.is_empty() {
+        println!("{label}: no detections observed (of {expected})");
+        return;
+    }
+    println!(
+        "{label}: n={} (of {expected}) p50={:.1} ms p90={:.1} ms p99={:.1} ms max={:.1} ms",
+        values.len(),
+        percentile(&values, 0.50) * 1000.0,
+        percentile(&values, 0.90) * 1000.0,
+        percentile(&values, 0.99) * 1000.0,
+        values.last().copied().unwrap_or(f64::NAN) * 1000.0,
+    );
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = Args::parse();
+    let n = args.canaries;
+    if !args.serin.exists() {
+        return Err(format!(
+            "{} not found: build it with `cargo build --release -p serin` or pass --serin",
+            args.serin.display()
+        )
+        .into());
+    }
+    let work = std::env::temp_dir().join(format!("serin-bench-controller-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let kubeconfig = work.join("kubeconfig");
+    println!(
+        "canaries={n} interval={} duration={:?} spread={:?} threadiness={} ready_delay={:?} simulator_tick={:?} cpus={}",
+        args.interval,
+        args.duration,
+        args.spread,
+        args.threadiness,
+        args.ready_delay,
+        args.simulator_tick,
+        std::thread::available_parallelism().map_or(0, |p| p.get()),
+    );
+
+    let dev = DevCluster::start_with(Config {
+        ready_delay: args.ready_delay,
+        simulator_tick: args.simulator_tick,
+        event_log_capacity: 200_000,
+        ..Config::default()
+    })
+    .await?;
+    dev.write_kubeconfig(&kubeconfig)?;
+    let client = bench_client(&kubeconfig).await?;
+    install(&client).await?;
+    let t = Instant::now();
+    create_objects(&client, n, &args.interval).await?;
+    println!(
+        "created {n} Deployments and {n} Canaries in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // Count the controller's requests from here on (the request log is drained every 200 ms).
+    let counts = Arc::new(Mutex::new(RequestCounts::default()));
+    dev.requests().set_enabled(true);
+    let drain_requests = |counts: &Arc<Mutex<RequestCounts>>| {
+        let taken = dev.requests().take();
+        let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+        for r in taken {
+            if r.header(BENCH_HEADER).is_some() {
+                c.bench += 1;
+                continue;
+            }
+            c.total += 1;
+            *c.by_verb_resource
+                .entry((r.verb.clone(), resource_of(&r.path)))
+                .or_insert(0) += 1;
+        }
+        c.total
+    };
+
+    let port = free_port()?;
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    let log_path = work.join("controller.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut child = tokio::process::Command::new(&args.serin)
+        .arg("controller")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--port", &port.to_string()])
+        .args(["--log-level", "warn"])
+        .args(["--threadiness", &args.threadiness.to_string()])
+        .args(["--metrics-server", "http://127.0.0.1:1"])
+        .stderr(log.try_clone()?)
+        .stdout(log)
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().ok_or("controller exited at once")?;
+    println!("controller pid {pid}, log {}", log_path.display());
+
+    // Initialisation of all Canaries.
+    let t = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("controller exited: {status}; see {}", log_path.display()).into());
+        }
+        let p = phases(&client).await?;
+        drain_requests(&counts);
+        if p.get("Initialized").copied().unwrap_or(0) == n {
+            break;
+        }
+        if t.elapsed() > args.init_timeout {
+            return Err(format!("not all Initialized after {:?}: {p:?}", args.init_timeout).into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let init_secs = t.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let init_requests = drain_requests(&counts);
+    let idle = snapshot(pid, fetch_metrics(&metrics_url).await?, init_requests)?;
+    println!(
+        "all {n} Initialized {init_secs:.1} s after the controller started; {init_requests} controller requests so far; RSS {:.1} MB",
+        idle.rss_kb as f64 / 1024.0
+    );
+
+    // Detection watch, then the new revisions of all Canaries spread over `spread`.
+    let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+    let burst_latencies = Arc::new(Mutex::new(Vec::new()));
+    let ready = spawn_detection_watch(client.clone(), pending.clone(), burst_latencies.clone());
+    let _ = tokio::time::timeout(Duration::from_secs(30), ready).await;
+    let start = snapshot(
+        pid,
+        fetch_metrics(&metrics_url).await?,
+        drain_requests(&counts),
+    )?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let gap = args.spread.div_f64(n.max(1) as f64);
+    let t0 = Instant::now();
+    for i in 0..n {
+        let due = t0 + gap.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name(i), Instant::now());
+        set_image(&deployments, &name(i), "example/app:2.0.0").await?;
+    }
+    println!(
+        "new revisions sent to all {n} in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+
+    // Detection sample: one change at a time while the analysis runs (restarts that Canary's
+    // analysis). Wait for each detection (up to 10 s) before the next change.
+    let wait = Instant::now();
+    while !pending.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+        && wait.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let burst: Vec<(String, f64)> =
+        std::mem::take(&mut *burst_latencies.lock().unwrap_or_else(|e| e.into_inner()));
+    let burst_missing = {
+        let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+        let missing = p.len();
+        p.clear();
+        missing
+    };
+    let detections = args.detections.min(n);
+    let deadline = t0 + args.duration;
+    let mut sent = 0;
+    for k in 0..detections {
+        if Instant::now() + Duration::from_secs(10) > deadline {
+            break;
+        }
+        // Spread the sample over the Canaries.
+        let app = name(k * n / detections.max(1));
+        pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(app.clone(), Instant::now());
+        set_image(&deployments, &app, &format!("example/app:3.0.{k}")).await?;
+        sent += 1;
+        let wait = Instant::now();
+        while pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&app)
+            && wait.elapsed() < Duration::from_secs(10)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(args.detection_gap).await;
+        drain_requests(&counts);
+    }
+    let sampled: Vec<(String, f64)> =
+        std::mem::take(&mut *burst_latencies.lock().unwrap_or_else(|e| e.into_inner()));
+
+    // The rest of the analysis window.
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("controller exited: {status}; see {}", log_path.display()).into());
+        }
+        drain_requests(&counts);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let end = snapshot(
+        pid,
+        fetch_metrics(&metrics_url).await?,
+        drain_requests(&counts),
+    )?;
+    let final_phases = phases(&client).await?;
+
+    // Report.
+    let window = end.at.duration_since(start.at).as_secs_f64();
+    let hist = "serin_analysis_step_delay_seconds";
+    let delta = bucket_delta(&buckets(&end.metrics, hist), &buckets(&start.metrics, hist));
+    let steps = metric_value(&end.metrics, &format!("{hist}_count"))
+        - metric_value(&start.metrics, &format!("{hist}_count"));
+    let delay_sum = metric_value(&end.metrics, &format!("{hist}_sum"))
+        - metric_value(&start.metrics, &format!("{hist}_sum"));
+    let reconciles = metric_value(&end.metrics, "serin_reconcile_total{result=\"success\"}")
+        - metric_value(&start.metrics, "serin_reconcile_total{result=\"success\"}");
+    let reconcile_errors = metric_value(&end.metrics, "serin_reconcile_total{result=\"error\"}")
+        - metric_value(&start.metrics, "serin_reconcile_total{result=\"error\"}");
+    let tck = clock_ticks_per_second();
+    let cpu = (end.cpu_ticks - start.cpu_ticks) as f64 / tck;
+    let requests = end.requests - start.requests;
+    println!();
+    println!("== analysis window: {window:.1} s (from the first new revision)");
+    println!("final phases: {final_phases:?}");
+    println!(
+        "analysis steps (serin_analysis_step_delay_seconds_count): {steps}; reconciles: {reconciles} ok, {reconcile_errors} errors"
+    );
+    let q = |x: f64| {
+        histogram_quantile(x, &delta).map_or("n/a".to_string(), |v| format!("{:.1} ms", v * 1000.0))
+    };
+    println!(
+        "step delay: p50={} p90={} p99={} mean={:.1} ms max<={}",
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        if steps > 0.0 {
+            delay_sum / steps * 1000.0
+        } else {
+            f64::NAN
+        },
+        histogram_max_bound(&delta).map_or("n/a".to_string(), |v| format!("{v} s")),
+    );
+    println!("step delay buckets (le: count in window): {delta:?}");
+    println!(
+        "memory: RSS idle (all Initialized) {:.1} MB, RSS end {:.1} MB, peak (VmHWM) {:.1} MB",
+        idle.rss_kb as f64 / 1024.0,
+        end.rss_kb as f64 / 1024.0,
+        end.hwm_kb as f64 / 1024.0
+    );
+    println!(
+        "CPU: {cpu:.2} s in the window ({:.1} % of one core); {:.2} ms per step; initialisation {:.2} s",
+        cpu / window * 100.0,
+        if steps > 0.0 {
+            cpu / steps * 1000.0
+        } else {
+            f64::NAN
+        },
+        (idle.cpu_ticks as f64) / tck,
+    );
+    println!(
+        "API requests by the controller: {requests} in the window ({:.1} per step, {:.1}/s); {} during start-up and initialisation",
+        if steps > 0.0 {
+            requests as f64 / steps
+        } else {
+            f64::NAN
+        },
+        requests as f64 / window,
+        start.requests,
+    );
+    {
+        let c = counts.lock().unwrap_or_else(|e| e.into_inner());
+        println!("  all controller requests by verb and resource (whole run):");
+        for ((verb, res), count) in &c.by_verb_resource {
+            println!("    {verb:>6} {res:<40} {count}");
+        }
+        println!("  benchmark's own requests (excluded): {}", c.bench);
+    }
+    latency_summary(
+        &format!(
+            "revision detection, burst of {n} changes over {:?}",
+            args.spread
+        ),
+        burst.iter().map(|(_, v)| *v).collect(),
+        n,
+    );
+    if burst_missing > 0 {
+        println!("  ({burst_missing} burst changes not detected within 30 s of the last one)");
+    }
+    latency_summary(
+        "revision detection, one change at a time during the analysis",
+        sampled.iter().map(|(_, v)| *v).collect(),
+        sent,
+    );
+
+    let _ = child.kill().await;
+    dev.shutdown().await;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
