@@ -155,33 +155,41 @@ pub fn canary_id(canary: &Canary) -> String {
     )
 }
 
-/// The built-in success-rate check: `None` passes, `Some(message)` halts.
-/// `thresholdRange` bounds are inclusive; the legacy `threshold` is a minimum.
-pub fn success_rate_verdict(id: &str, metric: &CanaryMetric, value: f64) -> Option<String> {
+/// The bound `value` breaks, as `("<", min)` or `(">", max)`: `thresholdRange` bounds are
+/// inclusive; without a range the legacy `threshold` is a minimum (`legacy_is_min`, the success
+/// rate) or a maximum (custom metrics), 0 when unset.
+fn broken_bound(
+    metric: &CanaryMetric,
+    value: f64,
+    legacy_is_min: bool,
+) -> Option<(&'static str, f64)> {
     if let Some(range) = &metric.threshold_range {
         if let Some(min) = range.min
             && value < min
         {
-            return Some(format!(
-                "Halt {id} advancement success rate {value:.2}% < {}%",
-                go_float(min)
-            ));
+            return Some(("<", min));
         }
         if let Some(max) = range.max
             && value > max
         {
-            return Some(format!(
-                "Halt {id} advancement success rate {value:.2}% > {}%",
-                go_float(max)
-            ));
+            return Some((">", max));
         }
         return None;
     }
     let threshold = metric.threshold.unwrap_or(0.0);
-    (threshold > value).then(|| {
+    if legacy_is_min {
+        (value < threshold).then_some(("<", threshold))
+    } else {
+        (value > threshold).then_some((">", threshold))
+    }
+}
+
+/// The built-in success-rate check: `None` passes, `Some(message)` halts.
+pub fn success_rate_verdict(id: &str, metric: &CanaryMetric, value: f64) -> Option<String> {
+    broken_bound(metric, value, true).map(|(op, bound)| {
         format!(
-            "Halt {id} advancement success rate {value:.2}% < {}%",
-            go_float(threshold)
+            "Halt {id} advancement success rate {value:.2}% {op} {}%",
+            go_float(bound)
         )
     })
 }
@@ -240,30 +248,10 @@ pub fn duration_verdict(id: &str, metric: &CanaryMetric, value: Duration) -> Opt
 /// A custom (inline or template) check; the legacy `threshold` is a maximum.
 pub fn custom_verdict(id: &str, metric: &CanaryMetric, value: f64) -> Option<String> {
     let name = &metric.name;
-    if let Some(range) = &metric.threshold_range {
-        if let Some(min) = range.min
-            && value < min
-        {
-            return Some(format!(
-                "Halt {id} advancement {name} {value:.2} < {}",
-                go_float(min)
-            ));
-        }
-        if let Some(max) = range.max
-            && value > max
-        {
-            return Some(format!(
-                "Halt {id} advancement {name} {value:.2} > {}",
-                go_float(max)
-            ));
-        }
-        return None;
-    }
-    let threshold = metric.threshold.unwrap_or(0.0);
-    (value > threshold).then(|| {
+    broken_bound(metric, value, false).map(|(op, bound)| {
         format!(
-            "Halt {id} advancement {name} {value:.2} > {}",
-            go_float(threshold)
+            "Halt {id} advancement {name} {value:.2} {op} {}",
+            go_float(bound)
         )
     })
 }
