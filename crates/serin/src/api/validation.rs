@@ -470,7 +470,10 @@ fn check_metrics(path: &str, metrics: &[CanaryMetric], out: &mut Vec<Problem>) {
             if metric.builtin().is_some() {
                 out.push(Problem::warning(
                     mp.clone(),
-                    format!("{:?} is a built-in check name: the built-in query runs as well as the template", metric.name),
+                    format!(
+                        "{:?} is a built-in check name: Serin runs only the template (Flagger also runs the built-in query)",
+                        metric.name
+                    ),
                 ));
             }
         }
