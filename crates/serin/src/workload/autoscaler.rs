@@ -14,8 +14,8 @@ use kube::api::{ApiResource, DynamicObject, Patch, PostParams};
 use serde_json::{Map, Value, json};
 
 use super::meta::{
-    FIELD_MANAGER, WorkloadConfig, canary_id, filter_toolkit, merge_patch_diff, metadata_map_patch,
-    namespace, patch_params, require_owner_reference,
+    FIELD_MANAGER, WorkloadConfig, canary_id, exact_metadata_patch, filter_toolkit,
+    merge_patch_diff, namespace, patch_params, require_owner_reference,
 };
 use super::{ScalerReconciler, WorkloadError};
 use crate::api::Canary;
@@ -144,22 +144,10 @@ pub fn hpa_update_patch(
     if let Some(p) = merge_patch_diff(&owned(&live), &owned(&desired)) {
         patch.insert("spec".into(), p);
     }
-    let mut meta = Map::new();
     let labels = config.include_by_prefix(source.metadata.labels.as_ref());
-    if let Some(p) = metadata_map_patch(primary.metadata.labels.as_ref(), &labels, true, &[]) {
-        meta.insert("labels".into(), p);
-    }
     let annotations = config.include_by_prefix(source.metadata.annotations.as_ref());
-    if let Some(p) = metadata_map_patch(
-        primary.metadata.annotations.as_ref(),
-        &annotations,
-        true,
-        &[],
-    ) {
-        meta.insert("annotations".into(), p);
-    }
-    if !meta.is_empty() {
-        patch.insert("metadata".into(), Value::Object(meta));
+    if let Some(meta) = exact_metadata_patch(&primary.metadata, &labels, &annotations) {
+        patch.insert("metadata".into(), meta);
     }
     (!patch.is_empty()).then_some(Value::Object(patch))
 }
@@ -383,20 +371,8 @@ pub fn scaled_object_update_patch(
     }
     let (labels, annotations) =
         scaled_object_metadata(&source.metadata, |m| config.include_by_prefix(m));
-    let mut meta = Map::new();
-    if let Some(p) = metadata_map_patch(primary.metadata.labels.as_ref(), &labels, true, &[]) {
-        meta.insert("labels".into(), p);
-    }
-    if let Some(p) = metadata_map_patch(
-        primary.metadata.annotations.as_ref(),
-        &annotations,
-        true,
-        &[],
-    ) {
-        meta.insert("annotations".into(), p);
-    }
-    if !meta.is_empty() {
-        patch.insert("metadata".into(), Value::Object(meta));
+    if let Some(meta) = exact_metadata_patch(&primary.metadata, &labels, &annotations) {
+        patch.insert("metadata".into(), meta);
     }
     (!patch.is_empty()).then_some(Value::Object(patch))
 }

@@ -372,6 +372,23 @@ pub fn apply_merge_patch(doc: &mut Value, patch: &Value) {
 
 /// The merge patch of a metadata map (labels or annotations): sets every desired entry and, when
 /// `remove_others` is set, removes live keys that are not desired (except `keep`).
+/// The `metadata` part of a merge patch that makes `live`'s labels and annotations exactly
+/// `labels` and `annotations`; `None` when they already are.
+pub fn exact_metadata_patch(
+    live: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+) -> Option<Value> {
+    let mut meta = Map::new();
+    if let Some(p) = metadata_map_patch(live.labels.as_ref(), labels, true, &[]) {
+        meta.insert("labels".into(), p);
+    }
+    if let Some(p) = metadata_map_patch(live.annotations.as_ref(), annotations, true, &[]) {
+        meta.insert("annotations".into(), p);
+    }
+    (!meta.is_empty()).then_some(Value::Object(meta))
+}
+
 pub fn metadata_map_patch(
     live: Option<&BTreeMap<String, String>>,
     desired: &BTreeMap<String, String>,
