@@ -10,12 +10,12 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, Patch, PostParams};
+use kube::api::{ApiResource, DynamicObject, Patch};
 use serde_json::{Map, Value, json};
 
 use super::meta::{
-    FIELD_MANAGER, WorkloadConfig, canary_id, exact_metadata_patch, filter_toolkit,
-    merge_patch_diff, namespace, patch_params, require_owner_reference,
+    WorkloadConfig, canary_id, exact_metadata_patch, filter_toolkit, merge_patch_diff, namespace,
+    patch_params, post_params, require_owner_reference,
 };
 use super::{ScalerReconciler, WorkloadError};
 use crate::api::Canary;
@@ -52,13 +52,6 @@ pub fn scaler_for(
         other => Err(WorkloadError::Invalid(format!(
             "autoscalerRef kind {other} is not supported (HorizontalPodAutoscaler or ScaledObject)"
         ))),
-    }
-}
-
-fn post_params() -> PostParams {
-    PostParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..Default::default()
     }
 }
 

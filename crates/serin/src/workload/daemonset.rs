@@ -8,14 +8,14 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{Patch, PostParams};
+use kube::api::Patch;
 use serde_json::{Value, json};
 
 use super::config_tracker::{ConfigTracker, TrackedConfigs};
 use super::meta::patch_params;
 use super::meta::{
-    FIELD_MANAGER, WorkloadConfig, canary_id, filter_toolkit, merge_patch_diff, namespace,
-    primary_labels, require_owner_reference, revision_hash,
+    WorkloadConfig, filter_toolkit, merge_patch_diff, namespace, primary_labels,
+    require_owner_reference, revision_hash,
 };
 use super::pod::{self, selector_label};
 use super::template::{
@@ -298,16 +298,10 @@ impl TargetController for DaemonSetController {
         wait_primary_ready: bool,
     ) -> Result<(), WorkloadError> {
         let primary_name = canary.spec.primary_workload_name();
-        let ns = namespace(canary);
-        let existing = self
-            .api(canary)
-            .get_opt(&primary_name)
-            .await
-            .map_err(|source| WorkloadError::Api {
-                context: format!("daemonset {primary_name}.{ns} get query error"),
-                source,
-            })?;
-        if existing.is_none() {
+        if pod::get_opt::<DaemonSet>(&self.client, canary, &primary_name)
+            .await?
+            .is_none()
+        {
             let target = self.get(canary, &canary.spec.target_ref.name).await?;
             check_update_strategy(&target)?;
             selector_label(&self.config, &target)?;
@@ -322,18 +316,7 @@ impl TargetController for DaemonSetController {
                 &new_flagger_id()?,
                 owner,
             )?;
-            let pp = PostParams {
-                field_manager: Some(FIELD_MANAGER.to_string()),
-                ..Default::default()
-            };
-            self.api(canary)
-                .create(&pp, &primary)
-                .await
-                .map_err(|source| WorkloadError::Api {
-                    context: format!("creating daemonset {primary_name}.{ns} failed"),
-                    source,
-                })?;
-            tracing::info!(canary = %canary_id(canary), "DaemonSet {primary_name}.{ns} created");
+            pod::create_primary(&self.client, canary, &primary).await?;
         }
         if wait_primary_ready {
             self.is_primary_ready(canary).await?;

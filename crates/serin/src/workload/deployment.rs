@@ -7,14 +7,14 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{DynamicObject, Patch, PostParams};
+use kube::api::{DynamicObject, Patch};
 use serde_json::{Value, json};
 
 use super::config_tracker::{ConfigTracker, TrackedConfigs};
 use super::meta::patch_params;
 use super::meta::{
-    FIELD_MANAGER, WorkloadConfig, canary_id, merge_patch_diff, namespace, primary_labels,
-    require_owner_reference, revision_hash,
+    WorkloadConfig, merge_patch_diff, namespace, primary_labels, require_owner_reference,
+    revision_hash,
 };
 use super::pod::{self, selector_label};
 use super::template::{
@@ -387,21 +387,7 @@ impl TargetController for DeploymentController {
                 &new_flagger_id()?,
                 owner,
             )?;
-            let pp = PostParams {
-                field_manager: Some(FIELD_MANAGER.to_string()),
-                ..Default::default()
-            };
-            self.api(canary)
-                .create(&pp, &primary)
-                .await
-                .map_err(|source| WorkloadError::Api {
-                    context: format!(
-                        "creating deployment {primary_name}.{} failed",
-                        namespace(canary)
-                    ),
-                    source,
-                })?;
-            tracing::info!(canary = %canary_id(canary), "Deployment {primary_name}.{} created", namespace(canary));
+            pod::create_primary(&self.client, canary, &primary).await?;
         }
         if wait_primary_ready {
             self.is_primary_ready(canary).await?;

@@ -209,6 +209,14 @@ pub fn patch_params() -> kube::api::PatchParams {
     }
 }
 
+/// Create parameters of every object Serin creates (field manager `serin`).
+pub fn post_params() -> kube::api::PostParams {
+    kube::api::PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    }
+}
+
 pub fn namespace(canary: &Canary) -> String {
     canary.metadata.namespace.clone().unwrap_or_default()
 }

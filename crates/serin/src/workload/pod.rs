@@ -8,10 +8,11 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::PodSpec;
 use kube::Api;
 use kube::core::NamespaceResourceScope;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::config_tracker::{ConfigTracker, TrackedConfigs};
-use super::meta::{WorkloadConfig, namespace};
+use super::meta::{WorkloadConfig, canary_id, namespace, post_params};
 use super::template::discovered_ports;
 use super::{TargetMetadata, WorkloadError};
 use crate::api::Canary;
@@ -20,6 +21,7 @@ use crate::api::Canary;
 pub trait PodWorkload:
     kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
     + Clone
+    + Serialize
     + DeserializeOwned
     + Debug
     + Send
@@ -136,4 +138,23 @@ pub async fn target_configs<K: PodWorkload>(
 ) -> Result<TrackedConfigs, WorkloadError> {
     let spec = target.pod_spec().cloned().unwrap_or_default();
     tracker.target_configs(canary, &spec).await
+}
+
+/// Creates the primary workload; Flagger's `<Kind> <name>.<ns> created` log line.
+pub async fn create_primary<K: PodWorkload>(
+    client: &kube::Client,
+    canary: &Canary,
+    primary: &K,
+) -> Result<(), WorkloadError> {
+    let name = primary.meta().name.clone().unwrap_or_default();
+    let ns = namespace(canary);
+    api::<K>(client, canary)
+        .create(&post_params(), primary)
+        .await
+        .map_err(|source| WorkloadError::Api {
+            context: format!("creating {} {name}.{ns} failed", K::KIND),
+            source,
+        })?;
+    tracing::info!(canary = %canary_id(canary), "{} {name}.{ns} created", K::kind(&()));
+    Ok(())
 }
