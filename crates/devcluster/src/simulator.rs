@@ -215,20 +215,24 @@ impl Simulator {
             let Some(def) = st.registry.by_key(key) else {
                 continue;
             };
-            let objs: Vec<Value> = st.list(key, None, None).map(|(_, o)| o.clone()).collect();
-            for o in objs {
-                seen.insert(uid_of(&o).to_string());
-                let status = compute(&mut state, &def.kind, &o, now);
+            // Only the objects whose status moves are copied out of the store.
+            let mut changed: Vec<(Value, Value)> = Vec::new();
+            for (_, o) in st.list(key, None, None) {
+                seen.insert(uid_of(o).to_string());
+                let status = compute(&mut state, &def.kind, o, now);
                 if o.get("status") != Some(&status) {
-                    let _ = ops::finish_update(
-                        st,
-                        &def,
-                        &o,
-                        json!({"status": status}),
-                        Sub::Status,
-                        &WriteOpts::default(),
-                    );
+                    changed.push((o.clone(), status));
                 }
+            }
+            for (o, status) in changed {
+                let _ = ops::finish_update(
+                    st,
+                    &def,
+                    &o,
+                    json!({"status": status}),
+                    Sub::Status,
+                    &WriteOpts::default(),
+                );
             }
         }
         state.rollouts.retain(|uid, _| seen.contains(uid));

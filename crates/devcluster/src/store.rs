@@ -1,7 +1,7 @@
 //! The in-memory store: objects by resource, one global resourceVersion counter, an event log with
 //! a compaction horizon, a broadcast of changes to watchers, and no-op write detection.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,8 +61,12 @@ pub struct Store {
     tx: broadcast::Sender<Arc<Event>>,
     /// Server-side apply ownership, by object uid.
     pub owners: HashMap<String, Owners>,
-    /// Woken when the garbage collector may have work (deletions, owner references).
+    /// Woken when the garbage collector may have work: a deletion, an object being deleted,
+    /// or an owner reference to an object that does not exist.
     pub gc_notify: Arc<Notify>,
+    /// The uids of the stored objects, so that a write with owner references wakes the
+    /// collector only when an owner is missing (a full collection scans every object).
+    uids: HashSet<String>,
 }
 
 /// `ns/name` (empty namespace for cluster-scoped objects).
@@ -184,6 +188,7 @@ impl Store {
             tx,
             owners: HashMap::new(),
             gc_notify: Arc::new(Notify::new()),
+            uids: HashSet::new(),
         }
     }
 
@@ -278,9 +283,11 @@ impl Store {
             .entry(res.clone())
             .or_default()
             .insert(key, obj.clone());
-        if meta_str(&obj, "deletionTimestamp").is_some()
-            || obj["metadata"].get("ownerReferences").is_some()
-        {
+        let uid = uid_of(&obj);
+        if !uid.is_empty() && !self.uids.contains(uid) {
+            self.uids.insert(uid.to_string());
+        }
+        if meta_str(&obj, "deletionTimestamp").is_some() || self.has_missing_owner(&obj) {
             self.gc_notify.notify_one();
         }
         let etype = if old.is_some() {
@@ -290,6 +297,19 @@ impl Store {
         };
         self.record(&res, etype, obj.clone(), old);
         obj
+    }
+
+    /// Whether one of `obj`'s owner references names no stored object.
+    fn has_missing_owner(&self, obj: &Value) -> bool {
+        obj.pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .is_some_and(|refs| {
+                refs.iter().any(|r| {
+                    r.get("uid")
+                        .and_then(Value::as_str)
+                        .is_none_or(|u| !self.uids.contains(u))
+                })
+            })
     }
 
     /// Removes an object; the DELETED event carries its last state with a new resourceVersion.
@@ -303,6 +323,7 @@ impl Store {
             Value::String(self.rv.to_string()),
         );
         self.owners.remove(uid_of(&obj));
+        self.uids.remove(uid_of(&obj));
         self.gc_notify.notify_one();
         self.record(&res, EventType::Deleted, obj.clone(), None);
         Some(obj)
@@ -350,6 +371,40 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use serde_json::json;
+
+    /// Whether the collector was woken since the last call (takes the stored permit).
+    fn woken(st: &Store) -> bool {
+        use futures::FutureExt;
+        st.gc_notify.notified().now_or_never().is_some()
+    }
+
+    #[test]
+    fn the_collector_wakes_only_when_it_may_have_work() {
+        let mut st = Store::new(100);
+        let def = st.registry.by_key("/configmaps").unwrap();
+        let owner = json!({"metadata": {"name": "owner", "namespace": "d", "uid": "u-1"}});
+        st.put(&def, owner.clone());
+        assert!(!woken(&st), "a plain object");
+        let owned = |name: &str, uid: &str| {
+            json!({"metadata": {"name": name, "namespace": "d", "uid": format!("{name}-uid"),
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]}})
+        };
+        st.put(&def, owned("child", "u-1"));
+        assert!(
+            !woken(&st),
+            "owned by a live object (every write of a canary's objects)"
+        );
+        st.put(&def, owned("orphan", "u-gone"));
+        assert!(woken(&st), "owner missing");
+        let mut deleting = owner.clone();
+        deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        st.put(&def, deleting);
+        assert!(woken(&st), "being deleted");
+        st.remove(&def, "d", "owner").unwrap();
+        assert!(woken(&st), "removed");
+        st.put(&def, owned("child2", "u-1"));
+        assert!(woken(&st), "its owner is gone now");
+    }
 
     #[test]
     fn noop_writes_do_not_bump_or_emit() {

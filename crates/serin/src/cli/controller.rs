@@ -76,8 +76,9 @@ pub struct Args {
     #[arg(long = "no-cross-namespace-refs", num_args = 0..=1, default_missing_value = "true",
           default_value_t = false, action = clap::ArgAction::Set)]
     pub no_cross_namespace_refs: bool,
-    /// How often `flagger_canary_total` is refreshed. Serin has no job-sync loop: reconciles
-    /// are driven by watches and each Canary's own requeue.
+    /// How often `flagger_canary_total` is refreshed and Canaries sharing a target are logged.
+    /// Serin has no job-sync loop: reconciles are driven by watches and each Canary's own
+    /// requeue.
     #[arg(long = "control-loop-interval", default_value = "10s")]
     pub control_loop_interval: String,
     /// Accepted for compatibility; no effect (kube-rs has no client-side rate limiter).

@@ -14,8 +14,8 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::ListParams;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Resource, ResourceExt};
 
 use super::events::{self, canary_key};
@@ -66,8 +66,8 @@ pub struct RuntimeOptions {
     pub no_cross_namespace_refs: bool,
     /// `-enable-config-tracking`: also watch ConfigMaps and Secrets.
     pub config_tracking: bool,
-    /// `-control-loop-interval`: how often `flagger_canary_total` is refreshed (Flagger sets it
-    /// in its job-sync loop).
+    /// `-control-loop-interval`: how often `flagger_canary_total` is refreshed and duplicate
+    /// targets are logged (both done by Flagger's job-sync loop).
     pub control_loop_interval: Duration,
 }
 
@@ -196,7 +196,45 @@ impl Context {
     }
 }
 
+/// Flagger's check in its job-sync loop: for every Canary and every other Canary with the same
+/// `<targetRef.name>.<namespace>`, one `(canary key, target key)` to log (so a pair of
+/// Canaries gives two lines, three give six).
+pub fn duplicate_targets<'a>(
+    canaries: impl IntoIterator<Item = &'a Canary>,
+) -> Vec<(String, String)> {
+    let targets: Vec<(String, String)> = canaries
+        .into_iter()
+        .map(|c| {
+            let ns = c.namespace().unwrap_or_default();
+            (
+                format!("{}.{ns}", c.name_any()),
+                format!("{}.{ns}", c.spec.target_ref.name),
+            )
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (i, (canary, target)) in targets.iter().enumerate() {
+        for (j, (_, other)) in targets.iter().enumerate() {
+            if i != j && other == target {
+                out.push((canary.clone(), target.clone()));
+            }
+        }
+    }
+    out
+}
+
 impl Context {
+    /// Logs Flagger's error for Canaries that share a target.
+    fn report_duplicate_targets(&self) {
+        let canaries = self.store.state();
+        for (canary, target) in duplicate_targets(canaries.iter().map(|c| c.as_ref())) {
+            tracing::error!(
+                canary = %canary,
+                "Bad things will happen! Found more than one canary with the same target {target}"
+            );
+        }
+    }
+
     /// Drops the per-Canary bookkeeping (back-off counts, invalid-version notes, the scheduler's
     /// notes) of Canaries that left the cache: kube-runtime does not reconcile deleted objects,
     /// so nothing else would, and a controller running for months would grow with every Canary
@@ -236,7 +274,6 @@ pub fn backoff_for(failures: u32) -> Duration {
 async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let started = Instant::now();
     let key = Context::key(&canary);
-    ctx.update_totals();
     if canary.metadata.deletion_timestamp.is_none() {
         let problems = canary_problems(
             &canary,
@@ -337,6 +374,22 @@ where
     }
 }
 
+/// What of a Canary triggers a reconcile: its spec (the generation, or every version when the
+/// server does not keep one), its finalizers and its deletion. Status writes (the scheduler's
+/// own, every step) do not: the scheduler's `requeue_after` already schedules the next tick.
+pub fn canary_trigger(canary: &Canary) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = &canary.metadata;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match meta.generation {
+        Some(g) => g.hash(&mut h),
+        None => meta.resource_version.hash(&mut h),
+    }
+    meta.finalizers.hash(&mut h);
+    meta.deletion_timestamp.is_some().hash(&mut h);
+    Some(h.finish())
+}
+
 fn targeting(
     store: &Store<Canary>,
     kind: &str,
@@ -394,12 +447,22 @@ pub async fn run<F>(
     let ns = options.namespace.as_deref();
     let canaries: Api<Canary> = api_for(&client, ns);
     let wc = watcher::Config::default();
-    let mut controller = Controller::new(canaries, wc.clone())
+    // The Canary cache holds every version; only changes that can matter to a reconcile
+    // trigger one (not the controller's own status writes: the scheduler requeues itself).
+    let (store, writer) = reflector::store();
+    let canary_changes = reflector(writer, watcher(canaries, wc.clone()))
+        .applied_objects()
+        .predicate_filter(canary_trigger, Default::default());
+    let mut controller = Controller::for_stream(canary_changes, store.clone())
         .with_config(ControllerConfig::default().concurrency(options.threadiness.max(1)));
-    let store = controller.store();
 
+    // Workloads trigger on spec changes only (a new pod template, a scale), not on the status
+    // updates of their rollouts: readiness is polled once per interval, as in Flagger.
     let s = store.clone();
-    controller = controller.watches(api_for::<Deployment>(&client, ns), wc.clone(), move |d| {
+    let deployments = watcher(api_for::<Deployment>(&client, ns), wc.clone())
+        .touched_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    controller = controller.watches_stream(deployments, move |d| {
         targeting(
             &s,
             "Deployment",
@@ -408,7 +471,10 @@ pub async fn run<F>(
         )
     });
     let s = store.clone();
-    controller = controller.watches(api_for::<DaemonSet>(&client, ns), wc.clone(), move |d| {
+    let daemonsets = watcher(api_for::<DaemonSet>(&client, ns), wc.clone())
+        .touched_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    controller = controller.watches_stream(daemonsets, move |d| {
         targeting(
             &s,
             "DaemonSet",
@@ -479,6 +545,7 @@ pub async fn run<F>(
             tokio::time::sleep(period).await;
             totals_ctx.update_totals();
             totals_ctx.forget_deleted();
+            totals_ctx.report_duplicate_targets();
         }
     });
     controller
@@ -519,6 +586,69 @@ mod tests {
             }
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn only_spec_finalizer_and_deletion_changes_trigger_a_reconcile() {
+        let mut c = canary(serde_json::json!({"interval": "1m"}));
+        c.metadata.generation = Some(1);
+        c.metadata.resource_version = Some("10".into());
+        let base = canary_trigger(&c);
+
+        let mut status_write = c.clone();
+        status_write.metadata.resource_version = Some("11".into());
+        status_write.status = Some(crate::api::CanaryStatus {
+            canary_weight: 20,
+            ..Default::default()
+        });
+        assert_eq!(canary_trigger(&status_write), base, "own status writes");
+
+        let mut spec = c.clone();
+        spec.metadata.generation = Some(2);
+        assert_ne!(canary_trigger(&spec), base, "spec change");
+
+        let mut finalizer = c.clone();
+        finalizer.metadata.finalizers = Some(vec!["finalizer.flagger.app".into()]);
+        assert_ne!(canary_trigger(&finalizer), base, "finalizer added");
+
+        let mut deleted = c.clone();
+        deleted.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        assert_ne!(canary_trigger(&deleted), base, "deletion");
+
+        // Without a generation every version counts.
+        let mut no_gen = c.clone();
+        no_gen.metadata.generation = None;
+        let mut no_gen_next = no_gen.clone();
+        no_gen_next.metadata.resource_version = Some("11".into());
+        assert_ne!(canary_trigger(&no_gen), canary_trigger(&no_gen_next));
+    }
+
+    #[test]
+    fn canaries_sharing_a_target_are_reported_once_per_other_canary() {
+        let named = |name: &str, ns: &str, target: &str| {
+            let mut c = canary(serde_json::json!({"interval": "1m"}));
+            c.metadata.name = Some(name.into());
+            c.metadata.namespace = Some(ns.into());
+            c.spec.target_ref.name = target.into();
+            c
+        };
+        let set = [
+            named("a", "test", "podinfo"),
+            named("b", "test", "podinfo"),
+            named("c", "other", "podinfo"),
+            named("d", "test", "backend"),
+        ];
+        assert_eq!(
+            duplicate_targets(set.iter()),
+            [
+                ("a.test".to_string(), "podinfo.test".to_string()),
+                ("b.test".to_string(), "podinfo.test".to_string()),
+            ]
+        );
+        assert!(duplicate_targets(set[2..].iter()).is_empty());
     }
 
     #[test]

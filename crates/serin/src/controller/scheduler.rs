@@ -291,6 +291,8 @@ impl Scheduler {
         }
         let mut tick = Tick::bare(self, canary, now);
         tick.trigger = why;
+        // The revision that decided the trigger is the tick's: the target is read once.
+        tick.revision = revision.clone();
         match target {
             Ok(t) => tick.run(t).await?,
             Err(e) => tick.warn(e.to_string()).await,

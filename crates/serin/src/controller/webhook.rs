@@ -366,6 +366,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn disable_tls_accepts_a_self_signed_certificate_and_only_then() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = devcluster::tls::generate().unwrap();
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let listener = devcluster::tls::TlsListener::spawn(tcp, tls.acceptor, stopped);
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            post(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async { "ok" }
+            }),
+        );
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = format!("https://{addr}/hook");
+
+        let mut insecure = hook(&url, 0, "5s");
+        insecure.disable_tls = Some(true);
+        client().post(&insecure, &payload()).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+        // Verified (the default): the self-signed certificate is refused before any request.
+        let err = client()
+            .post(&hook(&url, 0, "5s"), &payload())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().starts_with(&format!("POST {url}")), "{err}");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        let _ = stop.send(true);
+        server.abort();
+    }
+
+    #[tokio::test]
     async fn empty_metadata_is_omitted() {
         let (url, server) = serve(vec![(200, "", None)], Duration::ZERO).await;
         let mut p = payload();
