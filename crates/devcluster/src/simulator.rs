@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::ops::{self, Sub, WriteOpts};
-use crate::store::{Store, name_of, namespace_of, now_rfc3339, uid_of};
+use crate::store::{Store, name_of, namespace_of, now_rfc3339, rv_of, uid_of};
 
 pub const ANNOTATION_BEHAVIOUR: &str = "devcluster.serin.dev/behaviour";
 pub const ANNOTATION_READY_DELAY: &str = "devcluster.serin.dev/ready-delay-ms";
@@ -104,12 +104,18 @@ struct Rollout {
     base_ready: i64,
 }
 
+/// The resourceVersion of each workload whose stored status is final: its rollout is complete
+/// and nothing about it depends on time any more. Ticks skip those objects until they change
+/// (any write bumps the resourceVersion) or a script changes.
+type Settled = HashMap<String, u64>;
+
 #[derive(Debug)]
 struct State {
     default_delay: Duration,
     enabled: bool,
     scripts: HashMap<String, Script>,
     rollouts: HashMap<String, Rollout>,
+    settled: Settled,
 }
 
 /// Simulator controls of one dev cluster.
@@ -170,6 +176,7 @@ impl Simulator {
                 enabled: true,
                 scripts: HashMap::new(),
                 rollouts: HashMap::new(),
+                settled: Settled::new(),
             }),
         }
     }
@@ -182,7 +189,9 @@ impl Simulator {
 
     /// The delay after which replicas of a new rollout become ready.
     pub fn set_default_ready_delay(&self, d: Duration) {
-        self.lock().default_delay = d;
+        let mut state = self.lock();
+        state.default_delay = d;
+        state.settled.clear();
     }
 
     /// Stops (false) or resumes (true) writing workload status.
@@ -192,15 +201,17 @@ impl Simulator {
 
     /// Scripts one workload; `kind` is `Deployment` or `DaemonSet`. Overrides annotations.
     pub fn script(&self, kind: &str, namespace: &str, name: &str, script: Script) {
-        self.lock()
+        let mut state = self.lock();
+        state
             .scripts
             .insert(script_key(kind, namespace, name), script);
+        state.settled.clear();
     }
 
     pub fn clear_script(&self, kind: &str, namespace: &str, name: &str) {
-        self.lock()
-            .scripts
-            .remove(&script_key(kind, namespace, name));
+        let mut state = self.lock();
+        state.scripts.remove(&script_key(kind, namespace, name));
+        state.settled.clear();
     }
 
     /// Writes the status every simulated workload should have now.
@@ -218,10 +229,18 @@ impl Simulator {
             // Only the objects whose status moves are copied out of the store.
             let mut changed: Vec<(Value, Value)> = Vec::new();
             for (_, o) in st.list(key, None, None) {
-                seen.insert(uid_of(o).to_string());
+                let uid = uid_of(o);
+                seen.insert(uid.to_string());
+                let rv = rv_of(o);
+                if state.settled.get(uid) == Some(&rv) {
+                    continue;
+                }
                 let status = compute(&mut state, &def.kind, o, now);
                 if o.get("status") != Some(&status) {
+                    state.settled.remove(uid);
                     changed.push((o.clone(), status));
+                } else if is_final(&state, &def.kind, o, &status) {
+                    state.settled.insert(uid.to_string(), rv);
                 }
             }
             for (o, status) in changed {
@@ -236,11 +255,42 @@ impl Simulator {
             }
         }
         state.rollouts.retain(|uid, _| seen.contains(uid));
+        state.settled.retain(|uid, _| seen.contains(uid));
     }
 }
 
+/// The script that applies to a workload: the test API's, else its annotations', else the
+/// default.
+fn script_of(state: &State, kind: &str, o: &Value) -> Script {
+    state
+        .scripts
+        .get(&script_key(kind, namespace_of(o), name_of(o)))
+        .cloned()
+        .or_else(|| Script::from_annotations(o).ok().flatten())
+        .unwrap_or_default()
+}
+
+/// Whether `status` (computed for `o`) can no longer change with time: every replica updated
+/// and ready, and a script that does not turn them unready later.
+fn is_final(state: &State, kind: &str, o: &Value, status: &Value) -> bool {
+    if matches!(
+        script_of(state, kind, o).behaviour,
+        Behaviour::ReadyThenUnready { .. }
+    ) {
+        return false;
+    }
+    let n = |k: &str| status.get(k).and_then(Value::as_i64).unwrap_or(0);
+    if kind == "DaemonSet" {
+        return n("numberReady") >= 1 && n("updatedNumberScheduled") >= 1;
+    }
+    let desired = o
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    n("readyReplicas") >= desired && n("updatedReplicas") >= desired
+}
+
 fn compute(state: &mut State, kind: &str, o: &Value, now: Instant) -> Value {
-    let ns = namespace_of(o);
     let name = name_of(o);
     let daemonset = kind == "DaemonSet";
     let desired = if daemonset {
@@ -255,12 +305,7 @@ fn compute(state: &mut State, kind: &str, o: &Value, now: Instant) -> Value {
         .and_then(Value::as_i64)
         .unwrap_or(1);
     let template = hash_of(o.pointer("/spec/template"));
-    let script = state
-        .scripts
-        .get(&script_key(kind, ns, name))
-        .cloned()
-        .or_else(|| Script::from_annotations(o).ok().flatten())
-        .unwrap_or_default();
+    let script = script_of(state, kind, o);
     let delay = script.ready_delay.unwrap_or(state.default_delay);
     let current_ready = if daemonset {
         o.pointer("/status/numberReady")
@@ -418,7 +463,60 @@ mod tests {
             enabled: true,
             scripts: HashMap::new(),
             rollouts: HashMap::new(),
+            settled: Settled::new(),
         }
+    }
+
+    #[test]
+    fn settled_workloads_are_skipped_until_they_or_their_script_change() {
+        let sim = Simulator::new(Duration::ZERO);
+        let mut st = Store::new(1000);
+        let def = st.registry.by_key("apps/deployments").unwrap();
+        st.put(&def, deploy(2, json!({})));
+        let get = |st: &Store| st.get("apps/deployments", "d", "web").unwrap().clone();
+        let settled = |sim: &Simulator| sim.lock().settled.get("u1").copied();
+
+        // The object was stored without the API's defaults, which the first status write adds
+        // (a new template hash): a few ticks until it is stable.
+        for _ in 0..5 {
+            sim.tick(&mut st);
+        }
+        assert_eq!(get(&st)["status"]["readyReplicas"], 2);
+        let rv = rv_of(&get(&st));
+        assert_eq!(settled(&sim), Some(rv), "ready and unchanged: final");
+        sim.tick(&mut st);
+        assert_eq!(rv_of(&get(&st)), rv, "no write while settled");
+        let mut touched = get(&st);
+        touched["metadata"]["labels"] = json!({"a": "b"});
+        st.put(&def, touched);
+        assert_eq!(settled(&sim), Some(rv), "the mark is for the old version");
+        sim.tick(&mut st);
+        assert_eq!(settled(&sim), Some(rv_of(&get(&st))), "computed again, still final");
+
+        // A script applies at once, although the object did not change.
+        sim.script(
+            "Deployment",
+            "d",
+            "web",
+            Script {
+                ready_delay: None,
+                behaviour: Behaviour::NeverReady,
+            },
+        );
+        sim.tick(&mut st);
+        assert!(get(&st)["status"].get("readyReplicas").is_none());
+        sim.clear_script("Deployment", "d", "web");
+        sim.tick(&mut st);
+        sim.tick(&mut st);
+        assert_eq!(get(&st)["status"]["readyReplicas"], 2);
+        assert!(settled(&sim).is_some());
+
+        // A new spec is a new version: computed again.
+        let mut scaled = get(&st);
+        scaled["spec"]["replicas"] = json!(3);
+        st.put(&def, scaled);
+        sim.tick(&mut st);
+        assert_eq!(get(&st)["status"]["readyReplicas"], 3);
     }
 
     #[test]
