@@ -491,7 +491,11 @@ mod tests {
         st.put(&def, touched);
         assert_eq!(settled(&sim), Some(rv), "the mark is for the old version");
         sim.tick(&mut st);
-        assert_eq!(settled(&sim), Some(rv_of(&get(&st))), "computed again, still final");
+        assert_eq!(
+            settled(&sim),
+            Some(rv_of(&get(&st))),
+            "computed again, still final"
+        );
 
         // A script applies at once, although the object did not change.
         sim.script(
