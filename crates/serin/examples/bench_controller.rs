@@ -455,6 +455,17 @@ fn latency_summary(label: &str, mut values: Vec<f64>, expected: usize) {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    // SIGINT/SIGTERM end the run by dropping it, so that the controller child (`kill_on_drop`)
+    // does not outlive an interrupted benchmark.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = run() => r,
+        _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
+        _ = term.recv() => Err("terminated".into()),
+    }
+}
+
+async fn run() -> Result<(), BoxError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
     let n = args.canaries;
