@@ -227,6 +227,8 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
     };
 
     runtime::check_crds(&client, args.namespace.as_deref()).await?;
+    let version = runtime::check_kubernetes_version(&client).await?;
+    tracing::debug!("Kubernetes API server {version}");
 
     match PrometheusProvider::for_metrics_server(&args.metrics_server) {
         Ok(p) => match p.is_online().await {

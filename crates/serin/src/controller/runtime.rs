@@ -36,9 +36,18 @@ const READY_POLL: Duration = Duration::from_millis(100);
 /// Longest back-off after failed reconciles.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
+/// The oldest Kubernetes release Flagger accepts (its `^1.11.0` constraint).
+pub const MIN_KUBERNETES: (u64, u64) = (1, 11);
+
 /// Errors that stop the controller.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    /// The API server's version cannot be read.
+    #[error("error getting the Kubernetes version: {0}")]
+    Version(#[source] kube::Error),
+    /// The API server is older than [`MIN_KUBERNETES`] or its version cannot be parsed.
+    #[error("Kubernetes version {0} does not match constraint ^1.11.0")]
+    UnsupportedVersion(String),
     /// A CRD is missing or cannot be listed (Flagger: `… CRD is not registered`).
     #[error("{kind} CRD is not registered: {source}")]
     CrdMissing {
@@ -335,6 +344,28 @@ fn error_policy(canary: Arc<Canary>, error: &ReconcileError, ctx: Arc<Context>) 
         delay.as_secs()
     );
     Action::requeue(delay)
+}
+
+/// `major.minor` of a `gitVersion` such as `v1.33.0`, `v1.30.4-gke.1200` or `1.29.1+k3s1`.
+pub fn major_minor(git_version: &str) -> Option<(u64, u64)> {
+    let v = git_version.trim().trim_start_matches('v');
+    let mut parts = v.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Fails when the API server is older than Kubernetes 1.11 (Flagger's start-up check).
+/// Returns the server's `gitVersion`.
+pub async fn check_kubernetes_version(client: &kube::Client) -> Result<String, RuntimeError> {
+    let info = client
+        .apiserver_version()
+        .await
+        .map_err(RuntimeError::Version)?;
+    match major_minor(&info.git_version) {
+        Some(v) if v >= MIN_KUBERNETES => Ok(info.git_version),
+        _ => Err(RuntimeError::UnsupportedVersion(info.git_version)),
+    }
 }
 
 /// Fails when a CRD Serin needs cannot be listed (in `-namespace` when set).
@@ -649,6 +680,23 @@ mod tests {
             ]
         );
         assert!(duplicate_targets(set[2..].iter()).is_empty());
+    }
+
+    #[test]
+    fn kubernetes_versions_are_read_from_git_versions() {
+        assert_eq!(major_minor("v1.33.0"), Some((1, 33)));
+        assert_eq!(major_minor("v1.30.4-gke.1200"), Some((1, 30)));
+        assert_eq!(major_minor("1.29.1+k3s1"), Some((1, 29)));
+        assert_eq!(major_minor("v1.33.0-serin-devcluster"), Some((1, 33)));
+        assert_eq!(major_minor("v1.10.13"), Some((1, 10)));
+        assert!(major_minor("v1.10.13").unwrap() < MIN_KUBERNETES);
+        assert!(major_minor("v1.11.0").unwrap() >= MIN_KUBERNETES);
+        assert!(major_minor("v2.0.0").unwrap() >= MIN_KUBERNETES);
+        assert_eq!(major_minor("unknown"), None);
+        assert_eq!(
+            RuntimeError::UnsupportedVersion("v1.10.13".into()).to_string(),
+            "Kubernetes version v1.10.13 does not match constraint ^1.11.0"
+        );
     }
 
     #[test]
