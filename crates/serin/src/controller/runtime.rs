@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::ListParams;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
-use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, Resource, ResourceExt};
 
 use super::events::{self, canary_key};
@@ -221,13 +221,17 @@ pub fn duplicate_targets<'a>(
             )
         })
         .collect();
+    let mut per_target: HashMap<&str, usize> = HashMap::new();
+    for (_, target) in &targets {
+        *per_target.entry(target.as_str()).or_insert(0) += 1;
+    }
     let mut out = Vec::new();
-    for (i, (canary, target)) in targets.iter().enumerate() {
-        for (j, (_, other)) in targets.iter().enumerate() {
-            if i != j && other == target {
-                out.push((canary.clone(), target.clone()));
-            }
-        }
+    for (canary, target) in &targets {
+        let others = per_target.get(target.as_str()).map_or(0, |n| n - 1);
+        out.extend(std::iter::repeat_n(
+            (canary.clone(), target.clone()),
+            others,
+        ));
     }
     out
 }
@@ -409,16 +413,17 @@ where
 /// server does not keep one), its finalizers and its deletion. Status writes (the scheduler's
 /// own, every step) do not: the scheduler's `requeue_after` already schedules the next tick.
 pub fn canary_trigger(canary: &Canary) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let meta = &canary.metadata;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    match meta.generation {
-        Some(g) => g.hash(&mut h),
-        None => meta.resource_version.hash(&mut h),
-    }
-    meta.finalizers.hash(&mut h);
-    meta.deletion_timestamp.is_some().hash(&mut h);
-    Some(h.finish())
+    let deleting = |c: &Canary| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        c.metadata.deletion_timestamp.is_some().hash(&mut h);
+        Some(h.finish())
+    };
+    predicates::generation
+        .fallback(predicates::resource_version)
+        .combine(predicates::finalizers)
+        .combine(deleting)
+        .hash_property(canary)
 }
 
 fn targeting(
