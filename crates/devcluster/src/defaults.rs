@@ -176,8 +176,9 @@ pub(crate) fn set_path(v: &mut Value, dotted: &str, value: Value) {
     }
 }
 
+/// Sets `path` when it is absent, `null` or an empty string (Go defaulters test the zero value).
 fn default_field(obj: &mut Value, path: &str, v: Value) {
-    if get_path(obj, path).is_none_or(Value::is_null) {
+    if get_path(obj, path).is_none_or(|c| c.is_null() || c.as_str() == Some("")) {
         set_path(obj, path, v);
     }
 }
@@ -231,19 +232,28 @@ pub(crate) fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
             default_field(obj, "spec.replicas", json!(1));
             default_field(obj, "spec.progressDeadlineSeconds", json!(600));
             default_field(obj, "spec.revisionHistoryLimit", json!(10));
-            default_field(
-                obj,
-                "spec.strategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
-            );
+            // As `SetDefaults_Deployment`: the type first, then each rolling-update field.
+            default_field(obj, "spec.strategy.type", json!("RollingUpdate"));
+            if get_path(obj, "spec.strategy.type") == Some(&json!("RollingUpdate")) {
+                default_field(
+                    obj,
+                    "spec.strategy.rollingUpdate.maxUnavailable",
+                    json!("25%"),
+                );
+                default_field(obj, "spec.strategy.rollingUpdate.maxSurge", json!("25%"));
+            }
         }
         ("apps", "daemonsets") => {
             default_field(obj, "spec.revisionHistoryLimit", json!(10));
-            default_field(
-                obj,
-                "spec.updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
-            );
+            default_field(obj, "spec.updateStrategy.type", json!("RollingUpdate"));
+            if get_path(obj, "spec.updateStrategy.type") == Some(&json!("RollingUpdate")) {
+                default_field(
+                    obj,
+                    "spec.updateStrategy.rollingUpdate.maxUnavailable",
+                    json!(1),
+                );
+                default_field(obj, "spec.updateStrategy.rollingUpdate.maxSurge", json!(0));
+            }
         }
         ("apps", "replicasets") => default_field(obj, "spec.replicas", json!(1)),
         ("", "services") => {

@@ -21,6 +21,7 @@ pub mod gc;
 pub mod kubeconfig;
 pub mod ops;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod requests;
 pub mod selectors;

@@ -197,10 +197,16 @@ fn verb_of(method: &Method, t: &Target, query: &HashMap<String, String>) -> &'st
 }
 
 fn parse_body(bytes: &[u8], content_type: &str) -> Result<Value, ApiError> {
+    if crate::protobuf::is_protobuf(content_type) {
+        return crate::protobuf::decode(bytes).map_err(|e| match e {
+            crate::protobuf::PbError::UnknownKind(_) => ApiError::unsupported_media(e.to_string()),
+            crate::protobuf::PbError::Table(_) => ApiError::internal(e.to_string()),
+            _ => ApiError::bad_request(e.to_string()),
+        });
+    }
     if content_type.contains("protobuf") || content_type.contains("cbor") {
-        // client-go falls back to JSON after a 415.
         return Err(ApiError::unsupported_media(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type})"
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type})"
         )));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {

@@ -550,3 +550,185 @@ spec:
     );
     c.shutdown().await;
 }
+
+/// kubectl's generator commands send `application/vnd.kubernetes.protobuf` bodies; the seeds'
+/// `kubectl create ns`, `kubectl create secret generic --from-file` and the other generators
+/// work, and the objects read back as a real server would store them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_generator_commands_send_protobuf() {
+    let c = cluster().await;
+    let Some(k) = Kubectl::new(&c, "generators") else {
+        return;
+    };
+    c.requests().set_enabled(true);
+    assert_eq!(
+        k.ok(&["create", "ns", "test"]).await.trim(),
+        "namespace/test created"
+    );
+    assert_eq!(
+        k.ok(&["create", "ns", "istio-system"]).await.trim(),
+        "namespace/istio-system created"
+    );
+    let file = k.dir.join("kubeconfig-copy");
+    std::fs::write(&file, "apiVersion: v1\nkind: Config\n").unwrap();
+    let out = k
+        .ok(&[
+            "-n",
+            "istio-system",
+            "create",
+            "secret",
+            "generic",
+            "istio-kubeconfig",
+            "--from-file",
+            &format!("kubeconfig={}", path(&file)),
+        ])
+        .await;
+    assert_eq!(out.trim(), "secret/istio-kubeconfig created");
+    k.ok(&[
+        "-n",
+        "istio-system",
+        "label",
+        "secret",
+        "istio-kubeconfig",
+        "istio/multiCluster=true",
+    ])
+    .await;
+    k.ok(&["label", "namespace", "test", "istio-injection=enabled"])
+        .await;
+    let out = k
+        .ok(&[
+            "-n",
+            "istio-system",
+            "get",
+            "secret",
+            "istio-kubeconfig",
+            "-o",
+            "jsonpath={.type} {.data.kubeconfig} {.metadata.labels}",
+        ])
+        .await;
+    assert_eq!(
+        out,
+        r#"Opaque YXBpVmVyc2lvbjogdjEKa2luZDogQ29uZmlnCg== {"istio/multiCluster":"true"}"#
+    );
+    k.ok(&[
+        "-n",
+        "test",
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=mode=canary",
+        "--from-literal=weight=10",
+    ])
+    .await;
+    let out = k
+        .ok(&[
+            "-n",
+            "test",
+            "get",
+            "cm",
+            "settings",
+            "-o",
+            "jsonpath={.data}",
+        ])
+        .await;
+    assert_eq!(out, r#"{"mode":"canary","weight":"10"}"#);
+    k.ok(&[
+        "-n",
+        "test",
+        "create",
+        "secret",
+        "generic",
+        "token",
+        "--from-literal=token=s3cret",
+    ])
+    .await;
+    k.ok(&[
+        "-n",
+        "test",
+        "create",
+        "deployment",
+        "podinfo",
+        "--image=ghcr.io/stefanprodan/podinfo:6.0.0",
+        "--replicas=2",
+        "--port=9898",
+    ])
+    .await;
+    let out = k
+        .ok(&[
+            "-n",
+            "test",
+            "get",
+            "deploy",
+            "podinfo",
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.selector.matchLabels.app} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort} {.spec.strategy.type}",
+        ])
+        .await;
+    assert_eq!(
+        out,
+        "2 podinfo ghcr.io/stefanprodan/podinfo:6.0.0 9898 RollingUpdate"
+    );
+    let out = k
+        .ok(&[
+            "-n",
+            "test",
+            "rollout",
+            "status",
+            "deploy/podinfo",
+            "--timeout=10s",
+        ])
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    k.ok(&[
+        "-n",
+        "test",
+        "run",
+        "loadtester",
+        "--image=ghcr.io/fluxcd/flagger-loadtester:0.29.0",
+        "--labels=app=loadtester",
+        "--env=MODE=load",
+        "--",
+        "hey",
+        "-z",
+        "1m",
+    ])
+    .await;
+    let out = k
+        .ok(&[
+            "-n",
+            "test",
+            "get",
+            "pod",
+            "loadtester",
+            "-o",
+            "jsonpath={.metadata.labels.app} {.spec.containers[0].args} {.spec.containers[0].env[0].value} {.spec.restartPolicy}",
+        ])
+        .await;
+    assert_eq!(out, r#"loadtester ["hey","-z","1m"] load Always"#);
+    // The `create` generators wrote protobuf (kubectl 1.32's `run` sends JSON), and asked for
+    // protobuf or JSON back; they got JSON.
+    let writes = c.requests().writes();
+    let creates: Vec<_> = writes.iter().filter(|w| w.verb == "create").collect();
+    let types: Vec<&str> = creates.iter().map(|w| w.content_type.as_str()).collect();
+    let pb = devcluster::protobuf::MEDIA_TYPE;
+    assert_eq!(types, [pb, pb, pb, pb, pb, pb, "application/json"]);
+    for w in &creates[..6] {
+        let accept = w
+            .headers
+            .iter()
+            .find(|(k, _)| k == "accept")
+            .map(|(_, v)| v.as_str());
+        assert_eq!(
+            accept,
+            Some("application/vnd.kubernetes.protobuf,application/json")
+        );
+    }
+    // An existing name is still AlreadyExists, in kubectl's words.
+    let (ok, _, err) = k.run_in(&["create", "ns", "test"], None).await;
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        r#"Error from server (AlreadyExists): namespaces "test" already exists"#
+    );
+    c.shutdown().await;
+}
