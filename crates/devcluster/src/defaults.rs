@@ -225,6 +225,26 @@ fn default_pod_spec(spec: &mut Value) {
     }
 }
 
+/// `SetDefaults_Job` (the parts that need no feature gates) and the pod template inside.
+fn default_job_spec(spec: Option<&mut Value>) {
+    let Some(spec) = spec.filter(|s| s.is_object()) else {
+        return;
+    };
+    default_field(spec, "completionMode", json!("NonIndexed"));
+    default_field(spec, "backoffLimit", json!(6));
+    default_field(spec, "suspend", json!(false));
+    if get_path(spec, "completions").is_none_or(Value::is_null)
+        && get_path(spec, "parallelism").is_none_or(Value::is_null)
+    {
+        default_field(spec, "completions", json!(1));
+        default_field(spec, "parallelism", json!(1));
+    }
+    default_field(spec, "parallelism", json!(1));
+    if let Some(pod) = spec.pointer_mut("/template/spec") {
+        default_pod_spec(pod);
+    }
+}
+
 /// A small defaulting table for the built-in kinds Serin touches.
 pub(crate) fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
     match (def.group.as_str(), def.plural.as_str()) {
@@ -256,6 +276,54 @@ pub(crate) fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
             }
         }
         ("apps", "replicasets") => default_field(obj, "spec.replicas", json!(1)),
+        ("apps", "statefulsets") => {
+            default_field(obj, "spec.replicas", json!(1));
+            default_field(obj, "spec.podManagementPolicy", json!("OrderedReady"));
+            default_field(obj, "spec.revisionHistoryLimit", json!(10));
+            default_field(obj, "spec.updateStrategy.type", json!("RollingUpdate"));
+            if get_path(obj, "spec.updateStrategy.type") == Some(&json!("RollingUpdate")) {
+                default_field(obj, "spec.updateStrategy.rollingUpdate.partition", json!(0));
+            }
+            default_field(
+                obj,
+                "spec.persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+        }
+        ("batch", "jobs") => default_job_spec(obj.get_mut("spec")),
+        ("batch", "cronjobs") => {
+            default_field(obj, "spec.concurrencyPolicy", json!("Allow"));
+            default_field(obj, "spec.suspend", json!(false));
+            default_field(obj, "spec.successfulJobsHistoryLimit", json!(3));
+            default_field(obj, "spec.failedJobsHistoryLimit", json!(1));
+            default_job_spec(obj.pointer_mut("/spec/jobTemplate/spec"));
+        }
+        ("networking.k8s.io", "networkpolicies") => {
+            if get_path(obj, "spec.policyTypes").is_none_or(Value::is_null) {
+                let mut types = vec![json!("Ingress")];
+                if get_path(obj, "spec.egress").is_some_and(|e| !e.is_null()) {
+                    types.push(json!("Egress"));
+                }
+                set_path(obj, "spec.policyTypes", Value::Array(types));
+            }
+        }
+        ("networking.k8s.io", "ingresses") => {
+            for rule in obj
+                .pointer_mut("/spec/rules")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                for path in rule
+                    .pointer_mut("/http/paths")
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                {
+                    default_field(path, "path", json!("/"));
+                }
+            }
+        }
         ("", "services") => {
             default_field(obj, "spec.type", json!("ClusterIP"));
             default_field(obj, "spec.sessionAffinity", json!("None"));

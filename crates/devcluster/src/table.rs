@@ -330,9 +330,85 @@ fn builtin_columns(def: &ResourceDef) -> Option<Vec<Value>> {
             age_col(),
         ],
         ("coordination.k8s.io", "leases") => vec![name_col(), c("Holder", "string"), age_col()],
-        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+        ("apiextensions.k8s.io", "customresourcedefinitions")
+        | ("rbac.authorization.k8s.io", "roles" | "clusterroles") => {
             vec![name_col(), c("Created At", "date")]
         }
+        ("apps", "statefulsets") => vec![
+            name_col(),
+            c("Ready", "string"),
+            age_col(),
+            w("Containers"),
+            w("Images"),
+        ],
+        ("apps", "controllerrevisions") => vec![
+            name_col(),
+            c("Controller", "string"),
+            c("Revision", "integer"),
+            age_col(),
+        ],
+        ("batch", "jobs") => vec![
+            name_col(),
+            c("Status", "string"),
+            c("Completions", "string"),
+            c("Duration", "string"),
+            age_col(),
+            w("Containers"),
+            w("Images"),
+            w("Selector"),
+        ],
+        ("batch", "cronjobs") => vec![
+            name_col(),
+            c("Schedule", "string"),
+            c("Timezone", "string"),
+            c("Suspend", "string"),
+            c("Active", "integer"),
+            c("Last Schedule", "string"),
+            age_col(),
+            w("Containers"),
+            w("Images"),
+            w("Selector"),
+        ],
+        ("networking.k8s.io", "ingresses") => vec![
+            name_col(),
+            c("Class", "string"),
+            c("Hosts", "string"),
+            c("Address", "string"),
+            c("Ports", "string"),
+            age_col(),
+        ],
+        ("networking.k8s.io", "ingressclasses") => vec![
+            name_col(),
+            c("Controller", "string"),
+            c("Parameters", "string"),
+            age_col(),
+        ],
+        ("networking.k8s.io", "networkpolicies") => {
+            vec![name_col(), c("Pod-Selector", "string"), age_col()]
+        }
+        ("policy", "poddisruptionbudgets") => vec![
+            name_col(),
+            c("Min Available", "string"),
+            c("Max Unavailable", "string"),
+            c("Allowed Disruptions", "integer"),
+            age_col(),
+        ],
+        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => vec![
+            name_col(),
+            c("Role", "string"),
+            age_col(),
+            w("Users"),
+            w("Groups"),
+            w("ServiceAccounts"),
+        ],
+        ("", "serviceaccounts") => vec![name_col(), c("Secrets", "string"), age_col()],
+        ("scheduling.k8s.io", "priorityclasses") => vec![
+            name_col(),
+            c("Value", "integer"),
+            c("Global-Default", "boolean"),
+            age_col(),
+            c("Preemption-Policy", "string"),
+        ],
         _ => return None,
     };
     Some(cols)
@@ -510,9 +586,258 @@ fn builtin_cells(def: &ResourceDef, o: &Value) -> Vec<Value> {
             age,
         ],
         ("coordination.k8s.io", "leases") => vec![name, or_none(s(o, "/spec/holderIdentity")), age],
-        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+        ("apiextensions.k8s.io", "customresourcedefinitions")
+        | ("rbac.authorization.k8s.io", "roles" | "clusterroles") => {
             vec![name, json!(s(o, "/metadata/creationTimestamp"))]
         }
+        _ => more_cells(def, o, name, age),
+    }
+}
+
+/// Cells of the kinds that are stored and served but that nothing acts on.
+fn more_cells(def: &ResourceDef, o: &Value, name: Value, age: Value) -> Vec<Value> {
+    match (def.group.as_str(), def.plural.as_str()) {
+        ("apps", "statefulsets") => {
+            let (cs, imgs) = containers_images(o, "/spec/template/spec/containers");
+            let ready = format!(
+                "{}/{}",
+                int(o, "/status/readyReplicas"),
+                o.pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)
+            );
+            vec![name, json!(ready), age, json!(cs), json!(imgs)]
+        }
+        ("apps", "controllerrevisions") => {
+            let owner = o
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|refs| {
+                    refs.iter()
+                        .find(|r| r.get("controller") == Some(&json!(true)))
+                })
+                .map(|r| {
+                    let (group, _) =
+                        crate::registry::split_api_version(r["apiVersion"].as_str().unwrap_or(""));
+                    let kind = s(r, "/kind").to_lowercase();
+                    let resource = if group.is_empty() {
+                        kind
+                    } else {
+                        format!("{kind}.{group}")
+                    };
+                    format!("{resource}/{}", s(r, "/name"))
+                })
+                .unwrap_or_default();
+            vec![name, or_none(owner), json!(int(o, "/revision")), age]
+        }
+        ("batch", "jobs") => {
+            let conds = o
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let has = |t: &str| {
+                conds
+                    .iter()
+                    .any(|c| c["type"] == t && c["status"] == "True")
+            };
+            let status = if has("Complete") {
+                "Complete"
+            } else if has("Failed") {
+                "Failed"
+            } else if meta_str(o, "deletionTimestamp").is_some() {
+                "Terminating"
+            } else if has("Suspended") {
+                "Suspended"
+            } else {
+                "Running"
+            };
+            let completions = match o.pointer("/spec/completions").and_then(Value::as_i64) {
+                Some(n) => format!("{}/{n}", int(o, "/status/succeeded")),
+                None => format!(
+                    "{}/1 of {}",
+                    int(o, "/status/succeeded"),
+                    int(o, "/spec/parallelism").max(1)
+                ),
+            };
+            let duration = match (
+                o.pointer("/status/startTime").and_then(Value::as_str),
+                o.pointer("/status/completionTime").and_then(Value::as_str),
+            ) {
+                (Some(start), end) => {
+                    let start = start.parse::<jiff::Timestamp>().ok();
+                    let end = end
+                        .and_then(|e| e.parse::<jiff::Timestamp>().ok())
+                        .unwrap_or_else(jiff::Timestamp::now);
+                    start.map_or(String::new(), |st| {
+                        human_age(end.as_second() - st.as_second())
+                    })
+                }
+                (None, _) => String::new(),
+            };
+            let (cs, imgs) = containers_images(o, "/spec/template/spec/containers");
+            vec![
+                name,
+                json!(status),
+                json!(completions),
+                json!(duration),
+                age,
+                json!(cs),
+                json!(imgs),
+                json!(selector_string(o)),
+            ]
+        }
+        ("batch", "cronjobs") => {
+            let (cs, imgs) =
+                containers_images(o, "/spec/jobTemplate/spec/template/spec/containers");
+            let last = o
+                .pointer("/status/lastScheduleTime")
+                .and_then(Value::as_str)
+                .map_or(json!("<none>"), |t| age_of(Some(t)));
+            vec![
+                name,
+                json!(s(o, "/spec/schedule")),
+                or_none(s(o, "/spec/timeZone")),
+                json!(match o.pointer("/spec/suspend").and_then(Value::as_bool) {
+                    Some(true) => "True",
+                    Some(false) => "False",
+                    None => "<unset>",
+                }),
+                json!(
+                    o.pointer("/status/active")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len)
+                ),
+                last,
+                age,
+                json!(cs),
+                json!(imgs),
+                json!("<none>"),
+            ]
+        }
+        ("networking.k8s.io", "ingresses") => {
+            let rules = o
+                .pointer("/spec/rules")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let hosts: Vec<String> = rules
+                .iter()
+                .filter_map(|r| r.get("host").and_then(Value::as_str).map(str::to_string))
+                .collect();
+            let hosts = if hosts.is_empty() {
+                "*".to_string()
+            } else {
+                hosts.join(",")
+            };
+            let address: Vec<String> = o
+                .pointer("/status/loadBalancer/ingress")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|i| {
+                    let ip = s(i, "/ip");
+                    if ip.is_empty() { s(i, "/hostname") } else { ip }
+                })
+                .collect();
+            let tls = o
+                .pointer("/spec/tls")
+                .and_then(Value::as_array)
+                .is_some_and(|t| !t.is_empty());
+            vec![
+                name,
+                or_none(s(o, "/spec/ingressClassName")),
+                json!(hosts),
+                json!(address.join(",")),
+                json!(if tls { "80, 443" } else { "80" }),
+                age,
+            ]
+        }
+        ("networking.k8s.io", "ingressclasses") => {
+            let params = o.pointer("/spec/parameters").map_or(String::new(), |p| {
+                let group = s(p, "/apiGroup");
+                let kind = if group.is_empty() {
+                    s(p, "/kind")
+                } else {
+                    format!("{}.{group}", s(p, "/kind"))
+                };
+                format!("{kind}/{}", s(p, "/name"))
+            });
+            vec![name, json!(s(o, "/spec/controller")), or_none(params), age]
+        }
+        ("networking.k8s.io", "networkpolicies") => {
+            let sel = o
+                .pointer("/spec/podSelector")
+                .map(crate::selectors::LabelSelector::from_label_selector)
+                .map(|s| s.to_selector_string())
+                .unwrap_or_default();
+            vec![name, or_none(sel), age]
+        }
+        ("policy", "poddisruptionbudgets") => {
+            let na = |p: &str| match o.pointer(p) {
+                Some(Value::String(v)) => json!(v),
+                Some(Value::Number(n)) => json!(n.to_string()),
+                _ => json!("N/A"),
+            };
+            vec![
+                name,
+                na("/spec/minAvailable"),
+                na("/spec/maxUnavailable"),
+                json!(int(o, "/status/disruptionsAllowed")),
+                age,
+            ]
+        }
+        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
+            let subjects = o
+                .pointer("/subjects")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let of = |kind: &str| {
+                subjects
+                    .iter()
+                    .filter(|x| x["kind"] == kind)
+                    .map(|x| {
+                        if kind == "ServiceAccount" {
+                            format!("{}/{}", s(x, "/namespace"), s(x, "/name"))
+                        } else {
+                            s(x, "/name")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    s(o, "/roleRef/kind"),
+                    s(o, "/roleRef/name")
+                )),
+                age,
+                json!(of("User")),
+                json!(of("Group")),
+                json!(of("ServiceAccount")),
+            ]
+        }
+        ("", "serviceaccounts") => {
+            let n = o
+                .pointer("/secrets")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            vec![name, json!(n.to_string()), age]
+        }
+        ("scheduling.k8s.io", "priorityclasses") => vec![
+            name,
+            json!(int(o, "/value")),
+            json!(
+                o.pointer("/globalDefault")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            ),
+            age,
+            json!(s(o, "/preemptionPolicy")),
+        ],
         _ => vec![name, age],
     }
 }

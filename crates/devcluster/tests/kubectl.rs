@@ -732,3 +732,298 @@ async fn kubectl_generator_commands_send_protobuf() {
     );
     c.shutdown().await;
 }
+
+/// The built-in kinds that Serin's chart, the routers or the users' manifests create, although
+/// nothing in the dev cluster acts on them: stored and served, created by kubectl's generators
+/// (protobuf) and by `apply` (JSON), listed as Tables with a real server's columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_serves_rbac_networking_policy_and_batch_kinds() {
+    let c = cluster().await;
+    let Some(k) = Kubectl::new(&c, "kinds") else {
+        return;
+    };
+    let out = k.ok(&["api-resources", "--no-headers"]).await;
+    for (name, short, group, namespaced, kind) in [
+        (
+            "ingresses",
+            "ing",
+            "networking.k8s.io/v1",
+            "true",
+            "Ingress",
+        ),
+        (
+            "ingressclasses",
+            "",
+            "networking.k8s.io/v1",
+            "false",
+            "IngressClass",
+        ),
+        (
+            "networkpolicies",
+            "netpol",
+            "networking.k8s.io/v1",
+            "true",
+            "NetworkPolicy",
+        ),
+        (
+            "poddisruptionbudgets",
+            "pdb",
+            "policy/v1",
+            "true",
+            "PodDisruptionBudget",
+        ),
+        ("statefulsets", "sts", "apps/v1", "true", "StatefulSet"),
+        ("roles", "", "rbac.authorization.k8s.io/v1", "true", "Role"),
+        (
+            "rolebindings",
+            "",
+            "rbac.authorization.k8s.io/v1",
+            "true",
+            "RoleBinding",
+        ),
+        (
+            "clusterroles",
+            "",
+            "rbac.authorization.k8s.io/v1",
+            "false",
+            "ClusterRole",
+        ),
+        (
+            "clusterrolebindings",
+            "",
+            "rbac.authorization.k8s.io/v1",
+            "false",
+            "ClusterRoleBinding",
+        ),
+        ("jobs", "", "batch/v1", "true", "Job"),
+        ("cronjobs", "cj", "batch/v1", "true", "CronJob"),
+        (
+            "priorityclasses",
+            "pc",
+            "scheduling.k8s.io/v1",
+            "false",
+            "PriorityClass",
+        ),
+    ] {
+        let want: Vec<&str> = [name, short, group, namespaced, kind]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect();
+        assert!(
+            out.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == want),
+            "{want:?} missing from:\n{out}"
+        );
+    }
+    // Generators (protobuf bodies).
+    for args in [
+        &["create", "sa", "serin"][..],
+        &[
+            "create",
+            "clusterrole",
+            "serin",
+            "--verb=get,list,watch",
+            "--resource=deployments.apps,leases.coordination.k8s.io",
+        ],
+        &[
+            "create",
+            "clusterrolebinding",
+            "serin",
+            "--clusterrole=serin",
+            "--serviceaccount=default:serin",
+        ],
+        &[
+            "create",
+            "role",
+            "leader",
+            "--verb=get,update",
+            "--resource=leases.coordination.k8s.io",
+        ],
+        &[
+            "create",
+            "rolebinding",
+            "leader",
+            "--role=leader",
+            "--serviceaccount=default:serin",
+            "--user=alice",
+        ],
+        &[
+            "create",
+            "ingress",
+            "podinfo",
+            "--class=nginx",
+            "--rule=app.example.com/*=podinfo:9898",
+        ],
+        &[
+            "create",
+            "pdb",
+            "podinfo",
+            "--selector=app=podinfo",
+            "--min-available=1",
+        ],
+        &[
+            "create",
+            "job",
+            "smoke",
+            "--image=curlimages/curl:8.8.0",
+            "--",
+            "curl",
+            "-s",
+            "http://podinfo",
+        ],
+        &[
+            "create",
+            "cronjob",
+            "nightly",
+            "--image=busybox:1",
+            "--schedule=0 3 * * *",
+        ],
+        &[
+            "create",
+            "priorityclass",
+            "high",
+            "--value=1000",
+            "--description=serin",
+        ],
+    ] {
+        k.ok(args).await;
+    }
+    let (ok, out, err) = k
+        .apply(
+            &[],
+            "apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: k8s.io/ingress-nginx}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny}
+spec:
+  podSelector: {matchLabels: {app: podinfo}}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: 'postgres:16'}]
+",
+        )
+        .await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "clusterrole",
+            "serin",
+            "-o",
+            "jsonpath={.rules[*].resources}"
+        ])
+        .await,
+        r#"["deployments"] ["leases"]"#
+    );
+    assert_eq!(
+        k.ok(&["get", "rolebinding", "leader", "-o", "wide", "--no-headers"])
+            .await
+            .split_whitespace()
+            .filter(|c| !c.ends_with('s'))
+            .collect::<Vec<_>>(),
+        ["leader", "Role/leader", "alice", "default/serin"]
+    );
+    let ing = k.ok(&["get", "ing", "podinfo", "--no-headers"]).await;
+    let ing: Vec<&str> = ing.split_whitespace().collect();
+    assert_eq!(ing[..3], ["podinfo", "nginx", "app.example.com"], "{ing:?}");
+    assert_eq!(ing[3], "80", "{ing:?}");
+    assert_eq!(
+        k.ok(&["get", "ingressclass", "nginx", "--no-headers"])
+            .await
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>(),
+        ["nginx", "k8s.io/ingress-nginx", "<none>"]
+    );
+    assert_eq!(
+        k.ok(&["get", "pdb", "podinfo", "--no-headers"])
+            .await
+            .split_whitespace()
+            .take(4)
+            .collect::<Vec<_>>(),
+        ["podinfo", "1", "N/A", "0"]
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "netpol",
+            "deny",
+            "-o",
+            "jsonpath={.spec.policyTypes}"
+        ])
+        .await,
+        r#"["Ingress"]"#
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "sts",
+            "db",
+            "-o",
+            "jsonpath={.spec.podManagementPolicy} {.spec.updateStrategy.rollingUpdate.partition} {.spec.template.spec.containers[0].imagePullPolicy}"
+        ])
+        .await,
+        "OrderedReady 0 IfNotPresent"
+    );
+    assert_eq!(
+        k.ok(&["get", "job", "smoke", "-o", "jsonpath={.spec.completions} {.spec.backoffLimit} {.spec.template.spec.restartPolicy} {.spec.template.spec.containers[0].command}"])
+            .await,
+        r#"1 6 Never ["curl","-s","http://podinfo"]"#
+    );
+    assert_eq!(
+        k.ok(&["get", "cj", "nightly", "--no-headers"])
+            .await
+            .split_whitespace()
+            .take(8)
+            .collect::<Vec<_>>(),
+        ["nightly", "0", "3", "*", "*", "*", "<none>", "False"]
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "pc",
+            "high",
+            "-o",
+            "jsonpath={.value} {.description}"
+        ])
+        .await,
+        "1000 serin"
+    );
+    k.ok(&["scale", "sts", "db", "--replicas=3"]).await;
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "sts",
+            "db",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.generation}"
+        ])
+        .await,
+        "3 2"
+    );
+    let all = k.ok(&["get", "all", "--no-headers"]).await;
+    assert!(all.contains("statefulset.apps/db"), "{all}");
+    assert!(all.contains("cronjob.batch/nightly"), "{all}");
+    assert!(!all.contains("ingress"), "{all}");
+    k.ok(&["delete", "ing", "podinfo", "--wait=true"]).await;
+    let (ok, _, err) = k.run_in(&["get", "ing", "podinfo"], None).await;
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        r#"Error from server (NotFound): ingresses.networking.k8s.io "podinfo" not found"#
+    );
+    c.shutdown().await;
+}
