@@ -298,14 +298,14 @@ pub(crate) fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
             default_field(obj, "spec.failedJobsHistoryLimit", json!(1));
             default_job_spec(obj.pointer_mut("/spec/jobTemplate/spec"));
         }
-        ("networking.k8s.io", "networkpolicies") => {
-            if get_path(obj, "spec.policyTypes").is_none_or(Value::is_null) {
-                let mut types = vec![json!("Ingress")];
-                if get_path(obj, "spec.egress").is_some_and(|e| !e.is_null()) {
-                    types.push(json!("Egress"));
-                }
-                set_path(obj, "spec.policyTypes", Value::Array(types));
+        ("networking.k8s.io", "networkpolicies")
+            if get_path(obj, "spec.policyTypes").is_none_or(Value::is_null) =>
+        {
+            let mut types = vec![json!("Ingress")];
+            if get_path(obj, "spec.egress").is_some_and(|e| !e.is_null()) {
+                types.push(json!("Egress"));
             }
+            set_path(obj, "spec.policyTypes", Value::Array(types));
         }
         ("networking.k8s.io", "ingresses") => {
             for rule in obj
