@@ -24,6 +24,7 @@ pub mod patch;
 pub mod protobuf;
 pub mod registry;
 pub mod requests;
+pub mod schema;
 pub mod selectors;
 pub mod server;
 pub mod simulator;

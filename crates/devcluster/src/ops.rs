@@ -33,6 +33,8 @@ pub struct WriteOpts {
     pub dry_run: bool,
     pub field_manager: Option<String>,
     pub force: bool,
+    /// `fieldValidation=Strict`: unknown fields of a custom resource are an error.
+    pub strict: bool,
 }
 
 /// Options of a delete request.
@@ -140,6 +142,7 @@ pub fn create(
         body["status"] = s;
     }
     apply_defaults(def, &mut body);
+    conform(def, version, &name, &mut body, opts)?;
     if is_crd(def) {
         // Validate (and on a real write, register) the new resource.
         let mut scratch = st.registry.clone();
@@ -290,6 +293,39 @@ pub fn finish_update(
     Ok(st.put(def, cand))
 }
 
+/// A custom resource as the CRD's schema of `version` makes it: `null`s dropped, defaults set,
+/// unknown fields pruned (an error with `fieldValidation=Strict`), then validated.
+fn conform(
+    def: &ResourceDef,
+    version: &str,
+    name: &str,
+    obj: &mut Value,
+    opts: &WriteOpts,
+) -> Result<(), ApiError> {
+    let Some(schema) = def.schemas.get(version).filter(|_| def.crd) else {
+        return Ok(());
+    };
+    let out = crate::schema::normalise(schema, obj);
+    if opts.strict && !out.unknown_fields.is_empty() {
+        let list: Vec<String> = out
+            .unknown_fields
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+            list.join(", "),
+            kind = def.kind
+        )));
+    }
+    let errs = crate::schema::validate(schema, obj);
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_fields(&def.group, &def.kind, name, &errs))
+    }
+}
+
 /// Removes an object for good, with the side effects of removing a CRD.
 pub fn remove_object(st: &mut Store, def: &ResourceDef, ns: &str, name: &str) -> Option<Value> {
     let removed = st.remove(def, ns, name)?;
@@ -394,7 +430,7 @@ pub fn update(
     version: &str,
     ns: &str,
     name: &str,
-    body: Value,
+    mut body: Value,
     sub: Sub,
     opts: &WriteOpts,
 ) -> Result<Value, ApiError> {
@@ -413,6 +449,7 @@ pub fn update(
         )));
     }
     check_rv(def, &existing, &body)?;
+    conform(def, version, name, &mut body, opts)?;
     match storage_def(st, def) {
         Some(sdef) => finish_update(
             st,
@@ -515,6 +552,9 @@ pub fn patch(
         return Err(ApiError::bad_request(
             "metadata.name cannot be changed by a patch",
         ));
+    }
+    if sub != Sub::Scale {
+        conform(def, version, name, &mut target, opts)?;
     }
     let result = if sub == Sub::Scale {
         let next = scale_to_object(def, &existing, &target)?;

@@ -59,6 +59,8 @@ pub struct ResourceDef {
     /// Printer columns of a custom resource (per version, by version name).
     pub columns: BTreeMap<String, Vec<PrinterColumn>>,
     pub crd: bool,
+    /// The `openAPIV3Schema` of each served version of a custom resource.
+    pub schemas: BTreeMap<String, Arc<Value>>,
     /// Another view of a resource stored under this store key (`events.k8s.io` events are
     /// stored as core events); objects are converted on read and write (see `convert`).
     pub storage: Option<String>,
@@ -519,6 +521,7 @@ impl Registry {
                 strategic: true,
                 columns: BTreeMap::new(),
                 crd: false,
+                schemas: BTreeMap::new(),
                 storage: crate::convert::storage_of(bi.group, bi.plural).map(str::to_string),
             };
             defs.insert(def.key(), Arc::new(def));
@@ -687,6 +690,7 @@ fn crd_to_def(crd: &Value) -> Result<ResourceDef, ApiError> {
     let mut status = false;
     let mut scale = None;
     let mut columns = BTreeMap::new();
+    let mut schemas = BTreeMap::new();
     let mut storage_count = 0;
     for v in versions_v {
         let vname =
@@ -739,6 +743,13 @@ fn crd_to_def(crd: &Value) -> Result<ResourceDef, ApiError> {
             })
             .unwrap_or_default();
         columns.insert(vname.to_string(), cols);
+        if let Some(schema) = v
+            .pointer("/schema/openAPIV3Schema")
+            .or_else(|| spec.pointer("/validation/openAPIV3Schema"))
+            .filter(|s| s.is_object())
+        {
+            schemas.insert(vname.to_string(), Arc::new(schema.clone()));
+        }
     }
     if storage_count != 1 {
         return Err(invalid(
@@ -774,6 +785,7 @@ fn crd_to_def(crd: &Value) -> Result<ResourceDef, ApiError> {
         strategic: false,
         columns,
         crd: true,
+        schemas,
         storage: None,
     })
 }

@@ -231,6 +231,7 @@ fn write_opts(query: &HashMap<String, String>) -> WriteOpts {
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
         field_manager: query.get("fieldManager").cloned(),
         force: query.get("force").is_some_and(|f| f == "true"),
+        strict: query.get("fieldValidation").is_some_and(|f| f == "Strict"),
     }
 }
 

@@ -98,6 +98,36 @@ impl ApiError {
         }
     }
 
+    /// 422 Invalid with one cause per field error, as `errors.NewInvalid` builds it.
+    pub fn invalid_fields(
+        group: &str,
+        kind: &str,
+        name: &str,
+        errs: &[crate::schema::FieldError],
+    ) -> Self {
+        let all: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        let joined = if all.len() == 1 {
+            all.join("")
+        } else {
+            format!("[{}]", all.join(", "))
+        };
+        let qualified = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let causes: Vec<Value> = errs
+            .iter()
+            .map(|e| json!({"reason": e.reason, "message": e.body, "field": e.field}))
+            .collect();
+        Self {
+            code: 422,
+            reason: "Invalid",
+            message: format!("{qualified} \"{name}\" is invalid: {joined}"),
+            details: Some(json!({"name": name, "group": group, "kind": kind, "causes": causes})),
+        }
+    }
+
     pub fn bad_request(msg: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", msg)
     }

@@ -1027,3 +1027,147 @@ spec:
     );
     c.shutdown().await;
 }
+
+const SERIN_CRDS: &str = include_str!("../../../deploy/crds/crds.yaml");
+
+fn canary(spec_extra: &str, analysis_extra: &str) -> String {
+    format!(
+        "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+spec:
+  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: podinfo}}
+  service: {{port: 9898}}
+{spec_extra}  analysis:
+    threshold: 5
+    maxWeight: 50
+{analysis_extra}"
+    )
+}
+
+/// Custom resources are pruned, defaulted and validated with the CRD's schema, and kubectl
+/// shows the real server's words: a strict-decoding 400 for unknown fields under
+/// `--validate=strict` (kubectl's default), pruning without it, and 422 field errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_custom_resources_are_pruned_defaulted_and_validated() {
+    let c = cluster().await;
+    let Some(k) = Kubectl::new(&c, "schema") else {
+        return;
+    };
+    let (ok, out, err) = k.apply(&[], SERIN_CRDS).await;
+    assert!(ok, "{out}{err}");
+
+    let with_unknown = canary("  bogus: 1\n", "    interval: 1m\n    stepWeight: 10\n");
+    let (ok, _, err) = k.apply(&[], &with_unknown).await;
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        r#"Error from server (BadRequest): error when creating "STDIN": Canary in version "v1beta1" cannot be handled as a Canary: strict decoding error: unknown field "spec.bogus""#
+    );
+    let (ok, out, err) = k.apply(&["--validate=false"], &with_unknown).await;
+    assert!(ok, "{out}{err}");
+    let spec = k
+        .ok(&["get", "canary", "podinfo", "-o", "jsonpath={.spec}"])
+        .await;
+    let spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
+    assert!(spec.get("bogus").is_none(), "{spec}");
+    assert_eq!(spec["analysis"]["interval"], "1m");
+
+    let bad = canary("", "    interval: 1x\n    stepWeight: 120\n");
+    let (ok, _, err) = k.apply(&[], &bad).await;
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        r#"The Canary "podinfo" is invalid: 
+* spec.analysis.interval: Invalid value: "1x": spec.analysis.interval in body should match '^[0-9]+(m|s)'
+* spec.analysis.stepWeight: Invalid value: 120: spec.analysis.stepWeight in body should be less than or equal to 100"#
+    );
+
+    // Defaults and x-kubernetes-preserve-unknown-fields, on a small CRD.
+    let (ok, out, err) = k
+        .apply(
+            &[],
+            "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [size]
+            properties:
+              size: {type: string, enum: [small, large]}
+              replicas: {type: integer, default: 1, minimum: 0}
+              policy:
+                type: object
+                default: {}
+                properties:
+                  mode: {type: string, default: Auto}
+              extra:
+                type: object
+                x-kubernetes-preserve-unknown-fields: true
+",
+        )
+        .await;
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = k
+        .apply(
+            &[],
+            "apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w}
+spec:
+  size: small
+  extra: {anything: [1, 2]}
+",
+        )
+        .await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        k.ok(&["get", "widget", "w", "-o", "jsonpath={.spec}"])
+            .await,
+        r#"{"extra":{"anything":[1,2]},"policy":{"mode":"Auto"},"replicas":1,"size":"small"}"#
+    );
+    let (ok, _, err) = k
+        .apply(
+            &[],
+            "apiVersion: example.com/v1
+kind: Widget
+metadata: {name: v}
+spec: {size: huge}
+",
+        )
+        .await;
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        r#"The Widget "v" is invalid: spec.size: Unsupported value: "huge": supported values: "small", "large""#
+    );
+    let (ok, _, err) = k
+        .apply(
+            &[],
+            "apiVersion: example.com/v1
+kind: Widget
+metadata: {name: v}
+spec: {replicas: -1}
+",
+        )
+        .await;
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        "The Widget \"v\" is invalid: \n* spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0\n* spec.size: Required value"
+    );
+    c.shutdown().await;
+}
