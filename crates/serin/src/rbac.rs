@@ -399,8 +399,10 @@ mod tests {
         );
         assert_eq!(grants_yaml, grants(|n| n != Need::ConfigTracking));
         // rbac.scope=namespace: a Role with the namespaced rules only.
-        let (grants_yaml, urls) =
-            rules_of(&read("tests/packaging/golden/serin-namespaced.yaml"), "Role");
+        let (grants_yaml, urls) = rules_of(
+            &read("tests/packaging/golden/serin-namespaced.yaml"),
+            "Role",
+        );
         let namespaced: BTreeSet<_> = grants(|_| true)
             .into_iter()
             .filter(|(g, _, _)| g != "external.metrics.k8s.io")
@@ -496,7 +498,14 @@ mod tests {
             }
         }
         // The scan itself works: it finds the calls this table was written from.
-        for ty in ["Canary", "Lease", "Event", "Secret", "Deployment", "VirtualService"] {
+        for ty in [
+            "Canary",
+            "Lease",
+            "Event",
+            "Secret",
+            "Deployment",
+            "VirtualService",
+        ] {
             assert!(seen_types.contains(ty), "scan did not find Api<{ty}>");
         }
         for group in [
