@@ -6,6 +6,9 @@
 #   tests/packaging/run.sh            check
 #   UPDATE=1 tests/packaging/run.sh   rewrite the golden files and the copies, then review the diff
 #
+# Also builds the controller image as an OCI layout from target/debug/serin (or $SERIN_BINARY)
+# with tools/oci-image and reads it back.
+#
 # helm is built from its Go module (tools/helm) into a cache keyed by tools/helm/go.sum, so a
 # second run takes seconds. Needs go and kubectl (kustomize is built into kubectl).
 set -euo pipefail
@@ -131,6 +134,20 @@ else
     fi
   done <tests/packaging/kustomize-cases.txt
 fi
+
+# --- the OCI image, built without a Docker engine ---------------------------------------------------
+echo "== OCI image layout (tools/oci-image)"
+bin=${SERIN_BINARY:-$root/target/debug/serin}
+if [[ ! -x $bin ]]; then
+  echo "building $bin"
+  cargo build -p serin --bin serin --locked
+fi
+if (cd tools/oci-image && SERIN_BINARY=$bin go test -count=1 . >"$tmp/go" 2>&1); then
+  pass "oci-image: layout reads back (entrypoint, user, labels, files) and its serin runs"
+else
+  fail "oci-image"
+fi
+cat "$tmp/go"
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
