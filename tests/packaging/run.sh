@@ -135,13 +135,22 @@ else
   done <tests/packaging/kustomize-cases.txt
 fi
 
-# --- the OCI image, built without a Docker engine ---------------------------------------------------
-echo "== OCI image layout (tools/oci-image)"
+# --- the GitOps examples' Canaries and MetricTemplates pass `serin validate` --------------------------
+echo "== serin validate (GitOps examples)"
 bin=${SERIN_BINARY:-$root/target/debug/serin}
 if [[ ! -x $bin ]]; then
   echo "building $bin"
   cargo build -p serin --bin serin --locked
 fi
+if kubectl kustomize examples/gitops/flux/apps | "$bin" validate - >"$tmp/v" 2>&1 && grep -q "4 document(s) checked: 0 error(s)" "$tmp/v"; then
+  pass "serin validate examples/gitops/flux/apps: $(cat "$tmp/v")"
+else
+  fail "serin validate examples/gitops/flux/apps"
+  cat "$tmp/v"
+fi
+
+# --- the OCI image, built without a Docker engine ---------------------------------------------------
+echo "== OCI image layout (tools/oci-image)"
 if (cd tools/oci-image && SERIN_BINARY=$bin go test -count=1 . >"$tmp/go" 2>&1); then
   pass "oci-image: layout reads back (entrypoint, user, labels, files) and its serin runs"
 else

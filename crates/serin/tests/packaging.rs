@@ -210,3 +210,81 @@ fn loadtester_values_reach_its_flags() {
     assert_eq!(a.namespace_regexp, "^test$");
     assert_eq!(a.timeout, std::time::Duration::from_secs(30 * 60));
 }
+
+fn repo_file(rel: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {rel}: {e}"))
+}
+
+#[test]
+fn gitops_apps_leave_replicas_to_the_hpa() {
+    let docs = golden("kustomize-flux-apps.yaml");
+    let canaries: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Canary").collect();
+    assert_eq!(canaries.len(), 2);
+    for canary in canaries {
+        let target = canary["spec"]["targetRef"]["name"].as_str().unwrap();
+        let deployment = docs
+            .iter()
+            .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == target)
+            .unwrap_or_else(|| panic!("no Deployment {target}"));
+        // Git does not own the replica count: Serin scales the target, the HPA the primary.
+        assert!(
+            deployment["spec"]["replicas"].is_null(),
+            "{target} sets spec.replicas"
+        );
+        let hpa = canary["spec"]["autoscalerRef"]["name"].as_str().unwrap();
+        assert!(
+            docs.iter()
+                .any(|d| d["kind"] == "HorizontalPodAutoscaler" && d["metadata"]["name"] == hpa),
+            "no HPA {hpa}"
+        );
+        assert_eq!(canary["metadata"]["namespace"], "prod");
+        // Releases are image tags in the app's kustomization.yaml.
+        let image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap();
+        assert_eq!(image, "ghcr.io/stefanprodan/podinfo:6.0.0");
+    }
+}
+
+#[test]
+fn flux_applies_the_apps_after_serin() {
+    let apps = serin::api::manifest::parse_documents(&repo_file(
+        "examples/gitops/flux/clusters/my-cluster/apps.yaml",
+    ))
+    .unwrap();
+    let serin = serin::api::manifest::parse_documents(&repo_file(
+        "examples/gitops/flux/clusters/my-cluster/serin.yaml",
+    ))
+    .unwrap();
+    assert_eq!(
+        apps[0]["spec"]["dependsOn"][0]["name"],
+        serin[0]["metadata"]["name"]
+    );
+    for k in [&apps[0], &serin[0]] {
+        assert_eq!(k["kind"], "Kustomization");
+        // Flux paths are relative to the repository root: each one has a kustomization.yaml.
+        let path = k["spec"]["path"].as_str().unwrap().trim_start_matches("./");
+        repo_file(&format!("{path}/kustomization.yaml"));
+    }
+    // Argo CD: the same directories, Serin in an earlier sync wave.
+    let argo = golden("kustomize-argocd.yaml");
+    let wave = |name: &str| {
+        let app = argo
+            .iter()
+            .find(|d| d["kind"] == "Application" && d["metadata"]["name"] == name)
+            .unwrap();
+        repo_file(&format!(
+            "{}/kustomization.yaml",
+            app["spec"]["source"]["path"].as_str().unwrap()
+        ));
+        app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
+            .as_str()
+            .unwrap()
+            .parse::<i32>()
+            .unwrap()
+    };
+    assert!(wave("serin") < wave("apps"));
+}
