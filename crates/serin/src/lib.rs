@@ -8,6 +8,7 @@ pub mod controller;
 pub mod loadtester;
 pub mod metrics;
 pub mod notify;
+pub mod rbac;
 pub mod router;
 pub mod telemetry;
 pub mod workload;
