@@ -237,16 +237,16 @@ fn check_target(spec: &CanarySpec, provider: Option<&Provider>, out: &mut Vec<Pr
         if scaler.name.is_empty() {
             out.push(Problem::new("spec.autoscalerRef.name", "must not be empty"));
         }
-        if scaler.kind == "HorizontalPodAutoscaler"
-            && matches!(
-                scaler.api_version.as_str(),
-                "autoscaling/v2beta1" | "autoscaling/v2beta2"
-            )
-        {
+        let removed_in = match scaler.api_version.as_str() {
+            "autoscaling/v2beta1" => Some("1.25"),
+            "autoscaling/v2beta2" => Some("1.26"),
+            _ => None,
+        };
+        if let Some(release) = removed_in.filter(|_| scaler.kind == "HorizontalPodAutoscaler") {
             out.push(Problem::warning(
                 "spec.autoscalerRef.apiVersion",
                 format!(
-                    "{} is deprecated (removed in Kubernetes 1.25 and 1.26); Serin reads the HorizontalPodAutoscaler as autoscaling/v2: use apiVersion: autoscaling/v2",
+                    "{} is deprecated (removed in Kubernetes {release}); Serin reads the HorizontalPodAutoscaler as autoscaling/v2: use apiVersion: autoscaling/v2",
                     scaler.api_version
                 ),
             ));
@@ -436,12 +436,7 @@ fn check_analysis(
     }
     if let Some(steps) = analysis.step_weights.as_deref() {
         for (i, w) in steps.iter().enumerate() {
-            if !(1..=100).contains(w) {
-                out.push(Problem::new(
-                    format!("{path}.stepWeights[{i}]"),
-                    format!("must be between 1 and 100 (got {w})"),
-                ));
-            }
+            check_range(&format!("{path}.stepWeights[{i}]"), Some(*w), 1, 100, out);
             if i > 0 && *w <= steps[i - 1] {
                 out.push(Problem::new(
                     format!("{path}.stepWeights[{i}]"),

@@ -166,17 +166,18 @@ async fn metric_template_reads_retry_transient_api_errors() {
             assert_eq!(read.spec.query, "up");
         }
 
-        // Every GET answers 503: a transient error in words, after the retries.
+        // Every GET answers 500 (kube-rs itself retries only 429, 503 and 504): a transient
+        // error in words, after the retries.
         cluster
             .dev
             .faults()
-            .set_error_share("get", 503, 1.0)
+            .set_error_share("get", 500, 1.0)
             .unwrap();
         let err = env.template(NS, "latency").await.unwrap_err();
         assert!(err.transient, "{err:?}");
         assert!(
             err.message
-                .starts_with("the API server answered HTTP 503 Service Unavailable"),
+                .starts_with("the API server answered HTTP 500 Internal Server Error"),
             "{}",
             err.message
         );
