@@ -44,7 +44,7 @@ pids+=($!)
 pids+=($!)
 
 echo "== the podinfo example"
-sed "s#LOADTESTER_URL#http://127.0.0.1:$lt_port#" examples/podinfo/canary-dev.yaml >"$work/canary.yaml"
+sed "s#http://127.0.0.1:8080/#http://127.0.0.1:$lt_port/#" examples/podinfo/canary-dev.yaml >"$work/canary.yaml"
 "$serin" validate examples/podinfo/canary.yaml "$work/canary.yaml"
 kubectl apply -f examples/podinfo/namespace.yaml
 kubectl apply -f examples/podinfo/deployment.yaml -f "$work/canary.yaml"

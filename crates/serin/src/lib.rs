@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod kube_error;
 pub mod loadtester;
 pub mod metrics;
 pub mod notify;

@@ -379,6 +379,21 @@ async fn template_checks_and_their_messages() {
     );
     assert_eq!(f.severity, Severity::Error);
 
+    // The API server failing to answer (after the reader's retries) holds the step instead.
+    let flaky = FakeEnv {
+        unavailable: Some("the API server answered HTTP 500 Internal Server Error".into()),
+        ..template_env(&server.url)
+    };
+    let c = canary("podinfo", "test", spec(None, metric("a", 50.0)));
+    let f = analysis::run_checks(&c, &MetricsContext { env: &flaky, ..ctx })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        f.message,
+        "Halt advancement: metric template error-rate.istio-system cannot be read, retrying at the next interval (not counted as a failed check): the API server answered HTTP 500 Internal Server Error"
+    );
+    assert_eq!(f.severity, Severity::Held);
+
     // Secret missing.
     let env2 = FakeEnv {
         secrets: Default::default(),

@@ -11,26 +11,118 @@ fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-#[test]
-fn malformed_fixtures_produce_the_expected_messages() {
-    let dir = fixtures_dir().join("invalid");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
+    files
+}
+
+#[test]
+fn malformed_fixtures_produce_the_expected_messages() {
+    let dir = fixtures_dir().join("invalid");
+    let files = yaml_files(&dir);
     assert!(files.len() >= 10);
-    let update = std::env::var_os("SERIN_UPDATE_GOLDEN").is_some();
     for file in files {
-        let mut out = String::new();
-        let summary = validate_paths(
-            std::slice::from_ref(&file),
-            &Options::default(),
-            false,
-            &mut out,
+        check_golden(&dir, &file, |summary| {
+            assert!(summary.errors > 0, "{} produced no error", file.display());
+        });
+    }
+}
+
+/// Deprecated spellings, providers Serin cannot route yet and absurd durations are warnings
+/// naming the replacement; the manifests pass (exit status 0).
+#[test]
+fn deprecated_spellings_are_warnings() {
+    let dir = fixtures_dir().join("warnings");
+    let files = yaml_files(&dir);
+    assert!(!files.is_empty());
+    for file in files {
+        check_golden(&dir, &file, |summary| {
+            assert_eq!(summary.errors, 0, "{}", file.display());
+            assert!(summary.warnings > 0, "{}", file.display());
+        });
+    }
+    let out = serin()
+        .arg("validate")
+        .arg(dir.join("deprecated.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "apiVersion: flagger.app/v1alpha3 is deprecated; use flagger.app/v1beta1",
+        "spec.canaryAnalysis: deprecated spelling: rename it to spec.analysis",
+        "\"istio_requests_total\" is the deprecated name of the built-in check request-success-rate; use name: request-success-rate",
+        "threshold: deprecated: use thresholdRange: {min: 99}",
+        "use apiVersion: autoscaling/v2",
+        "the linkerd provider is not supported yet by Serin",
+        "100000000m is above the 24h maximum; 24h is used",
+        "100000000m is above the 1h maximum; 1h is used",
+    ] {
+        assert!(stdout.contains(expected), "{expected}\n{stdout}");
+    }
+}
+
+/// `serin validate examples/`, the README's command, passes.
+#[test]
+fn the_examples_validate() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let out = serin().arg("validate").arg(&examples).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains(" 0 error(s), 0 warning(s)"));
+}
+
+/// One set of rules: every Canary of the refused corpus is rejected by `serin validate` and by
+/// the check the controller runs before scheduling a Canary (which then gets an invalid-spec
+/// event instead of a run). The corpus holds values a real API server refuses with the
+/// generated CRDs but stores with an older CRD, and that the dev cluster always stores.
+#[test]
+fn the_controller_refuses_every_canary_validate_rejects() {
+    use serin::api::manifest;
+    use serin::api::{Canary, Provider};
+    use serin::controller::runtime::canary_problems;
+
+    let text =
+        std::fs::read_to_string(fixtures_dir().join("invalid/controller-refused.yaml")).unwrap();
+    let docs = manifest::parse_documents(&text).unwrap();
+    let reports = manifest::check_yaml(&text, &Options::default()).unwrap();
+    assert_eq!(docs.len(), reports.len());
+    assert!(docs.len() >= 27, "{} cases", docs.len());
+    for (doc, report) in docs.iter().zip(&reports) {
+        let name = report.describe();
+        assert!(
+            report.problems.iter().any(|p| p.is_error()),
+            "validate accepts {name}"
         );
-        assert!(summary.errors > 0, "{} produced no error", file.display());
+        let canary: Canary = serde_json::from_value(doc.clone())
+            .unwrap_or_else(|e| panic!("{name} does not decode as a Canary: {e}"));
+        let problems = canary_problems(&canary, &Provider::Istio, false);
+        assert!(!problems.is_empty(), "the controller would run {name}");
+        // The controller says what validate says (its errors, in its words).
+        for p in report.problems.iter().filter(|p| p.is_error()) {
+            assert!(
+                problems.iter().any(|c| c == &p.to_string()),
+                "{name}: {p} missing from {problems:?}"
+            );
+        }
+    }
+}
+
+fn check_golden(dir: &Path, file: &Path, check: impl Fn(&serin::cli::validate::Summary)) {
+    let update = std::env::var_os("SERIN_UPDATE_GOLDEN").is_some();
+    {
+        let mut out = String::new();
+        let summary = validate_paths(&[file.to_path_buf()], &Options::default(), false, &mut out);
+        check(&summary);
         let prefix = format!("{}/", dir.display());
         let out = out.replace(&prefix, "");
         let expected_path = file.with_extension("expected");

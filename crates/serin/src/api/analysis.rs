@@ -17,8 +17,13 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
 /// Default query window of built-in and inline metrics.
 pub const DEFAULT_METRIC_INTERVAL: &str = "1m";
+/// The upper clamp of the analysis interval (Serin's; Flagger has none, so `interval: 100000000m`
+/// would park a canary for 190 years).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 /// Default webhook timeout.
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The upper clamp of a webhook's per-attempt timeout (Serin's; Flagger has none).
+pub const MAX_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Default Max-Age of the canary session-affinity cookie.
 pub const DEFAULT_COOKIE_MAX_AGE: i32 = 86_400;
 
@@ -55,6 +60,7 @@ pub struct CanaryAnalysis {
     pub step_weight: Option<i32>,
     /// Explicit canary weight ladder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(inner(range(min = 1, max = 100)))]
     pub step_weights: Option<Vec<i32>>,
     /// Primary weight increment per step during promotion (default: all at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,7 +120,8 @@ impl fmt::Display for Strategy {
 }
 
 impl CanaryAnalysis {
-    /// The tick period: `interval` parsed as a Go duration; unparseable → 60s; below 10s → 10s.
+    /// The tick period: `interval` parsed as a Go duration; unparseable → 60s; below 10s → 10s;
+    /// above [`MAX_INTERVAL`] → 24h.
     pub fn interval(&self) -> Duration {
         self.interval_with_min(MIN_INTERVAL)
     }
@@ -127,7 +134,7 @@ impl CanaryAnalysis {
             .as_deref()
             .and_then(duration::parse)
             .unwrap_or(DEFAULT_INTERVAL);
-        parsed.max(min)
+        parsed.max(min).min(MAX_INTERVAL.max(min))
     }
 
     /// Failed checks tolerated before rollback (values ≤ 0 mean 1).
@@ -159,13 +166,13 @@ impl CanaryAnalysis {
     }
 
     /// The promotion weight: `min(100, last stepWeights)` when `stepWeights` is set, else
-    /// `maxWeight` when positive, else 100.
+    /// `min(100, maxWeight)` when positive, else 100.
     pub fn max_weight(&self) -> i32 {
         if let Some(last) = self.step_weights().last() {
             return (*last).min(100);
         }
         match self.max_weight {
-            Some(w) if w > 0 => w,
+            Some(w) if w > 0 => w.min(100),
             _ => 100,
         }
     }
@@ -212,7 +219,7 @@ impl CanaryAnalysis {
         if self.step_weight() > 0 || step_weights.is_empty() {
             return self.step_weight();
         }
-        let max_step = 100 - canary_weight;
+        let max_step = 100i32.saturating_sub(canary_weight);
         if max_step <= 0 {
             return 1;
         }
@@ -221,7 +228,7 @@ impl CanaryAnalysis {
         }
         for (i, w) in step_weights.iter().enumerate() {
             if *w == canary_weight && i + 1 < step_weights.len() {
-                return max_step.min(step_weights[i + 1] - canary_weight);
+                return max_step.min(step_weights[i + 1].saturating_sub(canary_weight));
             }
         }
         max_step
@@ -442,10 +449,12 @@ impl CanaryWebhook {
     }
 
     /// Per-attempt timeout: default 10s, also when the value is shorter than two characters or
-    /// unparseable (as Flagger).
+    /// unparseable (as Flagger); at most [`MAX_WEBHOOK_TIMEOUT`].
     pub fn timeout(&self) -> Duration {
         match self.timeout.as_deref() {
-            Some(t) if t.len() >= 2 => duration::parse(t).unwrap_or(DEFAULT_WEBHOOK_TIMEOUT),
+            Some(t) if t.len() >= 2 => duration::parse(t)
+                .unwrap_or(DEFAULT_WEBHOOK_TIMEOUT)
+                .min(MAX_WEBHOOK_TIMEOUT),
             _ => DEFAULT_WEBHOOK_TIMEOUT,
         }
     }
@@ -531,6 +540,7 @@ pub struct SessionAffinity {
     pub primary_cookie_name: Option<String>,
     /// Max-Age of the canary cookie in seconds (default 86400).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
     pub max_age: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
@@ -656,6 +666,37 @@ mod tests {
         assert_eq!(a.next_step_weight(100), 1);
         let linear = analysis(serde_json::json!({"stepWeight": 10}));
         assert_eq!(linear.next_step_weight(30), 10);
+    }
+
+    #[test]
+    fn absurd_intervals_and_timeouts_are_clamped() {
+        let a = analysis(serde_json::json!({"interval": "100000000m"}));
+        assert_eq!(a.interval(), MAX_INTERVAL);
+        assert_eq!(
+            analysis(serde_json::json!({"interval": "2h"})).interval(),
+            Duration::from_secs(7200)
+        );
+        let hook: CanaryWebhook = serde_json::from_value(
+            serde_json::json!({"name": "h", "url": "http://x/", "timeout": "100000000m"}),
+        )
+        .unwrap();
+        assert_eq!(hook.timeout(), MAX_WEBHOOK_TIMEOUT);
+    }
+
+    #[test]
+    fn out_of_range_weights_do_not_overflow() {
+        let ladder = analysis(serde_json::json!({"stepWeights": [1, 2147483647]}));
+        assert_eq!(ladder.next_step_weight(1), 99);
+        assert_eq!(ladder.next_step_weight(i32::MIN), i32::MAX);
+        assert_eq!(ladder.max_weight(), 100);
+        let negative = analysis(serde_json::json!({"stepWeights": [-2147483648, 5]}));
+        assert_eq!(negative.next_step_weight(i32::MIN), i32::MAX);
+        let huge = analysis(serde_json::json!({"maxWeight": 2147483647, "stepWeight": 2147483647}));
+        assert_eq!(huge.max_weight(), 100);
+        assert_eq!(
+            analysis(serde_json::json!({"maxWeight": 1000})).max_weight(),
+            100
+        );
     }
 
     #[test]

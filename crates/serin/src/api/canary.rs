@@ -205,6 +205,20 @@ impl CanarySpec {
         )
     }
 
+    /// Why Serin cannot run this canary's target yet, in the words the controller uses when it
+    /// refuses it (`None` when the target kind is handled). `serin validate` reports the same
+    /// text, so the two stay in step: the workload factory is the only other place that knows
+    /// the supported kinds.
+    pub fn unsupported_target(&self) -> Option<String> {
+        let target = &self.target_ref;
+        (target.kind == "Service").then(|| {
+            format!(
+                "target {}/{} {} is not supported yet by Serin",
+                target.api_version, target.kind, target.name
+            )
+        })
+    }
+
     /// Name of the primary workload (`<target>-primary`).
     pub fn primary_workload_name(&self) -> String {
         format!("{}-primary", self.target_ref.name)

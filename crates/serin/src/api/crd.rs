@@ -6,7 +6,9 @@
 //!   manifests written for Flagger's older API still apply;
 //! - `helm.sh/resource-policy: keep`, as Flagger's CRDs carry;
 //! - schema rules derive macros cannot express (one of `analysis`/`canaryAnalysis`, one of
-//!   `address`/`secretRef`).
+//!   `address`/`secretRef`);
+//! - `minimum`/`maximum` on every integer: an API server does not enforce `format: int32`, so
+//!   without explicit bounds it stores `threshold: 2147483648`, which no client can decode.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, CustomResourceDefinitionVersion, JSONSchemaProps,
@@ -41,6 +43,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
     let mut alert = AlertProvider::crd();
     require_one_of(&mut alert, &[&["type"]], &[&["address"], &["secretRef"]]);
     for crd in [&mut canary, &mut template, &mut alert] {
+        bound_integers(crd);
         finish(crd);
     }
     vec![canary, template, alert]
@@ -73,6 +76,66 @@ pub fn schema_for(kind: &str) -> Option<Value> {
             let schema = version.schema?.open_api_v3_schema?;
             serde_json::to_value(schema).ok()
         })
+}
+
+/// Adds the range of the integer's `format` (`int32`, `uint32`) as `minimum`/`maximum`
+/// wherever the types did not set a tighter bound.
+fn bound_integers(crd: &mut CustomResourceDefinition) {
+    for version in &mut crd.spec.versions {
+        let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        let Ok(mut value) = serde_json::to_value(&*schema) else {
+            continue;
+        };
+        add_integer_bounds(&mut value);
+        if let Ok(bounded) = serde_json::from_value::<JSONSchemaProps>(value) {
+            *schema = bounded;
+        }
+    }
+}
+
+/// The range of an integer `format`.
+fn format_range(format: &str) -> Option<(f64, f64)> {
+    match format {
+        "int32" => Some((f64::from(i32::MIN), f64::from(i32::MAX))),
+        "uint32" => Some((0.0, f64::from(u32::MAX))),
+        _ => None,
+    }
+}
+
+fn add_integer_bounds(schema: &mut Value) {
+    let Some(obj) = schema.as_object_mut() else {
+        return;
+    };
+    let is_integer = obj.get("type").and_then(Value::as_str) == Some("integer");
+    if let Some((min, max)) = obj
+        .get("format")
+        .and_then(Value::as_str)
+        .and_then(format_range)
+        .filter(|_| is_integer)
+    {
+        obj.entry("minimum").or_insert(json!(min));
+        obj.entry("maximum").or_insert(json!(max));
+    }
+    for key in ["properties", "items", "additionalProperties"] {
+        match obj.get_mut(key) {
+            Some(Value::Object(children)) if key == "properties" => {
+                children.values_mut().for_each(add_integer_bounds);
+            }
+            Some(child) if child.is_object() => add_integer_bounds(child),
+            _ => {}
+        }
+    }
+    for key in ["anyOf", "oneOf", "allOf"] {
+        if let Some(Value::Array(list)) = obj.get_mut(key) {
+            list.iter_mut().for_each(add_integer_bounds);
+        }
+    }
 }
 
 fn finish(crd: &mut CustomResourceDefinition) {
@@ -172,6 +235,55 @@ mod tests {
                 assert!(problems.is_empty(), "{problems:#?}");
             }
         }
+    }
+
+    /// Every integer of every schema carries bounds the API server enforces.
+    #[test]
+    fn every_integer_is_bounded() {
+        fn walk(path: &str, schema: &Value, unbounded: &mut Vec<String>) {
+            if schema["type"] == "integer"
+                && (schema.get("minimum").is_none() || schema.get("maximum").is_none())
+            {
+                unbounded.push(path.to_string());
+            }
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                for (k, v) in props {
+                    walk(&format!("{path}.{k}"), v, unbounded);
+                }
+            }
+            if let Some(items) = schema.get("items") {
+                walk(&format!("{path}[]"), items, unbounded);
+            }
+        }
+        for crd in all() {
+            for version in &crd.spec.versions {
+                let schema = serde_json::to_value(&version.schema).unwrap();
+                let mut unbounded = Vec::new();
+                walk(
+                    &crd.spec.names.kind,
+                    &schema["openAPIV3Schema"],
+                    &mut unbounded,
+                );
+                assert!(unbounded.is_empty(), "{unbounded:#?}");
+            }
+        }
+        let canary = serde_json::to_value(&all()[0]).unwrap();
+        let spec = &canary["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"];
+        let analysis = &spec["analysis"]["properties"];
+        assert_eq!(analysis["threshold"]["minimum"], json!(0.0));
+        assert_eq!(analysis["threshold"]["maximum"], json!(2147483647.0));
+        assert_eq!(analysis["stepWeights"]["items"]["minimum"], json!(1.0));
+        assert_eq!(analysis["stepWeights"]["items"]["maximum"], json!(100.0));
+        assert_eq!(
+            analysis["webhooks"]["items"]["properties"]["retries"]["maximum"],
+            json!(2147483647.0)
+        );
+        assert_eq!(
+            spec["progressDeadlineSeconds"]["maximum"],
+            json!(2147483647.0)
+        );
+        assert_eq!(spec["provider"]["enum"][0], json!(""));
     }
 
     #[test]

@@ -125,6 +125,12 @@ pub fn check_document(doc: &Value, index: usize, options: &Options) -> DocumentR
             ),
         ));
     }
+    if version == LEGACY_VERSION {
+        report.problems.push(Problem::warning(
+            "apiVersion",
+            format!("{GROUP}/{LEGACY_VERSION} is deprecated; use {GROUP}/{VERSION}"),
+        ));
+    }
     check_metadata(obj.get("metadata"), &mut report.problems);
 
     let Some(schema) = crd::schema_for(kind) else {

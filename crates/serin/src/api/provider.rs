@@ -201,7 +201,16 @@ impl Provider {
     pub fn supports_session_affinity(&self) -> bool {
         matches!(self, Provider::Istio | Provider::GatewayApi(_))
     }
+
+    /// Whether Serin has a router for this provider yet. The router factory's test keeps this
+    /// in step with the factory; `serin validate` warns about the others.
+    pub fn routable_by_serin(&self) -> bool {
+        matches!(self, Provider::Istio | Provider::Kubernetes)
+    }
 }
+
+/// The providers Serin routes today, for messages.
+pub const ROUTABLE_PROVIDERS: &str = "istio or kubernetes";
 
 #[cfg(test)]
 mod tests {

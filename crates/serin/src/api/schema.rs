@@ -9,11 +9,16 @@ use super::provider::CRD_PROVIDER_VALUES;
 /// Go duration accepted by Flagger's CRD for intervals and timeouts (prefix match, as Flagger's).
 pub const INTERVAL_PATTERN: &str = "^[0-9]+(m|s)";
 
+/// The routing provider. `""` is accepted (Flagger's CRD refuses it) because the controller
+/// reads it as "unset": the `-mesh-provider` default applies.
 pub fn provider(_: &mut SchemaGenerator) -> Schema {
+    let values: Vec<&str> = std::iter::once("")
+        .chain(CRD_PROVIDER_VALUES.iter().copied())
+        .collect();
     json_schema!({
         "description": "Traffic management provider",
         "type": "string",
-        "enum": CRD_PROVIDER_VALUES,
+        "enum": values,
     })
 }
 

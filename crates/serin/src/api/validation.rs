@@ -1,6 +1,10 @@
 //! Semantic checks of Canaries, MetricTemplates and AlertProviders: what the CRD schema cannot
-//! express. `serin validate` runs them after the schema check; the controller runs them on every
-//! reconcile and reports errors as a condition and an event instead of running the canary.
+//! express, plus the numeric ranges the schema states (the controller cannot rely on the API
+//! server having enforced them: an older CRD may be installed, and the dev cluster does not
+//! validate custom resources). `serin validate` runs them after the schema check; the controller
+//! runs them on every reconcile and reports errors as an event instead of running the canary.
+//! Errors are what both refuse; warnings are for `serin validate` only (deprecated spellings,
+//! values the controller clamps or ignores).
 
 use std::collections::BTreeMap;
 
@@ -10,7 +14,7 @@ use super::apis::istio::{HttpMatchRequest, StringMatch};
 use super::canary::{Canary, CanarySpec};
 use super::duration;
 use super::metric_template::{MetricProviderKind, MetricTemplate};
-use super::provider::{GatewayApiVersion, Provider};
+use super::provider::{GatewayApiVersion, Provider, ROUTABLE_PROVIDERS};
 use super::structural::Problem;
 
 /// Settings the checks depend on.
@@ -44,8 +48,24 @@ pub fn validate_canary_spec(spec: &CanarySpec, options: &Options) -> Vec<Problem
             None
         }
     };
+    if let Some(p) = provider.as_ref().filter(|p| !p.routable_by_serin()) {
+        out.push(Problem::warning(
+            "spec.provider",
+            format!(
+                "the {p} provider is not supported yet by Serin: the controller cannot route this canary; use {ROUTABLE_PROVIDERS} until it is"
+            ),
+        ));
+    }
 
     check_target(spec, provider.as_ref(), &mut out);
+    check_generated_names(spec, &mut out);
+    check_range(
+        "spec.progressDeadlineSeconds",
+        spec.progress_deadline_seconds,
+        0,
+        i32::MAX,
+        &mut out,
+    );
 
     match &spec.service {
         None => out.push(Problem::new(
@@ -53,6 +73,7 @@ pub fn validate_canary_spec(spec: &CanarySpec, options: &Options) -> Vec<Problem
             "required field is missing: service.port sets the port of the generated Services",
         )),
         Some(service) => {
+            check_range("spec.service.port", Some(service.port), 1, 65535, &mut out);
             if let Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(name)) =
                 &service.target_port
                 && !is_port_name(name)
@@ -101,6 +122,11 @@ pub fn validate_canary_spec(spec: &CanarySpec, options: &Options) -> Vec<Problem
             "spec.canaryAnalysis",
             "ignored because spec.analysis is set; remove the deprecated field",
         ));
+    } else if spec.canary_analysis.is_some() {
+        out.push(Problem::warning(
+            "spec.canaryAnalysis",
+            "deprecated spelling: rename it to spec.analysis",
+        ));
     }
     let analysis_path = if spec.analysis.is_some() {
         "spec.analysis"
@@ -115,6 +141,47 @@ pub fn validate_canary_spec(spec: &CanarySpec, options: &Options) -> Vec<Problem
         None => out.push(Problem::new("spec", "must set analysis or canaryAnalysis")),
     }
     out
+}
+
+/// Longest name of a Service (an RFC 1035 label).
+const MAX_SERVICE_NAME: usize = 63;
+
+/// The Services Serin generates (`<apex>`, `<apex>-primary`, `<apex>-canary`) need names of at
+/// most 63 characters; the API server refuses longer ones on every attempt.
+fn check_generated_names(spec: &CanarySpec, out: &mut Vec<Problem>) {
+    let (apex, primary, _canary) = spec.service_names();
+    if apex.is_empty() || primary.len() <= MAX_SERVICE_NAME {
+        return;
+    }
+    let path = if spec.apex_name() == spec.target_ref.name {
+        "spec.targetRef.name"
+    } else {
+        "spec.service.name"
+    };
+    let longest = MAX_SERVICE_NAME - "-primary".len();
+    out.push(Problem::new(
+        path,
+        format!(
+            "{apex:?} is {} characters long: the generated Service name {primary} would have {} characters, Kubernetes allows at most {MAX_SERVICE_NAME}; use at most {longest} characters",
+            apex.len(),
+            primary.len()
+        ),
+    ));
+}
+
+/// An integer outside `min..=max` (the bounds of the generated CRD schema).
+fn check_range(path: &str, value: Option<i32>, min: i32, max: i32, out: &mut Vec<Problem>) {
+    match value {
+        Some(v) if v < min => out.push(Problem::new(
+            path,
+            format!("must be at least {min} (got {v})"),
+        )),
+        Some(v) if v > max => out.push(Problem::new(
+            path,
+            format!("must be at most {max} (got {v})"),
+        )),
+        _ => {}
+    }
 }
 
 fn has_items(list: &Option<Vec<String>>) -> bool {
@@ -137,6 +204,9 @@ fn check_target(spec: &CanarySpec, provider: Option<&Provider>, out: &mut Vec<Pr
     let target = &spec.target_ref;
     if target.name.is_empty() {
         out.push(Problem::new("spec.targetRef.name", "must not be empty"));
+    }
+    if let Some(reason) = spec.unsupported_target() {
+        out.push(Problem::new("spec.targetRef", reason));
     }
     let knative_target =
         target.kind == "Service" && target.api_version.starts_with("serving.knative.dev");
@@ -166,6 +236,37 @@ fn check_target(spec: &CanarySpec, provider: Option<&Provider>, out: &mut Vec<Pr
     if let Some(scaler) = &spec.autoscaler_ref {
         if scaler.name.is_empty() {
             out.push(Problem::new("spec.autoscalerRef.name", "must not be empty"));
+        }
+        let removed_in = match scaler.api_version.as_str() {
+            "autoscaling/v2beta1" => Some("1.25"),
+            "autoscaling/v2beta2" => Some("1.26"),
+            _ => None,
+        };
+        if let Some(release) = removed_in.filter(|_| scaler.kind == "HorizontalPodAutoscaler") {
+            out.push(Problem::warning(
+                "spec.autoscalerRef.apiVersion",
+                format!(
+                    "{} is deprecated (removed in Kubernetes {release}); Serin reads the HorizontalPodAutoscaler as autoscaling/v2: use apiVersion: autoscaling/v2",
+                    scaler.api_version
+                ),
+            ));
+        }
+        if let Some(replicas) = &scaler.primary_scaler_replicas {
+            let rp = "spec.autoscalerRef.primaryScalerReplicas";
+            check_range(
+                &format!("{rp}.minReplicas"),
+                replicas.min_replicas,
+                1,
+                i32::MAX,
+                out,
+            );
+            check_range(
+                &format!("{rp}.maxReplicas"),
+                replicas.max_replicas,
+                1,
+                i32::MAX,
+                out,
+            );
         }
         if let Some(replicas) = &scaler.primary_scaler_replicas
             && let (Some(min), Some(max)) = (replicas.min_replicas, replicas.max_replicas)
@@ -246,14 +347,50 @@ fn check_analysis(
                     format!("{interval} is below the 10s minimum; 10s is used"),
                 ));
             }
+            Some(d) if d > super::analysis::MAX_INTERVAL => {
+                out.push(Problem::warning(
+                    p("interval"),
+                    format!("{interval} is above the 24h maximum; 24h is used"),
+                ));
+            }
             Some(_) => {}
         }
     }
-    if matches!(analysis.threshold, Some(t) if t <= 0) {
+    if analysis.threshold == Some(0) {
         out.push(Problem::warning(
             p("threshold"),
             "threshold below 1; 1 is used",
         ));
+    }
+    for (field, value, min, max) in [
+        ("threshold", analysis.threshold, 0, i32::MAX),
+        ("iterations", analysis.iterations, 0, i32::MAX),
+        ("mirrorWeight", analysis.mirror_weight, 0, 100),
+        ("maxWeight", analysis.max_weight, 0, 100),
+        ("stepWeight", analysis.step_weight, 0, 100),
+        (
+            "stepWeightPromotion",
+            analysis.step_weight_promotion,
+            0,
+            100,
+        ),
+        (
+            "primaryReadyThreshold",
+            analysis.primary_ready_threshold,
+            0,
+            100,
+        ),
+        (
+            "canaryReadyThreshold",
+            analysis.canary_ready_threshold,
+            0,
+            100,
+        ),
+    ] {
+        check_range(&p(field), value, min, max, out);
+    }
+    if let Some(sa) = &analysis.session_affinity {
+        check_range(&p("sessionAffinity.maxAge"), sa.max_age, 0, i32::MAX, out);
     }
 
     // Strategy: exactly one of iterations, stepWeight, stepWeights (Flagger's CRD oneOf).
@@ -299,12 +436,7 @@ fn check_analysis(
     }
     if let Some(steps) = analysis.step_weights.as_deref() {
         for (i, w) in steps.iter().enumerate() {
-            if !(1..=100).contains(w) {
-                out.push(Problem::new(
-                    format!("{path}.stepWeights[{i}]"),
-                    format!("must be between 1 and 100 (got {w})"),
-                ));
-            }
+            check_range(&format!("{path}.stepWeights[{i}]"), Some(*w), 1, 100, out);
             if i > 0 && *w <= steps[i - 1] {
                 out.push(Problem::new(
                     format!("{path}.stepWeights[{i}]"),
@@ -460,6 +592,34 @@ fn check_metrics(path: &str, metrics: &[CanaryMetric], out: &mut Vec<Problem>) {
                 ),
             ));
         }
+        if metric.name != "request-success-rate"
+            && metric.name != "request-duration"
+            && let Some(builtin) = metric.builtin()
+        {
+            out.push(Problem::warning(
+                format!("{mp}.name"),
+                format!(
+                    "{:?} is the deprecated name of the built-in check {}; use name: {}",
+                    metric.name,
+                    builtin.as_str(),
+                    builtin.as_str()
+                ),
+            ));
+        }
+        if let Some(threshold) = metric.threshold
+            && metric.threshold_range.is_none()
+        {
+            let bound =
+                if metric.builtin() == Some(super::analysis::BuiltinMetric::RequestSuccessRate) {
+                    "min"
+                } else {
+                    "max"
+                };
+            out.push(Problem::warning(
+                format!("{mp}.threshold"),
+                format!("deprecated: use thresholdRange: {{{bound}: {threshold}}}"),
+            ));
+        }
         if let Some(tr) = &metric.template_ref {
             if tr.name.is_empty() {
                 out.push(Problem::new(
@@ -531,13 +691,21 @@ fn check_webhooks(path: &str, analysis: &CanaryAnalysis, out: &mut Vec<Problem>)
                 format!("{:?} is not an absolute http:// or https:// URL", hook.url),
             )),
         }
-        if let Some(timeout) = hook.timeout.as_deref().filter(|t| t.len() >= 2)
-            && duration::parse(timeout).is_none()
-        {
-            out.push(Problem::warning(
-                format!("{hp}.timeout"),
-                format!("cannot parse {timeout:?}; 10s is used"),
-            ));
+        check_range(&format!("{hp}.retries"), hook.retries, 0, i32::MAX, out);
+        if let Some(timeout) = hook.timeout.as_deref().filter(|t| t.len() >= 2) {
+            match duration::parse(timeout) {
+                None => out.push(Problem::warning(
+                    format!("{hp}.timeout"),
+                    format!("cannot parse {timeout:?}; 10s is used"),
+                )),
+                Some(d) if d > super::analysis::MAX_WEBHOOK_TIMEOUT => {
+                    out.push(Problem::warning(
+                        format!("{hp}.timeout"),
+                        format!("{timeout} is above the 1h maximum; 1h is used"),
+                    ));
+                }
+                Some(_) => {}
+            }
         }
     }
 }

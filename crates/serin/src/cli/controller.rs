@@ -238,6 +238,9 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
         Err(e) => tracing::error!("Metrics server {} unreachable {e}", args.metrics_server),
     }
 
+    if let Some(reason) = args.notifier.disabled_reason() {
+        tracing::warn!("{reason}");
+    }
     let global_notifier = match args.notifier.notifier_config()? {
         Some(config) => {
             let n = notify::build(&config)?;

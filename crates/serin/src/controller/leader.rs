@@ -188,7 +188,10 @@ impl LeaderElector {
                     return true;
                 }
                 Ok(false) => {}
-                Err(e) => tracing::error!("error retrieving resource lock: {e}"),
+                Err(e) => tracing::error!(
+                    "error retrieving resource lock: {}",
+                    crate::kube_error::describe(&e)
+                ),
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.retry_period) => {}
@@ -218,7 +221,7 @@ impl LeaderElector {
                     )));
                 }
                 Err(e) => {
-                    tracing::error!("failed to renew lease: {e}");
+                    tracing::error!("failed to renew lease: {}", crate::kube_error::describe(&e));
                     if last_renew.elapsed() > self.config.renew_deadline {
                         return Err(LeaderError::Lost(format!(
                             "failed to renew lease {}/{} within {}s",
@@ -256,7 +259,10 @@ impl LeaderElector {
                 self.config.namespace,
                 self.config.name
             ),
-            Err(e) => tracing::warn!("failed to release lease: {e}"),
+            Err(e) => tracing::warn!(
+                "failed to release lease: {}",
+                crate::kube_error::describe(&e)
+            ),
         }
     }
 }

@@ -103,6 +103,9 @@ pub trait WebhookClient: Send + Sync {
 pub struct FailedCheck {
     pub message: String,
     pub error: bool,
+    /// Serin's own inputs could not be read (server-side or network failure after retries):
+    /// the step is held and retried at the next interval, not counted as a failed check.
+    pub held: bool,
 }
 
 /// The metric analysis (built-in and template metrics, §6).

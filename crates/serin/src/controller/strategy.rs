@@ -58,11 +58,15 @@ impl Tick<'_> {
         if routes.canary == 0 && status.iterations == 0 && !(mirror && routes.mirrored) {
             self.info(events::starting_analysis(&self.target_key)).await;
             if !self.pre_rollout().await {
-                return self.set_failed_checks(status.failed_checks + 1).await;
+                return self
+                    .set_failed_checks(status.failed_checks.saturating_add(1))
+                    .await;
             }
         } else {
             if !self.rollout_hooks().await {
-                return self.set_failed_checks(status.failed_checks + 1).await;
+                return self
+                    .set_failed_checks(status.failed_checks.saturating_add(1))
+                    .await;
             }
             match self.s.ports.metrics.run_checks(&self.canary).await {
                 Ok(values) => {
@@ -73,6 +77,11 @@ impl Tick<'_> {
                             .set_metric_value(&self.canary, &metric, value);
                     }
                 }
+                Err(failed) if failed.held => {
+                    // Not evidence against the canary: hold the step, retry next interval.
+                    self.warn(&failed.message).await;
+                    return Ok(());
+                }
                 Err(failed) => {
                     let kind = if failed.error {
                         EventKind::Error
@@ -80,7 +89,9 @@ impl Tick<'_> {
                         EventKind::Warning
                     };
                     self.event(kind, self.phase(), &failed.message).await;
-                    return self.set_failed_checks(status.failed_checks + 1).await;
+                    return self
+                        .set_failed_checks(status.failed_checks.saturating_add(1))
+                        .await;
                 }
             }
         }
@@ -139,7 +150,7 @@ impl Tick<'_> {
             let step = analysis.next_step_weight(routes.canary);
             let next = if mirror && routes.canary == 0 {
                 let next = if routes.mirrored {
-                    Routes::new(100 - step, step, false)
+                    advance(Routes::new(100, 0, false), step)
                 } else {
                     Routes::new(100, 0, true)
                 };
@@ -149,11 +160,7 @@ impl Tick<'_> {
                 ));
                 next
             } else {
-                Routes::new(
-                    (routes.primary - step).max(0),
-                    (routes.canary + step).min(100),
-                    false,
-                )
+                advance(routes, step)
             };
             if let Err(e) = self.set_routes(b, next).await {
                 return self.warn_ok(e).await;
@@ -177,9 +184,13 @@ impl Tick<'_> {
             if let Err(e) = self.set_routes(b, Routes::new(0, 100, false)).await {
                 return self.warn_ok(e).await;
             }
-            self.set_iterations(done + 1, None).await?;
-            self.info(events::advance_iteration(&self.key, done + 1, n))
-                .await;
+            self.set_iterations(done.saturating_add(1), None).await?;
+            self.info(events::advance_iteration(
+                &self.key,
+                done.saturating_add(1),
+                n,
+            ))
+            .await;
             return Ok(());
         }
         if !self.confirm_promotion().await? {
@@ -206,9 +217,13 @@ impl Tick<'_> {
                     return self.warn_ok(e).await;
                 }
             }
-            self.set_iterations(done + 1, None).await?;
-            self.info(events::advance_iteration(&self.key, done + 1, n))
-                .await;
+            self.set_iterations(done.saturating_add(1), None).await?;
+            self.info(events::advance_iteration(
+                &self.key,
+                done.saturating_add(1),
+                n,
+            ))
+            .await;
             return Ok(());
         }
         if !self.confirm_promotion().await? {
@@ -228,7 +243,7 @@ impl Tick<'_> {
                 }
                 weight = Some(100);
             }
-            return self.set_iterations(done + 1, weight).await;
+            return self.set_iterations(done.saturating_add(1), weight).await;
         }
         self.promote(b).await
     }
@@ -265,11 +280,7 @@ impl Tick<'_> {
             return self.set_phase(CanaryPhase::Finalising).await;
         }
         if routes.canary > 0 {
-            let next = Routes::new(
-                (routes.primary + step).min(100),
-                (routes.canary - step).max(0),
-                false,
-            );
+            let next = shift_to_primary(routes, step);
             if let Err(e) = self.set_routes(b, next).await {
                 return self.warn_ok(e).await;
             }
@@ -405,5 +416,96 @@ impl Tick<'_> {
         recorder.inc_failures(&self.canary, self.strategy(), AnalysisStatus::Completed);
         self.post_rollout(CanaryPhase::Failed).await;
         Ok(())
+    }
+}
+
+/// A weight in percent: clamped to 0–100.
+fn percent(weight: i32) -> i32 {
+    weight.clamp(0, 100)
+}
+
+/// One canary step: `step` percent moves from the primary to the canary (floor 0, cap 100, as
+/// Flagger's `runCanary`), with saturating arithmetic so that no spec or route value can wrap.
+fn advance(routes: Routes, step: i32) -> Routes {
+    let step = percent(step);
+    Routes::new(
+        percent(routes.primary.saturating_sub(step)),
+        percent(routes.canary.saturating_add(step)),
+        false,
+    )
+}
+
+/// One promotion step: `step` percent moves back from the canary to the primary.
+fn shift_to_primary(routes: Routes, step: i32) -> Routes {
+    let step = percent(step);
+    Routes::new(
+        percent(routes.primary.saturating_add(step)),
+        percent(routes.canary.saturating_sub(step)),
+        false,
+    )
+}
+
+#[cfg(test)]
+mod arithmetic_tests {
+    use super::*;
+
+    #[test]
+    fn canary_steps_stay_within_0_and_100() {
+        assert_eq!(
+            advance(Routes::new(100, 0, false), 20),
+            Routes::new(80, 20, false)
+        );
+        assert_eq!(
+            advance(Routes::new(90, 10, true), 20),
+            Routes::new(70, 30, false)
+        );
+        // stepWeight = maxWeight = 2147483647 (an older CRD without bounds): one step to 100.
+        assert_eq!(
+            advance(Routes::new(100, 0, false), i32::MAX),
+            Routes::new(0, 100, false)
+        );
+        assert_eq!(
+            advance(Routes::new(2, 98, false), i32::MAX),
+            Routes::new(0, 100, false)
+        );
+        // Routes edited by hand into nonsense are brought back into range.
+        assert_eq!(
+            advance(Routes::new(i32::MIN, i32::MAX, false), 10),
+            Routes::new(0, 100, false)
+        );
+        assert_eq!(
+            advance(Routes::new(100, 0, false), i32::MIN),
+            Routes::new(100, 0, false)
+        );
+    }
+
+    #[test]
+    fn promotion_steps_stay_within_0_and_100() {
+        assert_eq!(
+            shift_to_primary(Routes::new(50, 50, false), 20),
+            Routes::new(70, 30, false)
+        );
+        // stepWeightPromotion: 2147483647 ended with primary weight -2147483579 before.
+        assert_eq!(
+            shift_to_primary(Routes::new(50, 50, false), i32::MAX),
+            Routes::new(100, 0, false)
+        );
+        assert_eq!(
+            shift_to_primary(Routes::new(i32::MAX, i32::MIN, false), i32::MAX),
+            Routes::new(100, 0, false)
+        );
+    }
+
+    #[test]
+    fn every_step_sums_to_100_from_a_valid_split() {
+        for canary in 0..=100 {
+            for step in [0, 1, 7, 33, 50, 99, 100, 101, i32::MAX, -1, i32::MIN] {
+                let routes = Routes::new(100 - canary, canary, false);
+                for next in [advance(routes, step), shift_to_primary(routes, step)] {
+                    assert_eq!(next.primary + next.canary, 100, "{routes:?} {step}");
+                    assert!((0..=100).contains(&next.canary));
+                }
+            }
+        }
     }
 }

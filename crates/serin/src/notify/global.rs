@@ -65,10 +65,34 @@ impl GlobalNotifierArgs {
         self.notifier_config_with_env(|name| std::env::var(name).ok())
     }
 
+    /// Why the configured global notifier is disabled, if it is (reading the process
+    /// environment): the controller starts anyway, as Flagger does, and logs this once as a
+    /// warning.
+    pub fn disabled_reason(&self) -> Option<NotifyError> {
+        self.disabled_reason_with_env(|name| std::env::var(name).ok())
+    }
+
+    /// [`Self::disabled_reason`] with an explicit environment lookup (for tests): a Slack URL
+    /// without a channel (and no Teams URL, which would win) disables global notifications.
+    pub fn disabled_reason_with_env(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Option<NotifyError> {
+        let set = |var: &str, flag: &Option<String>| {
+            env(var).is_some_and(|v| !v.is_empty())
+                || flag.as_deref().is_some_and(|v| !v.is_empty())
+        };
+        let slack_without_channel = set("SLACK_URL", &self.slack_url)
+            && !set("MSTEAMS_URL", &self.msteams_url)
+            && self.slack_channel.as_deref().is_none_or(str::is_empty);
+        slack_without_channel.then_some(NotifyError::GlobalSlackWithoutChannel)
+    }
+
     /// Flagger's rules with an explicit environment lookup (for tests): a non-empty variable
     /// wins over its flag; a Teams URL selects Teams (with the Teams proxy); otherwise a Slack
-    /// URL selects Slack, which needs a channel ([`NotifyError::GlobalSlackWithoutChannel`]
-    /// instead of Flagger's silent no-op); no URL at all means no global notifier (`Ok(None)`).
+    /// URL selects Slack, which needs a channel (without one there is no global notifier, as in
+    /// Flagger, and [`Self::disabled_reason`] says why); no URL at all means no global notifier
+    /// (`Ok(None)`).
     pub fn notifier_config_with_env(
         &self,
         env: impl Fn(&str) -> Option<String>,
@@ -89,11 +113,9 @@ impl GlobalNotifierArgs {
             }));
         }
         if let Some(url) = pick("SLACK_URL", &self.slack_url) {
-            let channel = self
-                .slack_channel
-                .clone()
-                .filter(|c| !c.is_empty())
-                .ok_or(NotifyError::GlobalSlackWithoutChannel)?;
+            let Some(channel) = self.slack_channel.clone().filter(|c| !c.is_empty()) else {
+                return Ok(None);
+            };
             return Ok(Some(NotifierConfig {
                 kind: NotifierKind::Slack,
                 url,
@@ -226,16 +248,28 @@ mod tests {
     }
 
     #[test]
-    fn slack_without_channel_is_a_clear_error() {
+    fn slack_without_channel_disables_slack_with_a_clear_reason() {
         let args = parse(&["--slack-url", "https://slack.example/hook"]);
-        let err = args.notifier_config_with_env(env(&[])).unwrap_err();
-        assert!(matches!(err, NotifyError::GlobalSlackWithoutChannel));
-        assert!(err.to_string().contains("--slack-channel"), "{err}");
+        assert_eq!(args.notifier_config_with_env(env(&[])).unwrap(), None);
+        let reason = args.disabled_reason_with_env(env(&[])).unwrap();
+        assert!(matches!(reason, NotifyError::GlobalSlackWithoutChannel));
+        assert_eq!(
+            reason.to_string(),
+            "global Slack notifications are disabled: a Slack URL is set (--slack-url or SLACK_URL) \
+             but --slack-channel is not; set --slack-channel (Helm value slack.channel) or remove \
+             the URL"
+        );
         // The env URL alone also needs the channel.
         let args = parse(&[]);
-        let err = args
-            .notifier_config_with_env(env(&[("SLACK_URL", "https://slack.example/hook")]))
-            .unwrap_err();
-        assert!(matches!(err, NotifyError::GlobalSlackWithoutChannel));
+        let vars = env(&[("SLACK_URL", "https://slack.example/hook")]);
+        assert_eq!(args.notifier_config_with_env(&vars).unwrap(), None);
+        assert!(args.disabled_reason_with_env(&vars).is_some());
+        // With a channel, with Teams (which wins) or without any URL nothing is missing.
+        let complete = parse(&["--slack-url", "https://s.example/h", "--slack-channel", "c"]);
+        assert!(complete.disabled_reason_with_env(env(&[])).is_none());
+        let teams = env(&[("MSTEAMS_URL", "https://teams.example/hook")]);
+        let slack_only = parse(&["--slack-url", "https://s.example/h"]);
+        assert!(slack_only.disabled_reason_with_env(&teams).is_none());
+        assert!(parse(&[]).disabled_reason_with_env(env(&[])).is_none());
     }
 }

@@ -65,8 +65,9 @@ pub enum NotifyError {
     #[error("empty {0} channel")]
     EmptyChannel(&'static str),
     #[error(
-        "the global Slack notifier needs a channel: set --slack-channel (Helm value slack.channel) \
-         or remove --slack-url / SLACK_URL"
+        "global Slack notifications are disabled: a Slack URL is set (--slack-url or SLACK_URL) \
+         but --slack-channel is not; set --slack-channel (Helm value slack.channel) or remove \
+         the URL"
     )]
     GlobalSlackWithoutChannel,
     #[error("alert provider secret does not contain an address")]

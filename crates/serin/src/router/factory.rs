@@ -66,6 +66,7 @@ mod tests {
         for value in CRD_PROVIDER_VALUES {
             let provider: Provider = value.parse().unwrap();
             let result = factory.router(&provider);
+            assert_eq!(result.is_ok(), provider.routable_by_serin(), "{value}");
             match *value {
                 "istio" | "kubernetes" => assert!(result.is_ok(), "{value}"),
                 _ => match result {

@@ -15,13 +15,12 @@ pub fn target_controller_for(
     canary: &Canary,
 ) -> Result<Box<dyn TargetController>, WorkloadError> {
     let target = &canary.spec.target_ref;
+    if let Some(reason) = canary.spec.unsupported_target() {
+        return Err(WorkloadError::Invalid(reason));
+    }
     match target.kind.as_str() {
         "Deployment" => Ok(Box::new(DeploymentController::new(client, config.clone()))),
         "DaemonSet" => Ok(Box::new(DaemonSetController::new(client, config.clone()))),
-        "Service" => Err(WorkloadError::Invalid(format!(
-            "target {}/{} {} is not supported yet by Serin",
-            target.api_version, target.kind, target.name
-        ))),
         other => {
             tracing::warn!(
                 canary = %meta::canary_id(canary),

@@ -40,7 +40,7 @@ pub enum WorkloadError {
     #[error("{0}")]
     Invalid(String),
     /// A Kubernetes API call failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", crate::kube_error::describe(.source))]
     Api {
         context: String,
         #[source]

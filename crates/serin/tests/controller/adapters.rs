@@ -130,3 +130,67 @@ async fn repeated_events_are_aggregated() {
     })
     .await;
 }
+
+/// Reads of the analysis' own inputs survive a flaky API server: transient failures are retried
+/// within the step; when the server keeps failing the error is marked transient (the step is
+/// held), while a real answer such as "not found" is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_template_reads_retry_transient_api_errors() {
+    use serin::api::metric_template::MetricTemplate;
+    use serin::controller::adapters::KubeMetricsEnv;
+    use serin::metrics::analysis::MetricsEnv;
+
+    guarded(async {
+        let cluster = Cluster::start().await;
+        let template: MetricTemplate = serde_json::from_value(json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate",
+            "metadata": {"name": "latency", "namespace": NS},
+            "spec": {"provider": {"type": "prometheus", "address": "http://127.0.0.1:1"},
+                     "query": "up"}
+        }))
+        .unwrap();
+        Api::<MetricTemplate>::namespaced(cluster.client.clone(), NS)
+            .create(&Default::default(), &template)
+            .await
+            .unwrap();
+        let env = KubeMetricsEnv::new(cluster.client.clone(), None);
+
+        // Every second GET answers 500: every read still succeeds.
+        cluster
+            .dev
+            .faults()
+            .set_error_share("get", 500, 0.5)
+            .unwrap();
+        for _ in 0..6 {
+            let read = env.template(NS, "latency").await.unwrap();
+            assert_eq!(read.spec.query, "up");
+        }
+
+        // Every GET answers 500 (kube-rs itself retries only 429, 503 and 504): a transient
+        // error in words, after the retries.
+        cluster
+            .dev
+            .faults()
+            .set_error_share("get", 500, 1.0)
+            .unwrap();
+        let err = env.template(NS, "latency").await.unwrap_err();
+        assert!(err.transient, "{err:?}");
+        assert!(
+            err.message
+                .starts_with("the API server answered HTTP 500 Internal Server Error"),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains("Status {"), "{}", err.message);
+
+        // A missing template is an answer: not transient, Flagger's text.
+        cluster.dev.faults().clear();
+        let err = env.template(NS, "absent").await.unwrap_err();
+        assert!(!err.transient);
+        assert_eq!(
+            err.message,
+            "metrictemplates.flagger.app \"absent\" not found"
+        );
+    })
+    .await;
+}

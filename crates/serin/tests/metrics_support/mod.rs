@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serin::api::metric_template::MetricTemplate;
-use serin::metrics::analysis::MetricsEnv;
+use serin::metrics::analysis::{EnvError, MetricsEnv};
 
 /// One request the server received.
 #[derive(Clone, Debug)]
@@ -177,6 +177,9 @@ pub struct FakeEnv {
     pub secrets: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
     pub knative_revisions: BTreeMap<(String, String), String>,
     pub kube_config: Option<kube::Config>,
+    /// When set, every MetricTemplate read fails transiently with this message (an API server
+    /// answering 5xx).
+    pub unavailable: Option<String>,
 }
 
 impl FakeEnv {
@@ -200,31 +203,38 @@ impl FakeEnv {
 
 #[async_trait]
 impl MetricsEnv for FakeEnv {
-    async fn template(&self, namespace: &str, name: &str) -> Result<MetricTemplate, String> {
+    async fn template(&self, namespace: &str, name: &str) -> Result<MetricTemplate, EnvError> {
+        if let Some(message) = &self.unavailable {
+            return Err(EnvError::transient(message.clone()));
+        }
         self.templates
             .get(&(namespace.to_string(), name.to_string()))
             .cloned()
-            .ok_or_else(|| format!("metrictemplates.flagger.app \"{name}\" not found"))
+            .ok_or_else(|| {
+                EnvError::from(format!("metrictemplates.flagger.app \"{name}\" not found"))
+            })
     }
     async fn secret(
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    ) -> Result<BTreeMap<String, Vec<u8>>, EnvError> {
         self.secrets
             .get(&(namespace.to_string(), name.to_string()))
             .cloned()
-            .ok_or_else(|| format!("secrets \"{name}\" not found"))
+            .ok_or_else(|| EnvError::from(format!("secrets \"{name}\" not found")))
     }
     async fn knative_latest_created_revision(
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, EnvError> {
         self.knative_revisions
             .get(&(namespace.to_string(), name.to_string()))
             .cloned()
-            .ok_or_else(|| format!("services.serving.knative.dev \"{name}\" not found"))
+            .ok_or_else(|| {
+                EnvError::from(format!("services.serving.knative.dev \"{name}\" not found"))
+            })
     }
     fn kube_config(&self) -> Option<kube::Config> {
         self.kube_config.clone()

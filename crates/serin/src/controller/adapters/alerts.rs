@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::kube_error;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
@@ -77,21 +78,30 @@ async fn provider_notifier(
         .provider_ref
         .namespace_or(canary_namespace)
         .to_string();
-    let provider = Api::<AlertProvider>::namespaced(client.clone(), &namespace)
-        .get(name)
-        .await
-        .map_err(|e| format!("alert provider {name}.{namespace} error: {e}"))?;
+    let providers = Api::<AlertProvider>::namespaced(client.clone(), &namespace);
+    let provider =
+        kube_error::retry_transient(&kube_error::READ_RETRY_DELAYS, || providers.get(name))
+            .await
+            .map_err(|e| {
+                format!(
+                    "alert provider {name}.{namespace} error: {}",
+                    kube_error::describe(&e)
+                )
+            })?;
     let secret_data = match &provider.spec.secret_ref {
         Some(secret_ref) => {
-            let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
-                .get(&secret_ref.name)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "alert provider {name}.{namespace} secretRef {} error: {e}",
-                        secret_ref.name
-                    )
-                })?;
+            let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
+            let secret = kube_error::retry_transient(&kube_error::READ_RETRY_DELAYS, || {
+                secrets.get(&secret_ref.name)
+            })
+            .await
+            .map_err(|e| {
+                format!(
+                    "alert provider {name}.{namespace} secretRef {} error: {}",
+                    secret_ref.name,
+                    kube_error::describe(&e)
+                )
+            })?;
             let data = secret.data.unwrap_or_default();
             let text = |key: &str| {
                 data.get(key)

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::kube_error;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -115,7 +116,8 @@ impl KubeEventSink {
             }
             Err(e) => tracing::warn!(
                 canary = %format!("{}.{namespace}", canary.name_any()),
-                "event recording failed: {e}"
+                "event recording failed: {}",
+                kube_error::describe(&e)
             ),
         }
     }

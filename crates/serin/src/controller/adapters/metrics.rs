@@ -11,13 +11,20 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use crate::api::Canary;
 use crate::api::metric_template::MetricTemplate;
 use crate::controller::ports::{FailedCheck, MetricChecks};
-use crate::metrics::analysis::{self, MetricsContext, MetricsEnv, Severity};
+use crate::kube_error::{self, READ_RETRY_DELAYS};
+use crate::metrics::analysis::{self, EnvError, MetricsContext, MetricsEnv, Severity};
 use crate::metrics::recorder::Recorder;
 
-fn api_message(e: &kube::Error) -> String {
+/// A failed read in the analysis' terms: server-side and network failures (which outlasted
+/// the retries) are transient and said in words; other answers keep the server's message,
+/// as Flagger shows it (`metrictemplates.flagger.app "x" not found`).
+fn env_error(e: &kube::Error) -> EnvError {
+    if kube_error::is_transient(e) {
+        return EnvError::transient(kube_error::describe(e).to_string());
+    }
     match e {
-        kube::Error::Api(s) => s.message.clone(),
-        other => other.to_string(),
+        kube::Error::Api(s) => EnvError::from(s.message.clone()),
+        other => EnvError::from(kube_error::describe(other).to_string()),
     }
 }
 
@@ -37,22 +44,22 @@ impl KubeMetricsEnv {
 
 #[async_trait]
 impl MetricsEnv for KubeMetricsEnv {
-    async fn template(&self, namespace: &str, name: &str) -> Result<MetricTemplate, String> {
-        Api::<MetricTemplate>::namespaced(self.client.clone(), namespace)
-            .get(name)
+    async fn template(&self, namespace: &str, name: &str) -> Result<MetricTemplate, EnvError> {
+        let api = Api::<MetricTemplate>::namespaced(self.client.clone(), namespace);
+        kube_error::retry_transient(&READ_RETRY_DELAYS, || api.get(name))
             .await
-            .map_err(|e| api_message(&e))
+            .map_err(|e| env_error(&e))
     }
 
     async fn secret(
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<BTreeMap<String, Vec<u8>>, String> {
-        let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
-            .get(name)
+    ) -> Result<BTreeMap<String, Vec<u8>>, EnvError> {
+        let api = Api::<Secret>::namespaced(self.client.clone(), namespace);
+        let secret = kube_error::retry_transient(&READ_RETRY_DELAYS, || api.get(name))
             .await
-            .map_err(|e| api_message(&e))?;
+            .map_err(|e| env_error(&e))?;
         let mut data: BTreeMap<String, Vec<u8>> = secret
             .data
             .unwrap_or_default()
@@ -69,18 +76,22 @@ impl MetricsEnv for KubeMetricsEnv {
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, EnvError> {
         let gvk = GroupVersionKind::gvk("serving.knative.dev", "v1", "Service");
         let resource = ApiResource::from_gvk_with_plural(&gvk, "services");
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), namespace, &resource);
-        let svc = api.get(name).await.map_err(|e| api_message(&e))?;
+        let svc = kube_error::retry_transient(&READ_RETRY_DELAYS, || api.get(name))
+            .await
+            .map_err(|e| env_error(&e))?;
         svc.data
             .pointer("/status/latestCreatedRevisionName")
             .and_then(|v| v.as_str())
             .filter(|s| !s.is_empty())
             .map(str::to_string)
-            .ok_or_else(|| "status.latestCreatedRevisionName is not set".to_string())
+            .ok_or_else(|| {
+                EnvError::from("status.latestCreatedRevisionName is not set".to_string())
+            })
     }
 
     fn kube_config(&self) -> Option<kube::Config> {
@@ -147,6 +158,7 @@ impl MetricChecks for KubeMetricChecks {
                 Err(FailedCheck {
                     message: failed.message,
                     error: failed.severity == Severity::Error,
+                    held: failed.severity == Severity::Held,
                 })
             }
         }

@@ -1,6 +1,7 @@
 //! [`StatusStore`] over the API server: fresh reads, status writes on the `status` subresource
 //! and the finalizer, all retrying optimistic-concurrency conflicts.
 
+use crate::kube_error;
 use async_trait::async_trait;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -43,10 +44,12 @@ fn is_conflict(e: &kube::Error) -> bool {
 #[async_trait]
 impl StatusStore for KubeStatusStore {
     async fn get(&self, namespace: &str, name: &str) -> Result<Option<Canary>, PortError> {
-        self.api(namespace)
-            .get_opt(name)
-            .await
-            .map_err(|e| PortError::Api(format!("canary {name}.{namespace} get query error: {e}")))
+        self.api(namespace).get_opt(name).await.map_err(|e| {
+            PortError::Api(format!(
+                "canary {name}.{namespace} get query error: {}",
+                kube_error::describe(&e)
+            ))
+        })
     }
 
     /// Replaces the whole status on the status subresource with the live object's
@@ -74,14 +77,17 @@ impl StatusStore for KubeStatusStore {
                 Err(e) if is_conflict(&e) => last_error = Some(e),
                 Err(e) => {
                     return Err(PortError::Api(format!(
-                        "canary {name}.{ns} status update error: {e}"
+                        "canary {name}.{ns} status update error: {}",
+                        kube_error::describe(&e)
                     )));
                 }
             }
         }
         Err(PortError::Api(format!(
             "canary {name}.{ns} status update error: {}",
-            last_error.map(|e| e.to_string()).unwrap_or_default()
+            last_error
+                .map(|e| kube_error::describe(&e).to_string())
+                .unwrap_or_default()
         )))
     }
 
@@ -122,14 +128,17 @@ impl StatusStore for KubeStatusStore {
                 Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
                 Err(e) => {
                     return Err(PortError::Api(format!(
-                        "canary {name}.{ns} finalizer update error: {e}"
+                        "canary {name}.{ns} finalizer update error: {}",
+                        kube_error::describe(&e)
                     )));
                 }
             }
         }
         Err(PortError::Api(format!(
             "canary {name}.{ns} finalizer update error: {}",
-            last_error.map(|e| e.to_string()).unwrap_or_default()
+            last_error
+                .map(|e| kube_error::describe(&e).to_string())
+                .unwrap_or_default()
         )))
     }
 }

@@ -75,6 +75,7 @@ async fn metric_query_errors_are_error_events() {
     lock(&w.metrics.queue).push_back(Err(FailedCheck {
         message: "Metric query failed for error-rate: connection refused".into(),
         error: true,
+        held: false,
     }));
     w.clear();
     w.tick().await;
@@ -86,6 +87,37 @@ async fn metric_query_errors_are_error_events() {
         )]
     );
     assert_eq!(w.status().failed_checks, 1);
+}
+
+/// A MetricTemplate that cannot be read because the API server failed is not evidence against
+/// the canary: the step is held (no weight change, no failed check) and the next tick goes on.
+#[tokio::test]
+async fn held_checks_are_not_failed_checks() {
+    let w = progressing(progressive()).await;
+    w.tick().await;
+    let weight = w.status().canary_weight;
+    let message = "Halt advancement: metric template latency.test cannot be read, retrying at the next interval (not counted as a failed check): the API server answered HTTP 500 Internal Server Error";
+    for _ in 0..3 {
+        lock(&w.metrics.queue).push_back(Err(FailedCheck {
+            message: message.into(),
+            error: false,
+            held: true,
+        }));
+    }
+    w.clear();
+    for _ in 0..3 {
+        w.tick().await;
+    }
+    assert_eq!(
+        *lock(&w.events.0),
+        vec![(EventKind::Warning, message.to_string()); 3]
+    );
+    assert_eq!(w.status().failed_checks, 0);
+    assert_eq!(w.status().canary_weight, weight);
+    assert_eq!(w.phase(), CanaryPhase::Progressing);
+    w.tick().await;
+    assert!(w.status().canary_weight > weight);
+    assert_eq!(w.status().failed_checks, 0);
 }
 
 #[tokio::test]

@@ -656,6 +656,7 @@ impl World {
         *lock(&self.metrics.default) = Err(FailedCheck {
             message: message.into(),
             error: false,
+            held: false,
         });
     }
 

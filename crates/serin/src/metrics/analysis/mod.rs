@@ -32,24 +32,56 @@ pub const PROVIDERS_AVAILABLE: &str = "all the metrics providers are available!"
 /// Prefix of the Warning event of a failed availability check.
 pub const PROVIDERS_CHECK_FAILED_PREFIX: &str = "Error checking metric providers: ";
 
-/// What the analysis needs from the cluster. Errors are the message to show (e.g. the API
-/// error text `metrictemplates.flagger.app "error-rate" not found`).
+/// Why the analysis could not read one of its inputs from the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct EnvError {
+    /// The message to show (e.g. the API error text
+    /// `metrictemplates.flagger.app "error-rate" not found`).
+    pub message: String,
+    /// A server-side or network failure that outlasted the reader's retries (5xx, 429, no
+    /// answer): it says nothing about the canary, so the tick is held instead of counted as a
+    /// failed check.
+    pub transient: bool,
+}
+
+impl EnvError {
+    /// A server-side or network failure.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            transient: true,
+        }
+    }
+}
+
+/// An answer about the object (not found, forbidden, malformed).
+impl From<String> for EnvError {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            transient: false,
+        }
+    }
+}
+
+/// What the analysis needs from the cluster.
 #[async_trait]
 pub trait MetricsEnv: Send + Sync {
     /// The MetricTemplate `namespace/name`.
-    async fn template(&self, namespace: &str, name: &str) -> Result<MetricTemplate, String>;
+    async fn template(&self, namespace: &str, name: &str) -> Result<MetricTemplate, EnvError>;
     /// `data` of the Secret `namespace/name`.
     async fn secret(
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<BTreeMap<String, Vec<u8>>, String>;
+    ) -> Result<BTreeMap<String, Vec<u8>>, EnvError>;
     /// `status.latestCreatedRevisionName` of the Knative Service `namespace/name`.
     async fn knative_latest_created_revision(
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<String, String>;
+    ) -> Result<String, EnvError>;
     /// Kubernetes client configuration for the `keptn` and `externalmetrics` providers
     /// (`None` when not running against a cluster).
     fn kube_config(&self) -> Option<kube::Config>;
@@ -80,6 +112,10 @@ pub enum Severity {
     Warning,
     /// A query, template or provider error: Warning event logged at error level.
     Error,
+    /// A server-side or network failure reading the analysis' own inputs (MetricTemplate,
+    /// Secret, Knative Service) after retries: Warning event, the tick is held and retried at
+    /// the next interval, and it is not counted as a failed check (Flagger counts it).
+    Held,
 }
 
 /// A failed check: the tick ends and `failedChecks` is incremented.
@@ -106,6 +142,15 @@ impl FailedCheck {
         Self {
             message,
             severity: Severity::Error,
+            results: results.to_vec(),
+        }
+    }
+    fn held(what: &str, err: &EnvError, results: &[MetricResult]) -> Self {
+        Self {
+            message: format!(
+                "Halt advancement: {what} cannot be read, retrying at the next interval (not counted as a failed check): {err}"
+            ),
+            severity: Severity::Held,
             results: results.to_vec(),
         }
     }
@@ -356,8 +401,8 @@ pub async fn check_providers(canary: &Canary, ctx: &MetricsContext<'_>) -> Resul
 }
 
 enum TemplateLoadError {
-    Template(String),
-    Secret(String, String),
+    Template(EnvError),
+    Secret(String, EnvError),
     Provider(String, ProviderError),
 }
 
@@ -440,6 +485,13 @@ async fn run_builtin_checks(
             .await
         {
             Ok(revision) => Some(revision),
+            Err(e) if e.transient => {
+                return Err(FailedCheck::held(
+                    &format!("Knative service {namespace}/{target}"),
+                    &e,
+                    results,
+                ));
+            }
             Err(e) => {
                 return Err(FailedCheck::error(
                     format!("Error fetching Knative service {namespace}/{target} {e}"),
@@ -605,6 +657,14 @@ async fn run_template_checks(
             .await
             .map_err(|e| {
                 let message = match e {
+                    TemplateLoadError::Template(e) if e.transient => {
+                        let what = format!("metric template {name}.{namespace}");
+                        return FailedCheck::held(&what, &e, results);
+                    }
+                    TemplateLoadError::Secret(secret, e) if e.transient => {
+                        let what = format!("secret {secret} of metric template {name}.{namespace}");
+                        return FailedCheck::held(&what, &e, results);
+                    }
                     TemplateLoadError::Template(e) => {
                         format!("Metric template {name}.{namespace} error: {e}")
                     }
