@@ -23,19 +23,7 @@ pass() { passed=$((passed + 1)); echo "ok   $*"; }
 fail() { failed=$((failed + 1)); echo "FAIL $*"; }
 
 # --- helm, built from tools/helm -------------------------------------------------------------
-if [[ -n "${HELM:-}" ]]; then
-  helm=$HELM
-else
-  key=$(sha256sum tools/helm/go.sum | cut -c1-16)
-  cache=${SERIN_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/serin-tools}/helm-$key
-  helm=$cache/helm
-  if [[ ! -x $helm ]]; then
-    echo "== building helm from tools/helm (once per go.sum; takes minutes)"
-    mkdir -p "$cache"
-    (cd tools/helm && go build -trimpath -o "$helm.tmp" helm.sh/helm/v3/cmd/helm)
-    mv "$helm.tmp" "$helm"
-  fi
-fi
+helm=$(tests/packaging/helm.sh)
 echo "== $("$helm" version --short)"
 
 # Keep helm away from the user's repositories and caches.

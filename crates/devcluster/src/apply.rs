@@ -1,21 +1,103 @@
-//! Server-side apply, approximated: fields owned per apply manager, conflicts, `force`, removal of
-//! fields a manager stops applying, and list merging by the list-map keys.
-//!
-//! Only `Apply` operations own fields here; plain updates (PUT, merge patches) do not take
-//! ownership as they do on a real server.
+//! Server-side apply and field ownership: fields owned per manager (`Apply` and `Update`
+//! operations, per subresource), conflicts worded as the real server words them, `force`,
+//! removal of fields an apply manager stops applying, list merging by the list-map keys, and the
+//! `metadata.managedFields` entries (`FieldsV1`) that show the ownership.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::patch::merge_key;
 
+/// The operation a managedFields entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Operation {
+    Apply,
+    Update,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Apply => "Apply",
+            Self::Update => "Update",
+        }
+    }
+}
+
+/// A field manager as the real server tells them apart: name, operation and subresource.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Manager {
+    pub operation: Operation,
+    pub name: String,
+    /// `""`, `status` or `scale`.
+    pub subresource: String,
+}
+
+impl Manager {
+    pub fn new(name: &str, operation: Operation, subresource: &str) -> Self {
+        Self {
+            operation,
+            name: name.to_string(),
+            subresource: subresource.to_string(),
+        }
+    }
+
+    /// As the real server prints a manager in a conflict: `"kubectl"`, `"kubectl" with
+    /// subresource "scale" using apps/v1 at 2026-01-02T03:04:05Z`.
+    fn printed(&self, entry: &Entry) -> String {
+        let mut out = format!("{:?}", self.name);
+        if !self.subresource.is_empty() {
+            out.push_str(&format!(" with subresource {:?}", self.subresource));
+        }
+        if self.operation == Operation::Update {
+            out.push_str(&format!(" using {}", entry.api_version));
+            if !entry.time.is_empty() {
+                out.push_str(&format!(" at {}", entry.time));
+            }
+        }
+        out
+    }
+}
+
+/// The fields one manager owns, and when and through which version it last wrote them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entry {
+    pub fields: BTreeSet<FieldPath>,
+    pub api_version: String,
+    pub time: String,
+}
+
+/// Field ownership of one object.
+pub type Owners = BTreeMap<Manager, Entry>;
+
 /// Field-ownership conflicts of an apply without `force`.
 #[derive(Debug, thiserror::Error)]
-#[error("{}", conflicts.iter().map(|(m, f)| format!("conflict with \"{m}\": {f}")).collect::<Vec<_>>().join("; "))]
+#[error("{}", conflict_message(&self.conflicts))]
 pub struct ApplyConflict {
-    /// (manager, field path) pairs.
+    /// (printed manager, field path) pairs.
     pub conflicts: Vec<(String, String)>,
+}
+
+/// `getConflictMessage` of the real server's field manager.
+fn conflict_message(conflicts: &[(String, String)]) -> String {
+    if let [(m, p)] = conflicts {
+        return format!("Apply failed with 1 conflict: conflict with {m}: {p}");
+    }
+    let mut by_manager: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (m, p) in conflicts {
+        by_manager.entry(m).or_default().push(p);
+    }
+    let mut lines = Vec::new();
+    for (m, paths) in by_manager {
+        lines.push(format!("conflicts with {m}:"));
+        lines.extend(paths.iter().map(|p| format!("- {p}")));
+    }
+    format!(
+        "Apply failed with {} conflicts: {}",
+        conflicts.len(),
+        lines.join("\n")
+    )
 }
 
 /// One step of a field path.
@@ -27,9 +109,6 @@ pub enum Seg {
 }
 
 pub type FieldPath = Vec<Seg>;
-
-/// Fields owned by each apply manager of one object.
-pub type Owners = BTreeMap<String, BTreeSet<FieldPath>>;
 
 pub fn display(path: &FieldPath) -> String {
     path.iter()
@@ -174,24 +253,25 @@ pub fn merge_applied(live: &mut Value, config: &Value, field: Option<&str>) {
     }
 }
 
-/// Applies `config` for `manager` on `live` (or on nothing, for a create). Updates `owners`.
+/// Applies `config` for `who` on `live` (or on nothing, for a create). Updates `owners`.
 pub fn apply(
     live: Option<&Value>,
     config: &Value,
-    manager: &str,
+    who: &Manager,
     force: bool,
     owners: &mut Owners,
+    stamp: (&str, &str),
 ) -> Result<Value, ApplyConflict> {
-    let new_set = field_set(config);
+    let new_set = tracked(field_set(config));
     let mut conflicts = Vec::new();
     if let Some(live) = live {
         for p in &new_set {
             if matches!(p.last(), Some(Seg::Item(..))) {
                 continue;
             }
-            for (m, set) in owners.iter() {
-                if m != manager && set.contains(p) && get(live, p) != get(config, p) {
-                    conflicts.push((m.clone(), display(p)));
+            for (m, e) in owners.iter() {
+                if m != who && e.fields.contains(p) && get(live, p) != get(config, p) {
+                    conflicts.push((m.printed(e), display(p)));
                 }
             }
         }
@@ -200,16 +280,17 @@ pub fn apply(
         return Err(ApplyConflict { conflicts });
     }
     if force {
-        for (m, set) in owners.iter_mut() {
-            if m != manager {
-                set.retain(|p| !new_set.contains(p) || matches!(p.last(), Some(Seg::Item(..))));
+        for (m, e) in owners.iter_mut() {
+            if m != who {
+                e.fields
+                    .retain(|p| !new_set.contains(p) || matches!(p.last(), Some(Seg::Item(..))));
             }
         }
     }
     let mut merged = live.cloned().unwrap_or_else(|| Value::Object(Map::new()));
     merge_applied(&mut merged, config, None);
-    let old_set = owners.remove(manager).unwrap_or_default();
-    let others: BTreeSet<&FieldPath> = owners.values().flatten().collect();
+    let old_set = owners.remove(who).map(|e| e.fields).unwrap_or_default();
+    let others: BTreeSet<&FieldPath> = owners.values().flat_map(|e| &e.fields).collect();
     // Deepest first, so an element is judged after its fields.
     let mut dropped: Vec<&FieldPath> = old_set.difference(&new_set).collect();
     dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
@@ -220,9 +301,126 @@ pub fn apply(
             remove(&mut merged, p);
         }
     }
-    owners.retain(|_, s| !s.is_empty());
-    owners.insert(manager.to_string(), new_set);
+    owners.retain(|_, e| !e.fields.is_empty());
+    owners.insert(
+        who.clone(),
+        Entry {
+            fields: new_set,
+            api_version: stamp.0.to_string(),
+            time: stamp.1.to_string(),
+        },
+    );
     Ok(merged)
+}
+
+/// Metadata fields the server owns itself; they are never in a manager's set.
+fn tracked(mut set: BTreeSet<FieldPath>) -> BTreeSet<FieldPath> {
+    set.retain(|p| {
+        !matches!(
+            p.as_slice(),
+            [Seg::Field(m), Seg::Field(f), ..] if m == "metadata" && matches!(
+                f.as_str(),
+                "uid" | "resourceVersion" | "generation" | "creationTimestamp" | "managedFields"
+                    | "selfLink" | "deletionTimestamp" | "deletionGracePeriodSeconds"
+            )
+        )
+    });
+    set
+}
+
+/// A create, update or patch by `who` (an `Update` manager): the fields it set or changed
+/// become its own (taken from any other manager, without conflicts), and fields the object no
+/// longer has leave every set.
+pub fn record_update(
+    old: Option<&Value>,
+    new: &Value,
+    who: &Manager,
+    owners: &mut Owners,
+    stamp: (&str, &str),
+) {
+    let changed: BTreeSet<FieldPath> = tracked(field_set(new))
+        .into_iter()
+        .filter(|p| old.is_none_or(|o| get(o, p) != get(new, p)))
+        .filter(|p| {
+            // A list element is owned by who added it, not by who changed a field in it.
+            !matches!(p.last(), Some(Seg::Item(..))) || old.is_none_or(|o| get(o, p).is_none())
+        })
+        .collect();
+    if !changed.is_empty() {
+        for (m, e) in owners.iter_mut() {
+            if m != who {
+                e.fields.retain(|p| !changed.contains(p));
+            }
+        }
+        let entry = owners.entry(who.clone()).or_default();
+        entry.fields.extend(changed);
+        entry.api_version = stamp.0.to_string();
+        entry.time = stamp.1.to_string();
+    }
+    forget_missing(new, owners);
+}
+
+/// A write with no manager (the dev cluster's own): only fields that left the object leave
+/// the sets.
+pub fn forget_missing(new: &Value, owners: &mut Owners) {
+    for e in owners.values_mut() {
+        e.fields.retain(|p| get(new, p).is_some());
+    }
+    owners.retain(|_, e| !e.fields.is_empty());
+}
+
+/// `metadata.managedFields` for `owners`: Apply entries first, then by time and name.
+pub fn managed_fields(owners: &Owners) -> Value {
+    let mut entries: Vec<(&Manager, &Entry)> = owners.iter().collect();
+    entries.sort_by(|(ma, ea), (mb, eb)| {
+        (ma.operation, &ea.time, &ma.name).cmp(&(mb.operation, &eb.time, &mb.name))
+    });
+    Value::Array(
+        entries
+            .into_iter()
+            .map(|(m, e)| {
+                let mut v = json!({
+                    "manager": m.name,
+                    "operation": m.operation.as_str(),
+                    "apiVersion": e.api_version,
+                    "time": e.time,
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": fields_v1(&e.fields),
+                });
+                if !m.subresource.is_empty() {
+                    v["subresource"] = json!(m.subresource);
+                }
+                v
+            })
+            .collect(),
+    )
+}
+
+/// The `FieldsV1` trie of a field set: `f:name` for fields, `k:{"name":"app"}` for list
+/// elements (with `.` when the element itself is owned), `{}` for leaves.
+pub fn fields_v1(set: &BTreeSet<FieldPath>) -> Value {
+    let mut root = Map::new();
+    for path in set {
+        insert_path(&mut root, path);
+    }
+    Value::Object(root)
+}
+
+fn insert_path(node: &mut Map<String, Value>, path: &[Seg]) {
+    let Some((seg, rest)) = path.split_first() else {
+        return;
+    };
+    let key = match seg {
+        Seg::Field(f) => format!("f:{f}"),
+        Seg::Item(k, kv) => format!("k:{{{}:{kv}}}", json!(k)),
+    };
+    let child = node.entry(key).or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(m) = child {
+        if rest.is_empty() && matches!(seg, Seg::Item(..)) {
+            m.insert(".".into(), json!({}));
+        }
+        insert_path(m, rest);
+    }
 }
 
 #[cfg(test)]
@@ -231,25 +429,39 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const STAMP: (&str, &str) = ("v1", "2026-01-02T03:04:05Z");
+
+    fn applier(name: &str) -> Manager {
+        Manager::new(name, Operation::Apply, "")
+    }
+
     #[test]
     fn ownership_conflicts_force_and_removal() {
         let mut owners = Owners::new();
         let a = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
             "data": {"x": "1", "y": "2"}});
-        let live = apply(None, &a, "alice", false, &mut owners).unwrap();
+        let live = apply(None, &a, &applier("alice"), false, &mut owners, STAMP).unwrap();
         assert_eq!(live["data"], json!({"x": "1", "y": "2"}));
         // Bob sets a different value for x: conflict; same value: shared.
         let b = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"x": "9"}});
-        let err = apply(Some(&live), &b, "bob", false, &mut owners).unwrap_err();
+        let err = apply(Some(&live), &b, &applier("bob"), false, &mut owners, STAMP).unwrap_err();
         assert_eq!(
-            err.conflicts,
-            vec![("alice".to_string(), ".data.x".to_string())]
+            err.to_string(),
+            "Apply failed with 1 conflict: conflict with \"alice\": .data.x"
         );
-        let live = apply(Some(&live), &b, "bob", true, &mut owners).unwrap();
+        let live = apply(Some(&live), &b, &applier("bob"), true, &mut owners, STAMP).unwrap();
         assert_eq!(live["data"]["x"], "9");
         // Alice stops applying y: removed. x is bob's now, so it stays.
         let a2 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"z": "3"}});
-        let live = apply(Some(&live), &a2, "alice", false, &mut owners).unwrap();
+        let live = apply(
+            Some(&live),
+            &a2,
+            &applier("alice"),
+            false,
+            &mut owners,
+            STAMP,
+        )
+        .unwrap();
         assert_eq!(live["data"], json!({"x": "9", "z": "3"}));
     }
 
@@ -258,12 +470,80 @@ mod tests {
         let mut owners = Owners::new();
         let live = json!({"spec": {"containers": [{"name": "app", "image": "a:1"}, {"name": "mesh", "image": "m"}]}});
         owners.insert(
-            "injector".into(),
-            field_set(&json!({"spec": {"containers": [{"name": "mesh", "image": "m"}]}})),
+            applier("injector"),
+            Entry {
+                fields: field_set(
+                    &json!({"spec": {"containers": [{"name": "mesh", "image": "m"}]}}),
+                ),
+                ..Entry::default()
+            },
         );
         let cfg = json!({"spec": {"containers": [{"name": "app", "image": "a:2"}]}});
-        let out = apply(Some(&live), &cfg, "me", false, &mut owners).unwrap();
+        let out = apply(Some(&live), &cfg, &applier("me"), false, &mut owners, STAMP).unwrap();
         assert_eq!(out["spec"]["containers"][0]["image"], "a:2");
         assert_eq!(out["spec"]["containers"][1]["name"], "mesh");
+    }
+
+    #[test]
+    fn updates_take_ownership_and_applies_then_conflict_with_them() {
+        let mut owners = Owners::new();
+        let v1 = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "uid": "u"},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "app", "image": "a:1"}]}}}});
+        let live = apply(None, &v1, &applier("kubectl"), false, &mut owners, STAMP).unwrap();
+        // `kubectl scale` (an update through the scale subresource) takes .spec.replicas.
+        let mut scaled = live.clone();
+        scaled["spec"]["replicas"] = json!(3);
+        let scaler = Manager::new("kubectl", Operation::Update, "scale");
+        record_update(
+            Some(&live),
+            &scaled,
+            &scaler,
+            &mut owners,
+            ("apps/v1", "2026-01-02T03:04:06Z"),
+        );
+        assert_eq!(
+            owners[&scaler]
+                .fields
+                .iter()
+                .map(display)
+                .collect::<Vec<_>>(),
+            [".spec.replicas"]
+        );
+        assert!(!owners[&applier("kubectl")].fields.contains(&vec![
+            Seg::Field("spec".into()),
+            Seg::Field("replicas".into())
+        ]));
+        // Applying the old replica count now conflicts; the rest of the object does not.
+        let err = apply(
+            Some(&scaled),
+            &v1,
+            &applier("kubectl"),
+            false,
+            &mut owners,
+            STAMP,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Apply failed with 1 conflict: conflict with \"kubectl\" with subresource \"scale\" using apps/v1 at 2026-01-02T03:04:06Z: .spec.replicas"
+        );
+        assert_eq!(
+            managed_fields(&owners),
+            json!([
+                {"manager": "kubectl", "operation": "Apply", "apiVersion": "v1", "time": STAMP.1,
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                    "k:{\"name\":\"app\"}": {".": {}, "f:image": {}, "f:name": {}}}}}}}},
+                {"manager": "kubectl", "operation": "Update", "apiVersion": "apps/v1",
+                 "time": "2026-01-02T03:04:06Z", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:spec": {"f:replicas": {}}}, "subresource": "scale"}
+            ])
+        );
+        // Fields that leave the object leave every set.
+        let mut gone = scaled.clone();
+        gone["spec"].as_object_mut().unwrap().remove("replicas");
+        let editor = Manager::new("kubectl-edit", Operation::Update, "");
+        record_update(Some(&scaled), &gone, &editor, &mut owners, STAMP);
+        assert!(!owners.contains_key(&scaler));
+        assert!(!owners.contains_key(&editor));
     }
 }

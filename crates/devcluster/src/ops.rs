@@ -35,6 +35,78 @@ pub struct WriteOpts {
     pub force: bool,
     /// `fieldValidation=Strict`: unknown fields of a custom resource are an error.
     pub strict: bool,
+    /// The client's `User-Agent`; its first word names the field manager of an update that
+    /// gives no `fieldManager`, as on a real server.
+    pub user_agent: Option<String>,
+    /// The ownership an apply computed (then it is not recorded as an update).
+    pub(crate) applied: Option<apply::Owners>,
+    /// The write came through the scale subresource.
+    pub(crate) scale: bool,
+}
+
+/// The `Update` manager of a write: `fieldManager`, else the first word of the user agent.
+/// Writes of the dev cluster itself (simulator, collector) have none and own nothing.
+fn update_manager(opts: &WriteOpts, sub: Sub) -> Option<apply::Manager> {
+    let name = opts
+        .field_manager
+        .clone()
+        .filter(|m| !m.is_empty())
+        .or_else(|| {
+            opts.user_agent
+                .as_deref()
+                .and_then(|ua| ua.split('/').next())
+                .filter(|s| !s.is_empty())
+                .map(|s| s.chars().take(128).collect())
+        })?;
+    let subresource = if opts.scale {
+        "scale"
+    } else if sub == Sub::Status {
+        "status"
+    } else {
+        ""
+    };
+    Some(apply::Manager::new(
+        &name,
+        apply::Operation::Update,
+        subresource,
+    ))
+}
+
+/// Works out the ownership after a write (from an apply, or as an update by its manager) and
+/// shows it in `metadata.managedFields`.
+fn track_fields(
+    st: &Store,
+    old: Option<&Value>,
+    obj: &mut Value,
+    sub: Sub,
+    opts: &WriteOpts,
+) -> apply::Owners {
+    let owners = match &opts.applied {
+        Some(o) => o.clone(),
+        None => {
+            let mut o = old
+                .and_then(|e| st.owners.get(uid_of(e)))
+                .cloned()
+                .unwrap_or_default();
+            let api_version = obj
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let now = now_rfc3339();
+            match update_manager(opts, sub) {
+                Some(who) => apply::record_update(old, obj, &who, &mut o, (&api_version, &now)),
+                None => apply::forget_missing(obj, &mut o),
+            }
+            o
+        }
+    };
+    if owners.is_empty() {
+        remove_meta(obj, "managedFields");
+    } else {
+        set_meta(obj, "managedFields", apply::managed_fields(&owners));
+    }
+    owners
 }
 
 /// Options of a delete request.
@@ -143,6 +215,7 @@ pub fn create(
     }
     apply_defaults(def, &mut body);
     conform(def, version, &name, &mut body, opts)?;
+    let owners = track_fields(st, None, &mut body, Sub::Main, opts);
     if is_crd(def) {
         // Validate (and on a real write, register) the new resource.
         let mut scratch = st.registry.clone();
@@ -153,6 +226,9 @@ pub fn create(
     }
     if opts.dry_run {
         return Ok(body);
+    }
+    if !owners.is_empty() {
+        st.owners.insert(uid_of(&body).to_string(), owners);
     }
     Ok(st.put(def, body))
 }
@@ -280,8 +356,15 @@ pub fn finish_update(
             st.registry = scratch;
         }
     }
+    let owners = track_fields(st, Some(existing), &mut cand, sub, opts);
     if opts.dry_run {
         return Ok(cand);
+    }
+    let uid = uid_of(existing).to_string();
+    if owners.is_empty() {
+        st.owners.remove(&uid);
+    } else {
+        st.owners.insert(uid, owners);
     }
     if deleting
         && new_finalizers.is_empty()
@@ -438,7 +521,11 @@ pub fn update(
     if sub == Sub::Scale {
         check_rv(def, &existing, &body)?;
         let next = scale_to_object(def, &existing, &body)?;
-        let stored = finish_update(st, def, &existing, next, Sub::Main, opts)?;
+        let scale_opts = WriteOpts {
+            scale: true,
+            ..opts.clone()
+        };
+        let stored = finish_update(st, def, &existing, next, Sub::Main, &scale_opts)?;
         return scale_of(def, &stored);
     }
     check_body(def, version, ns, &body)?;
@@ -493,16 +580,23 @@ pub fn patch(
     let Some(existing) = existing else {
         if ptype == PatchType::Apply && sub == Sub::Main {
             let mut owners = apply::Owners::new();
-            let mut obj =
-                apply::apply(None, body, &manager, opts.force, &mut owners).map_err(|c| {
-                    ApiError::conflict_msg(&def.group, &def.plural, name, &c.to_string())
-                })?;
+            let who = apply::Manager::new(&manager, apply::Operation::Apply, "");
+            let stamp = (def.api_version(version), now_rfc3339());
+            let mut obj = apply::apply(
+                None,
+                body,
+                &who,
+                opts.force,
+                &mut owners,
+                (&stamp.0, &stamp.1),
+            )
+            .map_err(|c| ApiError::apply_conflict(&c))?;
             set_meta(&mut obj, "name", Value::String(name.to_string()));
-            let created = create(st, def, version, ns, obj, opts)?;
-            if !opts.dry_run {
-                st.owners.insert(uid_of(&created).to_string(), owners);
-            }
-            return Ok(created);
+            let applied = WriteOpts {
+                applied: Some(owners),
+                ..opts.clone()
+            };
+            return create(st, def, version, ns, obj, &applied);
         }
         return Err(ApiError::not_found(&def.group, &def.plural, name));
     };
@@ -525,7 +619,6 @@ pub fn patch(
         Sub::Scale => scale_of(def, &existing)?,
         _ => convert::from_storage(def, &existing),
     };
-    let uid = uid_of(&existing).to_string();
     let mut new_owners = None;
     match ptype {
         PatchType::Merge => patch::merge(&mut target, body),
@@ -534,13 +627,35 @@ pub fn patch(
         PatchType::Strategic => patch::strategic_merge(&mut target, body)
             .map_err(|e| ApiError::bad_request(e.to_string()))?,
         PatchType::Apply => {
-            let mut owners = st.owners.get(&uid).cloned().unwrap_or_default();
-            target = apply::apply(Some(&target), body, &manager, opts.force, &mut owners).map_err(
-                |c| ApiError::conflict_msg(&def.group, &def.plural, name, &c.to_string()),
-            )?;
+            let mut owners = st
+                .owners
+                .get(uid_of(&existing))
+                .cloned()
+                .unwrap_or_default();
+            let subresource = match sub {
+                Sub::Status => "status",
+                Sub::Scale => "scale",
+                Sub::Main => "",
+            };
+            let who = apply::Manager::new(&manager, apply::Operation::Apply, subresource);
+            let stamp = (def.api_version(version), now_rfc3339());
+            target = apply::apply(
+                Some(&target),
+                body,
+                &who,
+                opts.force,
+                &mut owners,
+                (&stamp.0, &stamp.1),
+            )
+            .map_err(|c| ApiError::apply_conflict(&c))?;
             new_owners = Some(owners);
         }
     }
+    let opts = &WriteOpts {
+        applied: new_owners,
+        scale: sub == Sub::Scale,
+        ..opts.clone()
+    };
     let original = match sub {
         Sub::Scale => scale_of(def, &existing)?,
         _ => convert::from_storage(def, &existing),
@@ -566,9 +681,6 @@ pub fn patch(
     } else {
         finish_update(st, def, &existing, target, sub, opts)?
     };
-    if let (Some(owners), false) = (new_owners, opts.dry_run) {
-        st.owners.insert(uid, owners);
-    }
     Ok(result)
 }
 

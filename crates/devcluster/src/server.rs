@@ -226,12 +226,17 @@ fn parse_body(bytes: &[u8], content_type: &str) -> Result<Value, ApiError> {
     )))
 }
 
-fn write_opts(query: &HashMap<String, String>) -> WriteOpts {
+fn write_opts(query: &HashMap<String, String>, headers: &HeaderMap) -> WriteOpts {
     WriteOpts {
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string),
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
         field_manager: query.get("fieldManager").cloned(),
         force: query.get("force").is_some_and(|f| f == "true"),
         strict: query.get("fieldValidation").is_some_and(|f| f == "Strict"),
+        ..WriteOpts::default()
     }
 }
 
@@ -346,7 +351,7 @@ async fn resource(
         body: parse_body(&body, &content_type).unwrap_or(Value::Null),
     });
     let ns = t.ns.clone().unwrap_or_default();
-    let opts = write_opts(&query);
+    let opts = write_opts(&query, &headers);
     let not_allowed = || {
         ApiError::method_not_allowed(
             "the server does not allow this method on the requested resource",

@@ -128,6 +128,23 @@ impl ApiError {
         }
     }
 
+    /// 409 of a server-side apply with conflicts, as `NewApplyConflict` builds it.
+    pub fn apply_conflict(c: &crate::apply::ApplyConflict) -> Self {
+        let causes: Vec<Value> = c
+            .conflicts
+            .iter()
+            .map(|(m, p)| {
+                json!({"type": "FieldManagerConflict", "message": format!("conflict with {m}"), "field": p})
+            })
+            .collect();
+        Self {
+            code: 409,
+            reason: "Conflict",
+            message: c.to_string(),
+            details: Some(json!({"causes": causes})),
+        }
+    }
+
     pub fn bad_request(msg: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", msg)
     }

@@ -1171,3 +1171,91 @@ spec: {replicas: -1}
     );
     c.shutdown().await;
 }
+
+/// Field ownership as a real server keeps it: updates (`kubectl scale`, `kubectl label`) own
+/// what they change, a later server-side apply of other values conflicts with them in the real
+/// server's words, and `metadata.managedFields` shows every manager.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_managed_fields_and_update_conflicts() {
+    let c = cluster().await;
+    let Some(k) = Kubectl::new(&c, "managed") else {
+        return;
+    };
+    let (ok, out, err) = k.apply(&["--server-side"], DEPLOYMENT).await;
+    assert!(ok, "{out}{err}");
+    k.ok(&["scale", "deployment/podinfo", "--replicas=3"]).await;
+    k.ok(&["label", "deployment/podinfo", "team=a"]).await;
+    let (ok, _, err) = k.apply(&["--server-side"], DEPLOYMENT).await;
+    assert!(!ok);
+    let err = err.trim();
+    assert!(
+        err.starts_with(
+            r#"error: Apply failed with 1 conflict: conflict with "kubectl" with subresource "scale" using apps/v1 at "#
+        ) && err.contains(": .spec.replicas"),
+        "{err}"
+    );
+    let json = k
+        .ok(&[
+            "get",
+            "deploy",
+            "podinfo",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ])
+        .await;
+    let obj: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let entries: Vec<(String, String, String)> = obj["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["manager"].as_str().unwrap().to_string(),
+                e["operation"].as_str().unwrap().to_string(),
+                e["subresource"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("kubectl".into(), "Apply".into(), "".into()),
+            ("kubectl".into(), "Update".into(), "scale".into()),
+            ("kubectl-label".into(), "Update".into(), "".into()),
+        ]
+    );
+    let fields = &obj["metadata"]["managedFields"];
+    assert_eq!(fields[1]["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
+    assert_eq!(
+        fields[2]["fieldsV1"],
+        json!({"f:metadata": {"f:labels": {"f:team": {}}}})
+    );
+    assert!(
+        fields[0]["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
+            .get(r#"k:{"name":"podinfod"}"#)
+            .is_some(),
+        "{}",
+        fields[0]
+    );
+    // kubectl hides them unless asked.
+    let plain = k.ok(&["get", "deploy", "podinfo", "-o", "json"]).await;
+    assert!(!plain.contains("managedFields"));
+    // --force-conflicts takes .spec.replicas back.
+    let (ok, out, err) = k
+        .apply(&["--server-side", "--force-conflicts"], DEPLOYMENT)
+        .await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deploy",
+            "podinfo",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ])
+        .await,
+        "2"
+    );
+    c.shutdown().await;
+}
