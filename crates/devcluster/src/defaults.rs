@@ -369,6 +369,8 @@ pub(crate) fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
         && let Some(spec) = obj.get_mut("spec")
     {
         default_pod_spec(spec);
+        // `SetDefaults_Pod`, not `SetDefaults_PodSpec`: pods only, not templates.
+        default_field(spec, "enableServiceLinks", json!(true));
     }
 }
 
@@ -377,7 +379,10 @@ pub(crate) fn initial_status(def: &ResourceDef, obj: &Value) -> Option<Value> {
     match (def.group.as_str(), def.plural.as_str()) {
         ("", "namespaces") => Some(json!({"phase": "Active"})),
         ("", "pods") => Some(json!({"phase": "Pending", "qosClass": "BestEffort"})),
-        ("", "services") => Some(json!({"loadBalancer": {}})),
+        ("", "services") | ("networking.k8s.io", "ingresses") => Some(json!({"loadBalancer": {}})),
+        ("policy", "poddisruptionbudgets") => Some(json!({
+            "currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0, "expectedPods": 0
+        })),
         ("apiextensions.k8s.io", "customresourcedefinitions") => Some(crd_status(obj)),
         _ => None,
     }

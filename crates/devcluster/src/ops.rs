@@ -74,9 +74,13 @@ fn update_manager(opts: &WriteOpts, sub: Sub) -> Option<apply::Manager> {
 
 /// Works out the ownership after a write (from an apply, or as an update by its manager) and
 /// shows it in `metadata.managedFields`.
+/// `sent` is the `metadata.managedFields` of the request: when it differs from the stored
+/// object's, the client set the ownership itself (as kubectl does when it moves an object from
+/// client-side to server-side apply), and the write's own changes are recorded on top of it.
 fn track_fields(
     st: &Store,
     old: Option<&Value>,
+    sent: Option<Value>,
     obj: &mut Value,
     sub: Sub,
     opts: &WriteOpts,
@@ -84,10 +88,16 @@ fn track_fields(
     let owners = match &opts.applied {
         Some(o) => o.clone(),
         None => {
-            let mut o = old
-                .and_then(|e| st.owners.get(uid_of(e)))
-                .cloned()
-                .unwrap_or_default();
+            let stored = old.and_then(|e| e.pointer("/metadata/managedFields"));
+            let mut o = match sent
+                .filter(|s| s.as_array().is_some_and(|a| !a.is_empty()) && Some(s) != stored)
+            {
+                Some(s) => apply::decode_managed_fields(&s),
+                None => old
+                    .and_then(|e| st.owners.get(uid_of(e)))
+                    .cloned()
+                    .unwrap_or_default(),
+            };
             let api_version = obj
                 .get("apiVersion")
                 .and_then(Value::as_str)
@@ -215,7 +225,7 @@ pub fn create(
     }
     apply_defaults(def, &mut body);
     conform(def, version, &name, &mut body, opts)?;
-    let owners = track_fields(st, None, &mut body, Sub::Main, opts);
+    let owners = track_fields(st, None, None, &mut body, Sub::Main, opts);
     if is_crd(def) {
         // Validate (and on a real write, register) the new resource.
         let mut scratch = st.registry.clone();
@@ -324,7 +334,7 @@ pub fn finish_update(
             }
         }
     }
-    remove_meta(&mut cand, "managedFields");
+    let sent_fields = remove_meta(&mut cand, "managedFields");
     remove_meta(&mut cand, "selfLink");
     validate_labels(def, &cand)?;
     apply_defaults(def, &mut cand);
@@ -356,7 +366,7 @@ pub fn finish_update(
             st.registry = scratch;
         }
     }
-    let owners = track_fields(st, Some(existing), &mut cand, sub, opts);
+    let owners = track_fields(st, Some(existing), sent_fields, &mut cand, sub, opts);
     if opts.dry_run {
         return Ok(cand);
     }

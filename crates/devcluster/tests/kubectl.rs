@@ -1190,8 +1190,8 @@ async fn kubectl_managed_fields_and_update_conflicts() {
     let err = err.trim();
     assert!(
         err.starts_with(
-            r#"error: Apply failed with 1 conflict: conflict with "kubectl" with subresource "scale" using apps/v1 at "#
-        ) && err.contains(": .spec.replicas"),
+            r#"error: Apply failed with 1 conflict: conflict with "kubectl" with subresource "scale" using apps/v1: .spec.replicas"#
+        ),
         "{err}"
     );
     let json = k
