@@ -1257,5 +1257,23 @@ async fn kubectl_managed_fields_and_update_conflicts() {
         .await,
         "2"
     );
+    // From client-side to server-side apply: kubectl rewrites managedFields so that the
+    // client-side applier's fields become the server-side applier's, as on a real server.
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: moved}\ndata: {a: \"1\"}\n";
+    let (ok, out, err) = k.apply(&[], cm).await;
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = k.apply(&["--server-side"], cm).await;
+    assert!(ok, "{out}{err}");
+    let managers = k
+        .ok(&[
+            "get",
+            "cm",
+            "moved",
+            "--show-managed-fields",
+            "-o",
+            "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation} {end}",
+        ])
+        .await;
+    assert_eq!(managers.trim(), "kubectl/Apply kubectl-last-applied/Apply");
     c.shutdown().await;
 }
