@@ -327,6 +327,11 @@ pub(crate) fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
         ("", "services") => {
             default_field(obj, "spec.type", json!("ClusterIP"));
             default_field(obj, "spec.sessionAffinity", json!("None"));
+            if get_path(obj, "spec.type") != Some(&json!("ExternalName")) {
+                default_field(obj, "spec.internalTrafficPolicy", json!("Cluster"));
+                default_field(obj, "spec.ipFamilyPolicy", json!("SingleStack"));
+                default_field(obj, "spec.ipFamilies", json!(["IPv4"]));
+            }
             for p in obj
                 .pointer_mut("/spec/ports")
                 .and_then(Value::as_array_mut)

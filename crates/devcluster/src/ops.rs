@@ -224,6 +224,9 @@ pub fn create(
         body["status"] = s;
     }
     apply_defaults(def, &mut body);
+    if def.group.is_empty() && def.plural == "services" {
+        allocate_cluster_ip(st, &mut body, opts.dry_run);
+    }
     conform(def, version, &name, &mut body, opts)?;
     let owners = track_fields(st, None, None, &mut body, Sub::Main, opts);
     if is_crd(def) {
@@ -334,6 +337,16 @@ pub fn finish_update(
             }
         }
     }
+    if def.group.is_empty() && def.plural == "services" && sub == Sub::Main {
+        // `patchAllocatedValues`: an update that leaves the cluster IPs out keeps them.
+        for f in ["clusterIP", "clusterIPs"] {
+            let unset = get_path(&cand, &format!("spec.{f}"))
+                .is_none_or(|v| v.is_null() || v.as_str() == Some(""));
+            if unset && let Some(v) = get_path(existing, &format!("spec.{f}")).cloned() {
+                set_path(&mut cand, &format!("spec.{f}"), v);
+            }
+        }
+    }
     let sent_fields = remove_meta(&mut cand, "managedFields");
     remove_meta(&mut cand, "selfLink");
     validate_labels(def, &cand)?;
@@ -384,6 +397,29 @@ pub fn finish_update(
         return Ok(remove_object(st, def, &ns, &name).unwrap_or(cand));
     }
     Ok(st.put(def, cand))
+}
+
+/// A new Service gets a cluster IP (from 10.96.0.10 on) unless it is headless (`None`) or an
+/// `ExternalName`; `clusterIPs` follows `clusterIP`, as on a real server.
+fn allocate_cluster_ip(st: &mut Store, svc: &mut Value, dry_run: bool) {
+    if get_path(svc, "spec.type") == Some(&json!("ExternalName")) {
+        return;
+    }
+    let ip = match get_path(svc, "spec.clusterIP").and_then(Value::as_str) {
+        Some(ip) if !ip.is_empty() => ip.to_string(),
+        _ => {
+            let n = 10 + st.cluster_ips;
+            if !dry_run {
+                st.cluster_ips += 1;
+            }
+            let ip = format!("10.96.{}.{}", (n >> 8) & 0xff, n & 0xff);
+            set_path(svc, "spec.clusterIP", json!(ip));
+            ip
+        }
+    };
+    if get_path(svc, "spec.clusterIPs").is_none_or(Value::is_null) {
+        set_path(svc, "spec.clusterIPs", json!([ip]));
+    }
 }
 
 /// A custom resource as the CRD's schema of `version` makes it: `null`s dropped, defaults set,
