@@ -35,6 +35,11 @@ def clean(o):
             # Entries of the same second are ordered by name; times differ between runs.
             if m.get("managedFields"):
                 m["managedFields"].sort(key=lambda e: (e.get("operation", ""), e.get("manager", ""), e.get("subresource", "")))
+        spec = o.get("spec")
+        if o.get("kind") == "Service" and isinstance(spec, dict) and spec.get("clusterIP") not in (None, "None"):
+            # Each server allocates from its own service range.
+            spec["clusterIP"] = "IP"
+            spec["clusterIPs"] = ["IP" for _ in spec.get("clusterIPs") or []]
         if o.get("kind") in ("Deployment", "StatefulSet", "Pod", "Job"):
             o.pop("status", None)
         for k, v in list(o.items()):

@@ -399,6 +399,35 @@ pub fn finish_update(
     Ok(st.put(def, cand))
 }
 
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// `lastAppliedUpdater`: a server-side apply by the manager `kubectl` of an object that has a
+/// client-side-apply annotation rewrites that annotation to the applied configuration, so that
+/// a later client-side apply still works.
+fn sync_last_applied(obj: &mut Value, config: &Value) {
+    let has = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .is_some_and(|a| a.contains_key(LAST_APPLIED));
+    if !has {
+        return;
+    }
+    let mut cfg = config.clone();
+    if let Some(a) = cfg
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        a.remove(LAST_APPLIED);
+    }
+    let text = format!("{}\n", cfg);
+    if let Some(a) = obj
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        a.insert(LAST_APPLIED.to_string(), Value::String(text));
+    }
+}
+
 /// A new Service gets a cluster IP (from 10.96.0.10 on) unless it is headless (`None`) or an
 /// `ExternalName`; `clusterIPs` follows `clusterIP`, as on a real server.
 fn allocate_cluster_ip(st: &mut Store, svc: &mut Value, dry_run: bool) {
@@ -694,6 +723,9 @@ pub fn patch(
                 (&stamp.0, &stamp.1),
             )
             .map_err(|c| ApiError::apply_conflict(&c))?;
+            if manager == "kubectl" && sub == Sub::Main {
+                sync_last_applied(&mut target, body);
+            }
             new_owners = Some(owners);
         }
     }

@@ -1275,5 +1275,18 @@ async fn kubectl_managed_fields_and_update_conflicts() {
         ])
         .await;
     assert_eq!(managers.trim(), "kubectl/Apply kubectl-last-applied/Apply");
+    // The client-side-apply annotation now holds what `kubectl` applied server-side.
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "cm",
+            "moved",
+            "-o",
+            r#"jsonpath={.metadata.annotations.kubectl\.kubernetes\.io/last-applied-configuration}"#,
+        ])
+        .await
+        .trim(),
+        r#"{"apiVersion":"v1","data":{"a":"1"},"kind":"ConfigMap","metadata":{"name":"moved","namespace":"default"}}"#
+    );
     c.shutdown().await;
 }
