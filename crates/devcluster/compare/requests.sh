@@ -3,7 +3,7 @@
 # kube-apiserver. Prints a normalised transcript: per step the exit code, the HTTP status of
 # every non-discovery request (kubectl -v=6), and the output with the volatile parts (uids,
 # resourceVersions, timestamps, ages, ports, random name suffixes) replaced.
-# Needs KUBECONFIG, kubectl, python3. Usage: KUBECONFIG=... requests.sh
+# Needs KUBECONFIG, kubectl (or KUBECTL=path), python3. Usage: KUBECONFIG=... requests.sh
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CRDS="$HERE/../../../deploy/crds/crds.yaml"
@@ -62,7 +62,7 @@ step() {
   shift
   if [ "${1:-}" = "--json" ]; then json=true; shift; fi
   echo "== $name"
-  kubectl -v=6 --request-timeout=20s "$@" >"$TMP/out" 2>"$TMP/err" </dev/null
+  "${KUBECTL:-kubectl}" -v=6 --request-timeout=20s "$@" >"$TMP/out" 2>"$TMP/err" </dev/null
   echo "exit: $?"
   # kubectl logs a response in one of two forms, by transport:
   #   I1204 … "Response" verb="POST" url="https://…/api/v1/namespaces?…" status="201 Created" …
