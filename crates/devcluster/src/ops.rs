@@ -35,8 +35,9 @@ pub struct WriteOpts {
     pub force: bool,
     /// `fieldValidation=Strict`: unknown fields of a custom resource are an error.
     pub strict: bool,
-    /// The client's `User-Agent`; its first word names the field manager of an update that
-    /// gives no `fieldManager`, as on a real server.
+    /// The client's `User-Agent` (empty when it sent none; `None` for the dev cluster's own
+    /// writes); its first word names the field manager of an update that gives no
+    /// `fieldManager`, as on a real server.
     pub user_agent: Option<String>,
     /// The ownership an apply computed (then it is not recorded as an update).
     pub(crate) applied: Option<apply::Owners>,
@@ -44,20 +45,22 @@ pub struct WriteOpts {
     pub(crate) scale: bool,
 }
 
-/// The `Update` manager of a write: `fieldManager`, else the first word of the user agent.
-/// Writes of the dev cluster itself (simulator, collector) have none and own nothing.
+/// The `Update` manager of a write: `fieldManager`, else the first word of the user agent,
+/// else `unknown` (kube-rs sends no user agent). Writes of the dev cluster itself (simulator,
+/// collector: no user agent at all) have none and own nothing.
 fn update_manager(opts: &WriteOpts, sub: Sub) -> Option<apply::Manager> {
+    let ua = opts.user_agent.as_deref()?;
     let name = opts
         .field_manager
         .clone()
         .filter(|m| !m.is_empty())
         .or_else(|| {
-            opts.user_agent
-                .as_deref()
-                .and_then(|ua| ua.split('/').next())
+            ua.split('/')
+                .next()
                 .filter(|s| !s.is_empty())
                 .map(|s| s.chars().take(128).collect())
-        })?;
+        })
+        .unwrap_or_else(|| "unknown".to_string());
     let subresource = if opts.scale {
         "scale"
     } else if sub == Sub::Status {
