@@ -3,7 +3,7 @@
 # kube-apiserver. Prints a normalised transcript: per step the exit code, the HTTP status of
 # every non-discovery request (kubectl -v=6), and the output with the volatile parts (uids,
 # resourceVersions, timestamps, ages, ports, random name suffixes) replaced.
-# Needs KUBECONFIG, kubectl, python3. Usage: KUBECONFIG=... requests.sh
+# Needs KUBECONFIG, kubectl (or KUBECTL=path), python3. Usage: KUBECONFIG=... requests.sh
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CRDS="$HERE/../../../deploy/crds/crds.yaml"
@@ -14,6 +14,7 @@ export HOME="$TMP" KUBECACHEDIR="$TMP/cache"
 norm_text() {
   sed -E \
     -e 's#https://127\.0\.0\.1:[0-9]+#https://SERVER#g' \
+    -e 's#/tmp/tmp\.[A-Za-z0-9]+#TMP#g' \
     -e 's/[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z/TIME/g' \
     -e 's/\b[0-9]+(s|m[0-9]*s?|h)\b/AGE/g' \
     -e 's/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/UID/g'
@@ -31,6 +32,14 @@ def clean(o):
                 m.pop(k, None)
             for e in m.get("managedFields") or []:
                 e.pop("time", None)
+            # Entries of the same second are ordered by name; times differ between runs.
+            if m.get("managedFields"):
+                m["managedFields"].sort(key=lambda e: (e.get("operation", ""), e.get("manager", ""), e.get("subresource", "")))
+        spec = o.get("spec")
+        if o.get("kind") == "Service" and isinstance(spec, dict) and spec.get("clusterIP") not in (None, "None"):
+            # Each server allocates from its own service range.
+            spec["clusterIP"] = "IP"
+            spec["clusterIPs"] = ["IP" for _ in spec.get("clusterIPs") or []]
         if o.get("kind") in ("Deployment", "StatefulSet", "Pod", "Job"):
             o.pop("status", None)
         for k, v in list(o.items()):
@@ -53,11 +62,15 @@ step() {
   shift
   if [ "${1:-}" = "--json" ]; then json=true; shift; fi
   echo "== $name"
-  kubectl -v=6 --request-timeout=20s "$@" >"$TMP/out" 2>"$TMP/err" </dev/null
+  "${KUBECTL:-kubectl}" -v=6 --request-timeout=20s "$@" >"$TMP/out" 2>"$TMP/err" </dev/null
   echo "exit: $?"
-  # I1204 … "Response" verb="POST" url="https://…/api/v1/namespaces?…" status="201 Created" …
-  grep -oE '"Response" verb="[A-Z]+" url="[^"]+" status="[0-9]{3}' "$TMP/err" \
-    | sed -E 's/"Response" verb="([A-Z]+)" url="https:\/\/[^/]+([^"?]*)[^"]*" status="([0-9]{3})/\1 \2 \3/' \
+  # kubectl logs a response in one of two forms, by transport:
+  #   I1204 … "Response" verb="POST" url="https://…/api/v1/namespaces?…" status="201 Created" …
+  #   I1204 … POST https://…/api/v1/namespaces?… 201 Created in 3 milliseconds
+  sed -nE \
+    -e 's/.*"Response" verb="([A-Z]+)" url="https:\/\/[^/]+([^"?]*)[^"]*" status="([0-9]{3}).*/\1 \2 \3/p' \
+    -e 's/^I[0-9]{4} .*\] (GET|POST|PUT|PATCH|DELETE) https:\/\/[^/]+([^ ?]*)[^ ]* ([0-9]{3}) .*/\1 \2 \3/p' \
+    "$TMP/err" \
     | grep -vE '^GET /(api(/v1)?|apis(/[a-z0-9.-]+(/v[0-9a-z]+)?)?|version|openapi(/.*)?) ' \
     | sed 's/^/http: /'
   # Error bodies (kubectl logs them at -v=6), then what kubectl printed.

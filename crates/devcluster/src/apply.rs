@@ -44,7 +44,7 @@ impl Manager {
     }
 
     /// As the real server prints a manager in a conflict: `"kubectl"`, `"kubectl" with
-    /// subresource "scale" using apps/v1 at 2026-01-02T03:04:05Z`.
+    /// subresource "scale" using apps/v1` (the manager identity it prints carries no time).
     fn printed(&self, entry: &Entry) -> String {
         let mut out = format!("{:?}", self.name);
         if !self.subresource.is_empty() {
@@ -52,9 +52,6 @@ impl Manager {
         }
         if self.operation == Operation::Update {
             out.push_str(&format!(" using {}", entry.api_version));
-            if !entry.time.is_empty() {
-                out.push_str(&format!(" at {}", entry.time));
-            }
         }
         out
     }
@@ -396,6 +393,74 @@ pub fn managed_fields(owners: &Owners) -> Value {
     )
 }
 
+/// Ownership as a client sent it in `metadata.managedFields` (kubectl does when it moves an
+/// object from client-side to server-side apply). `[{}]` means none; entries without a manager
+/// are skipped. A list element keyed by several fields (`containerPort` and `protocol`) is
+/// keyed here by the first of them that is not `protocol`.
+pub fn decode_managed_fields(v: &Value) -> Owners {
+    let mut owners = Owners::new();
+    for e in v.as_array().into_iter().flatten() {
+        let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default();
+        if s("manager").is_empty() {
+            continue;
+        }
+        let operation = if s("operation") == "Apply" {
+            Operation::Apply
+        } else {
+            Operation::Update
+        };
+        let mut fields = BTreeSet::new();
+        if let Some(tree) = e.get("fieldsV1") {
+            decode_fields(tree, &mut Vec::new(), &mut fields);
+        }
+        owners.insert(
+            Manager::new(s("manager"), operation, s("subresource")),
+            Entry {
+                fields,
+                api_version: s("apiVersion").to_string(),
+                time: s("time").to_string(),
+            },
+        );
+    }
+    owners.retain(|_, e| !e.fields.is_empty());
+    owners
+}
+
+fn decode_fields(tree: &Value, prefix: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
+    let Some(m) = tree.as_object() else { return };
+    if m.is_empty() && !prefix.is_empty() {
+        out.insert(prefix.clone());
+        return;
+    }
+    for (k, child) in m {
+        if k == "." {
+            if matches!(prefix.last(), Some(Seg::Item(..))) {
+                out.insert(prefix.clone());
+            }
+        } else if let Some(f) = k.strip_prefix("f:") {
+            prefix.push(Seg::Field(f.to_string()));
+            decode_fields(child, prefix, out);
+            prefix.pop();
+        } else if let Some(key) = k.strip_prefix("k:") {
+            let Ok(Value::Object(keys)) = serde_json::from_str::<Value>(key) else {
+                continue;
+            };
+            let chosen = keys
+                .iter()
+                .find(|(name, _)| name.as_str() != "protocol")
+                .or_else(|| keys.iter().next());
+            if let Some((name, value)) = chosen {
+                prefix.push(Seg::Item(name.clone(), value.to_string()));
+                decode_fields(child, prefix, out);
+                prefix.pop();
+            }
+        } else if k.starts_with("v:") && !prefix.is_empty() {
+            // An element of a list of scalars: the list as a whole.
+            out.insert(prefix.clone());
+        }
+    }
+}
+
 /// The `FieldsV1` trie of a field set: `f:name` for fields, `k:{"name":"app"}` for list
 /// elements (with `.` when the element itself is owned), `{}` for leaves.
 pub fn fields_v1(set: &BTreeSet<FieldPath>) -> Value {
@@ -525,7 +590,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "Apply failed with 1 conflict: conflict with \"kubectl\" with subresource \"scale\" using apps/v1 at 2026-01-02T03:04:06Z: .spec.replicas"
+            "Apply failed with 1 conflict: conflict with \"kubectl\" with subresource \"scale\" using apps/v1: .spec.replicas"
         );
         assert_eq!(
             managed_fields(&owners),
@@ -538,6 +603,9 @@ mod tests {
                  "fieldsV1": {"f:spec": {"f:replicas": {}}}, "subresource": "scale"}
             ])
         );
+        // What a client sends back in managedFields reads as the same ownership.
+        assert_eq!(decode_managed_fields(&managed_fields(&owners)), owners);
+        assert!(decode_managed_fields(&json!([{}])).is_empty());
         // Fields that leave the object leave every set.
         let mut gone = scaled.clone();
         gone["spec"].as_object_mut().unwrap().remove("replicas");

@@ -327,6 +327,11 @@ pub(crate) fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
         ("", "services") => {
             default_field(obj, "spec.type", json!("ClusterIP"));
             default_field(obj, "spec.sessionAffinity", json!("None"));
+            if get_path(obj, "spec.type") != Some(&json!("ExternalName")) {
+                default_field(obj, "spec.internalTrafficPolicy", json!("Cluster"));
+                default_field(obj, "spec.ipFamilyPolicy", json!("SingleStack"));
+                default_field(obj, "spec.ipFamilies", json!(["IPv4"]));
+            }
             for p in obj
                 .pointer_mut("/spec/ports")
                 .and_then(Value::as_array_mut)
@@ -369,6 +374,8 @@ pub(crate) fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
         && let Some(spec) = obj.get_mut("spec")
     {
         default_pod_spec(spec);
+        // `SetDefaults_Pod`, not `SetDefaults_PodSpec`: pods only, not templates.
+        default_field(spec, "enableServiceLinks", json!(true));
     }
 }
 
@@ -377,7 +384,10 @@ pub(crate) fn initial_status(def: &ResourceDef, obj: &Value) -> Option<Value> {
     match (def.group.as_str(), def.plural.as_str()) {
         ("", "namespaces") => Some(json!({"phase": "Active"})),
         ("", "pods") => Some(json!({"phase": "Pending", "qosClass": "BestEffort"})),
-        ("", "services") => Some(json!({"loadBalancer": {}})),
+        ("", "services") | ("networking.k8s.io", "ingresses") => Some(json!({"loadBalancer": {}})),
+        ("policy", "poddisruptionbudgets") => Some(json!({
+            "currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0, "expectedPods": 0
+        })),
         ("apiextensions.k8s.io", "customresourcedefinitions") => Some(crd_status(obj)),
         _ => None,
     }

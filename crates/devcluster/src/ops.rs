@@ -35,8 +35,9 @@ pub struct WriteOpts {
     pub force: bool,
     /// `fieldValidation=Strict`: unknown fields of a custom resource are an error.
     pub strict: bool,
-    /// The client's `User-Agent`; its first word names the field manager of an update that
-    /// gives no `fieldManager`, as on a real server.
+    /// The client's `User-Agent` (empty when it sent none; `None` for the dev cluster's own
+    /// writes); its first word names the field manager of an update that gives no
+    /// `fieldManager`, as on a real server.
     pub user_agent: Option<String>,
     /// The ownership an apply computed (then it is not recorded as an update).
     pub(crate) applied: Option<apply::Owners>,
@@ -44,20 +45,22 @@ pub struct WriteOpts {
     pub(crate) scale: bool,
 }
 
-/// The `Update` manager of a write: `fieldManager`, else the first word of the user agent.
-/// Writes of the dev cluster itself (simulator, collector) have none and own nothing.
+/// The `Update` manager of a write: `fieldManager`, else the first word of the user agent,
+/// else `unknown` (kube-rs sends no user agent). Writes of the dev cluster itself (simulator,
+/// collector: no user agent at all) have none and own nothing.
 fn update_manager(opts: &WriteOpts, sub: Sub) -> Option<apply::Manager> {
+    let ua = opts.user_agent.as_deref()?;
     let name = opts
         .field_manager
         .clone()
         .filter(|m| !m.is_empty())
         .or_else(|| {
-            opts.user_agent
-                .as_deref()
-                .and_then(|ua| ua.split('/').next())
+            ua.split('/')
+                .next()
                 .filter(|s| !s.is_empty())
                 .map(|s| s.chars().take(128).collect())
-        })?;
+        })
+        .unwrap_or_else(|| "unknown".to_string());
     let subresource = if opts.scale {
         "scale"
     } else if sub == Sub::Status {
@@ -74,9 +77,13 @@ fn update_manager(opts: &WriteOpts, sub: Sub) -> Option<apply::Manager> {
 
 /// Works out the ownership after a write (from an apply, or as an update by its manager) and
 /// shows it in `metadata.managedFields`.
+/// `sent` is the `metadata.managedFields` of the request: when it differs from the stored
+/// object's, the client set the ownership itself (as kubectl does when it moves an object from
+/// client-side to server-side apply), and the write's own changes are recorded on top of it.
 fn track_fields(
     st: &Store,
     old: Option<&Value>,
+    sent: Option<Value>,
     obj: &mut Value,
     sub: Sub,
     opts: &WriteOpts,
@@ -84,10 +91,16 @@ fn track_fields(
     let owners = match &opts.applied {
         Some(o) => o.clone(),
         None => {
-            let mut o = old
-                .and_then(|e| st.owners.get(uid_of(e)))
-                .cloned()
-                .unwrap_or_default();
+            let stored = old.and_then(|e| e.pointer("/metadata/managedFields"));
+            let mut o = match sent
+                .filter(|s| s.as_array().is_some_and(|a| !a.is_empty()) && Some(s) != stored)
+            {
+                Some(s) => apply::decode_managed_fields(&s),
+                None => old
+                    .and_then(|e| st.owners.get(uid_of(e)))
+                    .cloned()
+                    .unwrap_or_default(),
+            };
             let api_version = obj
                 .get("apiVersion")
                 .and_then(Value::as_str)
@@ -214,8 +227,11 @@ pub fn create(
         body["status"] = s;
     }
     apply_defaults(def, &mut body);
+    if def.group.is_empty() && def.plural == "services" {
+        allocate_cluster_ip(st, &mut body, opts.dry_run);
+    }
     conform(def, version, &name, &mut body, opts)?;
-    let owners = track_fields(st, None, &mut body, Sub::Main, opts);
+    let owners = track_fields(st, None, None, &mut body, Sub::Main, opts);
     if is_crd(def) {
         // Validate (and on a real write, register) the new resource.
         let mut scratch = st.registry.clone();
@@ -324,7 +340,17 @@ pub fn finish_update(
             }
         }
     }
-    remove_meta(&mut cand, "managedFields");
+    if def.group.is_empty() && def.plural == "services" && sub == Sub::Main {
+        // `patchAllocatedValues`: an update that leaves the cluster IPs out keeps them.
+        for f in ["clusterIP", "clusterIPs"] {
+            let unset = get_path(&cand, &format!("spec.{f}"))
+                .is_none_or(|v| v.is_null() || v.as_str() == Some(""));
+            if unset && let Some(v) = get_path(existing, &format!("spec.{f}")).cloned() {
+                set_path(&mut cand, &format!("spec.{f}"), v);
+            }
+        }
+    }
+    let sent_fields = remove_meta(&mut cand, "managedFields");
     remove_meta(&mut cand, "selfLink");
     validate_labels(def, &cand)?;
     apply_defaults(def, &mut cand);
@@ -356,7 +382,7 @@ pub fn finish_update(
             st.registry = scratch;
         }
     }
-    let owners = track_fields(st, Some(existing), &mut cand, sub, opts);
+    let owners = track_fields(st, Some(existing), sent_fields, &mut cand, sub, opts);
     if opts.dry_run {
         return Ok(cand);
     }
@@ -374,6 +400,58 @@ pub fn finish_update(
         return Ok(remove_object(st, def, &ns, &name).unwrap_or(cand));
     }
     Ok(st.put(def, cand))
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// `lastAppliedUpdater`: a server-side apply by the manager `kubectl` of an object that has a
+/// client-side-apply annotation rewrites that annotation to the applied configuration, so that
+/// a later client-side apply still works.
+fn sync_last_applied(obj: &mut Value, config: &Value) {
+    let has = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .is_some_and(|a| a.contains_key(LAST_APPLIED));
+    if !has {
+        return;
+    }
+    let mut cfg = config.clone();
+    if let Some(a) = cfg
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        a.remove(LAST_APPLIED);
+    }
+    let text = format!("{}\n", cfg);
+    if let Some(a) = obj
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        a.insert(LAST_APPLIED.to_string(), Value::String(text));
+    }
+}
+
+/// A new Service gets a cluster IP (from 10.96.0.10 on) unless it is headless (`None`) or an
+/// `ExternalName`; `clusterIPs` follows `clusterIP`, as on a real server.
+fn allocate_cluster_ip(st: &mut Store, svc: &mut Value, dry_run: bool) {
+    if get_path(svc, "spec.type") == Some(&json!("ExternalName")) {
+        return;
+    }
+    let ip = match get_path(svc, "spec.clusterIP").and_then(Value::as_str) {
+        Some(ip) if !ip.is_empty() => ip.to_string(),
+        _ => {
+            let n = 10 + st.cluster_ips;
+            if !dry_run {
+                st.cluster_ips += 1;
+            }
+            let ip = format!("10.96.{}.{}", (n >> 8) & 0xff, n & 0xff);
+            set_path(svc, "spec.clusterIP", json!(ip));
+            ip
+        }
+    };
+    if get_path(svc, "spec.clusterIPs").is_none_or(Value::is_null) {
+        set_path(svc, "spec.clusterIPs", json!([ip]));
+    }
 }
 
 /// A custom resource as the CRD's schema of `version` makes it: `null`s dropped, defaults set,
@@ -648,6 +726,9 @@ pub fn patch(
                 (&stamp.0, &stamp.1),
             )
             .map_err(|c| ApiError::apply_conflict(&c))?;
+            if manager == "kubectl" && sub == Sub::Main {
+                sync_last_applied(&mut target, body);
+            }
             new_owners = Some(owners);
         }
     }

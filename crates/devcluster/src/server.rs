@@ -228,10 +228,14 @@ fn parse_body(bytes: &[u8], content_type: &str) -> Result<Value, ApiError> {
 
 fn write_opts(query: &HashMap<String, String>, headers: &HeaderMap) -> WriteOpts {
     WriteOpts {
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string),
+        // Every client request has one, empty when the client sent none.
+        user_agent: Some(
+            headers
+                .get(header::USER_AGENT)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+        ),
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
         field_manager: query.get("fieldManager").cloned(),
         force: query.get("force").is_some_and(|f| f == "true"),
@@ -594,7 +598,13 @@ fn list(
         && let Some(k) = last_key
     {
         meta["continue"] = json!(encode_continue(&k));
-        meta["remainingItemCount"] = json!(remaining);
+        // As the real storage: counted only for lists without selectors.
+        let unselected = ["labelSelector", "fieldSelector"]
+            .iter()
+            .all(|k| query.get(*k).is_none_or(|s| s.is_empty()));
+        if unselected {
+            meta["remainingItemCount"] = json!(remaining);
+        }
     }
     Ok(json_response(
         StatusCode::OK,

@@ -134,7 +134,7 @@ impl ApiError {
             .conflicts
             .iter()
             .map(|(m, p)| {
-                json!({"type": "FieldManagerConflict", "message": format!("conflict with {m}"), "field": p})
+                json!({"reason": "FieldManagerConflict", "message": format!("conflict with {m}"), "field": p})
             })
             .collect();
         Self {

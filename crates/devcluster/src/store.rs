@@ -67,6 +67,8 @@ pub struct Store {
     /// The uids of the stored objects, so that a write with owner references wakes the
     /// collector only when an owner is missing (a full collection scans every object).
     uids: HashSet<String>,
+    /// Service cluster IPs handed out so far (from 10.96.0.10 on).
+    pub cluster_ips: u32,
 }
 
 /// `ns/name` (empty namespace for cluster-scoped objects).
@@ -187,6 +189,7 @@ impl Store {
             compacted: 1,
             tx,
             owners: HashMap::new(),
+            cluster_ips: 0,
             gc_notify: Arc::new(Notify::new()),
             uids: HashSet::new(),
         }

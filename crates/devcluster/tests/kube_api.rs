@@ -804,3 +804,47 @@ async fn request_log_records_requests_when_enabled() {
     assert!(c.requests().entries().is_empty());
     c.shutdown().await;
 }
+
+/// A Service gets what a real server allocates and defaults, and an update that leaves the
+/// cluster IP out keeps it.
+#[tokio::test]
+async fn services_get_cluster_ips_and_keep_them() {
+    let c = cluster().await;
+    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::default_namespaced(c.client());
+    let svc = |name: &str, headless: bool| {
+        let mut spec = serde_json::json!({"selector": {"app": name}, "ports": [{"port": 80}]});
+        if headless {
+            spec["clusterIP"] = "None".into();
+        }
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "spec": spec}))
+            .unwrap()
+    };
+    let a = svcs
+        .create(&PostParams::default(), &svc("a", false))
+        .await
+        .unwrap();
+    let b = svcs
+        .create(&PostParams::default(), &svc("b", false))
+        .await
+        .unwrap();
+    let h = svcs
+        .create(&PostParams::default(), &svc("h", true))
+        .await
+        .unwrap();
+    let spec = |s: &k8s_openapi::api::core::v1::Service| s.spec.clone().unwrap();
+    assert_eq!(spec(&a).cluster_ip.as_deref(), Some("10.96.0.10"));
+    assert_eq!(spec(&b).cluster_ip.as_deref(), Some("10.96.0.11"));
+    assert_eq!(spec(&h).cluster_ips, Some(vec!["None".to_string()]));
+    assert_eq!(spec(&a).internal_traffic_policy.as_deref(), Some("Cluster"));
+    assert_eq!(spec(&a).ip_families, Some(vec!["IPv4".to_string()]));
+    assert_eq!(spec(&a).ip_family_policy.as_deref(), Some("SingleStack"));
+    let mut replaced = svc("a", false);
+    replaced.metadata.resource_version = a.metadata.resource_version.clone();
+    let a2 = svcs
+        .replace("a", &PostParams::default(), &replaced)
+        .await
+        .unwrap();
+    assert_eq!(spec(&a2).cluster_ip.as_deref(), Some("10.96.0.10"));
+    assert_eq!(spec(&a2).cluster_ips, Some(vec!["10.96.0.10".to_string()]));
+    c.shutdown().await;
+}

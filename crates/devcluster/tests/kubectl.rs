@@ -1190,8 +1190,8 @@ async fn kubectl_managed_fields_and_update_conflicts() {
     let err = err.trim();
     assert!(
         err.starts_with(
-            r#"error: Apply failed with 1 conflict: conflict with "kubectl" with subresource "scale" using apps/v1 at "#
-        ) && err.contains(": .spec.replicas"),
+            r#"error: Apply failed with 1 conflict: conflict with "kubectl" with subresource "scale" using apps/v1: .spec.replicas"#
+        ),
         "{err}"
     );
     let json = k
@@ -1256,6 +1256,37 @@ async fn kubectl_managed_fields_and_update_conflicts() {
         ])
         .await,
         "2"
+    );
+    // From client-side to server-side apply: kubectl rewrites managedFields so that the
+    // client-side applier's fields become the server-side applier's, as on a real server.
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: moved}\ndata: {a: \"1\"}\n";
+    let (ok, out, err) = k.apply(&[], cm).await;
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = k.apply(&["--server-side"], cm).await;
+    assert!(ok, "{out}{err}");
+    let managers = k
+        .ok(&[
+            "get",
+            "cm",
+            "moved",
+            "--show-managed-fields",
+            "-o",
+            "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation} {end}",
+        ])
+        .await;
+    assert_eq!(managers.trim(), "kubectl/Apply kubectl-last-applied/Apply");
+    // The client-side-apply annotation now holds what `kubectl` applied server-side.
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "cm",
+            "moved",
+            "-o",
+            r#"jsonpath={.metadata.annotations.kubectl\.kubernetes\.io/last-applied-configuration}"#,
+        ])
+        .await
+        .trim(),
+        r#"{"apiVersion":"v1","data":{"a":"1"},"kind":"ConfigMap","metadata":{"name":"moved","namespace":"default"}}"#
     );
     c.shutdown().await;
 }
