@@ -64,7 +64,7 @@ check "CRDs from charts/serin/crds are established" \
 check "deploy/flagger, serviceaccount/flagger and the ClusterRole exist" \
   kubectl -n istio-system get deployment/flagger serviceaccount/flagger clusterrole/flagger clusterrolebinding/flagger
 check "helm install flagger-loadtester charts/loadtester" \
-  "$helm" upgrade -i flagger-loadtester charts/loadtester --namespace=test --create-namespace
+  "$helm" upgrade -i flagger-loadtester charts/loadtester --namespace=loadtest --create-namespace
 check "helm install flagger-grafana charts/grafana (seed values)" \
   "$helm" upgrade -i flagger-grafana charts/grafana --namespace=istio-system \
   --set url=http://prometheus.istio-system:9090 --set user=admin --set password=change-me
@@ -72,8 +72,12 @@ check "helm install serin charts/serin (namespaced RBAC)" \
   "$helm" upgrade -i serin charts/serin --namespace=apps --create-namespace \
   --set namespace=apps --set rbac.scope=namespace --set leaderElection.enabled=true --set leaderElection.replicaCount=2
 check "kubectl apply -f deploy/rbac/" kubectl apply -f deploy/rbac/
+# deploy/rbac and kustomize/base/serin are alternatives: both name their ClusterRoleBinding serin.
+check "deploy/rbac's serin ServiceAccount may patch deployments" \
+  test "$(kubectl auth can-i patch deployments.apps --as=system:serviceaccount:serin-system:serin -n prod)" = yes
 check "kubectl apply -k kustomize/istio (server-side)" kubectl apply --server-side -k kustomize/istio
 kubectl create namespace prod >/dev/null 2>&1 || true
+kubectl create namespace test >/dev/null 2>&1 || true
 kubectl apply --server-side -f examples/istio-crds.yaml >/dev/null
 kubectl wait --for=condition=Established --timeout=60s -f examples/istio-crds.yaml >/dev/null
 for dir in kustomize/tester kustomize/podinfo kustomize/kubernetes examples/gitops/flux/apps; do
@@ -86,26 +90,36 @@ can() { # SA NAMESPACE VERB RESOURCE [can-i flags...]
   shift 2
   kubectl auth can-i "$@" --as="system:serviceaccount:$sa" -n "$ns" 2>/dev/null
 }
+# A SubjectAccessReview per (group, resource, verb) of the chart's ClusterRole, as the API server
+# decides it for the ServiceAccount (kubectl auth can-i cannot name the groups of CRDs that are
+# not installed).
+allowed() { # NAMESPACE GROUP RESOURCE[/SUBRESOURCE] VERB
+  local ns=$1 group=$2 resource=${3%%/*} sub="" verb=$4
+  [[ $3 == */* ]] && sub=${3#*/}
+  [[ $resource == "*" ]] && resource=queue_depth
+  jq -n --arg ns "$ns" --arg g "$group" --arg r "$resource" --arg s "$sub" --arg v "$verb" '{
+    apiVersion: "authorization.k8s.io/v1", kind: "SubjectAccessReview",
+    spec: {user: "system:serviceaccount:istio-system:flagger",
+           groups: ["system:serviceaccounts", "system:serviceaccounts:istio-system", "system:authenticated"],
+           resourceAttributes: {namespace: $ns, group: $g, resource: $r, subresource: $s, verb: $v}}}' \
+    | kubectl create -f - -o jsonpath='{.status.allowed}'
+}
 granted=0
-denied_rules=()
-while IFS=$'\t' read -r group resource verb; do
-  name=$resource
-  sub=()
-  if [[ $resource == */* ]]; then name=${resource%%/*}; sub=(--subresource="${resource#*/}"); fi
-  [[ -n $group ]] && name="$name.$group"
-  if [[ $name == "*.external.metrics.k8s.io" ]]; then name="queue_depth.external.metrics.k8s.io"; fi
-  if [[ $(can istio-system:flagger prod "$verb" "$name" "${sub[@]}") == yes ]]; then
+not_held=()
+while IFS='|' read -r group resource verb; do
+  if [[ $(allowed prod "$group" "$resource" "$verb") == true ]]; then
     granted=$((granted + 1))
   else
-    denied_rules+=("$verb $resource.$group")
+    not_held+=("$verb $resource.$group")
   fi
 done < <(kubectl get clusterrole flagger -o json \
-  | jq -r '.rules[] | select(.resources) | .apiGroups[] as $g | .resources[] as $r | .verbs[] as $v | [$g, $r, $v] | @tsv')
-if [[ ${#denied_rules[@]} -eq 0 && $granted -gt 50 ]]; then
+  | jq -r '.rules[] | select(.resources) | .apiGroups[] as $g | .resources[] as $r | .verbs[] as $v | "\($g)|\($r)|\($v)"')
+if [[ ${#not_held[@]} -eq 0 && $granted -gt 80 ]]; then
   pass "the chart's ServiceAccount holds all $granted (group, resource, verb) grants of its ClusterRole"
 else
-  fail "grants: $granted held, not held: ${denied_rules[*]:-none}"
+  fail "grants: $granted held; not held: ${not_held[*]:-none}"
 fi
+check "a SubjectAccessReview denies what the role lacks (update deployments)" test "$(allowed prod apps deployments update)" != true
 check "it may get /version" test "$(kubectl auth can-i get /version --as=system:serviceaccount:istio-system:flagger)" = yes
 for denied in "delete deployments.apps" "update deployments.apps" "delete secrets" "update secrets" \
   "delete canaries.flagger.app" "create clusterroles.rbac.authorization.k8s.io" "list pods" "get nodes" \
@@ -113,7 +127,7 @@ for denied in "delete deployments.apps" "update deployments.apps" "delete secret
   read -r verb res <<<"$denied"
   check "it may not $denied" test "$(can istio-system:flagger prod "$verb" "$res")" = no
 done
-check "deploy/rbac's serin ServiceAccount may patch deployments" test "$(can serin-system:serin prod patch deployments.apps)" = yes
+check "kustomize/istio's serin ServiceAccount may patch deployments" test "$(can istio-system:serin prod patch deployments.apps)" = yes
 check "the namespaced release may create deployments in apps" test "$(can apps:serin apps create deployments.apps)" = yes
 check "the namespaced release may not read secrets in prod" test "$(can apps:serin prod get secrets)" = no
 
@@ -147,7 +161,6 @@ wait_for() { # SECONDS COMMAND...
 check "serin controller as the ServiceAccount becomes ready (/readyz)" wait_for 60 curl -sf "http://127.0.0.1:$port/readyz"
 check "it holds the leader election Lease" wait_for 30 kubectl -n istio-system get lease flagger-leader-election
 check "it creates podinfo-primary" wait_for 60 kubectl -n test get deployment podinfo-primary
-check "it creates the primary HPA" wait_for 30 kubectl -n test get hpa podinfo-primary
 check "it writes the Canary's status" wait_for 30 test -n "$(kubectl -n test get canary podinfo -o jsonpath='{.status.phase}')"
 check "it records events" wait_for 30 test -n "$(kubectl -n test get events --field-selector involvedObject.kind=Canary -o name)"
 kill -TERM "$controller_pid" 2>/dev/null || true
@@ -157,7 +170,8 @@ if grep -qi 'forbidden' "$tmp/controller.log"; then
   fail "the controller's log has forbidden errors"
   grep -i 'forbidden' "$tmp/controller.log" | head -10
 else
-  pass "no forbidden error in $(wc -l <"$tmp/controller.log") log lines (Canary phase $(kubectl -n test get canary podinfo -o jsonpath='{.status.phase}'))"
+  # Without a kubelet the primary never becomes ready: the Canary stays Initializing.
+  pass "no forbidden error in $(wc -l <"$tmp/controller.log") log lines (Canary: $(kubectl -n test get canary podinfo -o jsonpath='{.status.phase}: {.status.conditions[0].message}'))"
 fi
 
 echo "$passed passed, $failed failed"
