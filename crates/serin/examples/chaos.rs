@@ -74,6 +74,9 @@ struct Args {
     /// Give up after this long (seconds).
     #[arg(long)]
     budget_secs: Option<u64>,
+    /// The kills happen at random moments within this many seconds after the new revisions.
+    #[arg(long)]
+    kill_window_secs: Option<u64>,
     /// Seed of the kill schedule.
     #[arg(long, default_value_t = 19)]
     seed: u64,
@@ -86,6 +89,7 @@ struct Profile {
     canaries: usize,
     kills: usize,
     budget: Duration,
+    kill_window: Duration,
     faults: Vec<String>,
     latency_ms: u64,
     drop_watches_secs: u64,
@@ -98,6 +102,7 @@ impl Args {
                 canaries: 4,
                 kills: 2,
                 budget: Duration::from_secs(150),
+                kill_window: Duration::from_secs(25),
                 faults: vec![],
                 latency_ms: 0,
                 drop_watches_secs: 0,
@@ -106,6 +111,7 @@ impl Args {
                 canaries: 20,
                 kills: 8,
                 budget: Duration::from_secs(600),
+                kill_window: Duration::from_secs(240),
                 faults: vec![
                     "patch=409:0.1".into(),
                     "update=503:0.1".into(),
@@ -124,6 +130,9 @@ impl Args {
         }
         if let Some(s) = self.budget_secs {
             p.budget = Duration::from_secs(s);
+        }
+        if let Some(s) = self.kill_window_secs {
+            p.kill_window = Duration::from_secs(s);
         }
         if !self.fail.is_empty() {
             p.faults = self.fail.clone();
@@ -883,9 +892,10 @@ async fn run() -> Result<bool, BoxError> {
     let start = Instant::now();
     let budget = profile.budget;
     let mut rng = Rng(args.seed.max(1));
-    // Kill moments spread over the first 60 % of the budget.
+    // Kill moments at random within the kill window (while the canaries run).
+    let window = profile.kill_window.min(budget).as_millis() as u64;
     let mut kill_at: Vec<Duration> = (0..profile.kills)
-        .map(|_| Duration::from_millis(rng.below(budget.as_millis() as u64 * 6 / 10)))
+        .map(|_| Duration::from_millis(rng.below(window)))
         .collect();
     kill_at.sort();
     let mut kills = kill_at.into_iter().peekable();
