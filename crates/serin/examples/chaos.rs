@@ -249,12 +249,19 @@ fn cases(profile: &Profile, hostile: bool, fake: &str) -> Vec<Case> {
                "metrics": metrics, "webhooks": hooks})
     };
     let ok_hook = json!([{"name": "load", "type": "rollout", "url": format!("{fake}/hook"), "timeout": "5s"}]);
+    // Every second healthy canary reads its check from a MetricTemplate, so that API faults on
+    // GET hit the template reads (retried, then held; never a failed check).
+    let templated = json!([{"name": "chaos", "templateRef": {"name": "healthy"}, "thresholdRange": {"max": 1}, "interval": "1m"}]);
     let mut out: Vec<Case> = (0..profile.canaries)
         .map(|i| Case {
             name: format!("good-{i:02}"),
             expect: Expect::Succeeded,
             what: "healthy",
-            analysis: base(metric("chaos_ok"), ok_hook.clone()),
+            analysis: if i % 2 == 1 {
+                base(templated.clone(), ok_hook.clone())
+            } else {
+                base(metric("chaos_ok"), ok_hook.clone())
+            },
             extra_spec: json!({}),
         })
         .collect();
@@ -397,6 +404,7 @@ async fn create_objects(
     client: &Client,
     cases: &[Case],
     undecodable: bool,
+    fake: &str,
 ) -> Result<(), BoxError> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
     // Canaries go in as raw JSON: the dev cluster (like an older CRD) stores out-of-range values.
@@ -415,6 +423,12 @@ async fn create_objects(
                  "query": "sum(rate({{ broken"}
     }))?;
     templates.create(&PostParams::default(), &template).await?;
+    let healthy: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate",
+        "metadata": {"name": "healthy", "namespace": NS},
+        "spec": {"provider": {"type": "prometheus", "address": fake}, "query": "chaos_ok"}
+    }))?;
+    templates.create(&PostParams::default(), &healthy).await?;
     let mut all: Vec<(String, Value, Value)> = cases
         .iter()
         .map(|c| (c.name.clone(), c.analysis.clone(), c.extra_spec.clone()))
@@ -805,7 +819,7 @@ async fn run() -> Result<bool, BoxError> {
     let fakes = Fakes::default();
     let fake_url = start_fakes(fakes.clone()).await?;
     let cases = cases(&profile, !args.no_hostile, &fake_url);
-    create_objects(&client, &cases, args.undecodable).await?;
+    create_objects(&client, &cases, args.undecodable, &fake_url).await?;
     let expected: BTreeMap<String, Expect> =
         cases.iter().map(|c| (c.name.clone(), c.expect)).collect();
     println!(
@@ -989,6 +1003,24 @@ async fn run() -> Result<bool, BoxError> {
             ));
         }
     }
+    // Template reads under API faults: held steps, and failed checks caused by the API server.
+    let mut held = 0;
+    let mut template_failures = 0;
+    for log in controllers.logs() {
+        let text = log_text(&log);
+        held += text
+            .matches("cannot be read, retrying at the next interval")
+            .count();
+        template_failures += text
+            .lines()
+            .filter(|l| l.contains("Metric template healthy.") && l.contains("error:"))
+            .count();
+    }
+    if template_failures > 0 {
+        monitor.violation(format!(
+            "{template_failures} failed checks of healthy canaries caused by reading their MetricTemplate"
+        ));
+    }
     // Healthy canaries kept progressing: all Succeeded, and when.
     let mut healthy: Vec<f64> = cases
         .iter()
@@ -998,6 +1030,7 @@ async fn run() -> Result<bool, BoxError> {
     healthy.sort_by(f64::total_cmp);
 
     println!("---");
+    println!("template reads held after retries: {held}");
     println!(
         "ran {elapsed:.1} s, {} samples, {} controller starts, {} kills, {} Prometheus queries, {} webhook calls",
         monitor.samples,
