@@ -594,6 +594,8 @@ struct Observed {
     template_outside_promotion: u32,
     progressing_seen: bool,
     max_canary_weight: i64,
+    /// The longest disagreement of status and routes seen, in seconds.
+    max_disagree_secs: f64,
 }
 
 #[derive(Default)]
@@ -722,10 +724,13 @@ async fn sample(
                 );
                 if settled && canary != status_weight {
                     let since = *obs.disagree_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > interval * 2 + Duration::from_secs(3) {
+                    let secs = since.elapsed().as_secs_f64();
+                    obs.max_disagree_secs = obs.max_disagree_secs.max(secs);
+                    let limit = interval * 2 + Duration::from_secs(3);
+                    if since.elapsed() > limit {
                         found.push(format!(
-                            "{name}: status.canaryWeight {status_weight} and the VirtualService's {canary} disagree for {:.0} s (phase {phase})",
-                            since.elapsed().as_secs_f64()
+                            "{name}: status.canaryWeight {status_weight} and the VirtualService's {canary} disagree for more than {} s (phase {phase})",
+                            limit.as_secs()
                         ));
                     }
                 } else {
@@ -1051,12 +1056,13 @@ async fn run() -> Result<bool, BoxError> {
     for c in &cases {
         let o = monitor.objects.get(&c.name);
         println!(
-            "  {:<18} {:<48} expected {:<9} ended {:<12} max canary weight {}",
+            "  {:<18} {:<48} expected {:<9} ended {:<12} max canary weight {:<3} longest status/routes disagreement {:.1} s",
             c.name,
             c.what,
             format!("{:?}", c.expect),
             o.map(|o| o.phase.as_str()).unwrap_or("?"),
-            o.map(|o| o.max_canary_weight).unwrap_or(0)
+            o.map(|o| o.max_canary_weight).unwrap_or(0),
+            o.map(|o| o.max_disagree_secs).unwrap_or(0.0)
         );
     }
     println!("violations: {}", monitor.violations.len());
