@@ -83,19 +83,37 @@ async fn install_crds(client: &Client) {
             .await
             .unwrap_or_else(|e| panic!("the API server refused the CRD {name}: {e}"));
     }
+    let mut newest = None;
     for crd in &crds {
         let name = crd.metadata.name.clone().unwrap();
-        wait("CRD established", Duration::from_secs(30), || async {
+        let created = wait("CRD established", Duration::from_secs(30), || async {
             let c = api.get(&name).await.ok()?;
+            let created = c.metadata.creation_timestamp.clone()?;
             c.status?
                 .conditions?
                 .iter()
                 .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
+                .then_some(created)
         })
         .await;
+        newest = newest.max(Some(created.0));
+    }
+    // The garbage collector watches a new resource type only after its next discovery sync
+    // (every 30 s in kube-controller-manager); until then, deleting a Canary would not collect
+    // the objects it owns. Wait that long after the newest CRD was created.
+    if let Some(newest) = newest {
+        let age = k8s_openapi::jiff::Timestamp::now().duration_since(newest);
+        let wanted = k8s_openapi::jiff::SignedDuration::from_secs(GC_DISCOVERY_SYNC_SECS);
+        if age < wanted {
+            let rest = (wanted - age).unsigned_abs();
+            eprintln!("waiting {rest:?} for the garbage collector to watch the new CRDs");
+            tokio::time::sleep(rest).await;
+        }
     }
 }
+
+/// kube-controller-manager's garbage-collector discovery period (30 s) plus a margin.
+const GC_DISCOVERY_SYNC_SECS: i64 = 35;
 
 /// Applies the ServiceAccount, ClusterRole and binding, and returns a token of the account.
 async fn install_rbac(client: &Client) -> String {
