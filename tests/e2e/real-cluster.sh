@@ -165,7 +165,7 @@ if $RUST; then
   echo "== the controller scenarios (cargo test --test controller) on the control plane"
   rc=0
   (cd "$ROOT" && SERIN_E2E_KUBECONFIG="$KUBECONFIG" cargo test -p serin --test controller --locked \
-    -- --test-threads=1 2>&1) | tee "$WORK/cargo.log" || rc=$?
+    -- --test-threads=1 --nocapture 2>&1) | tee "$WORK/cargo.log" || rc=$?
   RUST_SUMMARY="$(grep '^test result:' "$WORK/cargo.log" | tail -1 || true)"
   if [ $rc -eq 0 ] && grep -q '^test result: ok' "$WORK/cargo.log"; then
     PASSED=$((PASSED + 1))
@@ -180,5 +180,8 @@ echo "== summary"
 echo "kubectl checks and the Rust suite: ${#FAILURES[@]} failing"
 for f in "${FAILURES[@]}"; do echo "  failed: $f"; done
 echo "Rust scenarios: $RUST_SUMMARY"
+if $RUST; then
+  grep -a '^skipped on the real control plane' "$WORK/cargo.log" | sed 's/^/  /' || true
+fi
 echo "real-cluster: $PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]
