@@ -44,7 +44,7 @@ use tokio::task::JoinHandle;
 
 pub use faults::{FaultError, Faults};
 pub use requests::{RecordedRequest, RequestLog};
-pub use simulator::{Behaviour, Script, Simulator};
+pub use simulator::{Behaviour, Script, Simulator, StatusModel};
 
 use server::Shared;
 use store::{Store, random_suffix};

@@ -114,7 +114,7 @@ struct State {
     default_delay: Duration,
     enabled: bool,
     scripts: HashMap<String, Script>,
-    rollouts: HashMap<String, Rollout>,
+    model: StatusModel,
     settled: Settled,
 }
 
@@ -175,7 +175,7 @@ impl Simulator {
                 default_delay,
                 enabled: true,
                 scripts: HashMap::new(),
-                rollouts: HashMap::new(),
+                model: StatusModel::default(),
                 settled: Settled::new(),
             }),
         }
@@ -239,7 +239,7 @@ impl Simulator {
                 if o.get("status") != Some(&status) {
                     state.settled.remove(uid);
                     changed.push((o.clone(), status));
-                } else if is_final(&state, &def.kind, o, &status) {
+                } else if is_final_in(&state, &def.kind, o, &status) {
                     state.settled.insert(uid.to_string(), rv);
                 }
             }
@@ -254,7 +254,7 @@ impl Simulator {
                 );
             }
         }
-        state.rollouts.retain(|uid, _| seen.contains(uid));
+        state.model.retain(|uid| seen.contains(uid));
         state.settled.retain(|uid, _| seen.contains(uid));
     }
 }
@@ -270,13 +270,14 @@ fn script_of(state: &State, kind: &str, o: &Value) -> Script {
         .unwrap_or_default()
 }
 
-/// Whether `status` (computed for `o`) can no longer change with time: every replica updated
-/// and ready, and a script that does not turn them unready later.
-fn is_final(state: &State, kind: &str, o: &Value, status: &Value) -> bool {
-    if matches!(
-        script_of(state, kind, o).behaviour,
-        Behaviour::ReadyThenUnready { .. }
-    ) {
+fn is_final_in(state: &State, kind: &str, o: &Value, status: &Value) -> bool {
+    is_final(kind, o, status, &script_of(state, kind, o))
+}
+
+/// Whether `status` (computed for `o` under `script`) can no longer change with time: every
+/// replica updated and ready, and a script that does not turn them unready later.
+pub fn is_final(kind: &str, o: &Value, status: &Value, script: &Script) -> bool {
+    if matches!(script.behaviour, Behaviour::ReadyThenUnready { .. }) {
         return false;
     }
     let n = |k: &str| status.get(k).and_then(Value::as_i64).unwrap_or(0);
@@ -291,6 +292,48 @@ fn is_final(state: &State, kind: &str, o: &Value, status: &Value) -> bool {
 }
 
 fn compute(state: &mut State, kind: &str, o: &Value, now: Instant) -> Value {
+    let script = script_of(state, kind, o);
+    let delay = state.default_delay;
+    state.model.status(kind, o, &script, delay, now)
+}
+
+/// What the Deployment and DaemonSet controllers (and the kubelet) would write as status, given
+/// when each workload's current rollout started. Holds one small record per workload (by uid);
+/// call [`StatusModel::retain`] with the workloads that still exist.
+#[derive(Debug, Default)]
+pub struct StatusModel {
+    rollouts: HashMap<String, Rollout>,
+}
+
+impl StatusModel {
+    /// Forgets the workloads whose uid `keep` rejects.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.rollouts.retain(|uid, _| keep(uid));
+    }
+
+    /// The status `o` (a Deployment, or a DaemonSet when `kind` is `DaemonSet`, as JSON)
+    /// should have at `now` under `script`; `default_delay` is the ready delay when the script
+    /// has none. A new pod template or replica count starts a new rollout at `now`.
+    pub fn status(
+        &mut self,
+        kind: &str,
+        o: &Value,
+        script: &Script,
+        default_delay: Duration,
+        now: Instant,
+    ) -> Value {
+        workload_status(self, kind, o, script, default_delay, now)
+    }
+}
+
+fn workload_status(
+    model: &mut StatusModel,
+    kind: &str,
+    o: &Value,
+    script: &Script,
+    default_delay: Duration,
+    now: Instant,
+) -> Value {
     let name = name_of(o);
     let daemonset = kind == "DaemonSet";
     let desired = if daemonset {
@@ -305,8 +348,7 @@ fn compute(state: &mut State, kind: &str, o: &Value, now: Instant) -> Value {
         .and_then(Value::as_i64)
         .unwrap_or(1);
     let template = hash_of(o.pointer("/spec/template"));
-    let script = script_of(state, kind, o);
-    let delay = script.ready_delay.unwrap_or(state.default_delay);
+    let delay = script.ready_delay.unwrap_or(default_delay);
     let current_ready = if daemonset {
         o.pointer("/status/numberReady")
     } else {
@@ -314,7 +356,7 @@ fn compute(state: &mut State, kind: &str, o: &Value, now: Instant) -> Value {
     }
     .and_then(Value::as_i64)
     .unwrap_or(0);
-    let r = state
+    let r = model
         .rollouts
         .entry(uid_of(o).to_string())
         .or_insert(Rollout {
@@ -462,7 +504,7 @@ mod tests {
             default_delay: Duration::from_millis(100),
             enabled: true,
             scripts: HashMap::new(),
-            rollouts: HashMap::new(),
+            model: StatusModel::default(),
             settled: Settled::new(),
         }
     }

@@ -14,6 +14,9 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_finalizer_writes_survive_conflicts() {
+    if dev_cluster_only("injects 409 Conflict answers through the dev cluster's fault hooks") {
+        return;
+    }
     guarded(async {
         let cluster = Cluster::start().await;
         let hooks = Hooks::start().await;
@@ -25,7 +28,7 @@ async fn status_and_finalizer_writes_survive_conflicts() {
 
         // Every second update answers 409: each write needs a re-read and a retry.
         cluster
-            .dev
+            .dev()
             .faults()
             .set_error_share("update", 409, 0.5)
             .unwrap();
@@ -51,9 +54,9 @@ async fn status_and_finalizer_writes_survive_conflicts() {
         assert_eq!(live, second);
         assert!(live.tracked_configs.is_none());
 
-        cluster.dev.faults().clear();
+        cluster.dev().faults().clear();
         cluster
-            .dev
+            .dev()
             .faults()
             .set_error_share("patch", 409, 0.5)
             .unwrap();
@@ -69,7 +72,7 @@ async fn status_and_finalizer_writes_survive_conflicts() {
         assert!(c.metadata.finalizers.unwrap_or_default().is_empty());
         // A status write keeps the spec as it is.
         assert_eq!(c.spec, canary.spec);
-        cluster.dev.faults().clear();
+        cluster.dev().faults().clear();
         cluster.shutdown().await;
     })
     .await;

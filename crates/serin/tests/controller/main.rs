@@ -21,3 +21,4 @@ mod revision;
 mod rollback;
 mod startup;
 mod strategies;
+mod tracking;

@@ -10,6 +10,9 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn routing_objects_land_in_the_mesh_cluster() {
+    if dev_cluster_only("needs two separate clusters (workload and mesh)") {
+        return;
+    }
     guarded(async {
         let workload = Cluster::start().await;
         let mesh = Cluster::start().await;

@@ -1,6 +1,14 @@
 //! Shared harness of the controller integration tests: a dev cluster with Serin's and Istio's
 //! CRDs, a fake Prometheus and a webhook receiver on 127.0.0.1:0, and the controller running
 //! in-process (`serin::cli::controller::serve`) until stopped.
+//!
+//! With `SERIN_E2E_KUBECONFIG` set (an admin kubeconfig, e.g. from `scripts/real-cluster.sh`),
+//! the scenarios run on that cluster instead: the CRDs are applied there, the namespace `test`
+//! is emptied for each scenario, `serin simulate-workloads` runs in-process for the
+//! workloads in it, and the controller talks to the API server as the ServiceAccount
+//! `serin-system/serin`, bound only to the ClusterRole in `tests/e2e/fixtures/serin-rbac.yaml`,
+//! so a missing permission fails the scenario. Scenarios that need the dev cluster's fault
+//! hooks or two clusters are skipped there with a printed reason ([`dev_cluster_only`]).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -24,6 +32,8 @@ use serin::api::Canary;
 use serin::cli::controller::{Args, serve};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+mod real;
 
 pub const NS: &str = "test";
 
@@ -184,15 +194,39 @@ impl Drop for Hooks {
 // ---------------------------------------------------------------------------------------------
 // Cluster
 
+/// The admin kubeconfig of a real cluster to run the scenarios on, if one is given.
+pub fn real_cluster() -> Option<PathBuf> {
+    std::env::var_os("SERIN_E2E_KUBECONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// True (after printing why) when the scenario runs on a real cluster and needs the dev
+/// cluster; the caller returns at once.
+pub fn dev_cluster_only(reason: &str) -> bool {
+    if real_cluster().is_some() {
+        eprintln!("skipped on the real control plane: {reason}");
+        return true;
+    }
+    false
+}
+
 pub struct Cluster {
-    pub dev: DevCluster,
+    dev: Option<DevCluster>,
+    /// The in-process workload simulator on a real cluster.
+    simulator: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    /// The client of the tests themselves (admin).
     pub client: Client,
+    /// The kubeconfig the controller uses.
     pub kubeconfig: PathBuf,
 }
 
 impl Cluster {
     pub async fn start() -> Self {
         init_logs();
+        if let Some(admin) = real_cluster() {
+            return real::start(&admin).await;
+        }
         let dev = DevCluster::start_with(Config {
             ready_delay: Duration::from_millis(200),
             ..Config::default()
@@ -207,7 +241,8 @@ impl Cluster {
         ));
         dev.write_kubeconfig(&kubeconfig).unwrap();
         let c = Self {
-            dev,
+            dev: Some(dev),
+            simulator: None,
             client,
             kubeconfig,
         };
@@ -235,9 +270,24 @@ impl Cluster {
         }
     }
 
+    /// The dev cluster (its fault hooks, simulator scripts); scenarios that use it return
+    /// early on a real cluster through [`dev_cluster_only`].
+    pub fn dev(&self) -> &DevCluster {
+        self.dev
+            .as_ref()
+            .expect("this scenario needs the dev cluster (call dev_cluster_only first)")
+    }
+
     pub async fn shutdown(self) {
         let _ = std::fs::remove_file(&self.kubeconfig);
-        self.dev.shutdown().await;
+        if let Some((stop, task)) = self.simulator {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
+        match self.dev {
+            Some(dev) => dev.shutdown().await,
+            None => real::clean(&self.client).await,
+        }
     }
 
     pub fn canaries(&self) -> Api<Canary> {
@@ -593,7 +643,9 @@ static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 /// minute (waiting for the slot does not count).
 pub async fn guarded<F: Future>(f: F) -> F::Output {
     let _slot = SLOTS.acquire().await.unwrap();
-    tokio::time::timeout(Duration::from_secs(60), f)
+    // A real API server's writes go through etcd: more time, same checks.
+    let limit = if real_cluster().is_some() { 120 } else { 60 };
+    tokio::time::timeout(Duration::from_secs(limit), f)
         .await
         .expect("test timed out")
 }
