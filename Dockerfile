@@ -16,7 +16,7 @@ RUN rustup target add x86_64-unknown-linux-musl \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p serin --bin serin --target x86_64-unknown-linux-musl \
+RUN CARGO_PROFILE_RELEASE_STRIP=symbols cargo build --release --locked -p serin --bin serin --target x86_64-unknown-linux-musl \
  && install -m 0755 target/x86_64-unknown-linux-musl/release/serin /serin
 
 # helm, pinned by tools/helm/go.mod (the version the packaging tests use).
