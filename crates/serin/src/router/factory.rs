@@ -1,6 +1,6 @@
 //! The one place a provider becomes a router: an exhaustive `match` over [`Provider`].
 
-use super::{IstioRouter, KubernetesRouter, Router, RouterError};
+use super::{GatewayApiRouter, IstioRouter, KubernetesRouter, Router, RouterError};
 use crate::api::Provider;
 
 /// Builds routers. Routing objects are written through the mesh cluster's client
@@ -30,6 +30,11 @@ impl RouterFactory {
                 self.set_owner_refs,
             ))),
             Provider::Kubernetes => Ok(Box::new(KubernetesRouter::new())),
+            Provider::GatewayApi(version) => Ok(Box::new(GatewayApiRouter::new(
+                self.mesh_client.clone(),
+                *version,
+                self.set_owner_refs,
+            ))),
             Provider::Linkerd
             | Provider::Smi { .. }
             | Provider::Osm
@@ -41,7 +46,6 @@ impl RouterFactory {
             | Provider::Traefik
             | Provider::Kuma
             | Provider::Apisix
-            | Provider::GatewayApi(_)
             | Provider::Knative => Err(unsupported(provider)),
         }
     }
@@ -67,7 +71,9 @@ mod tests {
             let provider: Provider = value.parse().unwrap();
             let result = factory.router(&provider);
             match *value {
-                "istio" | "kubernetes" => assert!(result.is_ok(), "{value}"),
+                "istio" | "kubernetes" | "gatewayapi:v1" | "gatewayapi:v1beta1" => {
+                    assert!(result.is_ok(), "{value}")
+                }
                 _ => match result {
                     Err(RouterError::Invalid(msg)) => {
                         assert_eq!(

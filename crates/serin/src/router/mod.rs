@@ -62,6 +62,7 @@ pub trait Router: Send + Sync {
 }
 
 pub mod factory;
+pub mod gatewayapi;
 pub mod istio;
 pub mod kubernetes;
 
@@ -69,5 +70,6 @@ pub mod kubernetes;
 pub(crate) mod golden;
 
 pub use factory::RouterFactory;
+pub use gatewayapi::GatewayApiRouter;
 pub use istio::IstioRouter;
 pub use kubernetes::KubernetesRouter;
