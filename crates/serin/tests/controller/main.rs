@@ -19,5 +19,6 @@ mod promotion;
 mod real_prometheus;
 mod revision;
 mod rollback;
+mod routers;
 mod startup;
 mod strategies;

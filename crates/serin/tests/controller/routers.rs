@@ -1,0 +1,178 @@
+//! Every router end to end on the dev cluster with its provider's CRDs installed: a promotion
+//! and a rollback, with the weights read back from the routing object the router writes.
+
+use std::time::Duration;
+
+use crate::support::*;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::api::{DynamicObject, PostParams};
+use serde_json::{Value, json};
+
+/// One router under test.
+pub struct Case {
+    pub provider: &'static str,
+    /// The provider's CRDs (multi-document YAML from `tests/fixtures/crds/`).
+    pub crds: &'static str,
+    /// Merged into the Canary's `spec.service`.
+    pub service: Value,
+    /// Merged into the Canary's `spec` (e.g. `ingressRef`).
+    pub spec: Value,
+    /// Objects the user has before creating the Canary (e.g. the Ingress NGINX copies).
+    pub objects: Vec<Value>,
+    /// `(group, version, kind, plural, name)` of the routing object holding the weights.
+    pub routing: (&'static str, &'static str, &'static str, &'static str, &'static str),
+    /// `(primary, canary)` weights of the routing object.
+    pub weights: fn(&Value) -> Option<(i64, i64)>,
+}
+
+async fn install(cluster: &Cluster, case: &Case) {
+    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
+    for doc in case.crds.split("\n---\n") {
+        let crd: CustomResourceDefinition = serde_saphyr::from_str(doc).unwrap();
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    for obj in &case.objects {
+        let api_version = obj["apiVersion"].as_str().unwrap();
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let kind = obj["kind"].as_str().unwrap();
+        let plural = format!("{}s", kind.to_lowercase());
+        let api = cluster.dynamic(group, version, kind, &plural);
+        let o: DynamicObject = serde_json::from_value(obj.clone()).unwrap();
+        api.create(&PostParams::default(), &o).await.unwrap();
+    }
+}
+
+async fn weights(cluster: &Cluster, case: &Case) -> Option<(i64, i64)> {
+    let (group, version, kind, plural, name) = case.routing;
+    let obj = cluster
+        .dynamic(group, version, kind, plural)
+        .get_opt(name)
+        .await
+        .unwrap()?;
+    (case.weights)(&serde_json::to_value(obj).unwrap())
+}
+
+async fn wait_weights(cluster: &Cluster, case: &Case, want: (i64, i64)) {
+    wait_for(
+        &format!("{} weights {want:?}", case.provider),
+        Duration::from_secs(15),
+        || async { (weights(cluster, case).await == Some(want)).then_some(()) },
+    )
+    .await;
+}
+
+/// Initializes a Canary routed by `case`, promotes 6.0.1 through weights 10..30, then rolls
+/// 6.0.2 back on failing metrics.
+pub async fn promotion_and_rollback(case: Case) {
+    guarded(async {
+        let cluster = Cluster::start().await;
+        install(&cluster, &case).await;
+        let prom = FakeProm::start(100.0, 100.0).await;
+        let hooks = Hooks::start().await;
+        cluster
+            .create_deployment("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.0")
+            .await;
+        let ctrl = Controller::start(&cluster, &prom, &[]);
+        let mut canary = podinfo_canary(&hooks, json!({}));
+        canary["spec"]["provider"] = json!(case.provider);
+        for (k, v) in case.service.as_object().unwrap() {
+            canary["spec"]["service"][k] = v.clone();
+        }
+        for (k, v) in case.spec.as_object().unwrap() {
+            canary["spec"][k] = v.clone();
+        }
+        cluster.create_canary(canary).await;
+        wait_phase(&cluster, "podinfo", "Initialized", Duration::from_secs(15)).await;
+        assert_eq!(weights(&cluster, &case).await, Some((100, 0)));
+
+        // Promotion.
+        cluster
+            .set_image("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.1")
+            .await;
+        wait_weights(&cluster, &case, (90, 10)).await;
+        wait_weights(&cluster, &case, (80, 20)).await;
+        wait_phase(&cluster, "podinfo", "Succeeded", Duration::from_secs(20)).await;
+        assert_eq!(weights(&cluster, &case).await, Some((100, 0)));
+        assert_eq!(
+            cluster.image("podinfo-primary").await.as_deref(),
+            Some("ghcr.io/stefanprodan/podinfo:6.0.1")
+        );
+
+        // Rollback.
+        cluster
+            .set_image("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.2")
+            .await;
+        wait_weights(&cluster, &case, (90, 10)).await;
+        prom.set(50.0, 100.0);
+        wait_phase(&cluster, "podinfo", "Failed", Duration::from_secs(20)).await;
+        assert_eq!(weights(&cluster, &case).await, Some((100, 0)));
+        assert_eq!(
+            cluster.image("podinfo-primary").await.as_deref(),
+            Some("ghcr.io/stefanprodan/podinfo:6.0.1"),
+            "the primary keeps the promoted revision"
+        );
+        hooks
+            .wait_events_in_order(&[
+                "Advance podinfo.test canary weight 10",
+                "Promotion completed! Scaling down podinfo.test",
+                "Advance podinfo.test canary weight 10",
+                "Rolling back podinfo.test failed checks threshold reached 2",
+            ])
+            .await;
+        ctrl.stop().await.unwrap();
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+/// Weights of the HTTPRoute rule with two backendRefs (the weighted rule).
+fn httproute_weights(route: &Value) -> Option<(i64, i64)> {
+    let rules = route.pointer("/spec/rules")?.as_array()?;
+    let rule = rules.iter().rev().find(|r| {
+        r.get("backendRefs")
+            .and_then(Value::as_array)
+            .is_some_and(|b| b.len() == 2)
+    })?;
+    let mut out = (None, None);
+    for b in rule["backendRefs"].as_array()? {
+        let w = b.get("weight").and_then(Value::as_i64);
+        match b["name"].as_str()? {
+            "podinfo-primary" => out.0 = w,
+            "podinfo-canary" => out.1 = w,
+            _ => {}
+        }
+    }
+    Some((out.0?, out.1?))
+}
+
+fn gateway_api(provider: &'static str, version: &'static str) -> Case {
+    Case {
+        provider,
+        crds: include_str!("../fixtures/crds/gatewayapi.yaml"),
+        service: json!({
+            "hosts": ["app.example.com"],
+            "gatewayRefs": [{"name": "gateway", "namespace": "istio-ingress"}]
+        }),
+        spec: json!({}),
+        objects: vec![],
+        routing: (
+            "gateway.networking.k8s.io",
+            version,
+            "HTTPRoute",
+            "httproutes",
+            "podinfo",
+        ),
+        weights: httproute_weights,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gateway_api_v1() {
+    promotion_and_rollback(gateway_api("gatewayapi:v1", "v1")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gateway_api_v1beta1() {
+    promotion_and_rollback(gateway_api("gatewayapi:v1beta1", "v1beta1")).await;
+}
