@@ -1,7 +1,10 @@
 //! The one place a provider becomes a router: an exhaustive `match` over [`Provider`].
 
+use super::object::ObjectRouter;
+use super::smi::TrafficSplit;
 use super::{GatewayApiRouter, IstioRouter, KubernetesRouter, Router, RouterError};
 use crate::api::Provider;
+use crate::api::provider::SmiVersion;
 
 /// Builds routers. Routing objects are written through the mesh cluster's client
 /// (`-kubeconfig-service-mesh`, by default the workload cluster's).
@@ -35,10 +38,19 @@ impl RouterFactory {
                 *version,
                 self.set_owner_refs,
             ))),
-            Provider::Linkerd
-            | Provider::Smi { .. }
-            | Provider::Osm
-            | Provider::AppMesh(_)
+            Provider::Linkerd => Ok(self.object(TrafficSplit {
+                version: SmiVersion::V1alpha1,
+                mesh: Some("linkerd".to_string()),
+            })),
+            Provider::Smi { version, mesh } => Ok(self.object(TrafficSplit {
+                version: *version,
+                mesh: mesh.clone(),
+            })),
+            Provider::Osm => Ok(self.object(TrafficSplit {
+                version: SmiVersion::V1alpha2,
+                mesh: Some("osm".to_string()),
+            })),
+            Provider::AppMesh(_)
             | Provider::Contour
             | Provider::Gloo
             | Provider::Nginx
@@ -48,6 +60,16 @@ impl RouterFactory {
             | Provider::Apisix
             | Provider::Knative => Err(unsupported(provider)),
         }
+    }
+}
+
+impl RouterFactory {
+    fn object<R: super::object::RoutingObject + 'static>(&self, object: R) -> Box<dyn Router> {
+        Box::new(ObjectRouter::new(
+            self.mesh_client.clone(),
+            self.set_owner_refs,
+            object,
+        ))
     }
 }
 
@@ -71,7 +93,8 @@ mod tests {
             let provider: Provider = value.parse().unwrap();
             let result = factory.router(&provider);
             match *value {
-                "istio" | "kubernetes" | "gatewayapi:v1" | "gatewayapi:v1beta1" => {
+                "istio" | "kubernetes" | "gatewayapi:v1" | "gatewayapi:v1beta1" | "linkerd"
+                | "osm" | "smi:v1alpha1" | "smi:v1alpha2" | "smi:v1alpha3" => {
                     assert!(result.is_ok(), "{value}")
                 }
                 _ => match result {

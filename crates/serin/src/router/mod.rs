@@ -65,6 +65,8 @@ pub mod factory;
 pub mod gatewayapi;
 pub mod istio;
 pub mod kubernetes;
+pub mod object;
+pub mod smi;
 
 #[cfg(test)]
 pub(crate) mod golden;

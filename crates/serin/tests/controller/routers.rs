@@ -21,7 +21,13 @@ pub struct Case {
     /// Objects the user has before creating the Canary (e.g. the Ingress NGINX copies).
     pub objects: Vec<Value>,
     /// `(group, version, kind, plural, name)` of the routing object holding the weights.
-    pub routing: (&'static str, &'static str, &'static str, &'static str, &'static str),
+    pub routing: (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ),
     /// `(primary, canary)` weights of the routing object.
     pub weights: fn(&Value) -> Option<(i64, i64)>,
 }
@@ -175,4 +181,54 @@ async fn gateway_api_v1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gateway_api_v1beta1() {
     promotion_and_rollback(gateway_api("gatewayapi:v1beta1", "v1beta1")).await;
+}
+
+/// Weights of a TrafficSplit's backends (integers or quantities).
+fn traffic_split_weights(ts: &Value) -> Option<(i64, i64)> {
+    let mut out = (None, None);
+    for b in ts.pointer("/spec/backends")?.as_array()? {
+        let w = match &b["weight"] {
+            Value::String(s) => s.parse().ok(),
+            v => v.as_i64(),
+        };
+        match b["service"].as_str()? {
+            "podinfo-primary" => out.0 = w,
+            "podinfo-canary" => out.1 = w,
+            _ => {}
+        }
+    }
+    Some((out.0?, out.1?))
+}
+
+fn smi(provider: &'static str, version: &'static str) -> Case {
+    Case {
+        provider,
+        crds: include_str!("../fixtures/crds/smi.yaml"),
+        service: json!({}),
+        spec: json!({}),
+        objects: vec![],
+        routing: (
+            "split.smi-spec.io",
+            version,
+            "TrafficSplit",
+            "trafficsplits",
+            "podinfo",
+        ),
+        weights: traffic_split_weights,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn linkerd() {
+    promotion_and_rollback(smi("linkerd", "v1alpha1")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn osm() {
+    promotion_and_rollback(smi("osm", "v1alpha2")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn smi_v1alpha3() {
+    promotion_and_rollback(smi("smi:v1alpha3", "v1alpha3")).await;
 }
