@@ -1,10 +1,31 @@
 //! The one place a provider becomes a router: an exhaustive `match` over [`Provider`].
 
+use super::contour::HttpProxy;
+use super::kuma::TrafficRoute;
 use super::object::ObjectRouter;
 use super::smi::TrafficSplit;
+use super::traefik::TraefikService;
 use super::{GatewayApiRouter, IstioRouter, KubernetesRouter, Router, RouterError};
 use crate::api::Provider;
 use crate::api::provider::SmiVersion;
+
+/// The controller flags of the ingress routers.
+#[derive(Clone, Debug)]
+pub struct IngressOptions {
+    /// `-ingress-class` (Contour's `ingressClassName`; empty: not set).
+    pub class: String,
+    /// `-ingress-annotations-prefix` (NGINX).
+    pub annotations_prefix: String,
+}
+
+impl Default for IngressOptions {
+    fn default() -> Self {
+        Self {
+            class: String::new(),
+            annotations_prefix: "nginx.ingress.kubernetes.io".to_string(),
+        }
+    }
+}
 
 /// Builds routers. Routing objects are written through the mesh cluster's client
 /// (`-kubeconfig-service-mesh`, by default the workload cluster's).
@@ -12,6 +33,7 @@ use crate::api::provider::SmiVersion;
 pub struct RouterFactory {
     mesh_client: kube::Client,
     set_owner_refs: bool,
+    ingress: IngressOptions,
 }
 
 impl RouterFactory {
@@ -21,7 +43,14 @@ impl RouterFactory {
         Self {
             mesh_client,
             set_owner_refs,
+            ingress: IngressOptions::default(),
         }
+    }
+
+    /// Sets the ingress routers' flags.
+    pub fn with_ingress(mut self, ingress: IngressOptions) -> Self {
+        self.ingress = ingress;
+        self
     }
 
     /// The router of `provider`, or `RouterError::Invalid` for providers Serin does not
@@ -50,13 +79,15 @@ impl RouterFactory {
                 version: SmiVersion::V1alpha2,
                 mesh: Some("osm".to_string()),
             })),
+            Provider::Contour => Ok(self.object(HttpProxy {
+                ingress_class: self.ingress.class.clone(),
+            })),
+            Provider::Traefik => Ok(self.object(TraefikService)),
+            Provider::Kuma => Ok(self.object(TrafficRoute)),
             Provider::AppMesh(_)
-            | Provider::Contour
             | Provider::Gloo
             | Provider::Nginx
             | Provider::Skipper
-            | Provider::Traefik
-            | Provider::Kuma
             | Provider::Apisix
             | Provider::Knative => Err(unsupported(provider)),
         }
@@ -94,7 +125,8 @@ mod tests {
             let result = factory.router(&provider);
             match *value {
                 "istio" | "kubernetes" | "gatewayapi:v1" | "gatewayapi:v1beta1" | "linkerd"
-                | "osm" | "smi:v1alpha1" | "smi:v1alpha2" | "smi:v1alpha3" => {
+                | "osm" | "smi:v1alpha1" | "smi:v1alpha2" | "smi:v1alpha3" | "contour"
+                | "traefik" | "kuma" => {
                     assert!(result.is_ok(), "{value}")
                 }
                 _ => match result {

@@ -50,6 +50,11 @@ pub trait RoutingObject: Send + Sync {
     fn annotations(&self, canary: &Canary) -> BTreeMap<String, String> {
         apex_annotations(canary)
     }
+    /// Top-level fields besides `spec` set on creation (Kuma's `mesh`).
+    fn top_level(&self, canary: &Canary) -> Map<String, Value> {
+        let _ = canary;
+        Map::new()
+    }
     /// Rejects weights the object cannot express (default: none).
     fn check_routes(&self, canary: &Canary, routes: Routes) -> Result<(), RouterError> {
         let _ = (canary, routes);
@@ -115,12 +120,16 @@ pub fn object<R: RoutingObject + ?Sized>(
     {
         metadata["ownerReferences"] = json!([owner]);
     }
-    Ok(json!({
+    let mut out = json!({
         "apiVersion": resource.api_version,
         "kind": resource.kind,
         "metadata": metadata,
         "spec": prune(&r.spec(canary, Routes::new(100, 0, false))?),
-    }))
+    });
+    if let Some(obj) = out.as_object_mut() {
+        obj.extend(r.top_level(canary));
+    }
+    Ok(out)
 }
 
 fn owned<R: RoutingObject + ?Sized>(r: &R, spec: &Value) -> Value {
@@ -323,12 +332,58 @@ impl<R: RoutingObject> Router for ObjectRouter<R> {
     }
 }
 
+/// `no valid weights` for 0/0 (routers whose objects read the canary weight as `100 - primary`).
+pub fn reject_no_weights(kind: &str, canary: &Canary, routes: Routes) -> Result<(), RouterError> {
+    if routes.primary == 0 && routes.canary == 0 {
+        return Err(RouterError::Invalid(format!(
+            "{kind} {}.{} update failed: no valid weights",
+            canary.spec.apex_name(),
+            namespace(canary)
+        )));
+    }
+    Ok(())
+}
+
+/// Removes every `weight` member, at any depth (what `Reconcile` ignores).
+pub fn without_weights(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| k.as_str() != "weight")
+                .map(|(k, v)| (k.clone(), without_weights(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(without_weights).collect()),
+        other => other.clone(),
+    }
+}
+
 /// Test helpers shared by the routers built on [`ObjectRouter`].
 #[cfg(test)]
 pub(crate) mod testing {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::workload::meta::apply_merge_patch;
+
+    /// A Canary `podinfo` in `test` for `provider`; `service` and `analysis` are merged into the
+    /// defaults (port 9898; stepWeight 10, maxWeight 50).
+    pub fn canary(provider: &str, service: Value, analysis: Value) -> Canary {
+        let mut svc = json!({"port": 9898});
+        apply_merge_patch(&mut svc, &service);
+        let mut an = json!({"interval": "1m", "threshold": 5, "stepWeight": 10, "maxWeight": 50});
+        apply_merge_patch(&mut an, &analysis);
+        serde_json::from_value(json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test", "uid": "canary-uid"},
+            "spec": {
+                "provider": provider,
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "service": svc,
+                "analysis": an
+            }
+        }))
+        .unwrap()
+    }
 
     /// The object after `Reconcile` created it and `SetRoutes(routes)` patched it.
     pub fn routed<R: RoutingObject>(r: &R, canary: &Canary, routes: Routes) -> Value {

@@ -30,6 +30,8 @@ pub struct Case {
     ),
     /// `(primary, canary)` weights of the routing object.
     pub weights: fn(&Value) -> Option<(i64, i64)>,
+    /// The routing object is cluster-scoped (Kuma).
+    pub cluster_scoped: bool,
 }
 
 async fn install(cluster: &Cluster, case: &Case) {
@@ -51,11 +53,14 @@ async fn install(cluster: &Cluster, case: &Case) {
 
 async fn weights(cluster: &Cluster, case: &Case) -> Option<(i64, i64)> {
     let (group, version, kind, plural, name) = case.routing;
-    let obj = cluster
-        .dynamic(group, version, kind, plural)
-        .get_opt(name)
-        .await
-        .unwrap()?;
+    let api = if case.cluster_scoped {
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, plural);
+        Api::<DynamicObject>::all_with(cluster.client.clone(), &ar)
+    } else {
+        cluster.dynamic(group, version, kind, plural)
+    };
+    let obj = api.get_opt(name).await.unwrap()?;
     (case.weights)(&serde_json::to_value(obj).unwrap())
 }
 
@@ -170,6 +175,7 @@ fn gateway_api(provider: &'static str, version: &'static str) -> Case {
             "podinfo",
         ),
         weights: httproute_weights,
+        cluster_scoped: false,
     }
 }
 
@@ -215,6 +221,7 @@ fn smi(provider: &'static str, version: &'static str) -> Case {
             "podinfo",
         ),
         weights: traffic_split_weights,
+        cluster_scoped: false,
     }
 }
 
@@ -231,4 +238,89 @@ async fn osm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn smi_v1alpha3() {
     promotion_and_rollback(smi("smi:v1alpha3", "v1alpha3")).await;
+}
+
+/// `(primary, canary)` from the entries of `list` named by `name_key`, `weight` read by `read`.
+fn named_weights(list: &Value, name_key: &str, canary_default: Option<i64>) -> Option<(i64, i64)> {
+    let mut out = (None, canary_default);
+    for e in list.as_array()? {
+        let w = e.get("weight").and_then(Value::as_i64);
+        let name = e.pointer(name_key)?.as_str()?;
+        if name.starts_with("podinfo-primary") {
+            out.0 = w;
+        } else if name.starts_with("podinfo-canary") {
+            out.1 = w;
+        }
+    }
+    Some((out.0?, out.1?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contour() {
+    promotion_and_rollback(Case {
+        provider: "contour",
+        crds: include_str!("../fixtures/crds/contour.yaml"),
+        service: json!({}),
+        spec: json!({}),
+        objects: vec![],
+        routing: (
+            "projectcontour.io",
+            "v1",
+            "HTTPProxy",
+            "httpproxies",
+            "podinfo",
+        ),
+        weights: |o| named_weights(o.pointer("/spec/routes/0/services")?, "/name", None),
+        cluster_scoped: false,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn traefik() {
+    promotion_and_rollback(Case {
+        provider: "traefik",
+        crds: include_str!("../fixtures/crds/traefik.yaml"),
+        service: json!({}),
+        spec: json!({}),
+        objects: vec![],
+        routing: (
+            "traefik.io",
+            "v1alpha1",
+            "TraefikService",
+            "traefikservices",
+            "podinfo",
+        ),
+        // The canary entry is there only while it gets traffic.
+        weights: |o| named_weights(o.pointer("/spec/weighted/services")?, "/name", Some(0)),
+        cluster_scoped: false,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kuma() {
+    promotion_and_rollback(Case {
+        provider: "kuma",
+        crds: include_str!("../fixtures/crds/kuma.yaml"),
+        service: json!({}),
+        spec: json!({}),
+        objects: vec![],
+        routing: (
+            "kuma.io",
+            "v1alpha1",
+            "TrafficRoute",
+            "trafficroutes",
+            "podinfo",
+        ),
+        weights: |o| {
+            named_weights(
+                o.pointer("/spec/conf/split")?,
+                "/destination/kuma.io~1service",
+                None,
+            )
+        },
+        cluster_scoped: true,
+    })
+    .await;
 }
