@@ -2,6 +2,7 @@
 
 use super::contour::HttpProxy;
 use super::kuma::TrafficRoute;
+use super::nginx::NginxRouter;
 use super::object::ObjectRouter;
 use super::smi::TrafficSplit;
 use super::traefik::TraefikService;
@@ -84,9 +85,13 @@ impl RouterFactory {
             })),
             Provider::Traefik => Ok(self.object(TraefikService)),
             Provider::Kuma => Ok(self.object(TrafficRoute)),
+            Provider::Nginx => Ok(Box::new(NginxRouter::new(
+                self.mesh_client.clone(),
+                self.set_owner_refs,
+                &self.ingress.annotations_prefix,
+            ))),
             Provider::AppMesh(_)
             | Provider::Gloo
-            | Provider::Nginx
             | Provider::Skipper
             | Provider::Apisix
             | Provider::Knative => Err(unsupported(provider)),
@@ -126,7 +131,7 @@ mod tests {
             match *value {
                 "istio" | "kubernetes" | "gatewayapi:v1" | "gatewayapi:v1beta1" | "linkerd"
                 | "osm" | "smi:v1alpha1" | "smi:v1alpha2" | "smi:v1alpha3" | "contour"
-                | "traefik" | "kuma" => {
+                | "traefik" | "kuma" | "nginx" => {
                     assert!(result.is_ok(), "{value}")
                 }
                 _ => match result {

@@ -67,6 +67,7 @@ pub mod gatewayapi;
 pub mod istio;
 pub mod kubernetes;
 pub mod kuma;
+pub mod nginx;
 pub mod object;
 pub mod smi;
 pub mod traefik;

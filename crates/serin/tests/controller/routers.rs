@@ -44,7 +44,12 @@ async fn install(cluster: &Cluster, case: &Case) {
         let api_version = obj["apiVersion"].as_str().unwrap();
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
         let kind = obj["kind"].as_str().unwrap();
-        let plural = format!("{}s", kind.to_lowercase());
+        let lower = kind.to_lowercase();
+        let plural = if lower.ends_with('s') {
+            format!("{lower}es")
+        } else {
+            format!("{lower}s")
+        };
         let api = cluster.dynamic(group, version, kind, &plural);
         let o: DynamicObject = serde_json::from_value(obj.clone()).unwrap();
         api.create(&PostParams::default(), &o).await.unwrap();
@@ -321,6 +326,40 @@ async fn kuma() {
             )
         },
         cluster_scoped: true,
+    })
+    .await;
+}
+
+/// The Ingress a user routes `podinfo` with before NGINX or Skipper canaries it.
+fn podinfo_ingress(annotations: Value) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "podinfo", "namespace": NS, "annotations": annotations},
+        "spec": {"ingressClassName": "nginx", "rules": [{"host": "app.example.com", "http": {"paths": [
+            {"path": "/", "pathType": "Prefix",
+             "backend": {"service": {"name": "podinfo", "port": {"number": 9898}}}}
+        ]}}]}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nginx() {
+    promotion_and_rollback(Case {
+        provider: "nginx",
+        crds: include_str!("../fixtures/crds/ingress.yaml"),
+        service: json!({}),
+        spec: json!({"ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"}}),
+        objects: vec![podinfo_ingress(json!({}))],
+        routing: ("networking.k8s.io", "v1", "Ingress", "ingresses", "podinfo-canary"),
+        weights: |o| {
+            let w: i64 = o
+                .pointer("/metadata/annotations/nginx.ingress.kubernetes.io~1canary-weight")?
+                .as_str()?
+                .parse()
+                .ok()?;
+            Some((100 - w, w))
+        },
+        cluster_scoped: false,
     })
     .await;
 }
