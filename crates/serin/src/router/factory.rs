@@ -4,6 +4,7 @@ use super::contour::HttpProxy;
 use super::kuma::TrafficRoute;
 use super::nginx::NginxRouter;
 use super::object::ObjectRouter;
+use super::skipper::SkipperRouter;
 use super::smi::TrafficSplit;
 use super::traefik::TraefikService;
 use super::{GatewayApiRouter, IstioRouter, KubernetesRouter, Router, RouterError};
@@ -90,11 +91,13 @@ impl RouterFactory {
                 self.set_owner_refs,
                 &self.ingress.annotations_prefix,
             ))),
-            Provider::AppMesh(_)
-            | Provider::Gloo
-            | Provider::Skipper
-            | Provider::Apisix
-            | Provider::Knative => Err(unsupported(provider)),
+            Provider::Skipper => Ok(Box::new(SkipperRouter::new(
+                self.mesh_client.clone(),
+                self.set_owner_refs,
+            ))),
+            Provider::AppMesh(_) | Provider::Gloo | Provider::Apisix | Provider::Knative => {
+                Err(unsupported(provider))
+            }
         }
     }
 }
@@ -120,6 +123,9 @@ mod tests {
     use crate::api::provider::CRD_PROVIDER_VALUES;
     use crate::workload::test_cluster::TestCluster;
 
+    /// Providers without a Serin router yet.
+    const UNSUPPORTED: &[&str] = &["apisix", "appmesh", "appmesh:v1beta2", "gloo", "knative"];
+
     #[tokio::test]
     async fn supported_and_unsupported_providers() {
         let fake = TestCluster::start().await;
@@ -129,11 +135,7 @@ mod tests {
             let provider: Provider = value.parse().unwrap();
             let result = factory.router(&provider);
             match *value {
-                "istio" | "kubernetes" | "gatewayapi:v1" | "gatewayapi:v1beta1" | "linkerd"
-                | "osm" | "smi:v1alpha1" | "smi:v1alpha2" | "smi:v1alpha3" | "contour"
-                | "traefik" | "kuma" | "nginx" => {
-                    assert!(result.is_ok(), "{value}")
-                }
+                v if !UNSUPPORTED.contains(&v) => assert!(result.is_ok(), "{value}"),
                 _ => match result {
                     Err(RouterError::Invalid(msg)) => {
                         assert_eq!(

@@ -69,6 +69,7 @@ pub mod kubernetes;
 pub mod kuma;
 pub mod nginx;
 pub mod object;
+pub mod skipper;
 pub mod smi;
 pub mod traefik;
 

@@ -363,3 +363,24 @@ async fn nginx() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn skipper() {
+    promotion_and_rollback(Case {
+        provider: "skipper",
+        crds: include_str!("../fixtures/crds/ingress.yaml"),
+        service: json!({}),
+        spec: json!({"ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"}}),
+        objects: vec![podinfo_ingress(json!({}))],
+        routing: ("networking.k8s.io", "v1", "Ingress", "ingresses", "podinfo-canary"),
+        weights: |o| {
+            let raw = o
+                .pointer("/metadata/annotations/zalando.org~1backend-weights")?
+                .as_str()?;
+            let w: Value = serde_json::from_str(raw).ok()?;
+            Some((w["podinfo-primary"].as_i64()?, w["podinfo-canary"].as_i64()?))
+        },
+        cluster_scoped: false,
+    })
+    .await;
+}
