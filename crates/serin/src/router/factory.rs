@@ -1,5 +1,6 @@
 //! The one place a provider becomes a router: an exhaustive `match` over [`Provider`].
 
+use super::apisix::ApisixRouter;
 use super::contour::HttpProxy;
 use super::kuma::TrafficRoute;
 use super::nginx::NginxRouter;
@@ -95,9 +96,11 @@ impl RouterFactory {
                 self.mesh_client.clone(),
                 self.set_owner_refs,
             ))),
-            Provider::AppMesh(_) | Provider::Gloo | Provider::Apisix | Provider::Knative => {
-                Err(unsupported(provider))
-            }
+            Provider::Apisix => Ok(Box::new(ApisixRouter::new(
+                self.mesh_client.clone(),
+                self.set_owner_refs,
+            ))),
+            Provider::AppMesh(_) | Provider::Gloo | Provider::Knative => Err(unsupported(provider)),
         }
     }
 }
@@ -124,7 +127,7 @@ mod tests {
     use crate::workload::test_cluster::TestCluster;
 
     /// Providers without a Serin router yet.
-    const UNSUPPORTED: &[&str] = &["apisix", "appmesh", "appmesh:v1beta2", "gloo", "knative"];
+    const UNSUPPORTED: &[&str] = &["appmesh", "appmesh:v1beta2", "gloo", "knative"];
 
     #[tokio::test]
     async fn supported_and_unsupported_providers() {

@@ -61,7 +61,9 @@ pub trait Router: Send + Sync {
     async fn finalize(&self, canary: &Canary) -> Result<(), RouterError>;
 }
 
+pub mod apisix;
 pub mod contour;
+pub mod dynamic;
 pub mod factory;
 pub mod gatewayapi;
 pub mod istio;

@@ -384,3 +384,23 @@ async fn skipper() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn apisix() {
+    promotion_and_rollback(Case {
+        provider: "apisix",
+        crds: include_str!("../fixtures/crds/apisix.yaml"),
+        service: json!({}),
+        spec: json!({"routeRef": {"apiVersion": "apisix.apache.org/v2", "kind": "ApisixRoute", "name": "app"}}),
+        objects: vec![json!({
+            "apiVersion": "apisix.apache.org/v2", "kind": "ApisixRoute",
+            "metadata": {"name": "app", "namespace": NS},
+            "spec": {"http": [{"name": "podinfo", "match": {"paths": ["/*"]},
+                "backends": [{"serviceName": "podinfo", "servicePort": 9898}]}]}
+        })],
+        routing: ("apisix.apache.org", "v2", "ApisixRoute", "apisixroutes", "app-podinfo-canary"),
+        weights: |o| named_weights(o.pointer("/spec/http/0/backends")?, "/serviceName", None),
+        cluster_scoped: false,
+    })
+    .await;
+}
