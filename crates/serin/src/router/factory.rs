@@ -2,6 +2,7 @@
 
 use super::apisix::ApisixRouter;
 use super::contour::HttpProxy;
+use super::gloo::GlooRouter;
 use super::kuma::TrafficRoute;
 use super::nginx::NginxRouter;
 use super::object::ObjectRouter;
@@ -100,7 +101,11 @@ impl RouterFactory {
                 self.mesh_client.clone(),
                 self.set_owner_refs,
             ))),
-            Provider::AppMesh(_) | Provider::Gloo | Provider::Knative => Err(unsupported(provider)),
+            Provider::Gloo => Ok(Box::new(GlooRouter::new(
+                self.mesh_client.clone(),
+                self.set_owner_refs,
+            ))),
+            Provider::AppMesh(_) | Provider::Knative => Err(unsupported(provider)),
         }
     }
 }
@@ -127,7 +132,7 @@ mod tests {
     use crate::workload::test_cluster::TestCluster;
 
     /// Providers without a Serin router yet.
-    const UNSUPPORTED: &[&str] = &["appmesh", "appmesh:v1beta2", "gloo", "knative"];
+    const UNSUPPORTED: &[&str] = &["appmesh", "appmesh:v1beta2", "knative"];
 
     #[tokio::test]
     async fn supported_and_unsupported_providers() {

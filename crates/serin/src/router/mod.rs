@@ -66,6 +66,7 @@ pub mod contour;
 pub mod dynamic;
 pub mod factory;
 pub mod gatewayapi;
+pub mod gloo;
 pub mod istio;
 pub mod kubernetes;
 pub mod kuma;

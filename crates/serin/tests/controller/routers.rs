@@ -251,9 +251,9 @@ fn named_weights(list: &Value, name_key: &str, canary_default: Option<i64>) -> O
     for e in list.as_array()? {
         let w = e.get("weight").and_then(Value::as_i64);
         let name = e.pointer(name_key)?.as_str()?;
-        if name.starts_with("podinfo-primary") {
+        if name.contains("podinfo-primary") {
             out.0 = w;
-        } else if name.starts_with("podinfo-canary") {
+        } else if name.contains("podinfo-canary") {
             out.1 = w;
         }
     }
@@ -400,6 +400,33 @@ async fn apisix() {
         })],
         routing: ("apisix.apache.org", "v2", "ApisixRoute", "apisixroutes", "app-podinfo-canary"),
         weights: |o| named_weights(o.pointer("/spec/http/0/backends")?, "/serviceName", None),
+        cluster_scoped: false,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gloo() {
+    promotion_and_rollback(Case {
+        provider: "gloo",
+        crds: include_str!("../fixtures/crds/gloo.yaml"),
+        service: json!({}),
+        spec: json!({}),
+        objects: vec![],
+        routing: (
+            "gateway.solo.io",
+            "v1",
+            "RouteTable",
+            "routetables",
+            "podinfo",
+        ),
+        weights: |o| {
+            named_weights(
+                o.pointer("/spec/routes/0/routeAction/multi/destinations")?,
+                "/destination/upstream/name",
+                None,
+            )
+        },
         cluster_scoped: false,
     })
     .await;
