@@ -7,6 +7,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::analysis::{CanaryAnalysis, Strategy};
+use super::apis::istio::{HttpMatchRequest, StringMatch};
+use super::canary::CanarySpec;
+use super::structural::Problem;
+
 /// Values of `spec.provider` that Flagger's CRD accepts (its OpenAPI enum).
 pub const CRD_PROVIDER_VALUES: &[&str] = &[
     "apisix",
@@ -173,44 +178,444 @@ impl fmt::Display for Provider {
 }
 
 impl Provider {
+    /// What this provider's router can do (the one place this is decided).
+    pub fn capabilities(&self) -> Capabilities {
+        capabilities(self)
+    }
+
     /// Whether this provider can express traffic mirroring for the canary strategy
     /// (Flagger: only Istio; Gateway API mirrors only in blue/green mode).
     pub fn supports_canary_mirroring(&self) -> bool {
-        matches!(self, Provider::Istio)
+        self.capabilities().canary_mirroring
     }
 
     /// Whether this provider can mirror traffic during blue/green iterations.
     pub fn supports_blue_green_mirroring(&self) -> bool {
-        matches!(self, Provider::Istio | Provider::GatewayApi(_))
+        self.capabilities().blue_green_mirroring
     }
 
     /// Whether routing by `analysis.match` (A/B testing) is supported.
     pub fn supports_match(&self) -> bool {
-        matches!(
-            self,
-            Provider::Istio
-                | Provider::GatewayApi(_)
-                | Provider::AppMesh(_)
-                | Provider::Contour
-                | Provider::Gloo
-                | Provider::Nginx
-        )
+        self.capabilities().ab_match.is_some()
     }
 
     /// Whether session-affinity cookies are supported.
     pub fn supports_session_affinity(&self) -> bool {
-        matches!(self, Provider::Istio | Provider::GatewayApi(_))
+        self.capabilities().session_affinity != SessionAffinitySupport::None
+    }
+}
+
+/// How a string is matched in an `analysis.match` condition (Istio `StringMatch` kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchKind {
+    Exact,
+    Prefix,
+    Suffix,
+    Regex,
+}
+
+impl MatchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchKind::Exact => "exact",
+            MatchKind::Prefix => "prefix",
+            MatchKind::Suffix => "suffix",
+            MatchKind::Regex => "regex",
+        }
+    }
+
+    fn of(m: &StringMatch) -> Option<MatchKind> {
+        if m.exact.is_some() {
+            Some(MatchKind::Exact)
+        } else if m.prefix.is_some() {
+            Some(MatchKind::Prefix)
+        } else if m.suffix.is_some() {
+            Some(MatchKind::Suffix)
+        } else if m.regex.is_some() {
+            Some(MatchKind::Regex)
+        } else {
+            None
+        }
+    }
+}
+
+const ALL_KINDS: &[MatchKind] = &[
+    MatchKind::Exact,
+    MatchKind::Prefix,
+    MatchKind::Suffix,
+    MatchKind::Regex,
+];
+
+/// Which `analysis.match` conditions a provider routes A/B traffic by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchSupport {
+    /// String-match kinds accepted for `headers` (empty: headers are not routed by).
+    pub header_kinds: &'static [MatchKind],
+    /// `queryParams` (exact or regex).
+    pub query_params: bool,
+    /// `method` (exact).
+    pub method: bool,
+    /// Every other field (`uri`, `sourceLabels`, ...) is honoured too (Istio).
+    pub all_fields: bool,
+    /// At most this many header conditions over all match entries (NGINX: one header or cookie).
+    pub max_headers: Option<usize>,
+}
+
+/// Session-affinity support of a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionAffinitySupport {
+    None,
+    /// The canary cookie only (`primaryCookieName` is not used).
+    CanaryCookie,
+    /// The canary cookie and the primary cookie.
+    CanaryAndPrimaryCookies,
+}
+
+/// What a provider's router can do. Built by one exhaustive `match` ([`Provider::capabilities`]);
+/// validation ([`capability_problems`]), the strategies and the router factory's tests all read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Progressive canary weights (false only for `kubernetes`: blue/green is forced).
+    pub weights: bool,
+    /// A/B testing by `analysis.match`, and which conditions.
+    pub ab_match: Option<MatchSupport>,
+    /// Mirroring with the canary strategy.
+    pub canary_mirroring: bool,
+    /// Mirroring during blue/green iterations.
+    pub blue_green_mirroring: bool,
+    pub session_affinity: SessionAffinitySupport,
+    /// TCP routing (`service.appProtocol: tcp`).
+    pub tcp: bool,
+}
+
+const NO_FEATURES: Capabilities = Capabilities {
+    weights: true,
+    ab_match: None,
+    canary_mirroring: false,
+    blue_green_mirroring: false,
+    session_affinity: SessionAffinitySupport::None,
+    tcp: false,
+};
+
+fn headers(kinds: &'static [MatchKind]) -> MatchSupport {
+    MatchSupport {
+        header_kinds: kinds,
+        query_params: false,
+        method: false,
+        all_fields: false,
+        max_headers: None,
+    }
+}
+
+fn capabilities(provider: &Provider) -> Capabilities {
+    match provider {
+        Provider::Istio => Capabilities {
+            ab_match: Some(MatchSupport {
+                all_fields: true,
+                query_params: true,
+                method: true,
+                ..headers(ALL_KINDS)
+            }),
+            canary_mirroring: true,
+            blue_green_mirroring: true,
+            session_affinity: SessionAffinitySupport::CanaryAndPrimaryCookies,
+            tcp: true,
+            ..NO_FEATURES
+        },
+        Provider::GatewayApi(version) => Capabilities {
+            ab_match: Some(MatchSupport {
+                query_params: true,
+                ..headers(&[MatchKind::Exact, MatchKind::Regex])
+            }),
+            blue_green_mirroring: true,
+            session_affinity: match version {
+                GatewayApiVersion::V1 => SessionAffinitySupport::CanaryAndPrimaryCookies,
+                GatewayApiVersion::V1beta1 => SessionAffinitySupport::CanaryCookie,
+            },
+            ..NO_FEATURES
+        },
+        Provider::AppMesh(_) => Capabilities {
+            ab_match: Some(headers(ALL_KINDS)),
+            ..NO_FEATURES
+        },
+        // Contour turns prefix and suffix into `contains` (Flagger); regex is not expressible.
+        Provider::Contour => Capabilities {
+            ab_match: Some(headers(&[
+                MatchKind::Exact,
+                MatchKind::Prefix,
+                MatchKind::Suffix,
+            ])),
+            ..NO_FEATURES
+        },
+        Provider::Gloo => Capabilities {
+            ab_match: Some(MatchSupport {
+                method: true,
+                ..headers(&[MatchKind::Exact, MatchKind::Regex])
+            }),
+            ..NO_FEATURES
+        },
+        Provider::Nginx => Capabilities {
+            ab_match: Some(MatchSupport {
+                max_headers: Some(1),
+                ..headers(&[MatchKind::Exact, MatchKind::Regex])
+            }),
+            ..NO_FEATURES
+        },
+        Provider::Linkerd
+        | Provider::Smi { .. }
+        | Provider::Osm
+        | Provider::Skipper
+        | Provider::Traefik
+        | Provider::Kuma
+        | Provider::Apisix
+        | Provider::Knative => NO_FEATURES,
+        Provider::Kubernetes => Capabilities {
+            weights: false,
+            ..NO_FEATURES
+        },
+    }
+}
+
+/// Names of the providers that can do what `wanted` asks, for error messages.
+fn providers_with(wanted: impl Fn(&Capabilities) -> bool) -> String {
+    CRD_PROVIDER_VALUES
+        .iter()
+        .filter_map(|v| v.parse::<Provider>().ok())
+        .filter(|p| wanted(&p.capabilities()))
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The problems of asking `provider` for what it cannot do: A/B match conditions, mirroring,
+/// session affinity, progressive weights and TCP. `path` is the analysis' field path.
+pub fn capability_problems(
+    provider: &Provider,
+    path: &str,
+    analysis: &CanaryAnalysis,
+    spec: &CanarySpec,
+) -> Vec<Problem> {
+    let caps = provider.capabilities();
+    let p = |field: &str| format!("{path}.{field}");
+    let mut out = Vec::new();
+    let strategy = analysis.strategy();
+    let matches = analysis.matches();
+    let has_steps = analysis.step_weight.is_some()
+        || analysis
+            .step_weights
+            .as_ref()
+            .is_some_and(|s| !s.is_empty());
+
+    if !caps.weights {
+        if !matches.is_empty() {
+            out.push(Problem::warning(
+                p("match"),
+                format!("A/B testing is not supported when using the {provider} provider; blue/green is used"),
+            ));
+        }
+        if has_steps {
+            out.push(Problem::warning(
+                path,
+                format!("Progressive traffic is not supported when using the {provider} provider; blue/green is used"),
+            ));
+        }
+    } else if !matches.is_empty() {
+        match caps.ab_match {
+            None => out.push(Problem::new(
+                p("match"),
+                format!(
+                    "the {provider} provider does not support routing by match conditions; remove analysis.match (blue/green) or use a provider that supports A/B testing ({})",
+                    providers_with(|c| c.ab_match.is_some())
+                ),
+            )),
+            Some(support) => check_match_support(provider, &p("match"), matches, support, &mut out),
+        }
+    }
+
+    if analysis.mirror() {
+        match strategy {
+            Strategy::Canary if !caps.canary_mirroring && caps.weights => {
+                out.push(Problem::new(
+                    p("mirror"),
+                    format!(
+                        "the {provider} provider cannot mirror traffic for the canary strategy; the canary would never advance. Remove mirror, or use iterations (blue/green) with {}",
+                        providers_with(|c| c.blue_green_mirroring)
+                    ),
+                ));
+            }
+            Strategy::BlueGreen if !caps.blue_green_mirroring => {
+                out.push(Problem::warning(
+                    p("mirror"),
+                    format!("the {provider} provider does not mirror traffic; mirror is ignored"),
+                ));
+            }
+            Strategy::AbTesting => {
+                out.push(Problem::warning(
+                    p("mirror"),
+                    "mirroring is not used with A/B testing",
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    if let Some(sa) = &analysis.session_affinity {
+        match caps.session_affinity {
+            SessionAffinitySupport::None => out.push(Problem::new(
+                p("sessionAffinity"),
+                format!(
+                    "the {provider} provider does not support session affinity; remove sessionAffinity or use {}",
+                    providers_with(|c| c.session_affinity != SessionAffinitySupport::None)
+                ),
+            )),
+            SessionAffinitySupport::CanaryCookie if sa.primary_cookie_name.is_some() => {
+                out.push(Problem::warning(
+                    p("sessionAffinity.primaryCookieName"),
+                    format!("the {provider} router does not set the primary cookie"),
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    let tcp = spec
+        .service
+        .as_ref()
+        .and_then(|s| s.app_protocol.as_deref())
+        .is_some_and(|p| p.eq_ignore_ascii_case("tcp"));
+    if tcp && !caps.tcp && caps.weights {
+        out.push(Problem::warning(
+            "spec.service.appProtocol",
+            format!(
+                "the {provider} provider routes HTTP only; appProtocol tcp only sets the Services' appProtocol"
+            ),
+        ));
+    }
+    out
+}
+
+fn check_match_support(
+    provider: &Provider,
+    path: &str,
+    matches: &[HttpMatchRequest],
+    support: MatchSupport,
+    out: &mut Vec<Problem>,
+) {
+    if support.all_fields {
+        return;
+    }
+    let kinds = || {
+        support
+            .header_kinds
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    let mut header_count = 0;
+    for (i, m) in matches.iter().enumerate() {
+        let mp = format!("{path}[{i}]");
+        for (name, sm) in m.headers.iter().flatten() {
+            header_count += 1;
+            if let Some(kind) = MatchKind::of(sm)
+                && !support.header_kinds.contains(&kind)
+            {
+                out.push(Problem::new(
+                    format!("{mp}.headers.{name}"),
+                    format!(
+                        "the {provider} provider matches headers by {}; change {} to one of them",
+                        kinds(),
+                        kind.as_str()
+                    ),
+                ));
+            }
+        }
+        if let Some(q) = m.query_params.as_ref().filter(|q| !q.is_empty()) {
+            if !support.query_params {
+                out.push(Problem::new(
+                    format!("{mp}.queryParams"),
+                    format!("the {provider} provider does not route by query parameters; match on headers instead"),
+                ));
+            } else {
+                for (name, sm) in q {
+                    if let Some(kind) = MatchKind::of(sm)
+                        && !matches!(kind, MatchKind::Exact | MatchKind::Regex)
+                    {
+                        out.push(Problem::new(
+                            format!("{mp}.queryParams.{name}"),
+                            format!("the {provider} provider matches query parameters by exact or regex; change {} to one of them", kind.as_str()),
+                        ));
+                    }
+                }
+            }
+        }
+        if m.method.is_some() && !support.method {
+            out.push(Problem::warning(
+                format!("{mp}.method"),
+                format!("ignored by the {provider} provider (it routes A/B traffic by headers)"),
+            ));
+        }
+        let ignored: Vec<&str> = [
+            ("uri", m.uri.is_some()),
+            ("scheme", m.scheme.is_some()),
+            ("authority", m.authority.is_some()),
+            ("port", m.port.is_some()),
+            ("sourceLabels", m.source_labels.is_some()),
+            ("gateways", m.gateways.is_some()),
+            ("withoutHeaders", m.without_headers.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(f, set)| set.then_some(f))
+        .collect();
+        if !ignored.is_empty() {
+            out.push(Problem::warning(
+                mp.clone(),
+                format!(
+                    "{} ignored by the {provider} provider (it routes A/B traffic by headers{})",
+                    ignored.join(", "),
+                    if support.query_params {
+                        " and query parameters"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+    }
+    if let Some(max) = support.max_headers
+        && header_count > max
+    {
+        out.push(Problem::new(
+            path,
+            format!("the {provider} provider routes by one header or cookie ({header_count} conditions given); keep a single header condition"),
+        ));
     }
 
     /// Whether Serin has a router for this provider yet. The router factory's test keeps this
     /// in step with the factory; `serin validate` warns about the others.
     pub fn routable_by_serin(&self) -> bool {
-        matches!(self, Provider::Istio | Provider::Kubernetes)
+        match self {
+            Provider::AppMesh(_) | Provider::Knative => false,
+            Provider::Istio
+            | Provider::Kubernetes
+            | Provider::Linkerd
+            | Provider::Smi { .. }
+            | Provider::Osm
+            | Provider::Contour
+            | Provider::Gloo
+            | Provider::Nginx
+            | Provider::Skipper
+            | Provider::Traefik
+            | Provider::Kuma
+            | Provider::Apisix
+            | Provider::GatewayApi(_) => true,
+        }
     }
 }
 
 /// The providers Serin routes today, for messages.
-pub const ROUTABLE_PROVIDERS: &str = "istio or kubernetes";
+pub const ROUTABLE_PROVIDERS: &str =
+    "another provider (istio, gatewayapi:v1, linkerd, nginx, contour, ...: every one but appmesh and knative)";
 
 #[cfg(test)]
 mod tests {
@@ -333,6 +738,113 @@ mod tests {
     fn osm() {
         assert_eq!(p("osm"), Provider::Osm);
     }
+    fn problems(provider: &str, analysis: serde_json::Value) -> Vec<Problem> {
+        let spec: CanarySpec = serde_json::from_value(serde_json::json!({
+            "provider": provider,
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "service": {"port": 9898, "appProtocol": "tcp"},
+            "analysis": analysis
+        }))
+        .unwrap();
+        let analysis = spec.analysis().unwrap().clone();
+        capability_problems(&p(provider), "spec.analysis", &analysis, &spec)
+    }
+
+    fn errors(problems: &[Problem]) -> Vec<String> {
+        problems
+            .iter()
+            .filter(|p| p.is_error())
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn mirroring_on_nginx_says_what_to_change() {
+        let found = errors(&problems(
+            "nginx",
+            serde_json::json!({"stepWeight": 10, "mirror": true}),
+        ));
+        assert_eq!(
+            found,
+            vec![
+                "spec.analysis.mirror: the nginx provider cannot mirror traffic for the canary strategy; the canary would never advance. Remove mirror, or use iterations (blue/green) with gatewayapi:v1, gatewayapi:v1beta1, istio"
+            ]
+        );
+        assert!(
+            errors(&problems(
+                "istio",
+                serde_json::json!({"stepWeight": 10, "mirror": true})
+            ))
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn match_conditions_per_provider() {
+        let ab = |m: serde_json::Value| serde_json::json!({"iterations": 5, "match": m});
+        let two_headers = ab(serde_json::json!([
+            {"headers": {"x-canary": {"exact": "1"}}},
+            {"headers": {"cookie": {"exact": "canary=always"}}}
+        ]));
+        assert_eq!(
+            errors(&problems("nginx", two_headers.clone())),
+            vec![
+                "spec.analysis.match: the nginx provider routes by one header or cookie (2 conditions given); keep a single header condition"
+            ]
+        );
+        assert!(errors(&problems("gatewayapi:v1", two_headers)).is_empty());
+        let prefix = ab(serde_json::json!([{"headers": {"x-canary": {"prefix": "in"}}}]));
+        assert_eq!(
+            errors(&problems("gatewayapi:v1", prefix.clone())),
+            vec![
+                "spec.analysis.match[0].headers.x-canary: the gatewayapi:v1 provider matches headers by exact or regex; change prefix to one of them"
+            ]
+        );
+        assert!(errors(&problems("contour", prefix)).is_empty());
+        let query = ab(serde_json::json!([{"queryParams": {"canary": {"exact": "1"}}}]));
+        assert!(errors(&problems("gatewayapi:v1beta1", query.clone())).is_empty());
+        assert_eq!(errors(&problems("gloo", query)).len(), 1);
+        let found = errors(&problems(
+            "traefik",
+            ab(serde_json::json!([{"headers": {"x": {"exact": "1"}}}])),
+        ));
+        assert_eq!(found.len(), 1);
+        assert!(found[0].contains("remove analysis.match (blue/green) or use a provider that supports A/B testing (appmesh, appmesh:v1beta2, contour, gatewayapi:v1, gatewayapi:v1beta1, gloo, istio, nginx)"), "{found:?}");
+    }
+
+    #[test]
+    fn session_affinity_and_tcp() {
+        let sa = serde_json::json!({"stepWeight": 10, "sessionAffinity": {"cookieName": "c", "primaryCookieName": "p"}});
+        assert!(errors(&problems("gatewayapi:v1", sa.clone())).is_empty());
+        let beta = problems("gatewayapi:v1beta1", sa.clone());
+        assert!(
+            beta.iter().any(
+                |p| p.path == "spec.analysis.sessionAffinity.primaryCookieName" && !p.is_error()
+            )
+        );
+        assert_eq!(errors(&problems("linkerd", sa)).len(), 1);
+        let tcp = problems("traefik", serde_json::json!({"stepWeight": 10}));
+        assert!(
+            tcp.iter()
+                .any(|p| p.path == "spec.service.appProtocol" && !p.is_error())
+        );
+        assert!(problems("istio", serde_json::json!({"stepWeight": 10})).is_empty());
+    }
+
+    #[test]
+    fn kubernetes_forces_blue_green() {
+        let found = problems(
+            "kubernetes",
+            serde_json::json!({"stepWeight": 10, "mirror": true}),
+        );
+        assert!(errors(&found).is_empty(), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|p| p.message.contains("Progressive traffic is not supported"))
+        );
+    }
+
     #[test]
     fn surrounding_whitespace_is_ignored() {
         assert_eq!(p(" istio "), Provider::Istio);

@@ -14,7 +14,7 @@ use super::apis::istio::{HttpMatchRequest, StringMatch};
 use super::canary::{Canary, CanarySpec};
 use super::duration;
 use super::metric_template::{MetricProviderKind, MetricTemplate};
-use super::provider::{GatewayApiVersion, Provider, ROUTABLE_PROVIDERS};
+use super::provider::{Provider, ROUTABLE_PROVIDERS};
 use super::structural::Problem;
 
 /// Settings the checks depend on.
@@ -458,67 +458,9 @@ fn check_analysis(
     let strategy = analysis.strategy();
     check_matches(&p("match"), analysis.matches(), out);
     if let Some(provider) = provider {
-        if !analysis.matches().is_empty()
-            && !provider.supports_match()
-            && *provider != Provider::Kubernetes
-        {
-            out.push(Problem::new(
-                p("match"),
-                format!("the {provider} provider does not support routing by match conditions"),
-            ));
-        }
-        if *provider == Provider::Kubernetes {
-            if !analysis.matches().is_empty() {
-                out.push(Problem::warning(p("match"), "A/B testing is not supported when using the kubernetes provider; blue/green is used"));
-            }
-            if has_step || has_steps {
-                out.push(Problem::warning(path, "Progressive traffic is not supported when using the kubernetes provider; blue/green is used"));
-            }
-        }
-        if analysis.mirror() {
-            match strategy {
-                Strategy::Canary
-                    if !provider.supports_canary_mirroring()
-                        && *provider != Provider::Kubernetes =>
-                {
-                    out.push(Problem::new(
-                        p("mirror"),
-                        format!("the {provider} provider cannot mirror traffic for the canary strategy; the canary would never advance"),
-                    ));
-                }
-                Strategy::BlueGreen if !provider.supports_blue_green_mirroring() => {
-                    out.push(Problem::warning(
-                        p("mirror"),
-                        format!(
-                            "the {provider} provider does not mirror traffic; mirror is ignored"
-                        ),
-                    ));
-                }
-                Strategy::AbTesting => {
-                    out.push(Problem::warning(
-                        p("mirror"),
-                        "mirroring is not used with A/B testing",
-                    ));
-                }
-                _ => {}
-            }
-        }
-        if let Some(sa) = &analysis.session_affinity {
-            if !provider.supports_session_affinity() {
-                out.push(Problem::new(
-                    p("sessionAffinity"),
-                    format!("the {provider} provider does not support session affinity"),
-                ));
-            }
-            if *provider == Provider::GatewayApi(GatewayApiVersion::V1beta1)
-                && sa.primary_cookie_name.is_some()
-            {
-                out.push(Problem::warning(
-                    p("sessionAffinity.primaryCookieName"),
-                    "the gatewayapi:v1beta1 router does not set the primary cookie",
-                ));
-            }
-        }
+        out.extend(super::provider::capability_problems(
+            provider, path, analysis, spec,
+        ));
     }
     if analysis.mirror_weight.is_some() && !analysis.mirror() {
         out.push(Problem::warning(

@@ -281,6 +281,10 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
         cluster_name: args.notifier.cluster_name().map(str::to_string),
         kube_config: Some(kube_config),
         instance: crate::controller::leader::hostname(),
+        ingress: crate::router::IngressOptions {
+            class: args.ingress_class.clone(),
+            annotations_prefix: args.ingress_annotations_prefix.clone(),
+        },
     };
     let ports = adapters::kube_ports(
         client.clone(),

@@ -1,7 +1,35 @@
 //! The one place a provider becomes a router: an exhaustive `match` over [`Provider`].
 
-use super::{IstioRouter, KubernetesRouter, Router, RouterError};
+use super::apisix::ApisixRouter;
+use super::contour::HttpProxy;
+use super::gloo::GlooRouter;
+use super::kuma::TrafficRoute;
+use super::nginx::NginxRouter;
+use super::object::ObjectRouter;
+use super::skipper::SkipperRouter;
+use super::smi::TrafficSplit;
+use super::traefik::TraefikService;
+use super::{GatewayApiRouter, IstioRouter, KubernetesRouter, Router, RouterError};
 use crate::api::Provider;
+use crate::api::provider::SmiVersion;
+
+/// The controller flags of the ingress routers.
+#[derive(Clone, Debug)]
+pub struct IngressOptions {
+    /// `-ingress-class` (Contour's `ingressClassName`; empty: not set).
+    pub class: String,
+    /// `-ingress-annotations-prefix` (NGINX).
+    pub annotations_prefix: String,
+}
+
+impl Default for IngressOptions {
+    fn default() -> Self {
+        Self {
+            class: String::new(),
+            annotations_prefix: "nginx.ingress.kubernetes.io".to_string(),
+        }
+    }
+}
 
 /// Builds routers. Routing objects are written through the mesh cluster's client
 /// (`-kubeconfig-service-mesh`, by default the workload cluster's).
@@ -9,6 +37,7 @@ use crate::api::Provider;
 pub struct RouterFactory {
     mesh_client: kube::Client,
     set_owner_refs: bool,
+    ingress: IngressOptions,
 }
 
 impl RouterFactory {
@@ -18,7 +47,14 @@ impl RouterFactory {
         Self {
             mesh_client,
             set_owner_refs,
+            ingress: IngressOptions::default(),
         }
+    }
+
+    /// Sets the ingress routers' flags.
+    pub fn with_ingress(mut self, ingress: IngressOptions) -> Self {
+        self.ingress = ingress;
+        self
     }
 
     /// The router of `provider`, or `RouterError::Invalid` for providers Serin does not
@@ -30,20 +66,57 @@ impl RouterFactory {
                 self.set_owner_refs,
             ))),
             Provider::Kubernetes => Ok(Box::new(KubernetesRouter::new())),
-            Provider::Linkerd
-            | Provider::Smi { .. }
-            | Provider::Osm
-            | Provider::AppMesh(_)
-            | Provider::Contour
-            | Provider::Gloo
-            | Provider::Nginx
-            | Provider::Skipper
-            | Provider::Traefik
-            | Provider::Kuma
-            | Provider::Apisix
-            | Provider::GatewayApi(_)
-            | Provider::Knative => Err(unsupported(provider)),
+            Provider::GatewayApi(version) => Ok(Box::new(GatewayApiRouter::new(
+                self.mesh_client.clone(),
+                *version,
+                self.set_owner_refs,
+            ))),
+            Provider::Linkerd => Ok(self.object(TrafficSplit {
+                version: SmiVersion::V1alpha1,
+                mesh: Some("linkerd".to_string()),
+            })),
+            Provider::Smi { version, mesh } => Ok(self.object(TrafficSplit {
+                version: *version,
+                mesh: mesh.clone(),
+            })),
+            Provider::Osm => Ok(self.object(TrafficSplit {
+                version: SmiVersion::V1alpha2,
+                mesh: Some("osm".to_string()),
+            })),
+            Provider::Contour => Ok(self.object(HttpProxy {
+                ingress_class: self.ingress.class.clone(),
+            })),
+            Provider::Traefik => Ok(self.object(TraefikService)),
+            Provider::Kuma => Ok(self.object(TrafficRoute)),
+            Provider::Nginx => Ok(Box::new(NginxRouter::new(
+                self.mesh_client.clone(),
+                self.set_owner_refs,
+                &self.ingress.annotations_prefix,
+            ))),
+            Provider::Skipper => Ok(Box::new(SkipperRouter::new(
+                self.mesh_client.clone(),
+                self.set_owner_refs,
+            ))),
+            Provider::Apisix => Ok(Box::new(ApisixRouter::new(
+                self.mesh_client.clone(),
+                self.set_owner_refs,
+            ))),
+            Provider::Gloo => Ok(Box::new(GlooRouter::new(
+                self.mesh_client.clone(),
+                self.set_owner_refs,
+            ))),
+            Provider::AppMesh(_) | Provider::Knative => Err(unsupported(provider)),
         }
+    }
+}
+
+impl RouterFactory {
+    fn object<R: super::object::RoutingObject + 'static>(&self, object: R) -> Box<dyn Router> {
+        Box::new(ObjectRouter::new(
+            self.mesh_client.clone(),
+            self.set_owner_refs,
+            object,
+        ))
     }
 }
 
@@ -58,6 +131,9 @@ mod tests {
     use crate::api::provider::CRD_PROVIDER_VALUES;
     use crate::workload::test_cluster::TestCluster;
 
+    /// Providers without a Serin router yet.
+    const UNSUPPORTED: &[&str] = &["appmesh", "appmesh:v1beta2", "knative"];
+
     #[tokio::test]
     async fn supported_and_unsupported_providers() {
         let fake = TestCluster::start().await;
@@ -68,7 +144,7 @@ mod tests {
             let result = factory.router(&provider);
             assert_eq!(result.is_ok(), provider.routable_by_serin(), "{value}");
             match *value {
-                "istio" | "kubernetes" => assert!(result.is_ok(), "{value}"),
+                v if !UNSUPPORTED.contains(&v) => assert!(result.is_ok(), "{value}"),
                 _ => match result {
                     Err(RouterError::Invalid(msg)) => {
                         assert_eq!(

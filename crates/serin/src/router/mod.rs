@@ -61,13 +61,25 @@ pub trait Router: Send + Sync {
     async fn finalize(&self, canary: &Canary) -> Result<(), RouterError>;
 }
 
+pub mod apisix;
+pub mod contour;
+pub mod dynamic;
 pub mod factory;
+pub mod gatewayapi;
+pub mod gloo;
 pub mod istio;
 pub mod kubernetes;
+pub mod kuma;
+pub mod nginx;
+pub mod object;
+pub mod skipper;
+pub mod smi;
+pub mod traefik;
 
 #[cfg(test)]
 pub(crate) mod golden;
 
-pub use factory::RouterFactory;
+pub use factory::{IngressOptions, RouterFactory};
+pub use gatewayapi::GatewayApiRouter;
 pub use istio::IstioRouter;
 pub use kubernetes::KubernetesRouter;

@@ -103,6 +103,16 @@ impl TestCluster {
         }
     }
 
+    /// Installs the CustomResourceDefinitions of a multi-document YAML (e.g. a provider's CRDs
+    /// from `tests/fixtures/crds/`).
+    pub async fn install_crds(&self, yaml: &str) {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.setup.clone());
+        for doc in yaml.split("\n---\n") {
+            let crd: CustomResourceDefinition = serde_saphyr::from_str(doc).unwrap();
+            crds.create(&PostParams::default(), &crd).await.unwrap();
+        }
+    }
+
     /// The client under test (default namespace `test`).
     pub fn client(&self) -> Client {
         self.client.clone()

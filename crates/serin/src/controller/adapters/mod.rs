@@ -42,6 +42,8 @@ pub struct AdapterConfig {
     pub kube_config: Option<kube::Config>,
     /// `reportingInstance` of the Kubernetes Events (the host name).
     pub instance: String,
+    /// `-ingress-class`, `-ingress-annotations-prefix`.
+    pub ingress: crate::router::IngressOptions,
 }
 
 /// The ports over a workload cluster (`client`) and a mesh cluster (`mesh_client`, the same
@@ -78,7 +80,7 @@ pub fn kube_ports(
         backends: Arc::new(KubeBackends::new(
             client,
             config.workload.clone(),
-            RouterFactory::new(mesh_client, set_owner_refs),
+            RouterFactory::new(mesh_client, set_owner_refs).with_ingress(config.ingress.clone()),
         )),
     })
 }

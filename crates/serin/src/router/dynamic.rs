@@ -1,0 +1,80 @@
+//! Thin I/O over one kind of object as JSON: the reads and merge-patch writes routers share.
+
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, Patch};
+use serde_json::Value;
+
+use super::RouterError;
+use crate::workload::meta::{patch_params, post_params};
+
+/// Objects of one kind in one namespace, read and written as JSON.
+pub struct DynamicApi {
+    api: Api<DynamicObject>,
+    kind: &'static str,
+    namespace: String,
+}
+
+impl DynamicApi {
+    pub fn new(
+        client: kube::Client,
+        resource: &ApiResource,
+        kind: &'static str,
+        namespace: &str,
+    ) -> Self {
+        Self {
+            api: Api::namespaced_with(client, namespace, resource),
+            kind,
+            namespace: namespace.to_string(),
+        }
+    }
+
+    fn id(&self, name: &str) -> String {
+        format!("{} {name}.{}", self.kind, self.namespace)
+    }
+
+    pub async fn get_opt(&self, name: &str) -> Result<Option<Value>, RouterError> {
+        let obj = self
+            .api
+            .get_opt(name)
+            .await
+            .map_err(|source| RouterError::Api {
+                context: format!("{} get query error", self.id(name)),
+                source,
+            })?;
+        obj.map(|o| {
+            serde_json::to_value(o)
+                .map_err(|e| RouterError::Routes(format!("{} cannot be read: {e}", self.id(name))))
+        })
+        .transpose()
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Value, RouterError> {
+        self.get_opt(name).await?.ok_or_else(|| {
+            RouterError::Routes(format!("{} get query error: not found", self.id(name)))
+        })
+    }
+
+    pub async fn create(&self, name: &str, object: Value) -> Result<(), RouterError> {
+        let object: DynamicObject = serde_json::from_value(object)
+            .map_err(|e| RouterError::Routes(format!("{} cannot be built: {e}", self.id(name))))?;
+        self.api
+            .create(&post_params(), &object)
+            .await
+            .map_err(|source| RouterError::Api {
+                context: format!("{} create error", self.id(name)),
+                source,
+            })?;
+        Ok(())
+    }
+
+    pub async fn patch(&self, name: &str, patch: &Value) -> Result<(), RouterError> {
+        self.api
+            .patch(name, &patch_params(), &Patch::Merge(patch))
+            .await
+            .map_err(|source| RouterError::Api {
+                context: format!("{} update error", self.id(name)),
+                source,
+            })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,176 @@
+//! Gateway API router: the HTTPRoute `<apex>` (`gateway.networking.k8s.io` v1 or v1beta1),
+//! Flagger's `GatewayAPIRouter` / `GatewayAPIV1Beta1Router`.
+//!
+//! [`render`] builds Serin's rules and the patches (pure, golden-tested); [`GatewayApiRouter`]
+//! does one read per call and writes a merge patch of `parentRefs`, `hostnames`, `rules` and the
+//! desired labels/annotations only when something differs. Rules and filters Serin did not
+//! write are kept (see [`render`]).
+
+use async_trait::async_trait;
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch};
+use serde_json::Value;
+
+use super::istio::CookieGenerator;
+use super::{Router, RouterError, Routes};
+use crate::api::apis::gatewayapi::HttpRoute;
+use crate::api::provider::GatewayApiVersion;
+use crate::api::{Canary, CanaryStatus};
+use crate::workload::meta::{canary_id, namespace, patch_params, post_params, random_letters};
+
+pub mod render;
+
+fn random_cookie_value() -> Result<String, String> {
+    random_letters(10)
+}
+
+/// The Gateway API router of one API version. Its client talks to the mesh cluster.
+#[derive(Clone)]
+pub struct GatewayApiRouter {
+    client: kube::Client,
+    version: GatewayApiVersion,
+    set_owner_refs: bool,
+    cookie_generator: CookieGenerator,
+}
+
+impl GatewayApiRouter {
+    pub fn new(client: kube::Client, version: GatewayApiVersion, set_owner_refs: bool) -> Self {
+        Self {
+            client,
+            version,
+            set_owner_refs,
+            cookie_generator: random_cookie_value,
+        }
+    }
+
+    /// Replaces the random session-affinity cookie values (tests, simulations).
+    pub fn with_cookie_generator(mut self, generator: CookieGenerator) -> Self {
+        self.cookie_generator = generator;
+        self
+    }
+
+    fn api(&self, canary: &Canary) -> Api<DynamicObject> {
+        let (group, version) = render::api_version(self.version)
+            .split_once('/')
+            .unwrap_or(("gateway.networking.k8s.io", "v1"));
+        let gvk = GroupVersionKind::gvk(group, version, "HTTPRoute");
+        let resource = ApiResource::from_gvk_with_plural(&gvk, "httproutes");
+        Api::namespaced_with(self.client.clone(), &namespace(canary), &resource)
+    }
+
+    fn context(canary: &Canary, what: &str) -> String {
+        let n = render::names(canary);
+        format!("HTTPRoute {}.{} {what}", n.apex, n.namespace)
+    }
+
+    async fn get_opt(&self, canary: &Canary) -> Result<Option<HttpRoute>, RouterError> {
+        let n = render::names(canary);
+        let Some(raw) =
+            self.api(canary)
+                .get_opt(&n.apex)
+                .await
+                .map_err(|source| RouterError::Api {
+                    context: Self::context(canary, "get query error"),
+                    source,
+                })?
+        else {
+            return Ok(None);
+        };
+        let read_error = |e: serde_json::Error| {
+            RouterError::Routes(format!(
+                "HTTPRoute {}.{} cannot be read: {e}",
+                n.apex, n.namespace
+            ))
+        };
+        let value = serde_json::to_value(&raw).map_err(read_error)?;
+        serde_json::from_value(value).map(Some).map_err(read_error)
+    }
+
+    async fn get(&self, canary: &Canary) -> Result<HttpRoute, RouterError> {
+        let n = render::names(canary);
+        self.get_opt(canary).await?.ok_or_else(|| {
+            RouterError::Routes(format!(
+                "HTTPRoute {}.{} get query error: not found",
+                n.apex, n.namespace
+            ))
+        })
+    }
+
+    async fn patch(&self, canary: &Canary, patch: &Value, what: &str) -> Result<(), RouterError> {
+        let n = render::names(canary);
+        self.api(canary)
+            .patch(&n.apex, &patch_params(), &Patch::Merge(patch))
+            .await
+            .map_err(|source| RouterError::Api {
+                context: Self::context(canary, what),
+                source,
+            })?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Router for GatewayApiRouter {
+    async fn reconcile(&self, canary: &Canary) -> Result<(), RouterError> {
+        let n = render::names(canary);
+        match self.get_opt(canary).await? {
+            None => {
+                let desired = render::http_route(canary, self.version, self.set_owner_refs)?;
+                let object: DynamicObject = serde_json::to_value(&desired)
+                    .and_then(serde_json::from_value)
+                    .map_err(|e| {
+                        RouterError::Routes(format!("serialising the HTTPRoute failed: {e}"))
+                    })?;
+                self.api(canary)
+                    .create(&post_params(), &object)
+                    .await
+                    .map_err(|source| RouterError::Api {
+                        context: Self::context(canary, "create error"),
+                        source,
+                    })?;
+                tracing::info!(canary = %canary_id(canary), "HTTPRoute {}.{} created", n.apex, n.namespace);
+            }
+            Some(live) => {
+                if let Some(patch) = render::reconcile_patch(canary, self.version, &live)? {
+                    self.patch(canary, &patch, "update error while reconciling")
+                        .await?;
+                    tracing::info!(canary = %canary_id(canary), "HTTPRoute {}.{} updated", n.apex, n.namespace);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_routes(
+        &self,
+        canary: &Canary,
+        status: &mut CanaryStatus,
+        routes: Routes,
+    ) -> Result<(), RouterError> {
+        let live = self.get(canary).await?;
+        let generator = self.cookie_generator;
+        render::update_cookies(canary, status, routes, &mut || generator())?;
+        if let Some(patch) =
+            render::set_routes_patch(canary, self.version, &live.spec, routes, status)?
+        {
+            self.patch(canary, &patch, "update error while setting weights")
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn get_routes(&self, canary: &Canary) -> Result<Routes, RouterError> {
+        let live = self.get(canary).await?;
+        render::parents_ready(canary, &live)?;
+        render::routes_of(canary, &live.spec)
+    }
+
+    /// Nothing to revert (as in Flagger): a created HTTPRoute is garbage-collected with the
+    /// Canary through its owner reference; an adopted one keeps Serin's rules.
+    async fn finalize(&self, _canary: &Canary) -> Result<(), RouterError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
