@@ -143,6 +143,9 @@ async fn metric_template_reads_retry_transient_api_errors() {
     use serin::controller::adapters::KubeMetricsEnv;
     use serin::metrics::analysis::MetricsEnv;
 
+    if dev_cluster_only("injects API faults") {
+        return;
+    }
     guarded(async {
         let cluster = Cluster::start().await;
         let template: MetricTemplate = serde_json::from_value(json!({
@@ -160,7 +163,7 @@ async fn metric_template_reads_retry_transient_api_errors() {
 
         // Every second GET answers 500: every read still succeeds.
         cluster
-            .dev
+            .dev()
             .faults()
             .set_error_share("get", 500, 0.5)
             .unwrap();
@@ -172,7 +175,7 @@ async fn metric_template_reads_retry_transient_api_errors() {
         // Every GET answers 500 (kube-rs itself retries only 429, 503 and 504): a transient
         // error in words, after the retries.
         cluster
-            .dev
+            .dev()
             .faults()
             .set_error_share("get", 500, 1.0)
             .unwrap();
@@ -187,7 +190,7 @@ async fn metric_template_reads_retry_transient_api_errors() {
         assert!(!err.message.contains("Status {"), "{}", err.message);
 
         // A missing template is an answer: not transient, Flagger's text.
-        cluster.dev.faults().clear();
+        cluster.dev().faults().clear();
         let err = env.template(NS, "absent").await.unwrap_err();
         assert!(!err.transient);
         assert_eq!(
