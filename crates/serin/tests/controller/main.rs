@@ -19,6 +19,7 @@ mod promotion;
 mod real_prometheus;
 mod revision;
 mod rollback;
+mod simulate;
 mod startup;
 mod strategies;
 mod tracking;
