@@ -49,7 +49,7 @@ build() {
     rm -rf "$tmp"
     mkdir -p "$tmp"
     local started=$SECONDS
-    (cd "$MODULE" && GOFLAGS=-mod=readonly go build -trimpath -ldflags "$ldflags" -o "$tmp/" ./cmd/...) \
+    (cd "$MODULE" && GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags "$ldflags" -o "$tmp/" ./cmd/...) \
       || { rm -rf "$tmp"; die "go build failed (see above)"; }
     rm -rf "$BIN"
     mv "$tmp" "$BIN"
@@ -246,7 +246,7 @@ main() {
     return 0
   fi
   if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     return 0
   fi
   build

@@ -181,7 +181,7 @@ echo "kubectl checks and the Rust suite: ${#FAILURES[@]} failing"
 for f in "${FAILURES[@]}"; do echo "  failed: $f"; done
 echo "Rust scenarios: $RUST_SUMMARY"
 if $RUST; then
-  grep -a '^skipped on the real control plane' "$WORK/cargo.log" | sed 's/^/  /' || true
+  grep -ao 'skipped on the real control plane: .*' "$WORK/cargo.log" | sed 's/^/  /' || true
 fi
 echo "real-cluster: $PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

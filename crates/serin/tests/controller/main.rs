@@ -20,6 +20,7 @@ mod real_prometheus;
 mod revision;
 mod rollback;
 mod routers;
+mod simulate;
 mod startup;
 mod strategies;
 mod tracking;
