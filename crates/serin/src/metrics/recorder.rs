@@ -112,6 +112,7 @@ pub struct Recorder {
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconcile_duration: Histogram,
     step_delay: Histogram,
+    undecodable: Family<CanaryLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -205,6 +206,12 @@ impl Recorder {
             "How late analysis steps started after their due time",
             step_delay.clone(),
         );
+        let undecodable = Family::<CanaryLabels, Gauge>::default();
+        registry.register(
+            "serin_canary_undecodable",
+            "Canaries that cannot be decoded (1 while the stored version is unreadable)",
+            undecodable.clone(),
+        );
         Recorder {
             registry: Arc::new(registry),
             info,
@@ -219,6 +226,7 @@ impl Recorder {
             reconcile_errors,
             reconcile_duration,
             step_delay,
+            undecodable,
         }
     }
 
@@ -355,6 +363,17 @@ impl Recorder {
     /// time the step was due and the time the scheduler started it.
     pub fn observe_step_delay(&self, seconds: f64) {
         self.step_delay.observe(seconds);
+    }
+
+    /// `serin_canary_undecodable{name, namespace}`: 1 while the Canary's stored version cannot
+    /// be decoded; the series is removed once it can (or the Canary is gone).
+    pub fn set_undecodable(&self, name: &str, namespace: &str, undecodable: bool) {
+        let labels = canary_labels(name, namespace);
+        if undecodable {
+            self.undecodable.get_or_create(&labels).set(1);
+        } else {
+            self.undecodable.remove(&labels);
+        }
     }
 
     /// The OpenMetrics text exposition of every series ([`CONTENT_TYPE`]).
