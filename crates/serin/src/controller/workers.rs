@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{Stream, StreamExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -62,6 +62,8 @@ impl Limits {
 struct Slot {
     workers: Arc<Semaphore>,
     permit: Mutex<Option<OwnedSemaphorePermit>>,
+    /// Told whenever a permit is given back for a wait (the queue may hand out work then).
+    released: Option<Arc<Notify>>,
 }
 
 tokio::task_local! {
@@ -72,15 +74,28 @@ tokio::task_local! {
 pub async fn working<F: Future>(workers: Arc<Semaphore>, work: F) -> F::Output {
     // The semaphore is never closed, so acquiring only fails if it were; then run without one.
     let permit = workers.clone().acquire_owned().await.ok();
+    run_with(workers, permit, None, work).await
+}
+
+/// Runs `work` with `permit`, one of the `workers` permits (except while it is in [`waiting`]).
+async fn run_with<F: Future>(
+    workers: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
+    released: Option<Arc<Notify>>,
+    work: F,
+) -> F::Output {
     let slot = Arc::new(Slot {
         workers,
         permit: Mutex::new(permit),
+        released,
     });
     WORKER.scope(slot, work).await
 }
 
 /// Awaits `wait` without holding a worker: the permit of the enclosing [`working`] (if any) is
-/// given back first and taken again afterwards.
+/// given back first and taken again afterwards. Reconciles coming back from a wait take the
+/// permits before the queue hands out new work (the queue only starts a reconcile on a free
+/// permit), so a wait costs its reconcile the wait itself, not another turn in the queue.
 pub async fn waiting<F: Future>(wait: F) -> F::Output {
     let slot = WORKER.try_with(Arc::clone).ok();
     let released = slot.as_ref().is_some_and(|s| {
@@ -90,6 +105,9 @@ pub async fn waiting<F: Future>(wait: F) -> F::Output {
             .take()
             .is_some()
     });
+    if released && let Some(notify) = slot.as_ref().and_then(|s| s.released.as_ref()) {
+        notify.notify_one();
+    }
     let out = wait.await;
     if released && let Some(slot) = slot {
         let permit = slot.workers.clone().acquire_owned().await.ok();
@@ -171,22 +189,35 @@ pub async fn run_queue<K, T, Ready, R, Fut, S>(
     let mut ready = std::pin::pin!(futures::FutureExt::fuse(ready));
     let mut shutdown = std::pin::pin!(shutdown);
     let mut is_ready = false;
+    let released = Arc::new(Notify::new());
     loop {
+        // A reconcile starts only on a free worker: reconciles coming back from a wait queue
+        // on the semaphore and are served before new ones.
         if is_ready {
             let now = Instant::now();
-            while tasks.len() < limits.in_flight.max(1) {
+            while tasks.len() < limits.in_flight.max(1) && queue.has_ready(now) {
+                let Ok(permit) = workers.clone().try_acquire_owned() else {
+                    break;
+                };
                 let Some(key) = queue.pop(now) else { break };
-                let work = working(workers.clone(), reconcile(key.clone()));
+                let work = run_with(
+                    workers.clone(),
+                    Some(permit),
+                    Some(released.clone()),
+                    reconcile(key.clone()),
+                );
                 let handle = tasks.spawn(work);
                 keys.insert(handle.id(), key);
             }
         }
         // Wake up for a due key only when it can be handed out (otherwise the next event is
-        // a reconcile ending, a trigger or readiness; a due key must not spin the loop).
-        let next_due = queue
-            .next_due()
-            .filter(|_| is_ready && tasks.len() < limits.in_flight.max(1));
+        // a reconcile ending or waiting, a trigger or readiness; a due key must not spin the
+        // loop).
+        let can_start =
+            is_ready && tasks.len() < limits.in_flight.max(1) && workers.available_permits() > 0;
+        let next_due = queue.next_due().filter(|_| can_start);
         tokio::select! {
+            () = released.notified() => {},
             () = &mut shutdown => break,
             () = &mut ready, if !is_ready => is_ready = true,
             trigger = triggers.next() => match trigger {
