@@ -34,7 +34,7 @@ use crate::api::analysis::AlertSeverity;
 
 /// How long a shutdown waits for the reconciles in flight before cancelling them (a reconcile
 /// waiting on a slow webhook would otherwise keep a controller that lost its lease running).
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// When a reconcile that panicked is tried again.
 pub const PANIC_RETRY: Duration = Duration::from_secs(60);
 
