@@ -590,15 +590,7 @@ impl<'a> Tick<'a> {
             );
             self.sync_status(CanaryPhase::Failed, w, i, f, &rev).await?;
         }
-        let running = matches!(
-            phase,
-            CanaryPhase::Progressing
-                | CanaryPhase::Waiting
-                | CanaryPhase::WaitingPromotion
-                | CanaryPhase::Promoting
-                | CanaryPhase::Finalising
-        );
-        if !running && !changed {
+        if !in_run(phase) && !changed {
             self.s.ports.recorder.set_status(&self.canary, phase);
             return Ok(());
         }

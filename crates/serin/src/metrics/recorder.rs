@@ -499,4 +499,14 @@ mod tests {
         assert!(!text.contains(r#"flagger_canary_status{name="podinfo",namespace="test"} 0"#));
         assert!(text.contains(r#"flagger_canary_weight{workload="podinfo",namespace="test"} 0"#));
     }
+
+    #[test]
+    fn undecodable_canaries_have_a_series_until_they_can_be_read() {
+        let r = Recorder::new();
+        r.set_undecodable("bad", "test", true);
+        let series = r#"serin_canary_undecodable{name="bad",namespace="test"} 1"#;
+        assert!(r.encode().unwrap().contains(series));
+        r.set_undecodable("bad", "test", false);
+        assert!(!r.encode().unwrap().contains(r#"name="bad""#));
+    }
 }
