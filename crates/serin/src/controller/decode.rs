@@ -23,7 +23,7 @@ use crate::metrics::recorder::Recorder;
 #[derive(Clone, Debug)]
 pub struct Undecodable {
     /// The object's metadata with an empty spec, to name it and record Events on it.
-    pub canary: Canary,
+    pub canary: Box<Canary>,
     /// The decoding error, in words.
     pub reason: String,
 }
@@ -48,7 +48,7 @@ pub fn decode(obj: &DynamicObject) -> Result<Canary, Undecodable> {
     serde_json::to_value(obj)
         .and_then(serde_json::from_value::<Canary>)
         .map_err(|e| Undecodable {
-            canary: placeholder(obj),
+            canary: Box::new(placeholder(obj)),
             reason: e.to_string(),
         })
 }
@@ -66,10 +66,10 @@ pub fn decode_event(event: Event<DynamicObject>) -> (Option<Event<Canary>>, Opti
         },
         Event::Apply(obj) => match decode(&obj) {
             Ok(c) => (Some(Event::Apply(c)), None),
-            Err(u) => (Some(Event::Delete(u.canary.clone())), Some(u)),
+            Err(u) => (Some(Event::Delete((*u.canary).clone())), Some(u)),
         },
         Event::Delete(obj) => (
-            Some(Event::Delete(decode(&obj).unwrap_or_else(|u| u.canary))),
+            Some(Event::Delete(decode(&obj).unwrap_or_else(|u| *u.canary))),
             None,
         ),
     }
