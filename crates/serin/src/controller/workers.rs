@@ -378,6 +378,55 @@ mod tests {
         runner.await.unwrap();
     }
 
+    /// A reconcile back from a wait takes the next free worker before the queue starts new
+    /// work: the wait costs it the wait, not another turn behind every due Canary.
+    #[tokio::test(start_paused = true)]
+    async fn a_reconcile_back_from_a_wait_goes_before_new_work() {
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let l = log.clone();
+        let reconcile = move |key: String| {
+            let l = l.clone();
+            async move {
+                if key == "a" {
+                    waiting(tokio::time::sleep(Duration::from_millis(150))).await;
+                    l.lock().unwrap().push("a resumed".into());
+                } else {
+                    // Work that holds the worker.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    l.lock().unwrap().push(key);
+                }
+                None
+            }
+        };
+        let keys = ["a", "b", "c", "d", "e", "f"].map(String::from);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runner = tokio::spawn(run_queue(
+            futures::stream::iter(keys.clone()).chain(futures::stream::pending()),
+            async {},
+            Limits {
+                workers: 1,
+                in_flight: 64,
+            },
+            reconcile,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let done = log.clone();
+        tokio::time::timeout(Duration::from_secs(60), async move {
+            while done.lock().unwrap().len() < keys.len() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("all reconciled");
+        let order = log.lock().unwrap().clone();
+        // a waits 150 ms: b runs 0-100 ms, c 100-200 ms; a is back at 150 ms and goes next.
+        assert_eq!(order, ["b", "c", "a resumed", "d", "e", "f"]);
+        let _ = stop.send(());
+        runner.await.unwrap();
+    }
+
     #[tokio::test]
     async fn waiting_outside_a_worker_just_waits() {
         assert_eq!(waiting(async { 7 }).await, 7);
