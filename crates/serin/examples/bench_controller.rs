@@ -79,6 +79,10 @@ struct Args {
     /// Analysis interval of every Canary.
     #[arg(long, default_value = "10s")]
     interval: String,
+    /// Latency the dev cluster adds to every API request once the objects are created (as a
+    /// remote API server would; the dev cluster's `--latency-ms`).
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    latency: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -480,13 +484,14 @@ async fn run() -> Result<(), BoxError> {
     std::fs::create_dir_all(&work)?;
     let kubeconfig = work.join("kubeconfig");
     println!(
-        "canaries={n} interval={} duration={:?} spread={:?} threadiness={} ready_delay={:?} simulator_tick={:?} cpus={}",
+        "canaries={n} interval={} duration={:?} spread={:?} threadiness={} ready_delay={:?} simulator_tick={:?} latency={:?} cpus={}",
         args.interval,
         args.duration,
         args.spread,
         args.threadiness,
         args.ready_delay,
         args.simulator_tick,
+        args.latency,
         std::thread::available_parallelism().map_or(0, |p| p.get()),
     );
 
@@ -507,6 +512,7 @@ async fn run() -> Result<(), BoxError> {
         t.elapsed().as_secs_f64()
     );
 
+    dev.faults().set_latency(args.latency);
     // Count the controller's requests from here on (the request log is drained every 200 ms).
     let counts = Arc::new(Mutex::new(RequestCounts::default()));
     dev.requests().set_enabled(true);

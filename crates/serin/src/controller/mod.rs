@@ -6,20 +6,25 @@
 //! * [`webhook`]: the webhook payload, checksum and HTTP client.
 //! * [`events`]: the event and alert message catalogue, event recording and event webhooks.
 //! * [`adapters`]: the ports over kube-rs, the notifiers and the metrics registry.
-//! * [`runtime`]: the kube-runtime controller (watches, queue, back-off, readiness).
+//! * [`runtime`]: the controller's wiring (watches, back-off, readiness).
+//! * [`queue`]: the fair work queue; [`workers`]: the `-threadiness` workers and waits that do
+//!   not hold one; [`decode`]: Canaries decoded one by one from the watch.
 //! * [`leader`]: optional leader election with a coordination.k8s.io/v1 Lease.
 
 pub mod adapters;
+pub mod decode;
 pub mod events;
 pub mod finalizer;
 mod hooks;
 pub mod leader;
 pub mod ports;
+pub mod queue;
 pub mod runtime;
 pub mod scheduler;
 pub mod status;
 mod strategy;
 pub mod webhook;
+pub mod workers;
 
 #[cfg(test)]
 mod tests;

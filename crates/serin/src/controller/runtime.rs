@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::ListParams;
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, Resource, ResourceExt};
@@ -21,6 +20,7 @@ use kube::{Api, Resource, ResourceExt};
 use super::events::{self, canary_key};
 use super::ports::{EventKind, Ports};
 use super::scheduler::{Scheduler, SchedulerConfig, SchedulerError};
+use super::{decode, workers};
 use crate::api::alert_provider::AlertProvider;
 use crate::api::metric_template::MetricTemplate;
 use crate::api::structural::Severity;
@@ -284,7 +284,11 @@ pub fn backoff_for(failures: u32) -> Duration {
     (BACKOFF_MIN * 2u32.pow(exp)).min(BACKOFF_MAX)
 }
 
-async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+/// One reconcile: `Some(d)` = run again after `d`, `None` = only on the next change.
+async fn reconcile(
+    canary: Arc<Canary>,
+    ctx: Arc<Context>,
+) -> Result<Option<Duration>, ReconcileError> {
     let started = Instant::now();
     let key = Context::key(&canary);
     if canary.metadata.deletion_timestamp.is_none() {
@@ -313,7 +317,7 @@ async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action, Rec
                 .await;
             }
             ctx.reset_backoff(&key);
-            return Ok(Action::await_change());
+            return Ok(None);
         }
         let mut invalid = ctx.invalid.lock().unwrap_or_else(|e| e.into_inner());
         invalid.remove(&key);
@@ -323,7 +327,7 @@ async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action, Rec
             ctx.reset_backoff(&key);
             ctx.recorder
                 .reconcile_succeeded(started.elapsed().as_secs_f64());
-            Ok(Action::requeue(next.requeue_after))
+            Ok(Some(next.requeue_after))
         }
         Err(e) => {
             ctx.recorder
@@ -340,14 +344,14 @@ fn error_label(e: &SchedulerError) -> &'static str {
     }
 }
 
-fn error_policy(canary: Arc<Canary>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+fn error_policy(canary: Arc<Canary>, error: &ReconcileError, ctx: Arc<Context>) -> Duration {
     let delay = ctx.backoff(&Context::key(&canary));
     tracing::error!(
         canary = %canary_key(&canary),
         "reconcile failed, retrying in {}s: {error}",
         delay.as_secs()
     );
-    Action::requeue(delay)
+    delay
 }
 
 /// `major.minor` of a `gitVersion` such as `v1.33.0`, `v1.30.4-gke.1200` or `1.29.1+k3s1`.
@@ -467,6 +471,36 @@ fn tracking(
         .collect()
 }
 
+/// Logs a watch error of `kind` (the watch retries with back-off by itself).
+fn log_watch_error(kind: &str, e: &watcher::Error) {
+    tracing::warn!("{kind} watch: {e}");
+}
+
+/// The Canaries a stream of `kind` objects points at, through `map`; watch errors are logged.
+fn triggers_of<K, S, M>(
+    kind: &'static str,
+    stream: S,
+    map: M,
+) -> std::pin::Pin<Box<dyn futures::Stream<Item = ObjectRef<Canary>> + Send>>
+where
+    K: Send + 'static,
+    S: futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    M: Fn(&K) -> Vec<ObjectRef<Canary>> + Send + 'static,
+{
+    stream
+        .flat_map(move |r| {
+            let refs = match r {
+                Ok(obj) => map(&obj),
+                Err(e) => {
+                    log_watch_error(kind, &e);
+                    Vec::new()
+                }
+            };
+            futures::stream::iter(refs)
+        })
+        .boxed()
+}
+
 /// Runs the controller until `shutdown` resolves. Sets `readiness` once the Canary watch
 /// synced. The CRDs must have been checked with [`check_crds`].
 pub async fn run<F>(
@@ -480,70 +514,113 @@ pub async fn run<F>(
 ) where
     F: Future<Output = ()> + Send + Sync + 'static,
 {
+    // Webhooks, metric queries and notifications wait without holding a worker.
+    let ports = workers::release_while_waiting(ports);
     let ns = options.namespace.as_deref();
-    let canaries: Api<Canary> = api_for(&client, ns);
     let wc = watcher::Config::default();
+    // Canaries are watched untyped and decoded one by one, so that one undecodable Canary
+    // stays out of the cache (reported) instead of failing the whole list.
+    let resource = ApiResource::erase::<Canary>(&());
+    let canaries: Api<DynamicObject> = match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    let reporter = decode::Reporter::new(
+        ports.clone(),
+        scheduler_config.event_webhook.clone(),
+        recorder.clone(),
+    );
+    let canary_events = watcher(canaries, wc.clone())
+        .default_backoff()
+        .filter_map(move |event| {
+            let decoded = match event {
+                Ok(ev) => reporter.decode(ev).map(Ok),
+                Err(e) => Some(Err(e)),
+            };
+            futures::future::ready(decoded)
+        });
     // The Canary cache holds every version; only changes that can matter to a reconcile
     // trigger one (not the controller's own status writes: the scheduler requeues itself).
     let (store, writer) = reflector::store();
-    let canary_changes = reflector(writer, watcher(canaries, wc.clone()))
+    let canary_changes = reflector(writer, canary_events)
         .applied_objects()
         .predicate_filter(canary_trigger, Default::default());
-    let mut controller = Controller::for_stream(canary_changes, store.clone())
-        .with_config(ControllerConfig::default().concurrency(options.threadiness.max(1)));
+    let mut triggers = vec![triggers_of("Canary", canary_changes, |c: &Canary| {
+        vec![ObjectRef::from_obj(c)]
+    })];
 
     // Workloads trigger on spec changes only (a new pod template, a scale), not on the status
     // updates of their rollouts: readiness is polled once per interval, as in Flagger.
     let s = store.clone();
     let deployments = watcher(api_for::<Deployment>(&client, ns), wc.clone())
+        .default_backoff()
         .touched_objects()
         .predicate_filter(predicates::generation, Default::default());
-    controller = controller.watches_stream(deployments, move |d| {
-        targeting(
-            &s,
-            "Deployment",
-            &d.namespace().unwrap_or_default(),
-            &d.name_any(),
-        )
-    });
+    triggers.push(triggers_of(
+        "Deployment",
+        deployments,
+        move |d: &Deployment| {
+            targeting(
+                &s,
+                "Deployment",
+                &d.namespace().unwrap_or_default(),
+                &d.name_any(),
+            )
+        },
+    ));
     let s = store.clone();
     let daemonsets = watcher(api_for::<DaemonSet>(&client, ns), wc.clone())
+        .default_backoff()
         .touched_objects()
         .predicate_filter(predicates::generation, Default::default());
-    controller = controller.watches_stream(daemonsets, move |d| {
-        targeting(
-            &s,
-            "DaemonSet",
-            &d.namespace().unwrap_or_default(),
-            &d.name_any(),
-        )
-    });
+    triggers.push(triggers_of(
+        "DaemonSet",
+        daemonsets,
+        move |d: &DaemonSet| {
+            targeting(
+                &s,
+                "DaemonSet",
+                &d.namespace().unwrap_or_default(),
+                &d.name_any(),
+            )
+        },
+    ));
     if options.config_tracking {
         let s = store.clone();
-        controller = controller.watches(api_for::<ConfigMap>(&client, ns), wc.clone(), move |c| {
-            tracking(
-                &s,
-                "configmap",
-                &c.namespace().unwrap_or_default(),
-                &c.name_any(),
-            )
-        });
+        let configmaps = watcher(api_for::<ConfigMap>(&client, ns), wc.clone())
+            .default_backoff()
+            .touched_objects();
+        triggers.push(triggers_of(
+            "ConfigMap",
+            configmaps,
+            move |c: &ConfigMap| {
+                tracking(
+                    &s,
+                    "configmap",
+                    &c.namespace().unwrap_or_default(),
+                    &c.name_any(),
+                )
+            },
+        ));
         let s = store.clone();
-        controller = controller.watches(api_for::<Secret>(&client, ns), wc.clone(), move |c| {
+        let secrets = watcher(api_for::<Secret>(&client, ns), wc.clone())
+            .default_backoff()
+            .touched_objects();
+        triggers.push(triggers_of("Secret", secrets, move |c: &Secret| {
             tracking(
                 &s,
                 "secret",
                 &c.namespace().unwrap_or_default(),
                 &c.name_any(),
             )
-        });
+        }));
     }
 
     let ready_store = store.clone();
     let ready = readiness.clone();
     let ready_task = tokio::spawn(async move {
-        // kube-runtime's readiness signal wakes only its last waiter (the controller's own
-        // runner waits on it too), so poll it again periodically instead of waiting once.
+        // kube-runtime's readiness signal wakes only its last waiter (the queue waits on it
+        // too), so poll it again periodically instead of waiting once.
         loop {
             match tokio::time::timeout(READY_POLL, ready_store.wait_until_ready()).await {
                 Ok(Ok(())) => {
@@ -560,13 +637,14 @@ pub async fn run<F>(
         }
     });
 
+    let limits = workers::Limits::for_threadiness(options.threadiness);
     let ctx = Arc::new(Context {
         scheduler: Scheduler::new(ports.clone(), scheduler_config.clone()),
         ports,
         scheduler_config,
         options,
         recorder,
-        store,
+        store: store.clone(),
         failures: Mutex::new(HashMap::new()),
         invalid: Mutex::new(HashMap::new()),
         namespaces: Mutex::new(BTreeMap::new()),
@@ -584,15 +662,36 @@ pub async fn run<F>(
             totals_ctx.report_duplicate_targets();
         }
     });
-    controller
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!("controller: {e}");
+    let queue_store = store.clone();
+    let cache_synced = async move {
+        loop {
+            if let Ok(Ok(())) =
+                tokio::time::timeout(READY_POLL, queue_store.wait_until_ready()).await
+            {
+                return;
             }
-        })
-        .await;
+        }
+    };
+    let reconcile_store = store;
+    workers::run_queue(
+        futures::stream::select_all(triggers),
+        cache_synced,
+        limits,
+        move |key: ObjectRef<Canary>| {
+            let ctx = ctx.clone();
+            let canary = reconcile_store.get(&key);
+            async move {
+                // Only Canaries in the cache are reconciled (a deleted one is gone from it).
+                let canary = canary?;
+                match reconcile(canary.clone(), ctx.clone()).await {
+                    Ok(next) => next,
+                    Err(e) => Some(error_policy(canary, &e, ctx)),
+                }
+            }
+        },
+        shutdown,
+    )
+    .await;
     ready_task.abort();
     totals_task.abort();
     readiness.set_not_ready();

@@ -153,11 +153,24 @@ pub fn due_at(
     due_at
 }
 
+/// `<namespace>/<name>/<uid>`: the key of the scheduler's in-memory notes of a Canary.
+pub fn memo_key(canary: &Canary) -> String {
+    format!(
+        "{}/{}/{}",
+        canary.metadata.namespace.as_deref().unwrap_or_default(),
+        canary.metadata.name.as_deref().unwrap_or_default(),
+        canary.metadata.uid.as_deref().unwrap_or("")
+    )
+}
+
 /// The analysis scheduler.
 pub struct Scheduler {
     pub(super) ports: Ports,
     pub(super) config: SchedulerConfig,
     attempts: Mutex<HashMap<String, Attempt>>,
+    /// Canaries whose promotion copied the template of a revision (`lastAppliedSpec`) in this
+    /// process.
+    copies: Mutex<HashMap<String, Option<String>>>,
 }
 
 impl Scheduler {
@@ -166,7 +179,20 @@ impl Scheduler {
             ports,
             config,
             attempts: Mutex::new(HashMap::new()),
+            copies: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Notes that the promotion of `revision` copied the template to the primary.
+    pub(super) fn note_copied(&self, key: &str, revision: Option<String>) {
+        let mut map = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(key.to_string(), revision);
+    }
+
+    /// Whether this process saw the template of `revision` copied to the primary.
+    pub(super) fn copied(&self, key: &str, revision: &Option<String>) -> bool {
+        let map = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key) == Some(revision)
     }
 
     fn last_attempt(&self, key: &str) -> Option<Attempt> {
@@ -188,6 +214,8 @@ impl Scheduler {
     pub fn retain_canaries(&self, live: impl Fn(&str) -> bool) {
         let mut map = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|key, _| live(key));
+        let mut copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        copies.retain(|key, _| live(key));
     }
 
     /// The number of Canaries with in-memory notes.
@@ -204,10 +232,7 @@ impl Scheduler {
     pub async fn reconcile(&self, canary: &Canary) -> Result<Next, SchedulerError> {
         let namespace = canary.metadata.namespace.clone().unwrap_or_default();
         let name = canary.metadata.name.clone().unwrap_or_default();
-        let memo_key = format!(
-            "{namespace}/{name}/{}",
-            canary.metadata.uid.as_deref().unwrap_or("")
-        );
+        let memo_key = memo_key(canary);
         let Some(mut canary) = self.ports.store.get(&namespace, &name).await? else {
             tracing::info!(canary = %format!("{name}.{namespace}"), "Canary {name}.{namespace} not found");
             self.remember(&memo_key, None);
@@ -329,6 +354,8 @@ pub(super) struct Tick<'a> {
     pub(super) trigger: Trigger,
     /// `<name>.<namespace>`.
     pub(super) key: String,
+    /// `<namespace>/<name>/<uid>`: the key of the scheduler's in-memory notes.
+    pub(super) memo: String,
     /// `<target>.<namespace>`.
     pub(super) target_key: String,
     /// `<target>-primary.<namespace>`.
@@ -359,6 +386,7 @@ impl<'a> Tick<'a> {
             .unwrap_or_else(|_| s.config.default_provider.clone());
         Self {
             key: canary_key(&canary),
+            memo: memo_key(&canary),
             target_key: format!("{target}.{ns}"),
             primary_key: format!("{target}-primary.{ns}"),
             kind: canary.spec.target_ref.kind.clone(),
@@ -562,33 +590,14 @@ impl<'a> Tick<'a> {
             );
             self.sync_status(CanaryPhase::Failed, w, i, f, &rev).await?;
         }
-        let running = matches!(
-            phase,
-            CanaryPhase::Progressing
-                | CanaryPhase::Waiting
-                | CanaryPhase::WaitingPromotion
-                | CanaryPhase::Promoting
-                | CanaryPhase::Finalising
-        );
-        if !running && !changed {
+        if !in_run(phase) && !changed {
             self.s.ports.recorder.set_status(&self.canary, phase);
             return Ok(());
         }
 
-        // 16. Primary readiness (in Promoting this waits for the primary rollout).
-        if !skip && let Err(e) = b.target.is_primary_ready(&self.canary).await {
-            self.warn(e.to_string()).await;
-            if !e.is_retriable() {
-                if matches!(phase, CanaryPhase::Promoting | CanaryPhase::Finalising) {
-                    self.handle_failed_promotion(&b, &e.to_string()).await?;
-                } else {
-                    self.rollback(&b).await?;
-                }
-            }
-            return Ok(());
-        }
-
-        // 17. Current routes: the source of truth for weights.
+        // 17. Current routes: the source of truth for weights. Read before the readiness
+        // checks, so that a status write lost after a route change is recorded at the very
+        // next reconcile, whatever the workloads' state.
         let routes = match b.router.get_routes(&self.canary).await {
             Ok(r) => r,
             Err(e) => return self.warn_ok(e).await,
@@ -597,6 +606,15 @@ impl<'a> Tick<'a> {
             .ports
             .recorder
             .set_weight(&self.canary, routes.primary, routes.canary);
+        if self.trigger == Trigger::Due && self.interrupted_rollback(phase, routes) {
+            // A rollback set all traffic to the primary but its status write was lost: the
+            // weight on the routes is not a step of the run. Finish the rollback.
+            self.log(format!(
+                "Finishing the rollback found on the routes (status said canary weight {})",
+                self.status().canary_weight
+            ));
+            return self.rollback(&b).await;
+        }
         if self.trigger == Trigger::Due && self.needs_repair(phase, routes) {
             // A step set the routes but its status write was lost: record it, and take the
             // next step one interval from now.
@@ -612,6 +630,19 @@ impl<'a> Tick<'a> {
                 events::advance_weight(&self.key, routes.canary)
             };
             self.info(msg).await;
+            return Ok(());
+        }
+
+        // 16. Primary readiness (in Promoting this waits for the primary rollout).
+        if !skip && let Err(e) = b.target.is_primary_ready(&self.canary).await {
+            self.warn(e.to_string()).await;
+            if !e.is_retriable() {
+                if matches!(phase, CanaryPhase::Promoting | CanaryPhase::Finalising) {
+                    self.handle_failed_promotion(&b, &e.to_string()).await?;
+                } else {
+                    self.rollback(&b).await?;
+                }
+            }
             return Ok(());
         }
 
@@ -672,8 +703,12 @@ impl<'a> Tick<'a> {
             return self.rollback(&b).await;
         }
 
-        // 23. Promoting: update the primary autoscaler, then shift traffic to the primary.
+        // 23. Promoting: the template copied, the primary autoscaler updated, then traffic
+        // shifted to the primary.
         if phase == CanaryPhase::Promoting {
+            if !self.ensure_copied(&b).await? {
+                return Ok(());
+            }
             if let Some(scaler) = &b.scaler
                 && let Err(e) = scaler.reconcile_primary(&self.canary, false).await
             {
@@ -730,6 +765,21 @@ impl<'a> Tick<'a> {
             _ => false,
         };
         weighted && routes.canary != self.status().canary_weight
+    }
+
+    /// Whether the routes show a rollback the status has not recorded: the canary strategy's
+    /// steps only raise the canary weight during the analysis, so all traffic back on the
+    /// primary (not mirrored) while the status holds a weight comes from a rollback whose
+    /// `Failed` write was lost (or from the routing object being recreated; either way the
+    /// canary is no longer being tested).
+    fn interrupted_rollback(&self, phase: CanaryPhase, routes: Routes) -> bool {
+        matches!(
+            phase,
+            CanaryPhase::Progressing | CanaryPhase::WaitingPromotion
+        ) && self.strategy() == Strategy::Canary
+            && routes.canary == 0
+            && !routes.mirrored
+            && self.status().canary_weight > 0
     }
 
     /// Sets the routes (keeping the session-affinity cookies the router writes into the working

@@ -248,17 +248,48 @@ impl Tick<'_> {
         self.promote(b).await
     }
 
-    /// Copies the target's template to the primary; phase Promoting.
+    /// Phase Promoting, then the target's template copied to the primary. The phase is
+    /// written first: once the primary may run the new version the run is promoting, so a
+    /// lost write can never leave an analysis going on (and rolling "back" onto the new
+    /// version). A copy that fails is retried by the Promoting ticks ([`Self::ensure_copied`]).
     async fn promote(&mut self, b: &Backends) -> Result<(), SchedulerError> {
         self.info(events::copying_template(
             &self.target_key,
             &self.primary_key,
         ))
         .await;
+        self.set_phase(CanaryPhase::Promoting).await?;
         if let Err(e) = b.target.promote(&self.canary).await {
             return self.warn_ok(e).await;
         }
-        self.set_phase(CanaryPhase::Promoting).await
+        self.s
+            .note_copied(&self.memo, self.status().last_applied_spec);
+        Ok(())
+    }
+
+    /// In Promoting: copies the template to the primary unless this process saw the copy of
+    /// this revision succeed (after a failed copy or a restart; a primary that has the template
+    /// already is left alone), then waits for the primary to be ready. Returns whether the
+    /// promotion can go on in this tick.
+    pub(super) async fn ensure_copied(&mut self, b: &Backends) -> Result<bool, SchedulerError> {
+        let applied = self.status().last_applied_spec;
+        if self.s.copied(&self.memo, &applied) {
+            return Ok(true);
+        }
+        self.log(format!(
+            "Making sure the template spec of {} is copied to {}",
+            self.target_key, self.primary_key
+        ));
+        if let Err(e) = b.target.promote(&self.canary).await {
+            self.warn(e.to_string()).await;
+            return Ok(false);
+        }
+        self.s.note_copied(&self.memo, applied);
+        if let Err(e) = b.target.is_primary_ready(&self.canary).await {
+            self.warn(e.to_string()).await;
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// Step 23 (primary ready): route traffic back to the primary, at once or by

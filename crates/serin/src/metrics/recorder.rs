@@ -112,6 +112,7 @@ pub struct Recorder {
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconcile_duration: Histogram,
     step_delay: Histogram,
+    undecodable: Family<CanaryLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -205,6 +206,12 @@ impl Recorder {
             "How late analysis steps started after their due time",
             step_delay.clone(),
         );
+        let undecodable = Family::<CanaryLabels, Gauge>::default();
+        registry.register(
+            "serin_canary_undecodable",
+            "Canaries that cannot be decoded (1 while the stored version is unreadable)",
+            undecodable.clone(),
+        );
         Recorder {
             registry: Arc::new(registry),
             info,
@@ -219,6 +226,7 @@ impl Recorder {
             reconcile_errors,
             reconcile_duration,
             step_delay,
+            undecodable,
         }
     }
 
@@ -357,6 +365,17 @@ impl Recorder {
         self.step_delay.observe(seconds);
     }
 
+    /// `serin_canary_undecodable{name, namespace}`: 1 while the Canary's stored version cannot
+    /// be decoded; the series is removed once it can (or the Canary is gone).
+    pub fn set_undecodable(&self, name: &str, namespace: &str, undecodable: bool) {
+        let labels = canary_labels(name, namespace);
+        if undecodable {
+            self.undecodable.get_or_create(&labels).set(1);
+        } else {
+            self.undecodable.remove(&labels);
+        }
+    }
+
     /// The OpenMetrics text exposition of every series ([`CONTENT_TYPE`]).
     pub fn encode(&self) -> Result<String, RecorderError> {
         let mut out = String::new();
@@ -479,5 +498,15 @@ mod tests {
         assert!(text.contains(r#"flagger_canary_status{name="podinfo",namespace="test"} 2"#));
         assert!(!text.contains(r#"flagger_canary_status{name="podinfo",namespace="test"} 0"#));
         assert!(text.contains(r#"flagger_canary_weight{workload="podinfo",namespace="test"} 0"#));
+    }
+
+    #[test]
+    fn undecodable_canaries_have_a_series_until_they_can_be_read() {
+        let r = Recorder::new();
+        r.set_undecodable("bad", "test", true);
+        let series = r#"serin_canary_undecodable{name="bad",namespace="test"} 1"#;
+        assert!(r.encode().unwrap().contains(series));
+        r.set_undecodable("bad", "test", false);
+        assert!(!r.encode().unwrap().contains(r#"name="bad""#));
     }
 }

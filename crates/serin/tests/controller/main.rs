@@ -13,6 +13,7 @@ mod support;
 mod adapters;
 mod daemonset;
 mod deletion;
+mod hostile;
 mod leader;
 mod mesh;
 mod promotion;

@@ -229,6 +229,8 @@ pub struct TargetState {
     pub canary_ready: Ready,
     pub init_waits: Vec<bool>,
     pub promotions: usize,
+    /// Fail this many of the next promotions (nothing copied).
+    pub fail_promotions: usize,
     pub finalized: bool,
 }
 
@@ -245,6 +247,7 @@ impl Default for FakeTarget {
             canary_ready: Ready::Yes,
             init_waits: Vec::new(),
             promotions: 0,
+            fail_promotions: 0,
             finalized: false,
         }))
     }
@@ -272,6 +275,12 @@ impl TargetController for FakeTarget {
     }
     async fn promote(&self, _c: &Canary) -> Result<(), WorkloadError> {
         let mut s = lock(&self.0);
+        if s.fail_promotions > 0 {
+            s.fail_promotions -= 1;
+            return Err(WorkloadError::NotReady(
+                "updating deployment podinfo-primary.test template spec failed".into(),
+            ));
+        }
         s.primary_hash = Some(s.spec_hash.clone());
         s.promotions += 1;
         Ok(())

@@ -143,8 +143,11 @@ async fn crash_during_promotion_steps_is_repaired() {
     assert_eq!(primary, vec![50, 70, 90, 100]);
 }
 
+/// Issue 19: the primary ran the new version while the analysis went on, because the template
+/// was copied before the phase was written. Now a lost Promoting write leaves the primary
+/// untouched, and the analysis goes on over the old primary as it should.
 #[tokio::test]
-async fn crash_after_promote_before_status_promotes_again() {
+async fn lost_promoting_write_leaves_the_primary_untouched() {
     let analysis = serde_json::json!({"interval": "1m", "maxWeight": 10, "stepWeight": 10});
     let mut w = World::new(canary(Some(analysis), serde_json::json!({})));
     w.initialized().await;
@@ -154,13 +157,97 @@ async fn crash_after_promote_before_status_promotes_again() {
     w.store.fail_writes.store(1, Ordering::SeqCst);
     w.clock.advance(INTERVAL);
     assert!(w.try_reconcile().await.is_err());
-    assert_eq!(lock(&w.target.0).promotions, 1);
     assert_eq!(w.phase(), CanaryPhase::Progressing);
+    assert_eq!(lock(&w.target.0).promotions, 0, "nothing copied");
+    assert_eq!(lock(&w.target.0).primary_hash.as_deref(), Some("rev1"));
     w.restart();
     w.reconcile().await;
     assert_eq!(w.phase(), CanaryPhase::Promoting);
-    assert_eq!(lock(&w.target.0).promotions, 2, "promote is idempotent");
+    assert_eq!(lock(&w.target.0).promotions, 1);
+    assert_eq!(lock(&w.target.0).primary_hash.as_deref(), Some("rev2"));
     w.tick_until(CanaryPhase::Succeeded, 3).await;
+}
+
+/// Once the phase says Promoting the analysis never comes back, even when the copy itself
+/// failed (with or without a restart in between): the Promoting ticks copy again.
+#[tokio::test]
+async fn failed_copy_is_retried_while_promoting_and_the_analysis_never_resumes() {
+    for restart in [false, true] {
+        let analysis = serde_json::json!({"interval": "1m", "maxWeight": 10, "stepWeight": 10,
+            "threshold": 1});
+        let mut w = World::new(canary(Some(analysis), serde_json::json!({})));
+        w.initialized().await;
+        w.push("rev2");
+        w.reconcile().await;
+        w.tick().await;
+        lock(&w.target.0).fail_promotions = 1;
+        w.tick().await;
+        assert_eq!(w.phase(), CanaryPhase::Promoting);
+        assert_eq!(lock(&w.target.0).primary_hash.as_deref(), Some("rev1"));
+        let runs = w.metrics.runs.load(Ordering::SeqCst);
+        // A failing metric would roll back an analysis with threshold 1: it must not run.
+        w.fail_metrics("Halt podinfo.test advancement error-rate 3.00 > 1");
+        if restart {
+            w.restart();
+        }
+        w.tick_until(CanaryPhase::Succeeded, 4).await;
+        assert_eq!(lock(&w.target.0).primary_hash.as_deref(), Some("rev2"));
+        assert_eq!(lock(&w.target.0).promotions, 1);
+        assert_eq!(w.metrics.runs.load(Ordering::SeqCst), runs, "no analysis");
+    }
+}
+
+/// Issue 19: after a rollback whose Failed write was lost, an event said "Advance <canary>
+/// canary weight 0" and the analysis went on. The next reconcile finishes the rollback.
+#[tokio::test]
+async fn lost_rollback_write_finishes_the_rollback() {
+    let w = World::new(canary(Some(progressive()), serde_json::json!({})));
+    w.initialized().await;
+    w.push("rev2");
+    w.reconcile().await;
+    w.tick().await;
+    w.tick().await;
+    assert_eq!(w.status().canary_weight, 20);
+    w.fail_metrics("Halt podinfo.test advancement error-rate 3.00 > 1");
+    w.tick().await;
+    w.tick().await;
+    assert_eq!(w.status().failed_checks, 2);
+    // The rollback sets the routes, then its status write fails.
+    w.store.fail_writes.store(1, Ordering::SeqCst);
+    w.clock.advance(INTERVAL);
+    assert!(w.try_reconcile().await.is_err());
+    assert_eq!(w.routes(), Routes::new(100, 0, false));
+    assert_eq!(w.phase(), CanaryPhase::Progressing);
+    w.clear();
+    // The retry after the back-off.
+    w.clock.advance(Duration::from_secs(1));
+    w.reconcile().await;
+    assert_eq!(w.phase(), CanaryPhase::Failed);
+    assert_eq!(w.status().canary_weight, 0);
+    assert!(
+        w.messages().iter().all(|m| !m.contains("canary weight")),
+        "{:?}",
+        w.messages()
+    );
+}
+
+/// Issue 19: status.canaryWeight disagreed with the routes for minutes. A lost weight write is
+/// recorded at the next reconcile even while the primary is not ready.
+#[tokio::test]
+async fn lost_step_write_is_recorded_at_the_next_reconcile_whatever_the_readiness() {
+    let w = World::new(canary(Some(progressive()), serde_json::json!({})));
+    w.initialized().await;
+    w.push("rev2");
+    w.reconcile().await;
+    w.tick().await;
+    w.store.fail_writes.store(1, Ordering::SeqCst);
+    w.clock.advance(INTERVAL);
+    assert!(w.try_reconcile().await.is_err());
+    assert_eq!((w.routes().canary, w.status().canary_weight), (20, 10));
+    w.set_primary_ready(Ready::Waiting("podinfo-primary.test not ready".into()));
+    w.clock.advance(Duration::from_secs(1));
+    w.reconcile().await;
+    assert_eq!(w.status().canary_weight, w.routes().canary);
 }
 
 #[tokio::test]
