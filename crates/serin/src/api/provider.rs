@@ -183,6 +183,27 @@ impl Provider {
         capabilities(self)
     }
 
+    /// Whether Serin has a router for this provider yet. The router factory's test keeps this
+    /// in step with the factory; `serin validate` warns about the others.
+    pub fn routable_by_serin(&self) -> bool {
+        match self {
+            Provider::AppMesh(_) | Provider::Knative => false,
+            Provider::Istio
+            | Provider::Kubernetes
+            | Provider::Linkerd
+            | Provider::Smi { .. }
+            | Provider::Osm
+            | Provider::Contour
+            | Provider::Gloo
+            | Provider::Nginx
+            | Provider::Skipper
+            | Provider::Traefik
+            | Provider::Kuma
+            | Provider::Apisix
+            | Provider::GatewayApi(_) => true,
+        }
+    }
+
     /// Whether this provider can express traffic mirroring for the canary strategy
     /// (Flagger: only Istio; Gateway API mirrors only in blue/green mode).
     pub fn supports_canary_mirroring(&self) -> bool {
@@ -590,32 +611,10 @@ fn check_match_support(
             format!("the {provider} provider routes by one header or cookie ({header_count} conditions given); keep a single header condition"),
         ));
     }
-
-    /// Whether Serin has a router for this provider yet. The router factory's test keeps this
-    /// in step with the factory; `serin validate` warns about the others.
-    pub fn routable_by_serin(&self) -> bool {
-        match self {
-            Provider::AppMesh(_) | Provider::Knative => false,
-            Provider::Istio
-            | Provider::Kubernetes
-            | Provider::Linkerd
-            | Provider::Smi { .. }
-            | Provider::Osm
-            | Provider::Contour
-            | Provider::Gloo
-            | Provider::Nginx
-            | Provider::Skipper
-            | Provider::Traefik
-            | Provider::Kuma
-            | Provider::Apisix
-            | Provider::GatewayApi(_) => true,
-        }
-    }
 }
 
 /// The providers Serin routes today, for messages.
-pub const ROUTABLE_PROVIDERS: &str =
-    "another provider (istio, gatewayapi:v1, linkerd, nginx, contour, ...: every one but appmesh and knative)";
+pub const ROUTABLE_PROVIDERS: &str = "another provider (istio, gatewayapi:v1, linkerd, nginx, contour, ...: every one but appmesh and knative)";
 
 #[cfg(test)]
 mod tests {
