@@ -44,12 +44,10 @@ fn version_of(body: &str) -> String {
 }
 
 async fn create(client: &kube::Client, group: &str, kind: &str, plural: &str, obj: Value) {
-    let version = if group.is_empty() {
-        "v1"
-    } else if group == "apps" {
-        "v1"
-    } else {
+    let version = if group.starts_with("networking") {
         "v1beta1"
+    } else {
+        "v1"
     };
     let ar =
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
