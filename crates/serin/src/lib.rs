@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod demo;
 pub mod loadtester;
 pub mod metrics;
 pub mod notify;

@@ -11,9 +11,11 @@ use clap::{Parser, Subcommand};
 
 pub mod controller;
 pub mod crds;
+pub mod demo;
 pub mod dev_cluster;
 pub mod hey;
 pub mod loadtester;
+pub mod sample_app;
 pub mod validate;
 
 /// Progressive delivery for Kubernetes, compatible with Flagger's API.
@@ -39,6 +41,12 @@ pub enum Command {
     Loadtester(loadtester::Args),
     /// Generate HTTP load with hey's flags and report (built in, no hey binary needed).
     Hey(hey::Args),
+    /// The seed's Flux + Istio workshop on this machine: dev cluster, dev mesh, sample app,
+    /// Prometheus, loadtester and controller; a promotion, an A/B test and a rollback.
+    Demo(demo::Args),
+    /// One pod of the podinfo-compatible sample app (run by the dev mesh).
+    #[command(hide = true)]
+    SampleApp(sample_app::Args),
 }
 
 /// Subcommands whose own flags may be written Go-style (`-flag`, `-flag=value`).
@@ -107,6 +115,8 @@ pub fn main() -> ExitCode {
         Command::Controller(args) => controller::run(&args),
         Command::Loadtester(args) => loadtester::run(&args),
         Command::Hey(args) => hey::run(&args),
+        Command::Demo(args) => demo::run(&args),
+        Command::SampleApp(args) => sample_app::run(&args),
     }
 }
 
