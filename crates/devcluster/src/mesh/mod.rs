@@ -77,6 +77,7 @@ pub enum MeshError {
 struct Inner {
     cluster: Arc<Shared>,
     pods: Mutex<Vec<Pod>>,
+    pod_errors: Mutex<String>,
     statics: Mutex<BTreeMap<ServiceRef, SocketAddr>>,
     metrics: MeshMetrics,
     client: Client<HttpConnector, Body>,
@@ -133,6 +134,7 @@ impl Mesh {
         let inner = Arc::new(Inner {
             cluster,
             pods: Mutex::new(Vec::new()),
+            pod_errors: Mutex::new(String::new()),
             statics: Mutex::new(BTreeMap::new()),
             metrics: MeshMetrics::default(),
             client: Client::builder(TokioExecutor::new())
@@ -190,7 +192,11 @@ impl Mesh {
                 if !text.is_empty() && text != last_errors {
                     tracing::warn!(errors = %text, "dev mesh: pods did not start");
                 }
-                last_errors = text;
+                last_errors.clone_from(&text);
+                *pods_inner
+                    .pod_errors
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = text;
                 *pods_inner
                     .pods
                     .lock()
@@ -237,6 +243,15 @@ impl Mesh {
     pub fn pods(&self) -> Vec<Pod> {
         self.inner
             .pods
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Why pods failed to start at the last reconcile (empty when all started).
+    pub fn pod_errors(&self) -> String {
+        self.inner
+            .pod_errors
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()

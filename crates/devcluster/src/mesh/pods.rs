@@ -24,7 +24,7 @@ use crate::store::random_suffix;
 /// How sample-app pods are run.
 #[derive(Debug, Clone)]
 pub enum Launcher {
-    /// A process per pod: `program args… --port 0 --version V --hostname POD`, with the pod's
+    /// A process per pod: `program args… --port 0 --app-version V --hostname POD`, with the pod's
     /// env; its first stdout line is `listening on 127.0.0.1:PORT`. Its stdin is a pipe the
     /// process should exit on when it closes (so a killed parent leaves nothing behind).
     Process { program: PathBuf, args: Vec<String> },
@@ -275,7 +275,14 @@ impl PodSet {
             Launcher::Process { program, args } => {
                 let mut child = Command::new(program)
                     .args(args)
-                    .args(["--port", "0", "--version", &version, "--hostname", &name])
+                    .args([
+                        "--port",
+                        "0",
+                        "--app-version",
+                        &version,
+                        "--hostname",
+                        &name,
+                    ])
                     .envs(w.env.iter().map(|(k, v)| (k, v)))
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())

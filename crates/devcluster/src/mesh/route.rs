@@ -234,10 +234,12 @@ fn destination_of(d: &Value, ns: &str) -> Option<Destination> {
 }
 
 /// Picks a weighted destination with `roll` (any number; taken modulo the total weight). A
-/// single destination without weight gets everything; zero-weight destinations never win.
+/// single destination gets everything whatever its weight (Istio assumes 100, and Flagger
+/// writes a lone primary with weight 0 during an A/B analysis); otherwise zero-weight
+/// destinations never win.
 fn pick(routes: &[Value], roll: u64) -> Option<&Value> {
     let weight = |r: &Value| r.get("weight").and_then(Value::as_u64);
-    if routes.len() == 1 && weight(&routes[0]).is_none() {
+    if routes.len() == 1 {
         return routes.first();
     }
     let total: u64 = routes.iter().map(|r| weight(r).unwrap_or(0)).sum();
@@ -413,8 +415,7 @@ mod tests {
                     {"match": [{"headers": {"cookie": {"regex": "^(.*?;)?(type=insider)(;.*)?$"}}}],
                      "route": [{"destination": {"host": "frontend-primary"}, "weight": 0},
                                {"destination": {"host": "frontend-canary"}, "weight": 100}]},
-                    {"route": [{"destination": {"host": "frontend-primary"}, "weight": 100},
-                               {"destination": {"host": "frontend-canary"}, "weight": 0}]}
+                    {"route": [{"destination": {"host": "frontend-primary"}, "weight": 0}]}
                 ]
             }
         })

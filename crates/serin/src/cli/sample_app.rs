@@ -1,6 +1,6 @@
 //! `serin sample-app` (hidden): one pod of the podinfo-compatible sample app, as the dev mesh
 //! runs it for `serin demo`. Prints `listening on 127.0.0.1:PORT` once serving; exits on
-//! SIGINT/SIGTERM or when its stdin closes (the parent is gone).
+//! SIGINT/SIGTERM or when its stdin closes (the parent is gone; so not with `</dev/null`).
 
 use std::process::ExitCode;
 
@@ -15,22 +15,23 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub port: u16,
     /// The version `/` and `/version` report (the image tag).
-    #[arg(long, default_value = "latest")]
-    pub version: String,
+    #[arg(long = "app-version", default_value = "latest")]
+    pub app_version: String,
     /// The hostname `/` reports (the pod name).
     #[arg(long, default_value = "sample-app")]
     pub hostname: String,
 }
 
 pub fn run(args: &Args) -> ExitCode {
-    let config =
-        match SampleAppConfig::from_env(&args.version, &args.hostname, |k| std::env::var(k).ok()) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("serin sample-app: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let config = match SampleAppConfig::from_env(&args.app_version, &args.hostname, |k| {
+        std::env::var(k).ok()
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("serin sample-app: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -276,8 +276,22 @@ pub async fn run(opts: &Options) -> Result<Summary, DemoError> {
         }
         Err(e) => Err(e),
     };
-    let _ = std::fs::remove_dir_all(&work);
-    let summary = result?;
+    let summary = match result {
+        Ok(s) => {
+            let _ = std::fs::remove_dir_all(&work);
+            s
+        }
+        Err(DemoError::Interrupted) => {
+            let _ = std::fs::remove_dir_all(&work);
+            return Err(DemoError::Interrupted);
+        }
+        Err(e) => {
+            return Err(DemoError::Step(format!(
+                "{e} (logs kept in {})",
+                work.display()
+            )));
+        }
+    };
     if let Some(path) = &opts.summary {
         let text = serde_json::to_string_pretty(&summary)
             .map_err(|e| DemoError::Step(format!("writing the summary: {e}")))?;
@@ -316,6 +330,15 @@ async fn start(
             ..MeshConfig::default()
         })
         .await?;
+    // What the seed's Flux installs first: the CRDs of Flagger (Serin's) and Istio.
+    let crds = crate::api::crd::render_yaml()
+        .map_err(|e| DemoError::Step(format!("rendering Serin's CRDs: {e}")))?;
+    let client = cluster.client();
+    for text in [crds.as_str(), manifests::ISTIO_CRDS] {
+        let docs = manifests::documents(text, &pace)
+            .map_err(|e| DemoError::Step(format!("the demo's CRDs: {e}")))?;
+        apply::apply_all(&client, &docs).await?;
+    }
     let slack = slack::Receiver::start()
         .await
         .map_err(io("starting the Slack receiver on 127.0.0.1"))?;
@@ -464,6 +487,12 @@ async fn wait_http(stack: &mut Stack, what: &str, url: &str) -> Result<(), DemoE
 }
 
 fn check_children(stack: &mut Stack) -> Result<(), DemoError> {
+    let pod_errors = stack.mesh.pod_errors();
+    if !pod_errors.is_empty() {
+        return Err(DemoError::Step(format!(
+            "sample-app pods did not start: {pod_errors}"
+        )));
+    }
     if let Some((what, log)) = stack.children.exited().into_iter().next() {
         let tail = std::fs::read_to_string(&log)
             .unwrap_or_default()
@@ -528,10 +557,6 @@ async fn story(stack: &mut Stack, opts: &Options) -> Result<Summary, DemoError> 
     let mut summary = Summary::default();
 
     chapter(stack, "1. Bootstrap: namespaces, gateway, loadtester, frontend and backend with HPAs and Canaries").await;
-    let crds = crate::api::crd::render_yaml()
-        .map_err(|e| DemoError::Step(format!("rendering Serin's CRDs: {e}")))?;
-    apply::apply_all(&client, &docs(&crds)?).await?;
-    apply::apply_all(&client, &docs(manifests::ISTIO_CRDS)?).await?;
     for text in [
         manifests::ISTIO_SYSTEM,
         manifests::PROD,
@@ -587,6 +612,8 @@ async fn story(stack: &mut Stack, opts: &Options) -> Result<Summary, DemoError> 
     )
     .await?;
     follow(stack, &["frontend"], &["Progressing"], None).await?;
+    // Count from the first iteration on: the match routes are in place by then.
+    wait_iteration(stack, "frontend").await?;
     if let Some(t) = &stack.traffic {
         t.count_window(true);
     }
@@ -770,6 +797,37 @@ async fn show_kubectl_get(stack: &mut Stack) {
     }
     stack.screen.freeze();
     stack.screen.say(&lines);
+}
+
+/// Refreshes the view until the canary's analysis has advanced one iteration.
+async fn wait_iteration(stack: &mut Stack, name: &str) -> Result<(), DemoError> {
+    let client = stack.cluster.client();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        refresh(stack, &["backend", "frontend"]).await;
+        check_children(stack)?;
+        let status = canary_api(&client)
+            .get(name)
+            .await
+            .ok()
+            .and_then(|c| c.data.get("status").cloned())
+            .unwrap_or(Value::Null);
+        let iterations = status
+            .get("iterations")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let phase = status.get("phase").and_then(Value::as_str).unwrap_or("");
+        if iterations >= 1 || phase != "Progressing" {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(DemoError::Step(format!(
+                "{name} did not start its analysis within 60 s (controller log: {})",
+                stack.work.join("controller.log").display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Refreshes the view until every named canary is in one of `phases`; returns the phase of the
