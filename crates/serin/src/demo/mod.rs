@@ -179,7 +179,7 @@ impl Screen {
         let _ = out.flush();
     }
 
-    /// Redraws the live block (on a terminal) or prints its first lines when they change.
+    /// Redraws the live block (on a terminal), or prints it when a canary's line changes.
     fn block(&mut self, lines: Vec<String>) {
         if self.tty {
             let mut out = std::io::stdout().lock();
@@ -198,7 +198,7 @@ impl Screen {
             };
             if heads(&lines) != heads(&self.last_block) {
                 let mut out = std::io::stdout().lock();
-                for l in heads(&lines) {
+                for l in &lines {
                     let _ = writeln!(out, "  | {l}");
                 }
                 let _ = out.flush();
@@ -575,9 +575,7 @@ async fn story(stack: &mut Stack, opts: &Options) -> Result<Summary, DemoError> 
         })
         .map_err(|e| DemoError::Step(format!("starting the users' traffic: {e}")))?,
     );
-    stack.screen.say(&[format!(
-        "  users now send 10 req/s to the frontend through the ingress gateway (1 in 4 with Firefox, 1 in 4 with the type=insider cookie) and 10 req/s to backend.prod:9898 through the mesh"
-    )]);
+    stack.screen.say(&["  users now send 10 req/s to the frontend through the ingress gateway (1 in 4 with Firefox, 1 in 4 with the type=insider cookie) and 10 req/s to backend.prod:9898 through the mesh".to_string()]);
     pause(stack).await;
 
     chapter(
@@ -1135,22 +1133,32 @@ fn final_lines(stack: &Stack, summary: &Summary, opts: &Options) -> Vec<String> 
         "  backend callers: {backend_errors} errors in {backend_total} requests while the bad release was analysed on a share of the traffic"
     ));
     lines.push(String::new());
-    lines.push(if opts.keep {
-        "== Explore (everything keeps running):".to_string()
+    let (ingress, prometheus) = if opts.keep {
+        lines.push("== Explore (everything keeps running):".to_string());
+        lines.push(format!(
+            "  export KUBECONFIG={}",
+            stack.kubeconfig.display()
+        ));
+        (ingress, stack.prometheus.clone())
     } else {
-        "== Explore: run `serin demo --keep` and then:".to_string()
-    });
+        lines.push(
+            "== Explore: `serin demo --keep` leaves everything running and prints its KUBECONFIG, then:"
+                .to_string(),
+        );
+        (
+            "http://$INGRESS".to_string(),
+            "http://$PROMETHEUS".to_string(),
+        )
+    };
     lines.extend([
-        format!("  export KUBECONFIG={}", stack.kubeconfig.display()),
         format!("  kubectl -n {NS} get canaries"),
         format!("  kubectl -n {NS} describe canary backend"),
         format!("  kubectl -n {NS} get deployments,services,virtualservices,destinationrules,hpa"),
-        format!("  curl -s {ingress}/                                  # frontend through the ingress gateway"),
+        format!("  curl -s {ingress}/                      # frontend through the ingress gateway"),
         format!("  curl -s -A Firefox -b 'type=insider' {ingress}/"),
-        format!("  curl -s -x {ingress} http://backend.prod:9898/version  # a cluster name through the mesh"),
+        format!("  curl -s -x {ingress} http://backend.prod:9898/version   # a cluster name through the mesh"),
         format!(
-            "  curl -s '{}/api/v1/query?query=sum(rate(istio_requests_total[1m]))by(destination_workload,response_code)'",
-            stack.prometheus
+            "  curl -s '{prometheus}/api/v1/query?query=sum(rate(istio_requests_total[1m]))by(destination_workload,response_code)'"
         ),
     ]);
     lines
