@@ -230,7 +230,37 @@ async fn routes_by_virtual_service_and_exports_istio_metrics() {
     .await;
     let (code, body) = http(mesh.addr(), "http://backend-canary.prod:9898/", &[]).await;
     assert_eq!((code, body.as_str()), (503, "no healthy upstream"));
-    tokio::time::sleep(Duration::from_millis(10)).await;
+
+    // Readiness follows the real process: a pod whose app cannot start keeps its Deployment
+    // unready although the simulator's ready delay (200 ms) has long passed.
+    let mut broken = deployment("broken", "broken", "ghcr.io/stefanprodan/podinfo:1.0.0", 1);
+    broken["spec"]["template"]["spec"]["containers"][0]["env"] =
+        json!([{"name": "SAMPLE_APP_ERROR_PERCENT", "value": "150"}]);
+    create(&client, "apps", "Deployment", "deployments", broken).await;
+    let ready = |d: &k8s_openapi::api::apps::v1::Deployment| {
+        d.status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0)
+    };
+    common::eventually("the backend-primary Deployment ready", 10, || async {
+        let d = deployments.get("backend-primary").await.ok()?;
+        (ready(&d) == 2).then_some(())
+    })
+    .await;
+    let errors = common::eventually("the pod error", 10, || async {
+        let e = mesh.pod_errors();
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    assert!(
+        errors.contains("SAMPLE_APP_ERROR_PERCENT=\"150\""),
+        "{errors}"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let d = deployments.get("broken").await.unwrap();
+    assert_eq!(ready(&d), 0, "{:?}", d.status);
+
     mesh.shutdown().await;
     cluster.shutdown().await;
 }

@@ -34,11 +34,14 @@ use serde_json::Value;
 use tokio::sync::watch as tokio_watch;
 use tokio::task::JoinHandle;
 
-use crate::DevCluster;
 use crate::server::Shared;
+use crate::{Behaviour, DevCluster, Script};
 use metrics::{MeshMetrics, RequestLabels};
 use pods::{Launcher, Pod, PodSet};
 use route::{Decision, Destination, Entry, RouteError, RouteRequest, ServiceRef};
+
+/// The ready delay that stands for "not yet": the simulator keeps the old ready count.
+const NOT_YET: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Settings of a dev mesh.
 #[derive(Debug, Clone)]
@@ -173,6 +176,7 @@ impl Mesh {
             let mut set = PodSet::new(config.launcher);
             let mut interval = tokio::time::interval(config.tick.max(Duration::from_millis(10)));
             let mut last_errors = String::new();
+            let mut rollout_state: BTreeMap<(String, String), bool> = BTreeMap::new();
             loop {
                 tokio::select! {
                     _ = interval.tick() => {}
@@ -197,10 +201,41 @@ impl Mesh {
                     .pod_errors
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = text;
+                let pods_now = set.pods();
+                // The Deployment's status follows the processes: its new replicas count as
+                // ready once their processes answer /readyz (the simulator keeps the old ready
+                // count until then).
+                for (key, ready) in pods::rollout_ready(&wanted, &pods_now) {
+                    if rollout_state.get(&key) != Some(&ready) {
+                        let delay = if ready { Duration::ZERO } else { NOT_YET };
+                        pods_inner.cluster.sim.script(
+                            "Deployment",
+                            &key.0,
+                            &key.1,
+                            Script {
+                                ready_delay: Some(delay),
+                                behaviour: Behaviour::Normal,
+                            },
+                        );
+                        rollout_state.insert(key, ready);
+                    }
+                }
+                rollout_state.retain(|key, _| {
+                    let keep = wanted
+                        .iter()
+                        .any(|w| w.namespace == key.0 && w.workload == key.1);
+                    if !keep {
+                        pods_inner
+                            .cluster
+                            .sim
+                            .clear_script("Deployment", &key.0, &key.1);
+                    }
+                    keep
+                });
                 *pods_inner
                     .pods
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = set.pods();
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = pods_now;
             }
             set.stop_all().await;
             pods_inner

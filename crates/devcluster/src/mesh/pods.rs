@@ -169,6 +169,29 @@ pub fn plan(wanted: &[Wanted], running: &[Pod]) -> Plan {
     out
 }
 
+/// Whether each wanted Deployment has all its replicas of the current template running and
+/// ready: `(namespace, name) → ready`.
+pub fn rollout_ready(wanted: &[Wanted], running: &[Pod]) -> Vec<((String, String), bool)> {
+    wanted
+        .iter()
+        .map(|w| {
+            let ready = running
+                .iter()
+                .filter(|p| {
+                    p.namespace == w.namespace
+                        && p.workload == w.workload
+                        && p.template == w.template
+                        && p.ready
+                })
+                .count();
+            (
+                (w.namespace.clone(), w.workload.clone()),
+                ready >= w.replicas,
+            )
+        })
+        .collect()
+}
+
 enum Handle {
     Process(Child),
     Task {
@@ -458,6 +481,9 @@ mod tests {
             pod(&w[0], "new2", t, true),
         ];
         assert_eq!(plan(&w, &rolled).stop, vec!["old1".to_string()]);
+        let key = ("prod".to_string(), "backend".to_string());
+        assert_eq!(rollout_ready(&w, &rolling), vec![(key.clone(), false)]);
+        assert_eq!(rollout_ready(&w, &rolled), vec![(key, true)]);
         // Deployment gone or scaled to zero.
         assert_eq!(plan(&[], &rolled).stop.len(), 3);
         let zero = wanted(
