@@ -565,6 +565,7 @@ async fn story(stack: &mut Stack, opts: &Options) -> Result<Summary, DemoError> 
     ] {
         apply_retrying(&client, &docs(text)?).await?;
     }
+    publish_ingress_address(&client, stack.mesh.addr()).await?;
     follow(stack, &["backend", "frontend"], &["Initialized"], None).await?;
     show_kubectl_get(stack).await;
     stack.traffic = Some(
@@ -725,6 +726,24 @@ async fn apply_retrying(client: &kube::Client, docs: &[Value]) -> Result<(), Dem
             }
         }
     }
+    Ok(())
+}
+
+/// Writes the dev mesh's address as the ingress gateway Service's load balancer, where the
+/// seed looks it up (`kubectl -n istio-system get svc istio-ingressgateway`).
+async fn publish_ingress_address(client: &kube::Client, addr: SocketAddr) -> Result<(), DemoError> {
+    let api: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(client.clone(), "istio-system");
+    let status = json!({"status": {"loadBalancer": {"ingress": [
+        {"ip": addr.ip().to_string(), "ports": [{"port": addr.port(), "protocol": "TCP"}]}
+    ]}}});
+    api.patch_status(
+        "istio-ingressgateway",
+        &PatchParams::default(),
+        &Patch::Merge(&status),
+    )
+    .await
+    .map_err(|e| DemoError::Step(format!("publishing the ingress gateway address: {e}")))?;
     Ok(())
 }
 
@@ -1154,11 +1173,12 @@ fn final_lines(stack: &Stack, summary: &Summary, opts: &Options) -> Vec<String> 
         format!("  kubectl -n {NS} get canaries"),
         format!("  kubectl -n {NS} describe canary backend"),
         format!("  kubectl -n {NS} get deployments,services,virtualservices,destinationrules,hpa"),
+        "  kubectl -n istio-system get svc istio-ingressgateway -o jsonpath='{.status.loadBalancer.ingress}'".to_string(),
         format!("  curl -s {ingress}/                      # frontend through the ingress gateway"),
         format!("  curl -s -A Firefox -b 'type=insider' {ingress}/"),
         format!("  curl -s -x {ingress} http://backend.prod:9898/version   # a cluster name through the mesh"),
         format!(
-            "  curl -s '{prometheus}/api/v1/query?query=sum(rate(istio_requests_total[1m]))by(destination_workload,response_code)'"
+            "  curl -sg '{prometheus}/api/v1/query?query=sum(rate(istio_requests_total[1m]))by(destination_workload,response_code)'"
         ),
     ]);
     lines
