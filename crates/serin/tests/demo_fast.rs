@@ -22,6 +22,18 @@ fn fast_demo_promotes_ab_tests_and_rolls_back() {
     if prometheus_support::require_prometheus("demo_fast").is_none() {
         return;
     }
+    // The seed's conformance-test webhooks run curl in the loadtester.
+    let has_curl = Command::new("curl").arg("--version").output().is_ok();
+    if !has_curl {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "curl is not installed (apt-get install -y curl); CI must run demo_fast"
+        );
+        eprintln!(
+            "\n\n*** SKIPPING demo_fast: curl is not installed (apt-get install -y curl) ***\n\n"
+        );
+        return;
+    }
     let summary = std::env::temp_dir().join(format!("serin-demo-test-{}.json", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_serin"))
         .args(["demo", "--fast", "--summary"])

@@ -121,6 +121,13 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         .find(|c| c.is_file())
 }
 
+/// The Prometheus binary, after checking that curl is there too (`find` looks a program up).
+pub fn prerequisites(find: impl Fn(&str) -> Option<PathBuf>) -> Result<PathBuf, DemoError> {
+    let prometheus = find("prometheus").ok_or(DemoError::NoPrometheus)?;
+    find("curl").ok_or(DemoError::NoCurl)?;
+    Ok(prometheus)
+}
+
 fn free_port() -> Result<u16, DemoError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -159,8 +166,7 @@ struct Stack {
 
 /// Runs the demo to the end (or until Ctrl-C).
 pub async fn run(opts: &Options) -> Result<Summary, DemoError> {
-    let prometheus_bin = find_program("prometheus").ok_or(DemoError::NoPrometheus)?;
-    find_program("curl").ok_or(DemoError::NoCurl)?;
+    let prometheus_bin = prerequisites(find_program)?;
     let pace = if opts.fast {
         Pace::fast()
     } else {
@@ -464,4 +470,33 @@ async fn keep_running(stack: &mut Stack) {
         format!("  logs:            {}", stack.work.display()),
     ]);
     processes::shutdown_signal().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_prerequisite_is_one_line_saying_what_to_install() {
+        let only = |have: &'static [&'static str]| {
+            move |name: &str| {
+                have.contains(&name)
+                    .then(|| PathBuf::from("/usr/bin").join(name))
+            }
+        };
+        let err =
+            |r: Result<PathBuf, DemoError>| r.err().map(|e| e.to_string()).unwrap_or_default();
+        let none = err(prerequisites(only(&[])));
+        assert!(
+            none.starts_with(
+                "prometheus is not installed: run `sudo apt-get install -y prometheus`"
+            )
+        );
+        assert!(!none.contains('\n'));
+        assert!(err(prerequisites(only(&["prometheus"]))).contains("apt-get install -y curl"));
+        assert_eq!(
+            prerequisites(only(&["prometheus", "curl"])).ok(),
+            Some(PathBuf::from("/usr/bin/prometheus"))
+        );
+    }
 }
