@@ -305,6 +305,10 @@ async fn start(
         ("http_proxy".to_string(), proxy.clone()),
         ("NO_PROXY".to_string(), "127.0.0.1,localhost".to_string()),
         ("no_proxy".to_string(), "127.0.0.1,localhost".to_string()),
+        (
+            crate::loadtester::loadgen::PROXY_FROM_ENV.to_string(),
+            "true".to_string(),
+        ),
     ];
     let lt_port = free_port()?;
     children.spawn(

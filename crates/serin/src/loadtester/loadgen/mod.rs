@@ -284,12 +284,18 @@ impl Plan {
     }
 }
 
-/// Whether an `http_proxy`/`HTTP_PROXY` environment variable applies to `url` (its host is not
-/// listed in `no_proxy`/`NO_PROXY`): then requests go through the reqwest engine, which honours
-/// these variables, instead of the fast path's direct connections. Hey itself ignores them; Serin
-/// honours them so that a loadtester outside the cluster (`serin demo`) reaches cluster service
-/// names through the dev mesh.
+/// Env var that makes hey's fast path honour `http_proxy` (see [`env_proxy_applies`]).
+pub const PROXY_FROM_ENV: &str = "SERIN_HEY_PROXY_FROM_ENV";
+
+/// Whether, with `SERIN_HEY_PROXY_FROM_ENV=true`, an `http_proxy`/`HTTP_PROXY` environment
+/// variable applies to `url` (its host is not listed in `no_proxy`/`NO_PROXY`): then requests go
+/// through the reqwest engine, which honours these variables, instead of the fast path's direct
+/// connections. Hey ignores them, and so does Serin by default; `serin demo` opts in so that its
+/// loadtester, outside any cluster, reaches cluster service names through the dev mesh.
 fn env_proxy_applies(url: &str, env: impl Fn(&str) -> Option<String>) -> bool {
+    if !env(PROXY_FROM_ENV).is_some_and(|v| v == "true" || v == "1") {
+        return false;
+    }
     let set = |a: &str, b: &str| env(a).or_else(|| env(b)).filter(|v| !v.trim().is_empty());
     if set("http_proxy", "HTTP_PROXY").is_none() {
         return false;
@@ -564,10 +570,15 @@ mod tests {
             move |k: &str| match k {
                 "HTTP_PROXY" => proxy.map(str::to_string),
                 "NO_PROXY" => no.map(str::to_string),
+                PROXY_FROM_ENV => Some("true".to_string()),
                 _ => None,
             }
         };
         let url = "http://backend-canary.prod:9898/";
+        // Off unless opted in, as in hey.
+        assert!(!env_proxy_applies(url, |k| {
+            (k == "HTTP_PROXY").then(|| "http://127.0.0.1:1".to_string())
+        }));
         assert!(!env_proxy_applies(url, env(None, None)));
         assert!(env_proxy_applies(
             url,
