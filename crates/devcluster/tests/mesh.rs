@@ -231,6 +231,52 @@ async fn routes_by_virtual_service_and_exports_istio_metrics() {
     let (code, body) = http(mesh.addr(), "http://backend-canary.prod:9898/", &[]).await;
     assert_eq!((code, body.as_str()), (503, "no healthy upstream"));
 
+    // Retries: a 500 is tried 1 + 2 times, each attempt counted by the destination.
+    create(
+        &client,
+        "networking.istio.io",
+        "VirtualService",
+        "virtualservices",
+        json!({
+            "apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+            "metadata": {"name": "backend-primary", "namespace": "prod"},
+            "spec": {"hosts": ["backend-primary"], "http": [{
+                "retries": {"attempts": 2, "perTryTimeout": "2s", "retryOn": "5xx"},
+                "route": [{"destination": {"host": "backend-primary"}}]}]}}),
+    )
+    .await;
+    let before = mesh
+        .metrics()
+        .count("prod", "backend-primary")
+        .get(&500)
+        .copied()
+        .unwrap_or(0);
+    let (code, _) = http(
+        mesh.addr(),
+        "http://backend-primary.prod:9898/status/500",
+        &[],
+    )
+    .await;
+    assert_eq!(code, 500);
+    let after = mesh
+        .metrics()
+        .count("prod", "backend-primary")
+        .get(&500)
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(after - before, 3);
+    let (code, _) = http(
+        mesh.addr(),
+        "http://backend-primary.prod:9898/status/404",
+        &[],
+    )
+    .await;
+    assert_eq!(code, 404);
+    assert_eq!(
+        mesh.metrics().count("prod", "backend-primary").get(&404),
+        Some(&1)
+    );
+
     // Readiness follows the real process: a pod whose app cannot start keeps its Deployment
     // unready although the simulator's ready delay (200 ms) has long passed.
     let mut broken = deployment("broken", "broken", "ghcr.io/stefanprodan/podinfo:1.0.0", 1);

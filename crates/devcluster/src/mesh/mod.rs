@@ -470,7 +470,7 @@ async fn proxy(State(inner): State<Arc<Inner>>, req: Request) -> Response {
             .get(&service)
             .copied();
         if let Some(addr) = static_addr {
-            return forward(&inner, &out, addr, None).await;
+            return forward(&inner, &out, addr, None).await.0;
         }
     }
 
@@ -556,9 +556,27 @@ async fn to_destination(
     if pods.is_empty() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
     }
-    let i = inner.rr.fetch_add(1, Ordering::Relaxed) as usize % pods.len();
-    let pod = &pods[i];
-    let labels = RequestLabels {
+    let retries = decision.and_then(|d| d.retries.clone());
+    let attempts = retries.as_ref().map_or(0, |r| r.attempts);
+    let timeout = retries
+        .as_ref()
+        .and_then(|r| r.per_try_timeout)
+        .or_else(|| decision.and_then(|d| d.timeout));
+    let mut attempt = 0;
+    loop {
+        let i = inner.rr.fetch_add(1, Ordering::Relaxed) as usize % pods.len();
+        let labels = labels_for(&pods[i], dest, source);
+        let (response, answered) = forward(inner, out, pods[i].addr, Some((labels, timeout))).await;
+        let again = retries.as_ref().is_some_and(|r| r.retries(answered));
+        if !again || attempt >= attempts {
+            return response;
+        }
+        attempt += 1;
+    }
+}
+
+fn labels_for(pod: &Pod, dest: &Destination, source: (&str, &str)) -> RequestLabels {
+    RequestLabels {
         source_workload: source.0.to_string(),
         source_workload_namespace: source.1.to_string(),
         destination_workload: pod.workload.clone(),
@@ -581,24 +599,22 @@ async fn to_destination(
         destination_service_name: dest.service.name.clone(),
         destination_service_namespace: dest.service.namespace.clone(),
         response_code: 0,
-    };
-    forward(
-        inner,
-        out,
-        pod.addr,
-        Some((labels, decision.and_then(|d| d.timeout))),
-    )
-    .await
+    }
 }
 
+/// Sends one attempt; returns the response and the upstream's status code (None when it did not
+/// answer: connection failure, reset or timeout).
 async fn forward(
     inner: &Inner,
     out: &Outgoing,
     to: SocketAddr,
     metrics: Option<(RequestLabels, Option<Duration>)>,
-) -> Response {
+) -> (Response, Option<u16>) {
     let Some(req) = out.request(to) else {
-        return text(StatusCode::BAD_REQUEST, "request could not be forwarded\n");
+        return (
+            text(StatusCode::BAD_REQUEST, "request could not be forwarded\n"),
+            None,
+        );
     };
     let started = Instant::now();
     let timeout = metrics
@@ -606,11 +622,11 @@ async fn forward(
         .and_then(|(_, t)| *t)
         .unwrap_or(Duration::from_secs(300));
     let result = tokio::time::timeout(timeout, inner.client.request(req)).await;
-    let (response, code) = match result {
+    let (response, code, answered) = match result {
         Ok(Ok(resp)) => {
             let code = resp.status().as_u16();
             let (parts, body) = resp.into_parts();
-            (Response::from_parts(parts, Body::new(body)), code)
+            (Response::from_parts(parts, Body::new(body)), code, true)
         }
         Ok(Err(e)) => (
             text(
@@ -618,10 +634,12 @@ async fn forward(
                 format!("upstream connect error or disconnect/reset before headers: {e}\n"),
             ),
             503,
+            false,
         ),
         Err(_) => (
             text(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
             504,
+            false,
         ),
     };
     if let Some((mut labels, _)) = metrics {
@@ -630,5 +648,5 @@ async fn forward(
             .metrics
             .record(labels, started.elapsed().as_secs_f64() * 1000.0);
     }
-    response
+    (response, answered.then_some(code))
 }

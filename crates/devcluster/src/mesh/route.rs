@@ -69,6 +69,58 @@ pub struct Decision {
     /// A copy to send, response ignored.
     pub mirror: Option<Destination>,
     pub timeout: Option<Duration>,
+    pub retries: Option<Retries>,
+}
+
+/// A route's `retries`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retries {
+    pub attempts: u32,
+    pub per_try_timeout: Option<Duration>,
+    /// `retryOn`, split at commas.
+    pub retry_on: Vec<String>,
+}
+
+/// Istio's `retryOn` when a route has `retries` without it.
+const DEFAULT_RETRY_ON: &str =
+    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+
+impl Retries {
+    fn from_route(route: &Value) -> Option<Self> {
+        let r = route.get("retries")?;
+        let attempts = u32::try_from(r.get("attempts")?.as_u64()?).ok()?;
+        Some(Self {
+            attempts,
+            per_try_timeout: r
+                .get("perTryTimeout")
+                .and_then(Value::as_str)
+                .and_then(parse_duration),
+            retry_on: r
+                .get("retryOn")
+                .and_then(Value::as_str)
+                .unwrap_or(DEFAULT_RETRY_ON)
+                .split(',')
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect(),
+        })
+    }
+
+    /// Whether an attempt that answered `code` (None: no answer, the connection failed or was
+    /// reset) is retried: `5xx` (any 5xx or no answer), `gateway-error` (502, 503, 504),
+    /// `connect-failure`, `reset` and `refused-stream` (no answer), `retriable-4xx` (409) and
+    /// status codes listed by number.
+    pub fn retries(&self, code: Option<u16>) -> bool {
+        self.retry_on.iter().any(|c| match (c.as_str(), code) {
+            ("5xx", None) => true,
+            ("5xx", Some(code)) => code >= 500,
+            ("gateway-error", Some(code)) => matches!(code, 502..=504),
+            ("connect-failure" | "reset" | "refused-stream", None) => true,
+            ("retriable-4xx", Some(409)) => true,
+            (listed, Some(code)) => listed.parse::<u16>().is_ok_and(|l| l == code),
+            _ => false,
+        })
+    }
 }
 
 /// Why no destination was chosen.
@@ -307,6 +359,7 @@ pub fn decide(
                 },
                 mirror: None,
                 timeout: None,
+                retries: None,
             }),
             None => Err(RouteError::NoRoute(format!(
                 "host {:?} at the ingress gateway",
@@ -364,6 +417,7 @@ pub fn decide(
             .get("timeout")
             .and_then(Value::as_str)
             .and_then(parse_duration),
+        retries: Retries::from_route(route),
     })
 }
 
@@ -643,6 +697,27 @@ mod tests {
             subset_labels(&[dr], &dest),
             vec![("version".to_string(), "v2".to_string())]
         );
+    }
+
+    #[test]
+    fn retries_follow_retry_on() {
+        let route = |retry_on: Option<&str>| {
+            let mut r = json!({"retries": {"attempts": 2, "perTryTimeout": "1s"}});
+            if let Some(on) = retry_on {
+                r["retries"]["retryOn"] = json!(on);
+            }
+            Retries::from_route(&r)
+        };
+        let gw = route(Some("gateway-error,connect-failure")).unwrap_or_else(|| unreachable!());
+        assert_eq!(gw.attempts, 2);
+        assert_eq!(gw.per_try_timeout, Some(Duration::from_secs(1)));
+        assert!(gw.retries(Some(503)) && gw.retries(None));
+        assert!(!gw.retries(Some(500)) && !gw.retries(Some(200)));
+        let all = route(Some("5xx,409")).unwrap_or_else(|| unreachable!());
+        assert!(all.retries(Some(500)) && all.retries(Some(409)) && !all.retries(Some(404)));
+        let default = route(None).unwrap_or_else(|| unreachable!());
+        assert!(default.retries(None) && !default.retries(Some(503)));
+        assert_eq!(Retries::from_route(&json!({})), None);
     }
 
     #[test]
