@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod kube_error;
+pub mod demo;
 pub mod loadtester;
 pub mod metrics;
 pub mod notify;

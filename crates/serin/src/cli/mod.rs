@@ -11,10 +11,12 @@ use clap::{Parser, Subcommand};
 
 pub mod controller;
 pub mod crds;
+pub mod demo;
 pub mod dev_cluster;
 pub mod hey;
 pub mod loadtester;
 pub mod simulate_workloads;
+pub mod sample_app;
 pub mod validate;
 
 /// Progressive delivery for Kubernetes, compatible with Flagger's API.
@@ -43,6 +45,12 @@ pub enum Command {
     /// Write Deployment and DaemonSet status through any API server, as the missing
     /// controllers and kubelet would (the dev cluster's simulator, for node-less clusters).
     SimulateWorkloads(simulate_workloads::Args),
+    /// The seed's Flux + Istio workshop on this machine: dev cluster, dev mesh, sample app,
+    /// Prometheus, loadtester and controller; a promotion, an A/B test and a rollback.
+    Demo(demo::Args),
+    /// One pod of the podinfo-compatible sample app (run by the dev mesh).
+    #[command(hide = true)]
+    SampleApp(sample_app::Args),
 }
 
 /// Subcommands whose own flags may be written Go-style (`-flag`, `-flag=value`).
@@ -112,6 +120,8 @@ pub fn main() -> ExitCode {
         Command::Loadtester(args) => loadtester::run(&args),
         Command::Hey(args) => hey::run(&args),
         Command::SimulateWorkloads(args) => simulate_workloads::run(&args),
+        Command::Demo(args) => demo::run(&args),
+        Command::SampleApp(args) => sample_app::run(&args),
     }
 }
 

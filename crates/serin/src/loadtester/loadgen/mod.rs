@@ -273,12 +273,43 @@ impl Plan {
     }
 
     fn fast_path(opts: &HeyOptions) -> bool {
-        opts.url.starts_with("http://") && opts.proxy.is_none() && !opts.h2
+        opts.url.starts_with("http://")
+            && opts.proxy.is_none()
+            && !opts.h2
+            && !env_proxy_applies(&opts.url, |k| std::env::var(k).ok())
     }
 
     fn error_text(&self, url: &str, err: &str) -> String {
         format!("{} \"{url}\": {err}", self.go_method)
     }
+}
+
+/// Env var that makes hey's fast path honour `http_proxy` (see [`env_proxy_applies`]).
+pub const PROXY_FROM_ENV: &str = "SERIN_HEY_PROXY_FROM_ENV";
+
+/// Whether, with `SERIN_HEY_PROXY_FROM_ENV=true`, an `http_proxy`/`HTTP_PROXY` environment
+/// variable applies to `url` (its host is not listed in `no_proxy`/`NO_PROXY`): then requests go
+/// through the reqwest engine, which honours these variables, instead of the fast path's direct
+/// connections. Hey ignores them, and so does Serin by default; `serin demo` opts in so that its
+/// loadtester, outside any cluster, reaches cluster service names through the dev mesh.
+fn env_proxy_applies(url: &str, env: impl Fn(&str) -> Option<String>) -> bool {
+    if !env(PROXY_FROM_ENV).is_some_and(|v| v == "true" || v == "1") {
+        return false;
+    }
+    let set = |a: &str, b: &str| env(a).or_else(|| env(b)).filter(|v| !v.trim().is_empty());
+    if set("http_proxy", "HTTP_PROXY").is_none() {
+        return false;
+    }
+    let Ok(uri) = url.parse::<Uri>() else {
+        return false;
+    };
+    let host = uri.host().unwrap_or("").to_ascii_lowercase();
+    let no_proxy = set("no_proxy", "NO_PROXY").unwrap_or_default();
+    !no_proxy.split(',').map(str::trim).any(|entry| {
+        let entry = entry.trim_start_matches('.').to_ascii_lowercase();
+        entry == "*"
+            || (!entry.is_empty() && (host == entry || host.ends_with(&format!(".{entry}"))))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -531,6 +562,41 @@ mod tests {
             "https://s/"
         );
         Ok(())
+    }
+
+    #[test]
+    fn env_proxy_applies_unless_no_proxy_lists_the_host() {
+        let env = |proxy: Option<&'static str>, no: Option<&'static str>| {
+            move |k: &str| match k {
+                "HTTP_PROXY" => proxy.map(str::to_string),
+                "NO_PROXY" => no.map(str::to_string),
+                PROXY_FROM_ENV => Some("true".to_string()),
+                _ => None,
+            }
+        };
+        let url = "http://backend-canary.prod:9898/";
+        // Off unless opted in, as in hey.
+        assert!(!env_proxy_applies(url, |k| {
+            (k == "HTTP_PROXY").then(|| "http://127.0.0.1:1".to_string())
+        }));
+        assert!(!env_proxy_applies(url, env(None, None)));
+        assert!(env_proxy_applies(
+            url,
+            env(Some("http://127.0.0.1:1"), None)
+        ));
+        assert!(env_proxy_applies(
+            url,
+            env(Some("http://127.0.0.1:1"), Some("127.0.0.1,localhost"))
+        ));
+        assert!(!env_proxy_applies(
+            "http://127.0.0.1:8080/",
+            env(Some("http://127.0.0.1:1"), Some("127.0.0.1,localhost"))
+        ));
+        assert!(!env_proxy_applies(
+            url,
+            env(Some("http://p:1"), Some(".prod"))
+        ));
+        assert!(!env_proxy_applies(url, env(Some("http://p:1"), Some("*"))));
     }
 
     #[test]
