@@ -388,7 +388,7 @@ impl Cluster {
         weights_of(&vs.data)
     }
 
-    /// Messages of the Kubernetes Events on the Canary `name`, oldest first.
+    /// The Kubernetes Events on the Canary `name`, oldest first.
     pub async fn k8s_events(&self, name: &str) -> Vec<Event> {
         let api: Api<Event> = Api::namespaced(self.client.clone(), NS);
         let mut events: Vec<Event> = api
@@ -397,7 +397,12 @@ impl Cluster {
             .unwrap()
             .items
             .into_iter()
-            .filter(|e| e.involved_object.name.as_deref() == Some(name))
+            // Only the Canary's: a real API server also records events on the Service of the
+            // same name (e.g. `ClusterIPNotAllocated` from its ClusterIP repair loop).
+            .filter(|e| {
+                e.involved_object.name.as_deref() == Some(name)
+                    && e.involved_object.kind.as_deref() == Some("Canary")
+            })
             .collect();
         events.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
         events
