@@ -6,7 +6,7 @@
 #     labels, the podinfo Deployment and its autoscaling/v2 HPA, the seeds' Canaries
 #     (v1beta1 and v1alpha3 with canaryAnalysis), MetricTemplates and AlertProviders;
 #     `serin simulate-workloads` and `serin controller` (as a ServiceAccount with the RBAC of
-#     tests/e2e/fixtures/serin-rbac.yaml) initialise the podinfo Canary; `kubectl set image`
+#     deploy/rbac/) initialise the podinfo Canary; `kubectl set image`
 #     starts a new revision; `kubectl get canaries --all-namespaces`, `describe canary` and
 #     `get events` show what Serin did;
 #  2. the Rust controller scenarios (crates/serin/tests/controller) with SERIN_E2E_KUBECONFIG.
@@ -116,7 +116,7 @@ check "Canary (seed 001, autoscalerRef autoscaling/v2beta2)" kubectl apply -f "$
 
 echo "== serin controller and simulate-workloads on the control plane"
 # The controller's identity: a ServiceAccount bound only to the e2e ClusterRole.
-check "Serin's RBAC" kubectl apply -f "$ROOT/tests/e2e/fixtures/serin-rbac.yaml"
+check "Serin's RBAC" kubectl apply -f "$ROOT/deploy/rbac/"
 token="$(kubectl -n serin-system create token serin --duration=1h)"
 server="$(kubectl config view --minify --raw -o jsonpath='{.clusters[0].cluster.server}')"
 kubectl config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' \

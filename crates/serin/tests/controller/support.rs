@@ -6,7 +6,7 @@
 //! the scenarios run on that cluster instead: the CRDs are applied there, the namespace `test`
 //! is emptied for each scenario, `serin simulate-workloads` runs in-process for the
 //! workloads in it, and the controller talks to the API server as the ServiceAccount
-//! `serin-system/serin`, bound only to the ClusterRole in `tests/e2e/fixtures/serin-rbac.yaml`,
+//! `serin-system/serin`, bound only to the ClusterRole Serin ships in `deploy/rbac/`,
 //! so a missing permission fails the scenario. Scenarios that need the dev cluster's fault
 //! hooks or two clusters are skipped there with a printed reason ([`dev_cluster_only`]).
 

@@ -21,7 +21,17 @@ use tokio::sync::watch;
 
 use super::{COUNTER, Cluster, NS};
 
-const RBAC: &str = include_str!("../../../../../tests/e2e/fixtures/serin-rbac.yaml");
+/// The RBAC Serin ships (deploy/rbac/, rendered from `serin::rbac`): a permission the code
+/// needs and the files lack fails a scenario.
+const RBAC: &str = concat!(
+    include_str!("../../../../../deploy/rbac/namespace.yaml"),
+    "\n---\n",
+    include_str!("../../../../../deploy/rbac/serviceaccount.yaml"),
+    "\n---\n",
+    include_str!("../../../../../deploy/rbac/clusterrole.yaml"),
+    "\n---\n",
+    include_str!("../../../../../deploy/rbac/clusterrolebinding.yaml"),
+);
 const ISTIO_CRDS: &str = include_str!("../../fixtures/crds/istio.yaml");
 const MANAGER: &str = "serin-e2e";
 
@@ -132,7 +142,7 @@ async fn install_rbac(client: &Client) -> String {
             "ServiceAccount" => "serviceaccounts",
             "ClusterRole" => "clusterroles",
             "ClusterRoleBinding" => "clusterrolebindings",
-            other => panic!("unexpected kind {other} in serin-rbac.yaml"),
+            other => panic!("unexpected kind {other} in deploy/rbac"),
         };
         let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
         let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
