@@ -9,5 +9,6 @@ pub mod loadtester;
 pub mod metrics;
 pub mod notify;
 pub mod router;
+pub mod stats;
 pub mod telemetry;
 pub mod workload;
