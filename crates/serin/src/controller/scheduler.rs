@@ -158,6 +158,8 @@ pub struct Scheduler {
     pub(super) ports: Ports,
     pub(super) config: SchedulerConfig,
     attempts: Mutex<HashMap<String, Attempt>>,
+    /// Serin: inconclusive comparison checks holding a step.
+    pub(super) holds: crate::metrics::compare::Holds,
 }
 
 impl Scheduler {
@@ -166,6 +168,7 @@ impl Scheduler {
             ports,
             config,
             attempts: Mutex::new(HashMap::new()),
+            holds: Default::default(),
         }
     }
 

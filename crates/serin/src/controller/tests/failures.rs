@@ -75,6 +75,7 @@ async fn metric_query_errors_are_error_events() {
     lock(&w.metrics.queue).push_back(Err(FailedCheck {
         message: "Metric query failed for error-rate: connection refused".into(),
         error: true,
+        inconclusive: false,
     }));
     w.clear();
     w.tick().await;
