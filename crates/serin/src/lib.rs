@@ -9,6 +9,7 @@ pub mod loadtester;
 pub mod metrics;
 pub mod notify;
 pub mod router;
+pub mod simulate;
 pub mod stats;
 pub mod telemetry;
 pub mod workload;

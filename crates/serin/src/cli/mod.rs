@@ -14,6 +14,7 @@ pub mod crds;
 pub mod dev_cluster;
 pub mod hey;
 pub mod loadtester;
+pub mod simulate;
 pub mod validate;
 
 /// Progressive delivery for Kubernetes, compatible with Flagger's API.
@@ -39,6 +40,9 @@ pub enum Command {
     Loadtester(loadtester::Args),
     /// Generate HTTP load with hey's flags and report (built in, no hey binary needed).
     Hey(hey::Args),
+    /// Run a Canary's analysis on a fake clock against scripted metrics, webhooks and revisions;
+    /// prints the timeline; exit status 0 promoted, 1 rolled back, 2 undecided.
+    Simulate(simulate::Args),
 }
 
 /// Subcommands whose own flags may be written Go-style (`-flag`, `-flag=value`).
@@ -107,6 +111,7 @@ pub fn main() -> ExitCode {
         Command::Controller(args) => controller::run(&args),
         Command::Loadtester(args) => loadtester::run(&args),
         Command::Hey(args) => hey::run(&args),
+        Command::Simulate(args) => simulate::run(&args),
     }
 }
 

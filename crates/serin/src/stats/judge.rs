@@ -269,6 +269,7 @@ pub fn compare_proportions(canary: Counts, primary: Counts, s: &Settings) -> Opt
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn settings(relative: f64, min_samples: usize) -> Settings {

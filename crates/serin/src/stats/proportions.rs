@@ -5,7 +5,13 @@
 /// The Wilson score interval `(lower, upper)` of `events / total` with the normal quantile `z`.
 /// `None` when `total` is 0 or `events > total`.
 pub fn wilson(events: f64, total: f64, z: f64) -> Option<(f64, f64)> {
-    if !(total > 0.0) || !(events >= 0.0) || events > total || !z.is_finite() {
+    if total.is_nan()
+        || total <= 0.0
+        || events.is_nan()
+        || events < 0.0
+        || events > total
+        || !z.is_finite()
+    {
         return None;
     }
     let p = events / total;
@@ -40,6 +46,7 @@ pub fn difference_interval(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     const Z95: f64 = 1.959963984540054;
