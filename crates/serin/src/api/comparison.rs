@@ -211,12 +211,6 @@ pub fn validate(mp: &str, metric: &CanaryMetric, out: &mut Vec<Problem>) {
         )),
         _ => {}
     }
-    if metric.threshold_range.is_some() || metric.threshold.is_some() {
-        out.push(Problem::warning(
-            mp.to_string(),
-            "Serin runs the comparison instead of the threshold; Flagger, which ignores compare, runs the threshold",
-        ));
-    }
 }
 
 #[cfg(test)]

@@ -285,6 +285,34 @@ mod tests {
     }
 
     #[test]
+    fn the_examples_promote_and_roll_back() {
+        let c = crate::cli::simulate::load_canary(include_str!(
+            "../../../../examples/simulate/canary.yaml"
+        ))
+        .unwrap();
+        let r = simulate(
+            c.clone(),
+            include_str!("../../../../examples/simulate/promote.yaml"),
+        );
+        assert_eq!(
+            r.outcome,
+            Outcome::Promoted(Duration::from_secs(600)),
+            "{:#?}",
+            r.timeline
+        );
+        let r = simulate(
+            c,
+            include_str!("../../../../examples/simulate/rollback.yaml"),
+        );
+        assert_eq!(
+            r.outcome,
+            Outcome::RolledBack(Duration::from_secs(300)),
+            "{:#?}",
+            r.timeline
+        );
+    }
+
+    #[test]
     fn an_hour_of_analysis_simulates_quickly() {
         let mut c = canary(
             serde_json::json!([{"name": "request-success-rate", "thresholdRange": {"min": 99}}]),
