@@ -3,6 +3,9 @@
 //! ([`mann_whitney`]), intervals for proportions ([`proportions`]) and the judgement built on
 //! them with its minimum-sample guard ([`judge`]). docs/analysis.md measures how well the
 //! judgement performs.
+//!
+//! The module uses nothing else of the crate (only `super::` paths): bench/judge compiles this
+//! source on its own.
 
 pub mod judge;
 pub mod mann_whitney;
