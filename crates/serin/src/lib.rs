@@ -12,5 +12,7 @@ pub mod metrics;
 pub mod notify;
 pub mod rbac;
 pub mod router;
+pub mod simulate;
+pub mod stats;
 pub mod telemetry;
 pub mod workload;

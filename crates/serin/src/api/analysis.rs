@@ -305,6 +305,10 @@ pub struct CanaryMetric {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::string_map")]
     pub template_variables: Option<BTreeMap<String, String>>,
+    /// Serin only: compare the canary with its primary instead of a fixed threshold
+    /// (docs/analysis.md). Flagger ignores the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<super::comparison::MetricComparison>,
 }
 
 impl CanaryMetric {

@@ -6,6 +6,7 @@ pub mod alert_provider;
 pub mod analysis;
 pub mod apis;
 pub mod canary;
+pub mod comparison;
 pub mod crd;
 pub mod duration;
 pub mod manifest;

@@ -579,6 +579,7 @@ fn check_metrics(path: &str, metrics: &[CanaryMetric], out: &mut Vec<Problem>) {
                 ));
             }
         }
+        super::comparison::validate(&mp, metric, out);
         if let Some(interval) = metric.interval.as_deref()
             && duration::parse(interval).is_none()
         {

@@ -17,6 +17,7 @@ pub mod hey;
 pub mod loadtester;
 pub mod simulate_workloads;
 pub mod sample_app;
+pub mod simulate;
 pub mod validate;
 
 /// Progressive delivery for Kubernetes, compatible with Flagger's API.
@@ -51,6 +52,9 @@ pub enum Command {
     /// One pod of the podinfo-compatible sample app (run by the dev mesh).
     #[command(hide = true)]
     SampleApp(sample_app::Args),
+    /// Run a Canary's analysis on a fake clock against scripted metrics, webhooks and revisions;
+    /// prints the timeline; exit status 0 promoted, 1 rolled back, 2 undecided.
+    Simulate(simulate::Args),
 }
 
 /// Subcommands whose own flags may be written Go-style (`-flag`, `-flag=value`).
@@ -122,6 +126,7 @@ pub fn main() -> ExitCode {
         Command::SimulateWorkloads(args) => simulate_workloads::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::SampleApp(args) => sample_app::run(&args),
+        Command::Simulate(args) => simulate::run(&args),
     }
 }
 

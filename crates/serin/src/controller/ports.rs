@@ -106,6 +106,27 @@ pub struct FailedCheck {
     /// Serin's own inputs could not be read (server-side or network failure after retries):
     /// the step is held and retried at the next interval, not counted as a failed check.
     pub held: bool,
+    /// Serin: a comparison check had too few samples. The step holds (no failed check, no
+    /// advance) until the progress deadline; see [`crate::metrics::compare::hold_expired`].
+    pub inconclusive: bool,
+}
+
+/// What a successful run of the checks measured.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Measured {
+    /// The value per metric name, for `flagger_canary_metric_analysis`.
+    pub values: Vec<(String, f64)>,
+    /// Verdicts of comparison checks (Serin only), recorded as Normal events.
+    pub verdicts: Vec<String>,
+}
+
+impl From<Vec<(String, f64)>> for Measured {
+    fn from(values: Vec<(String, f64)>) -> Self {
+        Self {
+            values,
+            verdicts: Vec::new(),
+        }
+    }
 }
 
 /// The metric analysis (built-in and template metrics, §6).
@@ -115,7 +136,7 @@ pub trait MetricChecks: Send + Sync {
     async fn check_providers(&self, canary: &Canary) -> Result<(), String>;
     /// Runs every metric check in order and stops at the first failure. On success returns the
     /// measured value per metric name.
-    async fn run_checks(&self, canary: &Canary) -> Result<Vec<(String, f64)>, FailedCheck>;
+    async fn run_checks(&self, canary: &Canary) -> Result<Measured, FailedCheck>;
 }
 
 /// Notifications (per-canary `analysis.alerts` or the global notifier). Failures are the

@@ -171,6 +171,8 @@ pub struct Scheduler {
     /// Canaries whose promotion copied the template of a revision (`lastAppliedSpec`) in this
     /// process.
     copies: Mutex<HashMap<String, Option<String>>>,
+    /// Serin: inconclusive comparison checks holding a step.
+    pub(super) holds: crate::metrics::compare::Holds,
 }
 
 impl Scheduler {
@@ -180,6 +182,7 @@ impl Scheduler {
             config,
             attempts: Mutex::new(HashMap::new()),
             copies: Mutex::new(HashMap::new()),
+            holds: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use super::ports::{AnalysisStatus, EventKind};
 use super::scheduler::{Backends, SchedulerError, Tick};
 use crate::api::analysis::AlertSeverity;
 use crate::api::{CanaryPhase, Provider, Strategy};
+use crate::metrics::compare;
 use crate::router::Routes;
 use crate::workload::Revision;
 
@@ -69,8 +70,12 @@ impl Tick<'_> {
                     .await;
             }
             match self.s.ports.metrics.run_checks(&self.canary).await {
-                Ok(values) => {
-                    for (metric, value) in values {
+                Ok(measured) => {
+                    self.s.holds.release(&self.key);
+                    for verdict in &measured.verdicts {
+                        self.info(verdict).await;
+                    }
+                    for (metric, value) in measured.values {
                         self.s
                             .ports
                             .recorder
@@ -82,7 +87,20 @@ impl Tick<'_> {
                     self.warn(&failed.message).await;
                     return Ok(());
                 }
+                Err(failed)
+                    if failed.inconclusive && {
+                        let now = self.s.ports.clock.now();
+                        let since = self.s.holds.hold(&self.key, now);
+                        let deadline = self.canary.spec.progress_deadline_seconds();
+                        !compare::hold_expired(since, deadline, now)
+                    } =>
+                {
+                    // Serin: too few samples to compare; hold like a closed gate.
+                    self.info(&failed.message).await;
+                    return Ok(());
+                }
                 Err(failed) => {
+                    self.s.holds.release(&self.key);
                     let kind = if failed.error {
                         EventKind::Error
                     } else {

@@ -3,6 +3,7 @@
 //! ([`analysis`]); and Serin's own Prometheus metrics ([`recorder`]).
 
 pub mod analysis;
+pub mod compare;
 pub mod observers;
 pub mod providers;
 pub mod recorder;

@@ -10,7 +10,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 
 use crate::api::Canary;
 use crate::api::metric_template::MetricTemplate;
-use crate::controller::ports::{FailedCheck, MetricChecks};
+use crate::controller::ports::{FailedCheck, Measured, MetricChecks};
 use crate::kube_error::{self, READ_RETRY_DELAYS};
 use crate::metrics::analysis::{self, EnvError, MetricsContext, MetricsEnv, Severity};
 use crate::metrics::recorder::Recorder;
@@ -145,9 +145,12 @@ impl MetricChecks for KubeMetricChecks {
         analysis::check_providers(canary, &self.context()).await
     }
 
-    async fn run_checks(&self, canary: &Canary) -> Result<Vec<(String, f64)>, FailedCheck> {
+    async fn run_checks(&self, canary: &Canary) -> Result<Measured, FailedCheck> {
         match analysis::run_checks(canary, &self.context()).await {
-            Ok(results) => Ok(results.into_iter().map(|r| (r.name, r.value)).collect()),
+            Ok(results) => Ok(Measured {
+                verdicts: results.iter().filter_map(|r| r.verdict.clone()).collect(),
+                values: results.into_iter().map(|r| (r.name, r.value)).collect(),
+            }),
             Err(failed) => {
                 let target = &canary.spec.target_ref.name;
                 let namespace = canary.metadata.namespace.as_deref().unwrap_or_default();
@@ -159,6 +162,7 @@ impl MetricChecks for KubeMetricChecks {
                     message: failed.message,
                     error: failed.severity == Severity::Error,
                     held: failed.severity == Severity::Held,
+                    inconclusive: failed.inconclusive,
                 })
             }
         }

@@ -76,6 +76,7 @@ async fn metric_query_errors_are_error_events() {
         message: "Metric query failed for error-rate: connection refused".into(),
         error: true,
         held: false,
+        inconclusive: false,
     }));
     w.clear();
     w.tick().await;

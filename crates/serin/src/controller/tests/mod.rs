@@ -1,6 +1,7 @@
 //! Scheduler tests on in-memory fakes with a fake clock.
 #![allow(clippy::unwrap_used)]
 
+mod comparison;
 mod failures;
 mod gates;
 mod http;
@@ -122,7 +123,7 @@ impl WebhookClient for FakeWebhooks {
     }
 }
 
-type CheckResult = Result<Vec<(String, f64)>, FailedCheck>;
+type CheckResult = Result<Measured, FailedCheck>;
 
 pub struct FakeMetrics {
     pub providers: Mutex<Result<(), String>>,
@@ -137,7 +138,7 @@ impl Default for FakeMetrics {
         Self {
             providers: Mutex::new(Ok(())),
             queue: Mutex::new(VecDeque::new()),
-            default: Mutex::new(Ok(vec![("request-success-rate".into(), 99.5)])),
+            default: Mutex::new(Ok(vec![("request-success-rate".into(), 99.5)].into())),
             runs: AtomicUsize::new(0),
         }
     }
@@ -148,7 +149,7 @@ impl MetricChecks for FakeMetrics {
     async fn check_providers(&self, _c: &Canary) -> Result<(), String> {
         lock(&self.providers).clone()
     }
-    async fn run_checks(&self, _c: &Canary) -> Result<Vec<(String, f64)>, FailedCheck> {
+    async fn run_checks(&self, _c: &Canary) -> Result<Measured, FailedCheck> {
         self.runs.fetch_add(1, Ordering::SeqCst);
         match lock(&self.queue).pop_front() {
             Some(r) => r,
@@ -666,11 +667,12 @@ impl World {
             message: message.into(),
             error: false,
             held: false,
+            inconclusive: false,
         });
     }
 
     pub fn pass_metrics(&self) {
-        *lock(&self.metrics.default) = Ok(vec![]);
+        *lock(&self.metrics.default) = Ok(Measured::default());
     }
 
     pub fn set_primary_ready(&self, r: Ready) {

@@ -18,14 +18,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::compare;
 use super::observers::{self, ObserverKind};
 use super::providers::prometheus::PrometheusProvider;
 use super::providers::{self, MetricsProvider, ProviderEnv, ProviderError};
 use super::template::{self, QueryModel, go_float};
 use crate::api::Canary;
 use crate::api::analysis::{BuiltinMetric, CanaryMetric};
+use crate::api::comparison::MetricComparison;
 use crate::api::duration;
 use crate::api::metric_template::MetricTemplate;
+use crate::stats::Outcome;
 
 /// The Normal event of a successful availability check.
 pub const PROVIDERS_AVAILABLE: &str = "all the metrics providers are available!";
@@ -103,6 +106,8 @@ pub struct MetricsContext<'a> {
 pub struct MetricResult {
     pub name: String,
     pub value: f64,
+    /// The verdict of a comparison check (Serin only), for a Normal event.
+    pub verdict: Option<String>,
 }
 
 /// How the controller reports a failed check.
@@ -128,6 +133,8 @@ pub struct FailedCheck {
     /// Values measured before the failure (including the failing metric's own value when it was
     /// a threshold failure), for the gauge.
     pub results: Vec<MetricResult>,
+    /// A comparison check had too few samples: hold the step instead of failing it.
+    pub inconclusive: bool,
 }
 
 impl FailedCheck {
@@ -136,6 +143,7 @@ impl FailedCheck {
             message,
             severity: Severity::Warning,
             results: results.to_vec(),
+            inconclusive: false,
         }
     }
     fn error(message: String, results: &[MetricResult]) -> Self {
@@ -143,6 +151,7 @@ impl FailedCheck {
             message,
             severity: Severity::Error,
             results: results.to_vec(),
+            inconclusive: false,
         }
     }
     fn held(what: &str, err: &EnvError, results: &[MetricResult]) -> Self {
@@ -537,6 +546,7 @@ async fn run_builtin_checks(
                 results.push(MetricResult {
                     name: metric.name.clone(),
                     value,
+                    verdict: None,
                 });
                 if let Some(message) = success_rate_verdict(&id, metric, value) {
                     return Err(FailedCheck::warning(message, results));
@@ -566,6 +576,7 @@ async fn run_builtin_checks(
                 results.push(MetricResult {
                     name: metric.name.clone(),
                     value: value.as_secs_f64(),
+                    verdict: None,
                 });
                 if let Some(message) = duration_verdict(&id, metric, value) {
                     return Err(FailedCheck::warning(message, results));
@@ -585,6 +596,10 @@ async fn run_builtin_checks(
                     results,
                 )
             })?;
+            if let Some(c) = &metric.compare {
+                compare_check(&id, client.as_ref(), query, &model, metric, c, results).await?;
+                continue;
+            }
             let value = match client.run_query(&rendered).await {
                 Ok(v) => v,
                 Err(ProviderError::NoValuesFound) => {
@@ -606,6 +621,7 @@ async fn run_builtin_checks(
             results.push(MetricResult {
                 name: metric.name.clone(),
                 value,
+                verdict: None,
             });
             if let Some(message) = custom_verdict(&id, metric, value) {
                 return Err(FailedCheck::warning(message, results));
@@ -689,6 +705,19 @@ async fn run_template_checks(
             "Metric template {name}.{namespace} query: {}",
             template::collapse_whitespace(&query)
         );
+        if let Some(c) = &metric.compare {
+            compare_check(
+                &id,
+                provider.as_ref(),
+                &template.spec.query,
+                &model,
+                metric,
+                c,
+                results,
+            )
+            .await?;
+            continue;
+        }
         let value = match provider.run_query(&query).await {
             Ok(v) => v,
             Err(e @ ProviderError::NoValuesFound) => {
@@ -710,12 +739,57 @@ async fn run_template_checks(
         results.push(MetricResult {
             name: metric.name.clone(),
             value,
+            verdict: None,
         });
         if let Some(message) = custom_verdict(&id, metric, value) {
             return Err(FailedCheck::warning(message, results));
         }
     }
     Ok(())
+}
+
+/// A comparison check (Serin only): a pass is recorded with its verdict, a failure ends the
+/// tick, too few samples ends it as inconclusive (the step holds).
+async fn compare_check(
+    id: &str,
+    provider: &dyn MetricsProvider,
+    query: &str,
+    model: &QueryModel,
+    metric: &CanaryMetric,
+    c: &MetricComparison,
+    results: &mut Vec<MetricResult>,
+) -> Result<(), FailedCheck> {
+    let judgement = compare::judge(provider, query, model, metric, c)
+        .await
+        .map_err(|e| {
+            FailedCheck::error(
+                format!("Metric comparison failed for {}: {e}", metric.name),
+                results,
+            )
+        })?;
+    let message = compare::verdict_message(id, &metric.name, &judgement);
+    match judgement.outcome {
+        Outcome::Pass => {
+            results.push(MetricResult {
+                name: metric.name.clone(),
+                value: judgement.relative_effect().unwrap_or(judgement.effect),
+                verdict: Some(message),
+            });
+            Ok(())
+        }
+        Outcome::Fail => {
+            results.push(MetricResult {
+                name: metric.name.clone(),
+                value: judgement.relative_effect().unwrap_or(judgement.effect),
+                verdict: None,
+            });
+            Err(FailedCheck::warning(message, results))
+        }
+        Outcome::Inconclusive => Err(FailedCheck {
+            inconclusive: true,
+            ..FailedCheck::warning(message, results)
+        }),
+    }
 }
 
 #[cfg(test)]

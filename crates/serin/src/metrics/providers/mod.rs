@@ -108,6 +108,19 @@ pub trait MetricsProvider: Send + Sync {
     async fn run_query(&self, query: &str) -> Result<f64, ProviderError>;
     /// Checks that the backend answers (and that the credentials work where the API allows it).
     async fn is_online(&self) -> Result<(), ProviderError>;
+    /// Runs a rendered query over the last `window` at resolution `step` and returns every
+    /// value of every series (the samples of a comparison check, Serin only). Backends without
+    /// range queries say so.
+    async fn run_range_query(
+        &self,
+        _query: &str,
+        _window: std::time::Duration,
+        _step: std::time::Duration,
+    ) -> Result<Vec<f64>, ProviderError> {
+        Err(ProviderError::Config(
+            "this metrics provider has no range queries; comparison checks with the mann-whitney statistic need the prometheus provider".to_string(),
+        ))
+    }
 }
 
 /// Secret data (`Secret.data`) as loaded by the controller.
@@ -227,6 +240,17 @@ impl MetricsProvider for Redacting {
     async fn is_online(&self) -> Result<(), ProviderError> {
         self.inner
             .is_online()
+            .await
+            .map_err(|e| e.redact(&self.secrets))
+    }
+    async fn run_range_query(
+        &self,
+        query: &str,
+        window: std::time::Duration,
+        step: std::time::Duration,
+    ) -> Result<Vec<f64>, ProviderError> {
+        self.inner
+            .run_range_query(query, window, step)
             .await
             .map_err(|e| e.redact(&self.secrets))
     }

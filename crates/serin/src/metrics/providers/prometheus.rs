@@ -29,6 +29,7 @@ enum Auth {
 pub struct PrometheusProvider {
     http: reqwest::Client,
     query_url: reqwest::Url,
+    range_url: reqwest::Url,
     auth: Auth,
     headers: Vec<(String, String)>,
     timeout: Duration,
@@ -93,6 +94,7 @@ impl PrometheusProvider {
         Ok(Self {
             http: client::http_client(DEFAULT_TIMEOUT, insecure)?,
             query_url: client::join_path(&base, "api/v1/query"),
+            range_url: client::join_path(&base, "api/v1/query_range"),
             auth,
             headers,
             timeout: DEFAULT_TIMEOUT,
@@ -195,6 +197,36 @@ pub fn parse_query_response(body: &str) -> Result<f64, ProviderError> {
     }
 }
 
+/// Every value of a `/api/v1/query_range` answer (a matrix; all series, NaN dropped).
+/// No values at all is "no values found".
+pub fn parse_range_response(body: &str) -> Result<Vec<f64>, ProviderError> {
+    let response: ApiResponse = serde_json::from_str(body)
+        .map_err(|e| ProviderError::Response(format!("prometheus: unexpected response: {e}")))?;
+    let data = response
+        .data
+        .ok_or_else(|| ProviderError::Response("prometheus: response has no data".to_string()))?;
+    let series: Vec<Sample> = serde_json::from_value(data.result)
+        .map_err(|e| ProviderError::Response(format!("prometheus: bad matrix: {e}")))?;
+    let mut out = Vec::new();
+    for s in series {
+        let points: Vec<(serde_json::Value, String)> = match s.values {
+            Some(v) => serde_json::from_value(v)
+                .map_err(|e| ProviderError::Response(format!("prometheus: bad matrix: {e}")))?,
+            None => s.value.into_iter().collect(),
+        };
+        for (_, text) in points {
+            let v = parse_sample_value(&text)?;
+            if !v.is_nan() {
+                out.push(v);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(ProviderError::NoValuesFound);
+    }
+    Ok(out)
+}
+
 fn parse_sample_value(text: &str) -> Result<f64, ProviderError> {
     match text {
         "NaN" => Ok(f64::NAN),
@@ -226,6 +258,37 @@ impl MetricsProvider for PrometheusProvider {
         };
         let body = client::send_ok(KIND, request, self.timeout).await?;
         parse_query_response(&body)
+    }
+
+    async fn run_range_query(
+        &self,
+        query: &str,
+        window: Duration,
+        step: Duration,
+    ) -> Result<Vec<f64>, ProviderError> {
+        let query = collapse_whitespace(query);
+        let end = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64();
+        let start = end - window.as_secs_f64();
+        let step = step.as_secs_f64().max(1.0);
+        let mut request = self.http.get(self.range_url.clone()).query(&[
+            ("query", query.as_str()),
+            ("start", &format!("{start:.3}")),
+            ("end", &format!("{end:.3}")),
+            ("step", &format!("{step}")),
+        ]);
+        for (name, value) in &self.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        request = match &self.auth {
+            Auth::None => request,
+            Auth::Bearer(token) => request.bearer_auth(token),
+            Auth::Basic { username, password } => request.basic_auth(username, Some(password)),
+        };
+        let body = client::send_ok(KIND, request, self.timeout).await?;
+        parse_range_response(&body)
     }
 
     async fn is_online(&self) -> Result<(), ProviderError> {
@@ -280,6 +343,23 @@ mod tests {
     fn scalar_is_a_value() {
         let body = r#"{"status":"success","data":{"resultType":"scalar","result":[1,"42"]}}"#;
         assert_eq!(parse_query_response(body).unwrap(), 42.0);
+    }
+
+    #[test]
+    fn range_answers_are_every_value_of_every_series() {
+        let body = r#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"pod":"a"},"values":[[1,"0.1"],[11,"NaN"],[21,"0.3"]]},
+            {"metric":{"pod":"b"},"values":[[1,"2"]]}]}}"#;
+        assert_eq!(parse_range_response(body).unwrap(), vec![0.1, 0.3, 2.0]);
+        let empty = r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        assert_eq!(
+            parse_range_response(empty),
+            Err(ProviderError::NoValuesFound)
+        );
+        assert!(matches!(
+            parse_range_response("nope"),
+            Err(ProviderError::Response(_))
+        ));
     }
 
     #[test]

@@ -1,0 +1,78 @@
+//! Comparison checks (Serin only): verdicts become Normal events, an inconclusive comparison
+//! holds the step until the progress deadline, then counts as a failed check.
+
+use super::*;
+
+async fn progressing() -> World {
+    let w = World::new(canary(Some(progressive()), serde_json::json!({})));
+    w.initialized().await;
+    w.push("rev2");
+    w.reconcile().await;
+    assert_eq!(w.phase(), CanaryPhase::Progressing);
+    w.tick().await;
+    assert_eq!(w.status().canary_weight, 10);
+    w
+}
+
+const HOLD: &str = "Hold podinfo.test advancement latency comparison inconclusive: too few samples (canary 3, primary 40, at least 10 needed)";
+
+fn inconclusive(w: &World) {
+    *lock(&w.metrics.default) = Err(FailedCheck {
+        message: HOLD.into(),
+        error: false,
+        inconclusive: true,
+    });
+}
+
+#[tokio::test]
+async fn pass_verdicts_are_normal_events() {
+    let w = progressing().await;
+    let verdict = "podinfo.test latency canary not worse than primary: mann-whitney U=800 p=0.5";
+    *lock(&w.metrics.default) = Ok(Measured {
+        values: vec![("latency".into(), 0.01)],
+        verdicts: vec![verdict.into()],
+    });
+    w.clear();
+    w.tick().await;
+    assert_eq!(w.status().canary_weight, 20);
+    assert!(
+        w.messages().contains(&verdict.to_string()),
+        "{:?}",
+        w.messages()
+    );
+    assert!(w.warnings().is_empty());
+}
+
+#[tokio::test]
+async fn inconclusive_holds_until_the_progress_deadline() {
+    let w = progressing().await;
+    inconclusive(&w);
+    // The default progress deadline is 600 s: the first held step and nine more.
+    for _ in 0..10 {
+        w.clear();
+        w.tick().await;
+        assert_eq!(w.messages(), vec![HOLD.to_string()]);
+        assert!(w.warnings().is_empty());
+        let s = w.status();
+        assert_eq!((s.canary_weight, s.failed_checks), (10, 0), "held");
+    }
+    // The next is 600 s after the first hold: the hold counts as a failed check.
+    w.clear();
+    w.tick().await;
+    assert_eq!(w.warnings(), vec![HOLD.to_string()]);
+    assert_eq!(w.status().failed_checks, 1);
+    assert_eq!(w.status().canary_weight, 10);
+    // Enough samples again: the run goes on.
+    w.pass_metrics();
+    w.tick().await;
+    assert_eq!(w.status().canary_weight, 20);
+}
+
+#[tokio::test]
+async fn a_canary_that_never_gets_samples_is_rolled_back() {
+    let w = progressing().await;
+    inconclusive(&w);
+    let ticks = w.tick_until(CanaryPhase::Failed, 40).await;
+    // Two holds of eleven steps each reach threshold 2, and the next step rolls back.
+    assert_eq!(ticks, 23);
+}
