@@ -5,8 +5,8 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
-pub mod kube_error;
 pub mod demo;
+pub mod kube_error;
 pub mod loadtester;
 pub mod metrics;
 pub mod notify;

@@ -15,9 +15,9 @@ pub mod demo;
 pub mod dev_cluster;
 pub mod hey;
 pub mod loadtester;
-pub mod simulate_workloads;
 pub mod sample_app;
 pub mod simulate;
+pub mod simulate_workloads;
 pub mod validate;
 
 /// Progressive delivery for Kubernetes, compatible with Flagger's API.

@@ -25,7 +25,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::ports::{Alerter, FailedCheck, MetricChecks, Ports, WebhookClient};
+use super::ports::{Alerter, FailedCheck, Measured, MetricChecks, Ports, WebhookClient};
 use super::queue::WorkQueue;
 use super::webhook::{HookPayload, WebhookError};
 use crate::api::Canary;
@@ -135,7 +135,7 @@ impl MetricChecks for WaitingMetrics {
         waiting(self.0.check_providers(canary)).await
     }
 
-    async fn run_checks(&self, canary: &Canary) -> Result<Vec<(String, f64)>, FailedCheck> {
+    async fn run_checks(&self, canary: &Canary) -> Result<Measured, FailedCheck> {
         waiting(self.0.run_checks(canary)).await
     }
 }

@@ -126,6 +126,7 @@ impl Metrics {
         let warn = |message: String| FailedCheck {
             message,
             error: false,
+            held: false,
             inconclusive: false,
         };
         let point = self.script.metric(&metric.name, self.clock.elapsed());
@@ -163,6 +164,7 @@ impl Metrics {
                         metric.name
                     ),
                     error: true,
+                    held: false,
                     inconclusive: false,
                 });
             };

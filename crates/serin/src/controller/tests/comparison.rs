@@ -21,6 +21,7 @@ fn inconclusive(w: &World) {
         message: HOLD.into(),
         error: false,
         inconclusive: true,
+        held: false,
     });
 }
 

@@ -103,6 +103,7 @@ async fn held_checks_are_not_failed_checks() {
             message: message.into(),
             error: false,
             held: true,
+            inconclusive: false,
         }));
     }
     w.clear();

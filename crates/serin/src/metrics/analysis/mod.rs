@@ -161,6 +161,7 @@ impl FailedCheck {
             ),
             severity: Severity::Held,
             results: results.to_vec(),
+            inconclusive: false,
         }
     }
 }
