@@ -252,12 +252,16 @@ check "it starts (Progressing)" wait_for 60 phase_is Progressing
 check "it ends Succeeded" wait_for 180 phase_is Succeeded
 echo "     after the release: spec.replicas $(replicas); owner of spec.replicas: $(k get deployment backend -o json --show-managed-fields | jq -r '[.metadata.managedFields[] | select(.fieldsV1["f:spec"]["f:replicas"]) | .manager] | join(",")')"
 check "Serin scaled the target to zero after the promotion" test "$(replicas)" = 0
-if kubectl diff --server-side --field-manager=kustomize-controller -k "$git_dir" >"$tmp/diff" 2>&1; then
+# Without --force-conflicts kubectl diff stops at the same conflict; Flux forces.
+if kubectl diff --server-side --force-conflicts --field-manager=kustomize-controller -k "$git_dir" >"$tmp/diff" 2>&1; then
   fail "kubectl diff shows no drift with replicas in Git"
 else
-  check "kubectl diff now shows the drift: spec.replicas 0 -> 2" grep -qE '^\+  replicas: 2' "$tmp/diff"
+  check "kubectl diff --server-side --force-conflicts shows the drift: spec.replicas 0 -> 2" \
+    bash -c "grep -qE '^-[[:space:]]+replicas: 0\$' '$tmp/diff' && grep -qE '^\+[[:space:]]+replicas: 2\$' '$tmp/diff'"
+  grep -E '^[-+][[:space:]]+(replicas|image):' "$tmp/diff" | sed 's/^/     /' || sed 's/^/     /' "$tmp/diff" | head -20
 fi
-check "the next apply conflicts again (Flux forces it back to 2)" bash -c "! kubectl apply --server-side --field-manager=kustomize-controller -k '$git_dir' 2>/dev/null"
+reapply_conflicts() { ! flux_apply >"$tmp/conflict" 2>&1 && grep -q 'conflict with "serin"' "$tmp/conflict"; }
+check "the next apply conflicts with Serin again (Flux forces spec.replicas back to 2)" reapply_conflicts
 
 if grep -qi 'forbidden' "$tmp/controller.log"; then
   fail "the controller's log has forbidden errors"
