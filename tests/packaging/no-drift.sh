@@ -11,7 +11,7 @@
 #   3. the same manifests are applied again: what kustomize-controller owns (its managedFields)
 #      is the same set before and after the release, `kubectl diff --server-side` is empty, a
 #      server-side dry run changes nothing, and the real re-apply meets no conflict and writes
-#      nothing;
+#      nothing; a control write by another field manager shows that these checks see drift;
 #   4. the spec.replicas rule: replicas set in Git, then what the API server and Serin do.
 #
 #   tests/packaging/no-drift.sh      (SERIN_REAL_CLUSTER_SCRIPT overrides scripts/real-cluster.sh)
@@ -216,13 +216,14 @@ check "Serin's own writes to the Git objects touch only Deployment spec.replicas
 # --- re-apply the same manifests ---------------------------------------------------------------------
 check "kubectl diff --server-side (as kustomize-controller) is empty" \
   kubectl diff --server-side --field-manager=kustomize-controller -k "$git_dir"
-dry_run_unchanged() {
-  flux_apply --dry-run=server -o json >"$tmp/dry.json"
+dry_run_unchanged() { # [APPLY FLAGS...]
+  flux_apply --dry-run=server -o json "$@" >"$tmp/dry.json" || return 1
+  [[ -s $tmp/dry.json ]] || { echo "the dry run printed nothing"; return 1; }
   local o rv
   for o in "${objects[@]}"; do
     rv=$(k get "$o" -o jsonpath='{.metadata.resourceVersion}')
     jq -e --arg n backend --arg k "$(k get "$o" -o jsonpath='{.kind}')" --arg rv "$rv" \
-      '[.items[] | select(.kind == $k and .metadata.name == $n)][0].metadata.resourceVersion == $rv' \
+      '[.items[] | select(.kind == $k and .metadata.name == $n)] | length == 1 and .[0].metadata.resourceVersion == $rv' \
       "$tmp/dry.json" >/dev/null || { echo "$o: the dry run would write it"; return 1; }
   done
 }
@@ -232,6 +233,22 @@ check "the re-apply changed no generation" diff "$tmp/gen.2" <(generations)
 check "the re-apply was a no-op (kustomize-controller's managedFields times unchanged)" diff "$tmp/times.2" <(owned_times)
 check "kustomize-controller's fields are still the same set" diff "$tmp/owned.2" <(owned)
 check "the Canary stays Succeeded" phase_is Succeeded
+
+# --- control: the same checks see a change to a field Git owns --------------------------------------
+kubectl_diff_differs() {
+  local rc=0
+  kubectl diff --server-side --force-conflicts --field-manager=kustomize-controller -k "$git_dir" >"$tmp/diff" 2>&1 || rc=$?
+  [[ $rc -eq 1 ]] # 1: differences; 0: none; above: an error
+}
+owned_differs() { ! diff -q "$tmp/owned.2" <(owned) >/dev/null; }
+dry_run_writes() { flux_apply --dry-run=server -o json --force-conflicts >/dev/null && ! dry_run_unchanged --force-conflicts; }
+k patch deployment backend --type=merge --field-manager=intruder -p '{"spec":{"minReadySeconds":7}}' >/dev/null
+check "control: kubectl diff reports another writer's change to minReadySeconds" kubectl_diff_differs
+check "control: kustomize-controller's field set no longer matches" owned_differs
+check "control: the forced dry-run apply would write the Deployment" dry_run_writes
+check "control: the plain re-apply conflicts with the other writer" bash -c "! kubectl apply --server-side --field-manager=kustomize-controller -k '$git_dir' >/dev/null 2>&1"
+check "control: Flux's forced apply restores it" flux_apply --force-conflicts
+check "control: kubectl diff is empty again" kubectl diff --server-side --field-manager=kustomize-controller -k "$git_dir"
 
 # --- the spec.replicas rule: replicas in Git ---------------------------------------------------------
 render_git 6.0.1 2
