@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of the project, what CI runs (after .ci/run has installed the Debian packages they
 # need): the Rust tests, then the suites that drive the real binaries — the packaging checks
-# (Helm, kustomize, the OCI image), the charts on the real control plane, the short chaos suite,
+# (Helm, kustomize, the OCI image), the charts on the real control plane, the GitOps no-drift
+# test, the short chaos suite,
 # and the end-to-end suite on the real control plane (kube-apiserver, kube-controller-manager and
 # etcd built from their Go modules, cached under ~/.cache/serin).
 #
@@ -37,6 +38,7 @@ suite() {
 suite cargo cargo test --workspace --locked
 suite packaging tests/packaging/run.sh
 suite packaging-real-cluster tests/packaging/real-cluster.sh
+suite no-drift tests/packaging/no-drift.sh
 suite chaos tests/chaos/run.sh --profile short
 suite real-cluster tests/e2e/real-cluster.sh
 
