@@ -41,6 +41,9 @@ suite packaging-real-cluster tests/packaging/real-cluster.sh
 suite no-drift tests/packaging/no-drift.sh
 suite chaos tests/chaos/run.sh --profile short
 suite real-cluster tests/e2e/real-cluster.sh
+# The dev cluster's answers compared with a real kube-apiserver's (docs/devcluster.md, fidelity).
+suite devcluster-fidelity scripts/real-cluster.sh env DEVCLUSTER_COMPARE_REAL=1 \
+  cargo test -p devcluster --test compare_real --locked
 
 echo
 [[ $failed -eq 0 ]] || echo "failed suites: ${failures[*]}"
