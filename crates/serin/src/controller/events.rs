@@ -1,6 +1,8 @@
-//! The event catalogue (Flagger §2.10) and event recording: every event is a Kubernetes Event
-//! on the Canary (reason `Synced`), a log line with fields `canary = "<name>.<ns>"` and the
-//! message, and a POST to the canary's `event` webhooks (or the global event webhook, §3.6).
+//! The event catalogue (Flagger's texts in `pkg/controller/scheduler*.go`) and event recording
+//! (Flagger's `pkg/controller/events.go`): every event is a Kubernetes Event on the Canary
+//! (reason `Synced`), a log line with fields `canary = "<name>.<ns>"` and the message, and a
+//! POST to the canary's `event` webhooks (or the global event webhook, `sendEventToWebhook`
+//! there).
 //!
 //! `key` arguments are `<canary name>.<namespace>`, `target` arguments `<target name>.<namespace>`
 //! (as Flagger formats them); the texts are exactly Flagger's.
@@ -116,7 +118,7 @@ pub fn terminated(key: &str) -> String {
     format!("Terminated canary {key}")
 }
 
-/// Alert texts (§7.3).
+/// Alert texts (Flagger's `c.alert(...)` calls in `pkg/controller/scheduler*.go`).
 pub mod alert {
     pub fn initialized(kind: &str) -> String {
         format!("New {kind} detected, initialization completed.")
@@ -156,7 +158,8 @@ pub fn log(key: &str, kind: EventKind, message: &str) {
 }
 
 /// Records an event: log line, Kubernetes Event, event webhooks. `phase` is the phase the
-/// event is recorded "as" (sent in the event-webhook payload, §3.2).
+/// event is recorded "as" (sent in the event-webhook payload, Flagger's `CallEventWebhook` in
+/// `pkg/controller/webhook.go`).
 pub async fn record(
     ports: &Ports,
     global_webhook: Option<&str>,

@@ -1,5 +1,6 @@
-//! Deletion with `revertOnDeletion` (§4.9): phase Terminating, the target scaled back up, the
-//! apex Service and the routing reverted, then the finalizer removed.
+//! Deletion with `revertOnDeletion` (Flagger's `pkg/controller/finalizer.go`): phase
+//! Terminating, the target scaled back up, the apex Service and the routing reverted, then the
+//! finalizer removed.
 
 use std::time::Duration;
 

@@ -1,4 +1,5 @@
-//! Webhook firing points and gating (§3.3): which hooks run, with which payload phase, and what
+//! Webhook firing points and gating (Flagger's `pkg/controller/scheduler_hooks.go` and their
+//! call sites in `scheduler.go`): which hooks run, with which payload phase, and what
 //! their failure does. Within a type hooks run in spec order and the first failure stops the
 //! rest, except rollback hooks (polled until one signals a rollback).
 

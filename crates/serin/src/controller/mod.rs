@@ -1,6 +1,7 @@
 //! The controller's core: the analysis scheduler (Flagger's state machine) over small ports.
 //!
-//! * [`scheduler`]: [`Scheduler::reconcile`], one reconcile of one Canary (§2.2), and
+//! * [`scheduler`]: [`Scheduler::reconcile`], one reconcile of one Canary (Flagger's
+//!   `advanceCanary` in `pkg/controller/scheduler.go`), and
 //!   [`scheduler::trigger`], the pure "is something due" decision of the two clocks.
 //! * [`ports`]: the traits the scheduler talks to; adapters live with the runtime wiring.
 //! * [`webhook`]: the webhook payload, checksum and HTTP client.

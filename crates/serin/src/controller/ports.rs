@@ -129,7 +129,8 @@ impl From<Vec<(String, f64)>> for Measured {
     }
 }
 
-/// The metric analysis (built-in and template metrics, §6).
+/// The metric analysis (built-in and template metrics, Flagger's
+/// `pkg/controller/scheduler_metrics.go`).
 #[async_trait]
 pub trait MetricChecks: Send + Sync {
     /// Whether the metric providers the canary uses are reachable (init ticks).
@@ -143,7 +144,8 @@ pub trait MetricChecks: Send + Sync {
 /// adapter's to log.
 #[async_trait]
 pub trait Alerter: Send + Sync {
-    /// `with_metadata` adds the Target / threshold / deadline / routing fields (§7.3).
+    /// `with_metadata` adds the Target / threshold / deadline / routing fields (Flagger's
+    /// `alertMetadata` in `pkg/controller/events.go`).
     async fn alert(
         &self,
         canary: &Canary,
@@ -169,7 +171,7 @@ impl AnalysisStatus {
     }
 }
 
-/// Serin's own Prometheus metrics (Flagger's names, §8.2).
+/// Serin's own Prometheus metrics (Flagger's names, `pkg/metrics/recorder.go`).
 pub trait Recorder: Send + Sync {
     /// `flagger_canary_status` ([`CanaryPhase::status_gauge`]).
     fn set_status(&self, canary: &Canary, phase: CanaryPhase);

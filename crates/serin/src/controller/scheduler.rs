@@ -1,5 +1,5 @@
 //! The analysis scheduler: one reconcile of one Canary, following Flagger's `advanceCanary`
-//! (§2.2) step by step, with two clocks:
+//! (`pkg/controller/scheduler.go`) step by step, with two clocks:
 //!
 //! * **Revisions react at once.** Every reconcile reads the target's revision; a new revision
 //!   (pod template or tracked ConfigMap/Secret) of an idle or progressing canary runs the tick

@@ -1,6 +1,7 @@
 //! Status writers (Flagger's `SyncStatus`, `SetStatusPhase`, `SetStatusWeight`,
 //! `SetStatusIterations`, `SetStatusFailedChecks`), the `Promoted` condition and revision
-//! comparison (§2.3, §2.4).
+//! comparison (Flagger's `pkg/canary/status.go`, `ComputeHash` in `pkg/canary/spec.go` and
+//! `hasCanaryRevisionChanged` in `pkg/controller/scheduler.go`).
 //!
 //! Every write sets `lastTransitionTime` to the current time truncated to whole seconds (the
 //! precision the API server keeps), so the in-memory status equals the persisted one. That time

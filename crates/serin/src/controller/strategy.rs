@@ -1,5 +1,8 @@
-//! The run itself: starting it (§2.2 step 18), analysis and strategy steps (steps 27–29,
-//! §2.5), promotion (§2.6), rollback and failed promotion (§2.7), skipped analysis (§2.8).
+//! The run itself, as in Flagger's `pkg/controller/scheduler.go`: starting it
+//! (`checkCanaryStatus`), analysis and strategy steps (pre-rollout hooks, `runAnalysis`, then
+//! `runCanary` / `runAB` / `runBlueGreen`), promotion (`runPromotionTrafficShift` and the
+//! Promoting / Finalising phases of `advanceCanary`), rollback and failed promotion (`rollback`,
+//! `handleFailedPromotion`), skipped analysis (`shouldSkipAnalysis`).
 
 use super::events;
 use super::ports::{AnalysisStatus, EventKind};
@@ -407,7 +410,7 @@ impl Tick<'_> {
         Ok(())
     }
 
-    /// §2.7.1: all traffic to the primary, canary scaled to zero, phase Failed.
+    /// Flagger's `rollback`: all traffic to the primary, canary scaled to zero, phase Failed.
     pub(super) async fn rollback(&mut self, b: &Backends) -> Result<(), SchedulerError> {
         let failed_checks = self.status().failed_checks;
         if failed_checks >= self.analysis().threshold() {
@@ -436,7 +439,8 @@ impl Tick<'_> {
         self.failed(b, 0).await
     }
 
-    /// §2.7.2: the primary broke during promotion: all traffic to the canary (still running).
+    /// Flagger's `handleFailedPromotion`: the primary broke during promotion: all traffic to
+    /// the canary (still running).
     pub(super) async fn handle_failed_promotion(
         &mut self,
         b: &Backends,

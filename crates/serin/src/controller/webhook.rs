@@ -1,7 +1,8 @@
-//! Webhooks: the payload Flagger POSTs (§3.2), the revision checksum, and the HTTP client with
-//! go-retryablehttp's semantics (§3.4): per-attempt timeout, `retries` extra attempts on
-//! transport errors, 429 and 5xx other than 501, exponential back-off honouring `Retry-After`
-//! on 429/503, success iff the answer is HTTP 200..=202.
+//! Webhooks: the payload Flagger POSTs (`CallWebhook`, `CallEventWebhook` in Flagger's
+//! `pkg/controller/webhook.go`), the revision checksum (`canaryChecksum`), and the HTTP client
+//! with go-retryablehttp's semantics (`newHTTPClient`, `callWebhook`): per-attempt timeout,
+//! `retries` extra attempts on transport errors, 429 and 5xx other than 501, exponential
+//! back-off honouring `Retry-After` on 429/503, success iff the answer is HTTP 200..=202.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

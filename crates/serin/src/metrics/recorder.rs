@@ -1,6 +1,6 @@
 //! Serin's own Prometheus metrics: Flagger's `flagger_*` series with Flagger's names, types and
-//! labels (§8.2), so existing dashboards and alert rules keep working, plus `serin_reconcile_*`
-//! series about the controller itself.
+//! labels (`pkg/metrics/recorder.go`), so existing dashboards and alert rules keep working, plus
+//! `serin_reconcile_*` series about the controller itself.
 //!
 //! One [`Recorder`] owns one prometheus-client registry. It is cheap to clone (all clones update
 //! the same series) and is exposed by [`crate::telemetry::server`].

@@ -1,4 +1,5 @@
-//! Alert messages and fields as Flagger sends them (§7.3).
+//! Alert messages and fields as Flagger sends them (`alert` and `alertMetadata` in Flagger's
+//! `pkg/controller/events.go`).
 
 use super::{Alert, Field, Severity};
 

@@ -1,5 +1,6 @@
-//! The global notifier (Flagger §7.1): built at start-up from `-slack-*` / `-msteams-*` flags
-//! and their environment variables, used for canaries without `analysis.alerts`.
+//! The global notifier (Flagger's `initNotifier` in `cmd/flagger/main.go`): built at start-up
+//! from `-slack-*` / `-msteams-*` flags and their environment variables, used for canaries
+//! without `analysis.alerts`.
 
 use super::client::redact_url;
 use super::{DEFAULT_USERNAME, NotifierConfig, NotifierKind, NotifyError};

@@ -117,7 +117,8 @@ impl From<crate::api::alert_provider::UnknownAlertProvider> for NotifyError {
 
 /// Whether an `analysis.alerts[]` entry of severity `alert_severity` receives an alert of
 /// severity `event_severity`: `info` receives everything, `warn` receives warnings and errors,
-/// `error` receives errors only (Flagger §7.2 and its documentation).
+/// `error` receives errors only (Flagger's documentation; its code, `alert` in
+/// `pkg/controller/events.go`, differs: see docs/compatibility.md, "Severity filter").
 ///
 /// The global notifier ignores severity: do not filter its alerts with this function.
 pub fn alert_accepts(alert_severity: Severity, event_severity: Severity) -> bool {
@@ -247,7 +248,8 @@ impl fmt::Debug for ProviderSecret<'_> {
 }
 
 impl NotifierConfig {
-    /// Applies Flagger's rules for an AlertProvider (§7.2): the Secret's `address` overrides
+    /// Applies Flagger's rules for an AlertProvider (`alert` in `pkg/controller/events.go`):
+    /// the Secret's `address` overrides
     /// `spec.address` and is required when `secretRef` is set, its `token` is optional; username
     /// defaults to `flagger`, channel to `general`.
     pub fn from_alert_provider(input: &AlertProviderInput<'_>) -> Result<Self, NotifyError> {

@@ -1,5 +1,5 @@
-//! Logging set-up (Flagger §8.3): JSON lines by default, as Flagger's zap logger writes them,
-//! or a human-readable console format.
+//! Logging set-up (Flagger's `pkg/logger/logger.go`): JSON lines by default, as Flagger's zap
+//! logger writes them, or a human-readable console format.
 //!
 //! A JSON line has the keys `level` (lowercase), `ts` (ISO 8601, UTC), `caller`
 //! (`file:line`), `msg`, then the fields of the enclosing spans (outermost first) and of the

@@ -1,5 +1,5 @@
-//! The controller's HTTP server (Flagger §8.1): `GET /metrics`, `GET /healthz` and
-//! `GET /readyz` on `-port` (default 8080).
+//! The controller's HTTP server (Flagger's `pkg/server/server.go`): `GET /metrics`,
+//! `GET /healthz` and `GET /readyz` on `-port` (default 8080).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), serin::telemetry::server::ServerError> {

@@ -1,4 +1,5 @@
-//! The metric analysis of one tick (reference §6.1): built-in checks, inline queries and
+//! The metric analysis of one tick (Flagger's `runBuiltinMetricChecks` and `runMetricChecks` in
+//! `pkg/controller/scheduler_metrics.go`): built-in checks, inline queries and
 //! MetricTemplates, the pass/fail decision and Flagger's event messages.
 //!
 //! The controller calls two functions:
@@ -363,7 +364,8 @@ fn builtin_client(
 // ---------------------------------------------------------------------------------------------
 // Availability check
 
-/// The availability check of initialisation ticks (§6.5). Built-in and inline metrics probe the
+/// The availability check of initialisation ticks (Flagger's `checkMetricProviderAvailability`
+/// in `pkg/controller/scheduler_metrics.go`). Built-in and inline metrics probe the
 /// Canary's Prometheus (`vector(1)`); template metrics build their provider and probe it.
 /// The error is the text after [`PROVIDERS_CHECK_FAILED_PREFIX`]. Flagger misspells "avaiable";
 /// Serin writes "available".

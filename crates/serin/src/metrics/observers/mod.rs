@@ -271,7 +271,8 @@ mod tests {
         }
     }
 
-    /// §6.3 of the reference, with `{{ namespace }}` = test, `{{ target }}` (and service,
+    /// Flagger's built-in queries (`pkg/metrics/observers/<provider>.go`), with
+    /// `{{ namespace }}` = test, `{{ target }}` (and service,
     /// ingress, route) = podinfo, `{{ interval }}` = 1m.
     fn expected(kind: ObserverKind) -> (&'static str, &'static str) {
         match kind {
