@@ -24,10 +24,12 @@ if [ "${1:-}" != "--inside" ]; then
     export SERIN_BIN="$ROOT/target/debug/serin"
   fi
   echo "== building Flagger (tools/flagger)"
-  FLAGGER_BIN="$("$ROOT/tools/flagger/build.sh")/flagger"
+  FLAGGER_DIR="$("$ROOT/tools/flagger/build.sh")"
+  FLAGGER_BIN="$FLAGGER_DIR/flagger"
+  LOADTESTER_BIN="$FLAGGER_DIR/loadtester"
   FLAGGER_CRDS="$("$ROOT/tools/flagger/build.sh" --crds)"
   KCP_HELPER="$("$ROOT/scripts/real-cluster.sh" --build)/kcp-helper"
-  export FLAGGER_BIN FLAGGER_CRDS KCP_HELPER
+  export FLAGGER_BIN LOADTESTER_BIN FLAGGER_CRDS KCP_HELPER
   exec "$ROOT/scripts/real-cluster.sh" "$0" --inside "$@"
 fi
 shift
@@ -44,8 +46,12 @@ stop_children() {
   for pid in "${CHILDREN[@]}"; do wait "$pid" 2>/dev/null || true; done
   CHILDREN=()
 }
+SERVICES=()
 finish() {
   stop_children
+  local pid
+  for pid in "${SERVICES[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${SERVICES[@]}"; do wait "$pid" 2>/dev/null || true; done
   if [ -n "${DIFF_KEEP:-}" ]; then
     mkdir -p "$DIFF_KEEP"
     cp -r "$WORK"/. "$DIFF_KEEP"/
@@ -66,7 +72,16 @@ kubectl wait --for condition=established --timeout=60s crd/canaries.flagger.app 
 
 "$SERIN_BIN" simulate-workloads --kubeconfig "$KUBECONFIG" --ready-delay-ms 300 \
   >"$WORK/simulator.log" 2>&1 &
-SIMULATOR=$!
+SERVICES+=($!)
+# Flagger's load tester: the webhook receiver of both controllers (gates, rollback).
+LOADTESTER_PORT="$("$KCP_HELPER" ports 1)"
+LOADTESTER="http://127.0.0.1:$LOADTESTER_PORT"
+"$LOADTESTER_BIN" -port "$LOADTESTER_PORT" -log-level info >"$WORK/loadtester.log" 2>&1 &
+SERVICES+=($!)
+for _ in $(seq 1 100); do
+  curl -sf "$LOADTESTER/healthz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
 
 # ------------------------------------------------------------------------------------------
 # Recording
@@ -144,7 +159,8 @@ run_scenario() {
     mkdir -p "$dir/$c"
     kubectl create namespace "${NS[$c]}" >/dev/null
     kubectl -n "${NS[$c]}" apply -f "$HERE/scenarios/deployment.yaml" >/dev/null
-    kubectl -n "${NS[$c]}" apply -f "$HERE/scenarios/$name/canary.yaml" >/dev/null
+    sed "s|LOADTESTER_URL|$LOADTESTER|g" "$HERE/scenarios/$name/canary.yaml" \
+      | kubectl -n "${NS[$c]}" apply -f - >/dev/null
   done
   start_controllers "${NS[flagger]}" "${NS[serin]}" "$dir"
 
@@ -168,6 +184,9 @@ run_scenario() {
       # Both initialised: record the generated objects, then start a new revision in both.
       for c in "${CONTROLLERS[@]}"; do
         objects_now "${NS[$c]}" >"$dir/$c/objects-initialized"
+        if [ -f "$HERE/scenarios/$name/before-trigger.sh" ]; then
+          NS="${NS[$c]}" LOADTESTER="$LOADTESTER" bash "$HERE/scenarios/$name/before-trigger.sh"
+        fi
         kubectl -n "${NS[$c]}" set image deployment/podinfo podinfod=stefanprodan/podinfo:6.0.1 >/dev/null
       done
       triggered=true
@@ -225,8 +244,6 @@ for name in "${scenarios[@]}"; do
   fi
 done
 
-kill -TERM "$SIMULATOR" 2>/dev/null || true
-wait "$SIMULATOR" 2>/dev/null || true
 
 echo
 echo "scenario | identical / differences"
