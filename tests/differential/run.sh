@@ -86,19 +86,25 @@ done
 # ------------------------------------------------------------------------------------------
 # Recording
 
-# One line per change of the Canary's status: phase canaryWeight iterations failedChecks.
-status_line() {
-  kubectl -n "$1" get canary podinfo -o json 2>/dev/null | jq -r \
-    '.status | "\(.phase // "-") weight=\(.canaryWeight // 0) iterations=\(.iterations // 0) failedChecks=\(.failedChecks // 0)"' \
-    || echo "(no canary)"
+# Every write of the Canary in namespace $1 as a status line (phase canaryWeight iterations
+# failedChecks), from a watch, so short phases are not missed; written to $2.
+STATUS_JQ='.status | "\(.phase // "-") weight=\(.canaryWeight // 0) iterations=\(.iterations // 0) failedChecks=\(.failedChecks // 0)"'
+watch_status() {
+  kubectl -n "$1" get canaries -w -o json > >(jq --unbuffered -r "$STATUS_JQ" >"$2") 2>/dev/null &
+  CHILDREN+=($!)
 }
+# The status lines without repeats; lines from before the controller's first status write
+# ("-") are left out.
+status_sequence() { grep -v '^- ' "$1" | uniq; }
 
-# Event texts of namespace $1 in order of first occurrence, the namespace replaced by NS.
+# The Canary's event texts in namespace $1 in order of first occurrence, the namespace replaced
+# by NS (events of other objects, such as the API server's cluster-IP repair, are left out).
 events_now() {
   kubectl -n "$1" get events -o json | jq -r --arg ns "$1" '
     .items
     | sort_by(.firstTimestamp // .eventTime // .metadata.creationTimestamp, .metadata.creationTimestamp)
     | .[]
+    | select(.involvedObject.kind == "Canary")
     | "\(.type) \(.reason) \(.involvedObject.kind)/\(.involvedObject.name) \(.message)"
     | gsub("\\.\($ns)"; ".NS") | gsub($ns; "NS")'
 }
@@ -187,6 +193,7 @@ run_scenario() {
     NS[$c]="diff-$name-$c"
     mkdir -p "$dir/$c"
     kubectl create namespace "${NS[$c]}" >/dev/null
+    watch_status "${NS[$c]}" "$dir/$c/status.watch"
     kubectl -n "${NS[$c]}" apply -f "$HERE/scenarios/deployment.yaml" >/dev/null
     sed "s|LOADTESTER_URL|$LOADTESTER|g" "$HERE/scenarios/$name/canary.yaml" \
       | kubectl -n "${NS[$c]}" apply -f - >/dev/null
@@ -198,10 +205,6 @@ run_scenario() {
     done_all=true
     for c in "${CONTROLLERS[@]}"; do
       ns="${NS[$c]}"
-      line="$(status_line "$ns")"
-      # Before the controller's first status write there is nothing to compare.
-      [ "${line%% *}" = "-" ] && [ ! -s "$dir/$c/status" ] && line=""
-      [ -z "$line" ] || [ "$(tail -n 1 "$dir/$c/status" 2>/dev/null)" = "$line" ] || echo "$line" >>"$dir/$c/status"
       events_now "$ns" | append_new "$dir/$c/events"
       p="$(phase_of "$ns")"
       if $triggered; then
@@ -237,6 +240,10 @@ run_scenario() {
     canary_status "$ns" >"$dir/$c/canary-status"
   done
   stop_children
+  sleep 0.5 # the watches' jq ends when kubectl's output closes
+  for c in "${CONTROLLERS[@]}"; do
+    status_sequence "$dir/$c/status.watch" >"$dir/$c/status"
+  done
   for c in "${CONTROLLERS[@]}"; do
     kubectl delete namespace "${NS[$c]}" --wait=false >/dev/null
   done
@@ -269,7 +276,7 @@ for name in "${scenarios[@]}"; do
       continue
     fi
     differing+=("$f")
-    diff -u --label "flagger/$f" --label "serin/$f" "$a.known" "$b.known" | sed 's/^/    /' | head -n 60
+    diff -u --label "flagger/$f" --label "serin/$f" "$a.known" "$b.known" | sed 's/^/    /' | head -n 60 || true
   done
   echo "  ($((SECONDS - started)) s)"
   if [ ${#differing[@]} -eq 0 ]; then
