@@ -82,6 +82,8 @@ for _ in $(seq 1 100); do
   curl -sf "$LOADTESTER/healthz" >/dev/null 2>&1 && break
   sleep 0.2
 done
+curl -sf "$LOADTESTER/healthz" >/dev/null 2>&1 \
+  || { echo "Flagger's load tester did not start:"; tail -n 20 "$WORK/loadtester.log"; exit 1; }
 
 # ------------------------------------------------------------------------------------------
 # Recording
