@@ -41,9 +41,9 @@ suite packaging-real-cluster tests/packaging/real-cluster.sh
 suite no-drift tests/packaging/no-drift.sh
 suite chaos tests/chaos/run.sh --profile short
 suite real-cluster tests/e2e/real-cluster.sh
-# The dev cluster's answers compared with a real kube-apiserver's (docs/devcluster.md, fidelity).
 # Flagger v1.41.0 (built from its Go module) and Serin side by side (docs/differential.md).
 suite differential tests/differential/run.sh
+# The dev cluster's answers compared with a real kube-apiserver's (docs/devcluster.md, fidelity).
 suite devcluster-fidelity scripts/real-cluster.sh env DEVCLUSTER_COMPARE_REAL=1 \
   cargo test -p devcluster --test compare_real --locked
 
