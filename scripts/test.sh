@@ -35,7 +35,7 @@ suite() {
   fi
 }
 
-suite cargo cargo test --workspace --locked
+suite cargo cargo test --workspace --locked --no-fail-fast
 suite packaging tests/packaging/run.sh
 suite packaging-real-cluster tests/packaging/real-cluster.sh
 suite no-drift tests/packaging/no-drift.sh

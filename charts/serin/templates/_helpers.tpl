@@ -125,7 +125,7 @@ ClusterRole, whose extra rules are external metrics and /version).
   verbs: ["get", "create", "patch"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: ["gloo.solo.io"]
   resources: ["upstreams"]
   verbs: ["get", "create", "patch"]

@@ -192,9 +192,9 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "networking.k8s.io",
         resources: &["ingresses"],
-        verbs: ROUTER_VERBS,
+        verbs: &["get", "create", "patch", "delete"],
         need: Need::Router,
-        used_by: "NGINX and Skipper routers",
+        used_by: "NGINX and Skipper routers (Skipper's Finalize deletes its canary Ingress)",
     },
     Rule {
         group: "gloo.solo.io",
@@ -445,6 +445,7 @@ mod tests {
             "AlertProvider" => ("flagger.app", "alertproviders"),
             "VirtualService" => ("networking.istio.io", "virtualservices"),
             "DestinationRule" => ("networking.istio.io", "destinationrules"),
+            "Ingress" => ("networking.k8s.io", "ingresses"),
             _ => return None,
         })
     }

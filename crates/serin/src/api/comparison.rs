@@ -44,6 +44,7 @@ pub struct MetricComparison {
     /// Fewest samples (mann-whitney, default 10) or events counted (proportion, default 100)
     /// per version; fewer holds the step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000_000))]
     pub min_samples: Option<i64>,
     /// Resolution of the range query (mann-whitney; default 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -99,6 +99,43 @@ fn bound_integers(crd: &mut CustomResourceDefinition) {
     }
 }
 
+/// The CRD without the integer bounds and formats of [`all`]: what an older Serin or Flagger CRD
+/// left installed accepts. The chaos suite and the hostile-input scenarios store out-of-range
+/// Canaries through it, as a user's cluster can.
+pub fn without_integer_bounds(crd: &mut CustomResourceDefinition) {
+    for version in &mut crd.spec.versions {
+        let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        let Ok(mut value) = serde_json::to_value(&*schema) else {
+            continue;
+        };
+        strip_integer_bounds(&mut value);
+        if let Ok(stripped) = serde_json::from_value::<JSONSchemaProps>(value) {
+            *schema = stripped;
+        }
+    }
+}
+
+fn strip_integer_bounds(schema: &mut Value) {
+    match schema {
+        Value::Object(obj) => {
+            if obj.get("type").and_then(Value::as_str) == Some("integer") {
+                for key in ["minimum", "maximum", "format"] {
+                    obj.remove(key);
+                }
+            }
+            obj.values_mut().for_each(strip_integer_bounds);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_integer_bounds),
+        _ => {}
+    }
+}
+
 /// The range of an integer `format`.
 fn format_range(format: &str) -> Option<(f64, f64)> {
     match format {

@@ -461,8 +461,6 @@ mod tests {
     #[tokio::test]
     async fn the_original_is_never_written_and_nothing_is_written_twice() {
         let fake = TestCluster::start().await;
-        fake.install_crds(include_str!("../../tests/fixtures/crds/ingress.yaml"))
-            .await;
         fake.insert(original()).await;
         let c = fake.store_canary(canary(json!({}))).await;
         let router = NginxRouter::new(fake.client(), true, PREFIX);

@@ -397,8 +397,6 @@ mod tests {
     #[tokio::test]
     async fn finalize_deletes_the_copy_only() {
         let fake = TestCluster::start().await;
-        fake.install_crds(include_str!("../../tests/fixtures/crds/ingress.yaml"))
-            .await;
         fake.insert(original()).await;
         let c = canary();
         let router = SkipperRouter::new(fake.client(), false);

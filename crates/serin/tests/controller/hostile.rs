@@ -19,7 +19,8 @@ async fn an_undecodable_canary_does_not_stop_the_others() {
         let hooks = Hooks::start().await;
         cluster.create_deployment("podinfo", IMAGE).await;
         cluster.create_deployment("bad", IMAGE).await;
-        // Stored as a real API server stores it: the CRD's `format: int32` is not enforced.
+        // Stored as a cluster with an older, unbounded CRD stores it.
+        cluster.install_unbounded_canary_crd().await;
         let mut bad = podinfo_canary(&hooks, json!({"threshold": 2_147_483_648_u64}));
         bad["metadata"]["name"] = json!("bad");
         bad["spec"]["targetRef"]["name"] = json!("bad");

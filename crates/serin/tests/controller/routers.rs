@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::support::*;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
-use kube::api::{DynamicObject, PostParams};
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 /// One router under test.
@@ -36,9 +36,30 @@ pub struct Case {
 
 async fn install(cluster: &Cluster, case: &Case) {
     let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
-    for doc in case.crds.split("\n---\n") {
+    for doc in case.crds.split("\n---\n").filter(|d| !d.trim().is_empty()) {
         let crd: CustomResourceDefinition = serde_saphyr::from_str(doc).unwrap();
-        crds.create(&PostParams::default(), &crd).await.unwrap();
+        let name = crd.metadata.name.clone().unwrap();
+        // Scenarios share CRDs on a real cluster: apply, don't create, and use the kind only
+        // once the server serves it.
+        crds.patch(
+            &name,
+            &PatchParams::apply("serin-e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+        wait_for(
+            &format!("CRD {name} established"),
+            Duration::from_secs(30),
+            || async {
+                let conditions = crds.get(&name).await.ok()?.status?.conditions?;
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            },
+        )
+        .await;
     }
     for obj in &case.objects {
         let api_version = obj["apiVersion"].as_str().unwrap();
@@ -346,7 +367,8 @@ fn podinfo_ingress(annotations: Value) -> Value {
 async fn nginx() {
     promotion_and_rollback(Case {
         provider: "nginx",
-        crds: include_str!("../fixtures/crds/ingress.yaml"),
+        // Ingress is built in.
+        crds: "",
         service: json!({}),
         spec: json!({"ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"}}),
         objects: vec![podinfo_ingress(json!({}))],
@@ -368,7 +390,8 @@ async fn nginx() {
 async fn skipper() {
     promotion_and_rollback(Case {
         provider: "skipper",
-        crds: include_str!("../fixtures/crds/ingress.yaml"),
+        // Ingress is built in.
+        crds: "",
         service: json!({}),
         spec: json!({"ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"}}),
         objects: vec![podinfo_ingress(json!({}))],

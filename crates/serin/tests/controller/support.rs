@@ -310,6 +310,27 @@ impl Cluster {
         Api::namespaced_with(self.client.clone(), NS, &ar)
     }
 
+    /// Replaces the Canary CRD with one without integer bounds (an older CRD left installed),
+    /// so that out-of-range Canaries are stored as a user's cluster can store them.
+    pub async fn install_unbounded_canary_crd(&self) {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        for mut crd in serin::api::crd::all() {
+            if crd.spec.names.kind != "Canary" {
+                continue;
+            }
+            serin::api::crd::without_integer_bounds(&mut crd);
+            crd.metadata.managed_fields = None;
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            crds.patch(
+                &name,
+                &PatchParams::apply("serin-e2e").force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .unwrap();
+        }
+    }
+
     pub fn virtual_services(&self) -> Api<DynamicObject> {
         self.dynamic(
             "networking.istio.io",
