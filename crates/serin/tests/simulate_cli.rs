@@ -26,7 +26,7 @@ fn simulate(script: &Path) -> (i32, String, String) {
 
 #[test]
 fn exit_status_tells_the_outcome() {
-    let (code, out, _) = simulate(&examples().join("promote.yaml"));
+    let (code, out, _) = simulate(&examples().join("promote.metrics"));
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("outcome: promoted 10m0s after the new revision"),
@@ -37,7 +37,7 @@ fn exit_status_tells_the_outcome() {
         "{out}"
     );
 
-    let (code, out, _) = simulate(&examples().join("rollback.yaml"));
+    let (code, out, _) = simulate(&examples().join("rollback.metrics"));
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("outcome: rolled back 5m0s after the new revision"),

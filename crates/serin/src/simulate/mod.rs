@@ -292,7 +292,7 @@ mod tests {
         .unwrap();
         let r = simulate(
             c.clone(),
-            include_str!("../../../../examples/simulate/promote.yaml"),
+            include_str!("../../../../examples/simulate/promote.metrics"),
         );
         assert_eq!(
             r.outcome,
@@ -302,7 +302,7 @@ mod tests {
         );
         let r = simulate(
             c,
-            include_str!("../../../../examples/simulate/rollback.yaml"),
+            include_str!("../../../../examples/simulate/rollback.metrics"),
         );
         assert_eq!(
             r.outcome,
