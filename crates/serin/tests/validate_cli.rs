@@ -59,7 +59,7 @@ fn deprecated_spellings_are_warnings() {
         "\"istio_requests_total\" is the deprecated name of the built-in check request-success-rate; use name: request-success-rate",
         "threshold: deprecated: use thresholdRange: {min: 99}",
         "use apiVersion: autoscaling/v2",
-        "the linkerd provider is not supported yet by Serin",
+        "the appmesh provider is not supported yet by Serin",
         "100000000m is above the 24h maximum; 24h is used",
         "100000000m is above the 1h maximum; 1h is used",
     ] {
