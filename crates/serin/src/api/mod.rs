@@ -8,6 +8,7 @@ pub mod apis;
 pub mod canary;
 pub mod comparison;
 pub mod crd;
+pub mod decision;
 pub mod duration;
 pub mod manifest;
 

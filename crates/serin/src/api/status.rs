@@ -189,6 +189,9 @@ pub struct CanaryStatus {
     /// Status conditions (`Promoted`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<CanaryCondition>>,
+    /// Serin only: the decision record of the last analysis ticks (docs/operations.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decisions: Option<Vec<super::decision::Decision>>,
 }
 
 impl CanaryStatus {

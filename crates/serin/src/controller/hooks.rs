@@ -5,7 +5,7 @@
 
 use super::events;
 use super::scheduler::{SchedulerError, Tick};
-use super::webhook::{HookPayload, WebhookError, checksum};
+use super::webhook::{HookPayload, HookResponse, WebhookError, checksum};
 use crate::api::analysis::AlertSeverity;
 use crate::api::{CanaryPhase, CanaryWebhook, HookType};
 
@@ -25,7 +25,7 @@ impl Tick<'_> {
         &self,
         hook: &CanaryWebhook,
         phase: CanaryPhase,
-    ) -> Result<(), WebhookError> {
+    ) -> Result<HookResponse, WebhookError> {
         let status = self.status();
         let payload = HookPayload {
             name: self.canary.metadata.name.clone().unwrap_or_default(),
@@ -34,7 +34,9 @@ impl Tick<'_> {
             checksum: checksum(&status),
             metadata: hook.metadata.clone().unwrap_or_default(),
         };
-        self.s.ports.webhooks.post(hook, &payload).await
+        let answer = self.s.ports.webhooks.post(hook, &payload).await;
+        self.record_webhook(hook, &answer);
+        answer
     }
 
     /// confirm-rollout (payload: the current phase). On the first failure the phase becomes
@@ -68,7 +70,7 @@ impl Tick<'_> {
     pub(super) async fn pre_rollout(&self) -> bool {
         for hook in self.hooks(HookType::PreRollout) {
             match self.call_hook(&hook, CanaryPhase::Progressing).await {
-                Ok(()) => self.info(events::pre_rollout_passed(&hook.name)).await,
+                Ok(_) => self.info(events::pre_rollout_passed(&hook.name)).await,
                 Err(e) => {
                     let msg = events::pre_rollout_failed(&self.key, &hook.name, &e.to_string());
                     self.warn(msg).await;
@@ -153,7 +155,7 @@ impl Tick<'_> {
     pub(super) async fn post_rollout(&self, phase: CanaryPhase) {
         for hook in self.hooks(HookType::PostRollout) {
             match self.call_hook(&hook, phase).await {
-                Ok(()) => self.info(events::post_rollout_passed(&hook.name)).await,
+                Ok(_) => self.info(events::post_rollout_passed(&hook.name)).await,
                 Err(e) => {
                     self.warn(events::post_rollout_failed(&hook.name, &e.to_string()))
                         .await;
@@ -168,7 +170,7 @@ impl Tick<'_> {
     pub(super) async fn rollback_hooks_fired(&self, phase: CanaryPhase) -> bool {
         for hook in self.hooks(HookType::Rollback) {
             match self.call_hook(&hook, phase).await {
-                Ok(()) => {
+                Ok(_) => {
                     self.warn(events::rollback_check_passed(&hook.name)).await;
                     return true;
                 }

@@ -5,6 +5,7 @@
 //!   [`scheduler::trigger`], the pure "is something due" decision of the two clocks.
 //! * [`ports`]: the traits the scheduler talks to; adapters live with the runtime wiring.
 //! * [`webhook`]: the webhook payload, checksum and HTTP client.
+//! * [`decision`]: the decision record of analysis ticks (`status.decisions`).
 //! * [`events`]: the event and alert message catalogue, event recording and event webhooks.
 //! * [`adapters`]: the ports over kube-rs, the notifiers and the metrics registry.
 //! * [`runtime`]: the controller's wiring (watches, back-off, readiness).
@@ -13,6 +14,7 @@
 //! * [`leader`]: optional leader election with a coordination.k8s.io/v1 Lease.
 
 pub mod adapters;
+pub mod decision;
 pub mod decode;
 pub mod events;
 pub mod finalizer;

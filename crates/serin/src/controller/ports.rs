@@ -9,8 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
 
-use super::webhook::{HookPayload, WebhookError};
+use super::webhook::{HookPayload, HookResponse, WebhookError};
 use crate::api::analysis::AlertSeverity;
+use crate::api::decision::{CheckRecord, Decision};
 use crate::api::{Canary, CanaryPhase, CanaryStatus, CanaryWebhook, Provider, Strategy};
 use crate::router::{Router, RouterError};
 use crate::workload::{ScalerReconciler, TargetController, TargetMetadata};
@@ -93,7 +94,11 @@ pub trait StatusStore: Send + Sync {
 pub trait WebhookClient: Send + Sync {
     /// POSTs `payload` to `hook.url` with the hook's timeout, retries and TLS setting. Success
     /// iff the final answer is HTTP 200..=202.
-    async fn post(&self, hook: &CanaryWebhook, payload: &HookPayload) -> Result<(), WebhookError>;
+    async fn post(
+        &self,
+        hook: &CanaryWebhook,
+        payload: &HookPayload,
+    ) -> Result<HookResponse, WebhookError>;
 }
 
 /// A failed metric check: the message becomes a Warning event (`error` = log at error level,
@@ -109,6 +114,8 @@ pub struct FailedCheck {
     /// Serin: a comparison check had too few samples. The step holds (no failed check, no
     /// advance) until the progress deadline; see [`crate::metrics::compare::hold_expired`].
     pub inconclusive: bool,
+    /// The checks run, for the decision record (the last one is the failure).
+    pub checks: Vec<CheckRecord>,
 }
 
 /// What a successful run of the checks measured.
@@ -118,6 +125,8 @@ pub struct Measured {
     pub values: Vec<(String, f64)>,
     /// Verdicts of comparison checks (Serin only), recorded as Normal events.
     pub verdicts: Vec<String>,
+    /// The checks run, for the decision record.
+    pub checks: Vec<CheckRecord>,
 }
 
 impl From<Vec<(String, f64)>> for Measured {
@@ -125,6 +134,7 @@ impl From<Vec<(String, f64)>> for Measured {
         Self {
             values,
             verdicts: Vec::new(),
+            checks: Vec::new(),
         }
     }
 }
@@ -188,6 +198,8 @@ pub trait Recorder: Send + Sync {
     /// `serin_analysis_step_delay_seconds`: how late an analysis step of a run started
     /// compared with the time it was due ([`super::scheduler::due_at`]).
     fn observe_step_delay(&self, canary: &Canary, delay: Duration);
+    /// `serin_canary_check_value` and its threshold bounds, per check of a tick's decision.
+    fn record_decision(&self, canary: &Canary, decision: &Decision);
 }
 
 /// Flagger's `KubernetesRouter`: the generated ClusterIP Services `<apex>`, `<apex>-primary`

@@ -369,6 +369,8 @@ pub(super) struct Tick<'a> {
     pub(super) revision: Option<Revision>,
     /// Whether this tick wrote the status.
     pub(super) wrote: bool,
+    /// The decision record of an analysis tick, stored with each of its status writes.
+    pub(super) draft: Mutex<Option<super::decision::Draft>>,
 }
 
 /// The implementations one tick works with.
@@ -400,6 +402,7 @@ impl<'a> Tick<'a> {
             trigger: Trigger::Due,
             revision: None,
             wrote: false,
+            draft: Mutex::new(None),
         }
     }
 
@@ -688,6 +691,9 @@ impl<'a> Tick<'a> {
             }
             return Ok(());
         }
+
+        // From here on the tick decides a step: it is recorded in `status.decisions`.
+        self.start_record();
 
         // 21. Skipped analysis promotes at once.
         if skip {

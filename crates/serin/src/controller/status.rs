@@ -167,6 +167,7 @@ impl Tick<'_> {
         change(&mut status);
         status.last_transition_time = Some(Time(whole_seconds(self.now)));
         set_promoted_condition(&mut status, &self.kind, self.now);
+        let decision = self.store_record(&mut status);
         self.s
             .ports
             .store
@@ -174,6 +175,12 @@ impl Tick<'_> {
             .await?;
         self.canary.status = Some(status);
         self.wrote = true;
+        if let Some(decision) = decision {
+            self.s
+                .ports
+                .recorder
+                .record_decision(&self.canary, &decision);
+        }
         Ok(())
     }
 

@@ -72,7 +72,12 @@ impl Tick<'_> {
                     .set_failed_checks(status.failed_checks.saturating_add(1))
                     .await;
             }
-            match self.s.ports.metrics.run_checks(&self.canary).await {
+            let checked = self.s.ports.metrics.run_checks(&self.canary).await;
+            self.record_checks(match &checked {
+                Ok(measured) => &measured.checks,
+                Err(failed) => &failed.checks,
+            });
+            match checked {
                 Ok(measured) => {
                     self.s.holds.release(&self.key);
                     for verdict in &measured.verdicts {

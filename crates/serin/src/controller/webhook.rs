@@ -29,6 +29,14 @@ pub struct HookPayload {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// A successful answer (HTTP 200..=202).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HookResponse {
+    pub status: u16,
+    /// The response body, trimmed and cut to a few hundred characters.
+    pub body: String,
+}
+
 /// A webhook call that did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -194,7 +202,11 @@ async fn body_text(response: reqwest::Response) -> String {
 
 #[async_trait]
 impl WebhookClient for HttpWebhookClient {
-    async fn post(&self, hook: &CanaryWebhook, payload: &HookPayload) -> Result<(), WebhookError> {
+    async fn post(
+        &self,
+        hook: &CanaryWebhook,
+        payload: &HookPayload,
+    ) -> Result<HookResponse, WebhookError> {
         let url = reqwest::Url::parse(hook.url.trim()).map_err(|e| WebhookError::InvalidUrl {
             url: hook.url.clone(),
             reason: e.to_string(),
@@ -225,7 +237,10 @@ impl WebhookClient for HttpWebhookClient {
                 Ok(resp) => {
                     let status = resp.status();
                     if status.as_u16() <= 202 && !status.is_informational() {
-                        return Ok(());
+                        return Ok(HookResponse {
+                            status: status.as_u16(),
+                            body: body_text(resp).await,
+                        });
                     }
                     if !retriable_status(status) {
                         let body = body_text(resp).await;

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use super::ports::{Alerter, FailedCheck, Measured, MetricChecks, Ports, WebhookClient};
 use super::queue::WorkQueue;
-use super::webhook::{HookPayload, WebhookError};
+use super::webhook::{HookPayload, HookResponse, WebhookError};
 use crate::api::Canary;
 use crate::api::CanaryWebhook;
 use crate::api::analysis::AlertSeverity;
@@ -121,7 +121,11 @@ pub struct WaitingWebhooks(pub Arc<dyn WebhookClient>);
 
 #[async_trait]
 impl WebhookClient for WaitingWebhooks {
-    async fn post(&self, hook: &CanaryWebhook, payload: &HookPayload) -> Result<(), WebhookError> {
+    async fn post(
+        &self,
+        hook: &CanaryWebhook,
+        payload: &HookPayload,
+    ) -> Result<HookResponse, WebhookError> {
         waiting(self.0.post(hook, payload)).await
     }
 }

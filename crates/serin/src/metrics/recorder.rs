@@ -75,6 +75,13 @@ struct MetricLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    name: String,
+    namespace: String,
+    check: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     name: String,
     namespace: String,
@@ -113,6 +120,9 @@ pub struct Recorder {
     reconcile_duration: Histogram,
     step_delay: Histogram,
     undecodable: Family<CanaryLabels, Gauge>,
+    check_value: Family<CheckLabels, Gauge<f64, AtomicU64>>,
+    check_min: Family<CheckLabels, Gauge<f64, AtomicU64>>,
+    check_max: Family<CheckLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -212,6 +222,24 @@ impl Recorder {
             "Canaries that cannot be decoded (1 while the stored version is unreadable)",
             undecodable.clone(),
         );
+        let check_value = Family::<CheckLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "serin_canary_check_value",
+            "Last value of a metric check of the decision record (request duration in ms)",
+            check_value.clone(),
+        );
+        let check_min = Family::<CheckLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "serin_canary_check_threshold_min",
+            "Lower bound of a metric check's threshold range",
+            check_min.clone(),
+        );
+        let check_max = Family::<CheckLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "serin_canary_check_threshold_max",
+            "Upper bound of a metric check's threshold range",
+            check_max.clone(),
+        );
         Recorder {
             registry: Arc::new(registry),
             info,
@@ -227,6 +255,9 @@ impl Recorder {
             reconcile_duration,
             step_delay,
             undecodable,
+            check_value,
+            check_min,
+            check_max,
         }
     }
 
@@ -376,6 +407,39 @@ impl Recorder {
         }
     }
 
+    /// `serin_canary_check_value{name, namespace, check}` (the Canary's name) and the
+    /// threshold bounds of one check of a tick; a series without a value in this tick (no
+    /// value measured, no such bound) is removed rather than left stale.
+    pub fn set_check(
+        &self,
+        canary: &str,
+        namespace: &str,
+        check: &str,
+        value: Option<f64>,
+        min: Option<f64>,
+        max: Option<f64>,
+    ) {
+        let labels = CheckLabels {
+            name: canary.to_owned(),
+            namespace: namespace.to_owned(),
+            check: check.to_owned(),
+        };
+        for (family, v) in [
+            (&self.check_value, value),
+            (&self.check_min, min),
+            (&self.check_max, max),
+        ] {
+            match v {
+                Some(v) => {
+                    family.get_or_create(&labels).set(v);
+                }
+                None => {
+                    family.remove(&labels);
+                }
+            }
+        }
+    }
+
     /// The OpenMetrics text exposition of every series ([`CONTENT_TYPE`]).
     pub fn encode(&self) -> Result<String, RecorderError> {
         let mut out = String::new();
@@ -498,6 +562,24 @@ mod tests {
         assert!(text.contains(r#"flagger_canary_status{name="podinfo",namespace="test"} 2"#));
         assert!(!text.contains(r#"flagger_canary_status{name="podinfo",namespace="test"} 0"#));
         assert!(text.contains(r#"flagger_canary_weight{workload="podinfo",namespace="test"} 0"#));
+    }
+
+    #[test]
+    fn checks_have_a_value_and_bounds_until_a_tick_lacks_them() {
+        let r = Recorder::new();
+        r.set_check("podinfo", "test", "error-rate", Some(0.5), None, Some(1.0));
+        let text = r.encode().unwrap();
+        let labels = r#"{name="podinfo",namespace="test",check="error-rate"}"#;
+        assert!(
+            text.contains("# TYPE serin_canary_check_value gauge"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("serin_canary_check_value{labels} 0.5")));
+        assert!(text.contains(&format!("serin_canary_check_threshold_max{labels} 1.0")));
+        assert!(!text.contains(&format!("serin_canary_check_threshold_min{labels}")));
+        r.set_check("podinfo", "test", "error-rate", None, None, Some(1.0));
+        let text = r.encode().unwrap();
+        assert!(!text.contains(&format!("serin_canary_check_value{labels}")));
     }
 
     #[test]

@@ -11,10 +11,11 @@ use k8s_openapi::jiff::Timestamp;
 use super::script::Timeline;
 use crate::api::analysis::{AlertSeverity, BuiltinMetric, CanaryMetric};
 use crate::api::comparison::Statistic;
+use crate::api::decision::Decision;
 use crate::api::{Canary, CanaryPhase, CanaryStatus, CanaryWebhook, Provider, Strategy};
 use crate::controller::finalizer::FINALIZER;
 use crate::controller::ports::*;
-use crate::controller::webhook::{HookPayload, WebhookError};
+use crate::controller::webhook::{HookPayload, HookResponse, WebhookError};
 use crate::metrics::analysis::{canary_id, custom_verdict, duration_verdict, success_rate_verdict};
 use crate::metrics::compare::verdict_message;
 use crate::router::{Router, RouterError, Routes};
@@ -98,13 +99,20 @@ pub struct Webhooks {
 
 #[async_trait]
 impl WebhookClient for Webhooks {
-    async fn post(&self, hook: &CanaryWebhook, _p: &HookPayload) -> Result<(), WebhookError> {
+    async fn post(
+        &self,
+        hook: &CanaryWebhook,
+        _p: &HookPayload,
+    ) -> Result<HookResponse, WebhookError> {
         match self.script.webhook(&hook.name, self.clock.elapsed()) {
             Some(answer) if !answer.ok => Err(WebhookError::Rejected {
                 status: 403,
                 message: answer.message.clone().unwrap_or_else(|| "rejected".into()),
             }),
-            _ => Ok(()),
+            _ => Ok(HookResponse {
+                status: 200,
+                body: String::new(),
+            }),
         }
     }
 }
@@ -128,6 +136,7 @@ impl Metrics {
             error: false,
             held: false,
             inconclusive: false,
+            checks: Vec::new(),
         };
         let point = self.script.metric(&metric.name, self.clock.elapsed());
         if let Some(c) = &metric.compare {
@@ -166,6 +175,7 @@ impl Metrics {
                     error: true,
                     held: false,
                     inconclusive: false,
+                    checks: Vec::new(),
                 });
             };
             let message = verdict_message(&id, &metric.name, &j);
@@ -247,6 +257,7 @@ impl Recorder for Quiet {
     fn observe_duration(&self, _c: &Canary, _d: Duration) {}
     fn set_metric_value(&self, _c: &Canary, _m: &str, _v: f64) {}
     fn observe_step_delay(&self, _c: &Canary, _d: Duration) {}
+    fn record_decision(&self, _c: &Canary, _d: &Decision) {}
 }
 
 /// The target workload: always ready; its revision follows the script.

@@ -149,6 +149,7 @@ impl MetricChecks for KubeMetricChecks {
         match analysis::run_checks(canary, &self.context()).await {
             Ok(results) => Ok(Measured {
                 verdicts: results.iter().filter_map(|r| r.verdict.clone()).collect(),
+                checks: analysis::check_records(canary, &results, None),
                 values: results.into_iter().map(|r| (r.name, r.value)).collect(),
             }),
             Err(failed) => {
@@ -159,6 +160,7 @@ impl MetricChecks for KubeMetricChecks {
                         .set_metric_analysis(target, namespace, &r.name, r.value);
                 }
                 Err(FailedCheck {
+                    checks: analysis::check_records(canary, &failed.results, Some(&failed)),
                     message: failed.message,
                     error: failed.severity == Severity::Error,
                     held: failed.severity == Severity::Held,

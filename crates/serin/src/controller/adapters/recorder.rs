@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::api::decision::Decision;
 use crate::api::{Canary, CanaryPhase, Strategy};
 use crate::controller::ports::{AnalysisStatus, Recorder as RecorderPortTrait};
 use crate::metrics::recorder::Recorder;
@@ -67,5 +68,14 @@ impl RecorderPortTrait for RecorderPort {
 
     fn observe_step_delay(&self, _canary: &Canary, delay: Duration) {
         self.inner.observe_step_delay(delay.as_secs_f64());
+    }
+
+    fn record_decision(&self, canary: &Canary, decision: &Decision) {
+        let name = canary.metadata.name.as_deref().unwrap_or_default();
+        let ns = canary.metadata.namespace.as_deref().unwrap_or_default();
+        for check in &decision.checks {
+            self.inner
+                .set_check(name, ns, &check.name, check.value, check.min, check.max);
+        }
     }
 }

@@ -21,6 +21,7 @@ fn inconclusive(w: &World) {
         message: HOLD.into(),
         error: false,
         inconclusive: true,
+        checks: Vec::new(),
         held: false,
     });
 }
@@ -32,6 +33,7 @@ async fn pass_verdicts_are_normal_events() {
     *lock(&w.metrics.default) = Ok(Measured {
         values: vec![("latency".into(), 0.01)],
         verdicts: vec![verdict.into()],
+        checks: Vec::new(),
     });
     w.clear();
     w.tick().await;

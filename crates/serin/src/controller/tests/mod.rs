@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod comparison;
+mod decisions;
 mod failures;
 mod gates;
 mod http;
@@ -20,7 +21,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::ports::*;
 use super::scheduler::{Next, Scheduler, SchedulerConfig, SchedulerError};
-use super::webhook::{HookPayload, WebhookError};
+use super::webhook::{HookPayload, HookResponse, WebhookError};
 use crate::api::analysis::AlertSeverity;
 use crate::api::{Canary, CanaryPhase, CanaryStatus, CanaryWebhook, Provider, Strategy};
 use crate::router::{Router, RouterError, Routes};
@@ -111,14 +112,21 @@ pub struct FakeWebhooks {
 
 #[async_trait]
 impl WebhookClient for FakeWebhooks {
-    async fn post(&self, hook: &CanaryWebhook, payload: &HookPayload) -> Result<(), WebhookError> {
+    async fn post(
+        &self,
+        hook: &CanaryWebhook,
+        payload: &HookPayload,
+    ) -> Result<HookResponse, WebhookError> {
         lock(&self.calls).push((hook.clone(), payload.clone()));
         match lock(&self.failing).get(&hook.name) {
             Some(msg) => Err(WebhookError::Rejected {
                 status: 403,
                 message: msg.clone(),
             }),
-            None => Ok(()),
+            None => Ok(HookResponse {
+                status: 200,
+                body: "ok".into(),
+            }),
         }
     }
 }
@@ -177,6 +185,7 @@ pub struct FakeRecorder {
     pub durations: AtomicUsize,
     pub metric_values: Mutex<BTreeMap<String, f64>>,
     pub step_delays: Mutex<Vec<Duration>>,
+    pub decisions: Mutex<Vec<crate::api::decision::Decision>>,
 }
 
 impl Recorder for FakeRecorder {
@@ -200,6 +209,9 @@ impl Recorder for FakeRecorder {
     }
     fn observe_step_delay(&self, _c: &Canary, delay: Duration) {
         lock(&self.step_delays).push(delay);
+    }
+    fn record_decision(&self, _c: &Canary, decision: &crate::api::decision::Decision) {
+        lock(&self.decisions).push(decision.clone());
     }
 }
 
@@ -668,6 +680,7 @@ impl World {
             error: false,
             held: false,
             inconclusive: false,
+            checks: Vec::new(),
         });
     }
 

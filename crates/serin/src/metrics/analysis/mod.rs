@@ -15,7 +15,6 @@
 //! [`duration_verdict`], [`custom_verdict`]) are pure.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -27,9 +26,16 @@ use super::template::{self, QueryModel, go_float};
 use crate::api::Canary;
 use crate::api::analysis::{BuiltinMetric, CanaryMetric};
 use crate::api::comparison::MetricComparison;
-use crate::api::duration;
 use crate::api::metric_template::MetricTemplate;
 use crate::stats::Outcome;
+
+mod record;
+mod verdict;
+pub use record::check_records;
+pub use verdict::{custom_verdict, duration_verdict, success_rate_verdict, threshold_range};
+
+/// The provider type of the built-in and inline checks.
+const PROMETHEUS: &str = "prometheus";
 
 /// The Normal event of a successful availability check.
 pub const PROVIDERS_AVAILABLE: &str = "all the metrics providers are available!";
@@ -103,12 +109,53 @@ pub struct MetricsContext<'a> {
 
 /// A measured value for the `flagger_canary_metric_analysis` gauge (request duration in
 /// seconds, everything else as returned).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct MetricResult {
     pub name: String,
     pub value: f64,
     /// The verdict of a comparison check (Serin only), for a Normal event.
     pub verdict: Option<String>,
+    /// The provider type that answered (`prometheus` for built-in and inline checks).
+    pub provider: String,
+    /// The rendered query.
+    pub query: String,
+}
+
+/// The check being run when a failure ended the analysis (for the decision record).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Attempt {
+    pub name: String,
+    pub provider: String,
+    /// The rendered query, when rendering got that far.
+    pub query: Option<String>,
+}
+
+/// The values measured so far and the check under way.
+#[derive(Debug, Default)]
+struct Checked {
+    results: Vec<MetricResult>,
+    current: Option<Attempt>,
+}
+
+impl Checked {
+    /// The check `name` starts (its query rendered, or not).
+    fn begin(&mut self, name: &str, provider: &str, query: Option<&str>) {
+        self.current = Some(Attempt {
+            name: name.to_string(),
+            provider: provider.to_string(),
+            query: query.map(str::to_string),
+        });
+    }
+
+    /// A value measured by the check under way.
+    fn push(&mut self, mut result: MetricResult) {
+        if let Some(a) = &self.current {
+            result.provider.clone_from(&a.provider);
+            result.query = a.query.clone().unwrap_or_default();
+        }
+        self.current = None;
+        self.results.push(result);
+    }
 }
 
 /// How the controller reports a failed check.
@@ -136,39 +183,41 @@ pub struct FailedCheck {
     pub results: Vec<MetricResult>,
     /// A comparison check had too few samples: hold the step instead of failing it.
     pub inconclusive: bool,
+    /// The check that failed, when the failure belongs to one.
+    pub failing: Option<Attempt>,
 }
 
 impl FailedCheck {
-    fn warning(message: String, results: &[MetricResult]) -> Self {
+    fn warning(message: String, at: &Checked) -> Self {
         Self {
             message,
             severity: Severity::Warning,
-            results: results.to_vec(),
+            results: at.results.clone(),
             inconclusive: false,
+            failing: at.current.clone(),
         }
     }
-    fn error(message: String, results: &[MetricResult]) -> Self {
+    fn error(message: String, at: &Checked) -> Self {
         Self {
-            message,
             severity: Severity::Error,
-            results: results.to_vec(),
-            inconclusive: false,
+            ..Self::warning(message, at)
         }
     }
-    fn held(what: &str, err: &EnvError, results: &[MetricResult]) -> Self {
+    fn held(what: &str, err: &EnvError, at: &Checked) -> Self {
         Self {
-            message: format!(
-                "Halt advancement: {what} cannot be read, retrying at the next interval (not counted as a failed check): {err}"
-            ),
             severity: Severity::Held,
-            results: results.to_vec(),
-            inconclusive: false,
+            ..Self::warning(
+                format!(
+                    "Halt advancement: {what} cannot be read, retrying at the next interval (not counted as a failed check): {err}"
+                ),
+                at,
+            )
         }
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Pure decisions
+// Pure decisions (the verdicts are in [`verdict`])
 
 /// Flagger's model for a metric: names from the Canary, the metric's interval and variables.
 pub fn query_model(canary: &Canary, metric: &CanaryMetric) -> QueryModel {
@@ -209,107 +258,6 @@ pub fn canary_id(canary: &Canary) -> String {
         canary.metadata.name.as_deref().unwrap_or_default(),
         canary.metadata.namespace.as_deref().unwrap_or_default()
     )
-}
-
-/// The bound `value` breaks, as `("<", min)` or `(">", max)`: `thresholdRange` bounds are
-/// inclusive; without a range the legacy `threshold` is a minimum (`legacy_is_min`, the success
-/// rate) or a maximum (custom metrics), 0 when unset.
-fn broken_bound(
-    metric: &CanaryMetric,
-    value: f64,
-    legacy_is_min: bool,
-) -> Option<(&'static str, f64)> {
-    if let Some(range) = &metric.threshold_range {
-        if let Some(min) = range.min
-            && value < min
-        {
-            return Some(("<", min));
-        }
-        if let Some(max) = range.max
-            && value > max
-        {
-            return Some((">", max));
-        }
-        return None;
-    }
-    let threshold = metric.threshold.unwrap_or(0.0);
-    if legacy_is_min {
-        (value < threshold).then_some(("<", threshold))
-    } else {
-        (value > threshold).then_some((">", threshold))
-    }
-}
-
-/// The built-in success-rate check: `None` passes, `Some(message)` halts.
-pub fn success_rate_verdict(id: &str, metric: &CanaryMetric, value: f64) -> Option<String> {
-    broken_bound(metric, value, true).map(|(op, bound)| {
-        format!(
-            "Halt {id} advancement success rate {value:.2}% {op} {}%",
-            go_float(bound)
-        )
-    })
-}
-
-/// Bounds in milliseconds, truncated to whole milliseconds as Flagger does.
-fn ms_bound(bound: f64) -> Duration {
-    let ms = bound.trunc();
-    if ms.is_finite() && ms > 0.0 {
-        Duration::from_millis(ms as u64)
-    } else {
-        Duration::ZERO
-    }
-}
-
-/// The built-in request-duration check (bounds in milliseconds; legacy `threshold` is a
-/// maximum).
-pub fn duration_verdict(id: &str, metric: &CanaryMetric, value: Duration) -> Option<String> {
-    let fmt = duration::format;
-    if let Some(range) = &metric.threshold_range {
-        if let Some(min) = range.min {
-            // A negative minimum cannot be violated by a duration.
-            if min > 0.0 && value < ms_bound(min) {
-                return Some(format!(
-                    "Halt {id} advancement request duration {} < {}",
-                    fmt(value),
-                    fmt(ms_bound(min))
-                ));
-            }
-        }
-        if let Some(max) = range.max {
-            let violated = if max < 0.0 {
-                true
-            } else {
-                value > ms_bound(max)
-            };
-            if violated {
-                return Some(format!(
-                    "Halt {id} advancement request duration {} > {}",
-                    fmt(value),
-                    fmt(ms_bound(max))
-                ));
-            }
-        }
-        return None;
-    }
-    let max = ms_bound(metric.threshold.unwrap_or(0.0));
-    (value > max).then(|| {
-        format!(
-            "Halt {id} advancement request duration {} > {}",
-            fmt(value),
-            fmt(max)
-        )
-    })
-}
-
-/// A custom (inline or template) check; the legacy `threshold` is a maximum.
-pub fn custom_verdict(id: &str, metric: &CanaryMetric, value: f64) -> Option<String> {
-    let name = &metric.name;
-    broken_bound(metric, value, false).map(|(op, bound)| {
-        format!(
-            "Halt {id} advancement {name} {value:.2} {op} {}",
-            go_float(bound)
-        )
-    })
 }
 
 /// Whether the built-in check runs for this metric: selected by name, but only when the metric
@@ -463,17 +411,17 @@ pub async fn run_checks(
         return Ok(Vec::new());
     };
     let metrics = analysis.metrics();
-    let mut results = Vec::new();
+    let mut results = Checked::default();
     run_builtin_checks(canary, ctx, metrics, &mut results).await?;
     run_template_checks(canary, ctx, metrics, &mut results).await?;
-    Ok(results)
+    Ok(results.results)
 }
 
 async fn run_builtin_checks(
     canary: &Canary,
     ctx: &MetricsContext<'_>,
     metrics: &[CanaryMetric],
-    results: &mut Vec<MetricResult>,
+    results: &mut Checked,
 ) -> Result<(), FailedCheck> {
     if !metrics
         .iter()
@@ -523,12 +471,9 @@ async fn run_builtin_checks(
         }
         match builtin_of(metric) {
             Some(BuiltinMetric::RequestSuccessRate) => {
-                let value = match observe(
-                    client.as_ref(),
-                    observer.request_success_rate_query(&model),
-                )
-                .await
-                {
+                let query = observer.request_success_rate_query(&model);
+                results.begin(&metric.name, PROMETHEUS, query.as_deref().ok());
+                let value = match observe(client.as_ref(), query).await {
                     Ok(v) => v,
                     Err(Observed::NoValues(text)) => {
                         return Err(FailedCheck::warning(
@@ -550,15 +495,16 @@ async fn run_builtin_checks(
                     name: metric.name.clone(),
                     value,
                     verdict: None,
+                    ..Default::default()
                 });
                 if let Some(message) = success_rate_verdict(&id, metric, value) {
                     return Err(FailedCheck::warning(message, results));
                 }
             }
             Some(BuiltinMetric::RequestDuration) => {
-                let value = match observe(client.as_ref(), observer.request_duration_query(&model))
-                    .await
-                {
+                let query = observer.request_duration_query(&model);
+                results.begin(&metric.name, PROMETHEUS, query.as_deref().ok());
+                let value = match observe(client.as_ref(), query).await {
                     Ok(v) => observer.duration_from_value(v),
                     Err(Observed::NoValues(_)) => {
                         return Err(FailedCheck::warning(
@@ -580,6 +526,7 @@ async fn run_builtin_checks(
                     name: metric.name.clone(),
                     value: value.as_secs_f64(),
                     verdict: None,
+                    ..Default::default()
                 });
                 if let Some(message) = duration_verdict(&id, metric, value) {
                     return Err(FailedCheck::warning(message, results));
@@ -590,6 +537,7 @@ async fn run_builtin_checks(
 
         if metric.has_query() {
             let query = metric.query.as_deref().unwrap_or_default();
+            results.begin(&metric.name, PROMETHEUS, None);
             let rendered = template::render(query, &model).map_err(|e| {
                 FailedCheck::error(
                     format!(
@@ -599,6 +547,7 @@ async fn run_builtin_checks(
                     results,
                 )
             })?;
+            results.begin(&metric.name, PROMETHEUS, Some(&rendered));
             if let Some(c) = &metric.compare {
                 compare_check(&id, client.as_ref(), query, &model, metric, c, results).await?;
                 continue;
@@ -625,6 +574,7 @@ async fn run_builtin_checks(
                 name: metric.name.clone(),
                 value,
                 verdict: None,
+                ..Default::default()
             });
             if let Some(message) = custom_verdict(&id, metric, value) {
                 return Err(FailedCheck::warning(message, results));
@@ -655,7 +605,7 @@ async fn run_template_checks(
     canary: &Canary,
     ctx: &MetricsContext<'_>,
     metrics: &[CanaryMetric],
-    results: &mut Vec<MetricResult>,
+    results: &mut Checked,
 ) -> Result<(), FailedCheck> {
     let id = canary_id(canary);
     let canary_ns = canary.metadata.namespace.as_deref().unwrap_or_default();
@@ -672,6 +622,7 @@ async fn run_template_checks(
         };
         let namespace = template_ref.namespace_or(canary_ns);
         let name = &template_ref.name;
+        results.begin(&metric.name, "", None);
         let (template, provider) = load_template_provider(ctx, metric, namespace, name)
             .await
             .map_err(|e| {
@@ -697,12 +648,15 @@ async fn run_template_checks(
                 FailedCheck::error(message, results)
             })?;
         let model = query_model(canary, metric);
+        let provider_type = template.spec.provider.provider_type.as_str();
+        results.begin(&metric.name, provider_type, None);
         let query = template::render(&template.spec.query, &model).map_err(|e| {
             FailedCheck::error(
                 format!("Metric template {name}.{namespace} query render error: {e}"),
                 results,
             )
         })?;
+        results.begin(&metric.name, provider_type, Some(&query));
         tracing::debug!(
             canary = %id,
             "Metric template {name}.{namespace} query: {}",
@@ -743,6 +697,7 @@ async fn run_template_checks(
             name: metric.name.clone(),
             value,
             verdict: None,
+            ..Default::default()
         });
         if let Some(message) = custom_verdict(&id, metric, value) {
             return Err(FailedCheck::warning(message, results));
@@ -760,7 +715,7 @@ async fn compare_check(
     model: &QueryModel,
     metric: &CanaryMetric,
     c: &MetricComparison,
-    results: &mut Vec<MetricResult>,
+    results: &mut Checked,
 ) -> Result<(), FailedCheck> {
     let judgement = compare::judge(provider, query, model, metric, c)
         .await
@@ -777,6 +732,7 @@ async fn compare_check(
                 name: metric.name.clone(),
                 value: judgement.relative_effect().unwrap_or(judgement.effect),
                 verdict: Some(message),
+                ..Default::default()
             });
             Ok(())
         }
@@ -785,6 +741,7 @@ async fn compare_check(
                 name: metric.name.clone(),
                 value: judgement.relative_effect().unwrap_or(judgement.effect),
                 verdict: None,
+                ..Default::default()
             });
             Err(FailedCheck::warning(message, results))
         }

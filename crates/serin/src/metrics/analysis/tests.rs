@@ -1,4 +1,6 @@
 #![allow(clippy::unwrap_used)]
+use std::time::Duration;
+
 use super::*;
 use crate::api::analysis::CanaryThresholdRange;
 
@@ -162,4 +164,71 @@ fn addresses_are_shown_without_user_info() {
         "http://prom:9090/x"
     );
     assert_eq!(display_address("http://prom:9090"), "http://prom:9090");
+}
+
+#[test]
+fn records_name_the_failing_check_with_its_value_and_range() {
+    let canary: Canary = serde_json::from_value(serde_json::json!({
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "analysis": {"metrics": [
+                {"name": "request-duration", "thresholdRange": {"max": 500}},
+                {"name": "error-rate", "templateRef": {"name": "error-rate"},
+                 "thresholdRange": {"max": 1}},
+                {"name": "request-success-rate", "threshold": 99}
+            ]}
+        }
+    }))
+    .unwrap();
+    let measured = |name: &str, value: f64, provider: &str| MetricResult {
+        name: name.into(),
+        value,
+        provider: provider.into(),
+        query: format!("{name}(\n  podinfo\n)"),
+        ..Default::default()
+    };
+    let results = vec![
+        measured("request-duration", 0.2, "prometheus"),
+        measured("error-rate", 3.0, "datadog"),
+    ];
+    let failed = FailedCheck {
+        message: "Halt podinfo.test advancement error-rate 3.00 > 1".into(),
+        severity: Severity::Warning,
+        results: results.clone(),
+        inconclusive: false,
+        failing: Some(Attempt {
+            name: "error-rate".into(),
+            provider: "datadog".into(),
+            query: Some("error-rate(\n  podinfo\n)".into()),
+        }),
+    };
+    let records = check_records(&canary, &results, Some(&failed));
+    assert_eq!(records.len(), 2);
+    let duration = &records[0];
+    assert_eq!(duration.verdict, crate::api::decision::Verdict::Pass);
+    assert_eq!(duration.value, Some(200.0), "milliseconds, like the range");
+    assert_eq!((duration.min, duration.max), (None, Some(500.0)));
+    assert_eq!(duration.query.as_deref(), Some("request-duration( podinfo )"));
+    let errors = &records[1];
+    assert_eq!(errors.verdict, crate::api::decision::Verdict::Fail);
+    assert_eq!((errors.provider.as_str(), errors.value), ("datadog", Some(3.0)));
+    assert_eq!(errors.max, Some(1.0));
+    assert_eq!(errors.message.as_deref(), Some(failed.message.as_str()));
+
+    // No values: the failing check has no value; a held read is `held`.
+    let held = FailedCheck {
+        severity: Severity::Held,
+        results: results[..1].to_vec(),
+        ..failed.clone()
+    };
+    let records = check_records(&canary, &results[..1], Some(&held));
+    assert_eq!(records[1].verdict, crate::api::decision::Verdict::Held);
+    assert_eq!(records[1].value, None);
+    // All passed: the legacy success-rate threshold is a minimum.
+    let ok = vec![measured("request-success-rate", 99.5, "prometheus")];
+    let records = check_records(&canary, &ok, None);
+    assert_eq!((records[0].min, records[0].max), (Some(99.0), None));
 }
