@@ -10,6 +10,7 @@ pub mod kube_error;
 pub mod loadtester;
 pub mod metrics;
 pub mod notify;
+pub mod plugin;
 pub mod rbac;
 pub mod router;
 pub mod simulate;

@@ -12,6 +12,7 @@ mod support;
 
 mod adapters;
 mod daemonset;
+mod decisions;
 mod deletion;
 mod hostile;
 mod leader;

@@ -75,8 +75,9 @@ impl FakeProm {
                 1.0
             } else if text.contains("histogram_quantile") {
                 // Observers whose histograms are in seconds (e.g. the `kubernetes` provider's
-                // `http_request_duration_seconds`) get seconds.
-                if text.contains("seconds_bucket") {
+                // `http_request_duration_seconds`) get seconds (not Istio's
+                // `..._milliseconds_bucket`, which also ends in `seconds_bucket`).
+                if text.contains("_seconds_bucket") {
                     latency / 1000.0
                 } else {
                     latency

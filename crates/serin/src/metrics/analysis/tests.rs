@@ -211,10 +211,16 @@ fn records_name_the_failing_check_with_its_value_and_range() {
     assert_eq!(duration.verdict, crate::api::decision::Verdict::Pass);
     assert_eq!(duration.value, Some(200.0), "milliseconds, like the range");
     assert_eq!((duration.min, duration.max), (None, Some(500.0)));
-    assert_eq!(duration.query.as_deref(), Some("request-duration( podinfo )"));
+    assert_eq!(
+        duration.query.as_deref(),
+        Some("request-duration( podinfo )")
+    );
     let errors = &records[1];
     assert_eq!(errors.verdict, crate::api::decision::Verdict::Fail);
-    assert_eq!((errors.provider.as_str(), errors.value), ("datadog", Some(3.0)));
+    assert_eq!(
+        (errors.provider.as_str(), errors.value),
+        ("datadog", Some(3.0))
+    );
     assert_eq!(errors.max, Some(1.0));
     assert_eq!(errors.message.as_deref(), Some(failed.message.as_str()));
 

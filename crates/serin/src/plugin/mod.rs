@@ -1,0 +1,236 @@
+//! `kubectl serin`: the kubectl plugin (the `kubectl-serin` binary, which kubectl finds on
+//! PATH). Read-only views of Canaries for the people on call:
+//!
+//! * `get [NAME]`: a table of canaries with a progress bar of weight / maxWeight (iterations
+//!   for A/B testing and blue/green);
+//! * `status NAME`: the timeline of the current run from the Canary's events and decisions;
+//! * `why NAME`: the last decisions of the record (`status.decisions`), values against
+//!   thresholds.
+//!
+//! It reads the kubeconfig as kubectl does (`--kubeconfig`, `--context`, `-n`, `-A`). The
+//! rendering is pure ([`render`]); this module only fetches.
+
+pub mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use k8s_openapi::api::core::v1::Event;
+use kube::Api;
+use kube::api::ListParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::api::Canary;
+use crate::kube_error;
+
+/// Canary views for kubectl: `kubectl serin get|status|why`.
+#[derive(Debug, Parser)]
+#[command(name = "kubectl-serin", bin_name = "kubectl serin", version)]
+pub struct Args {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Namespace (default: the context's).
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
+    /// All namespaces (`get` only).
+    #[arg(short = 'A', long, global = true)]
+    pub all_namespaces: bool,
+    #[command(subcommand)]
+    pub command: PluginCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// List canaries with their phase and progress.
+    Get {
+        /// One canary only.
+        name: Option<String>,
+    },
+    /// The timeline of a canary's current run (events and decisions).
+    Status { name: String },
+    /// The last decisions of a canary: each check's value against its threshold range, the
+    /// webhook answers and the step taken.
+    Why {
+        name: String,
+        /// How many ticks to show, newest last.
+        #[arg(long, default_value_t = 3)]
+        last: usize,
+        /// Show each check's rendered query.
+        #[arg(long)]
+        queries: bool,
+    },
+}
+
+/// Why a command could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("cannot read the kubeconfig: {0}")]
+    Kubeconfig(String),
+    #[error("{0}")]
+    Api(String),
+    #[error("canary {name} not found in namespace {namespace}")]
+    NotFound { name: String, namespace: String },
+}
+
+/// The plugin's entry point.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&args)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one command and returns what to print.
+pub async fn run(args: &Args) -> Result<String, PluginError> {
+    crate::controller::webhook::install_crypto_provider();
+    let (client, default_ns) = connect(args).await?;
+    let namespace = args.namespace.clone().unwrap_or(default_ns);
+    let now = crate::controller::ports::Clock::now(&crate::controller::ports::SystemClock);
+    match &args.command {
+        PluginCommand::Get { name } => {
+            let canaries = match name {
+                Some(n) => vec![get(&client, &namespace, n).await?],
+                None => list(&client, &namespace, args.all_namespaces).await?,
+            };
+            Ok(render::table(&canaries, args.all_namespaces, now))
+        }
+        PluginCommand::Status { name } => {
+            let canary = get(&client, &namespace, name).await?;
+            let events = events(&client, &namespace, name).await?;
+            Ok(render::timeline(&canary, &events))
+        }
+        PluginCommand::Why {
+            name,
+            last,
+            queries,
+        } => {
+            let canary = get(&client, &namespace, name).await?;
+            Ok(render::why(&canary, *last, *queries))
+        }
+    }
+}
+
+/// A client and the default namespace, from the kubeconfig as kubectl reads it.
+async fn connect(args: &Args) -> Result<(kube::Client, String), PluginError> {
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .map_err(|e| PluginError::Kubeconfig(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(|e| PluginError::Kubeconfig(e.to_string()))?
+        }
+        None if args.context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| PluginError::Kubeconfig(e.to_string()))?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| PluginError::Kubeconfig(e.to_string()))?,
+    };
+    let namespace = config.default_namespace.clone();
+    let client =
+        kube::Client::try_from(config).map_err(|e| PluginError::Kubeconfig(e.to_string()))?;
+    Ok((client, namespace))
+}
+
+fn api_error(what: &str, e: &kube::Error) -> PluginError {
+    match kube_error::status_code(e) {
+        Some(401) => PluginError::Api(format!(
+            "{what}: the API server did not accept your credentials"
+        )),
+        Some(403) => PluginError::Api(format!(
+            "{what}: your user is not allowed to (ask for RBAC read access)"
+        )),
+        Some(404) => PluginError::Api(format!(
+            "{what}: the Canary resource is not installed (apply the CRDs first)"
+        )),
+        _ => PluginError::Api(format!("{what}: {}", kube_error::describe(e))),
+    }
+}
+
+async fn get(client: &kube::Client, namespace: &str, name: &str) -> Result<Canary, PluginError> {
+    let api: Api<Canary> = Api::namespaced(client.clone(), namespace);
+    match api.get_opt(name).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(PluginError::NotFound {
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+        }),
+        Err(e) => Err(api_error(
+            &format!("reading canary {name} in namespace {namespace}"),
+            &e,
+        )),
+    }
+}
+
+async fn list(
+    client: &kube::Client,
+    namespace: &str,
+    all: bool,
+) -> Result<Vec<Canary>, PluginError> {
+    let (api, what): (Api<Canary>, String) = if all {
+        (Api::all(client.clone()), "listing canaries".to_string())
+    } else {
+        (
+            Api::namespaced(client.clone(), namespace),
+            format!("listing canaries in namespace {namespace}"),
+        )
+    };
+    let mut items = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| api_error(&what, &e))?
+        .items;
+    items.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
+    Ok(items)
+}
+
+/// The Canary's events (filtered here: not every API server supports field selectors on
+/// `involvedObject`).
+async fn events(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Vec<Event>, PluginError> {
+    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| api_error(&format!("listing events in namespace {namespace}"), &e))?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.involved_object.kind.as_deref() == Some("Canary")
+                && e.involved_object.name.as_deref() == Some(name)
+        })
+        .collect())
+}

@@ -1,0 +1,271 @@
+//! Controller end to end on the dev cluster: the decision record (`status.decisions`) of a
+//! progressing Canary, and what `kubectl serin` shows of it.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::*;
+use serde_json::json;
+
+/// Runs the `kubectl-serin` binary built with this test and returns its standard output.
+async fn plugin(kubeconfig: &Path, args: &[&str]) -> String {
+    let mut argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    argv.push(format!("--kubeconfig={}", kubeconfig.display()));
+    argv.push(format!("--namespace={NS}"));
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_kubectl-serin"))
+            .args(&argv)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "kubectl-serin {args:?}: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The kubectl on PATH, if any.
+fn kubectl() -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("kubectl"))
+        .find(|p| p.is_file())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn decisions_are_recorded_and_explained() {
+    guarded(scenario()).await;
+}
+
+async fn scenario() {
+    let cluster = Cluster::start().await;
+    let prom = FakeProm::start(99.5, 120.0).await;
+    let hooks = Hooks::start().await;
+    // The promotion gate stays closed until the record has been read.
+    hooks.set_status("/gate", 403);
+    cluster
+        .create_deployment("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.0")
+        .await;
+    let ctrl = Controller::start(&cluster, &prom, &[]);
+    let secret_url = format!("{}/load?token=s3cr3t-query", hooks.url);
+    cluster
+        .create_canary(podinfo_canary(
+            &hooks,
+            json!({
+                "maxWeight": 20,
+                "webhooks": [
+                    {"name": "events", "type": "event", "url": format!("{}/events", hooks.url)},
+                    {"name": "load", "type": "rollout", "url": secret_url,
+                     "metadata": {"cmd": "hey -H 'Authorization: Bearer s3cr3t-meta' http://podinfo-canary"}},
+                    {"name": "gate", "type": "confirm-promotion", "url": format!("{}/gate", hooks.url)}
+                ]
+            }),
+        ))
+        .await;
+    wait_phase(&cluster, "podinfo", "Initialized", Duration::from_secs(10)).await;
+    cluster
+        .set_image("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.1")
+        .await;
+    wait_phase(
+        &cluster,
+        "podinfo",
+        "WaitingPromotion",
+        Duration::from_secs(20),
+    )
+    .await;
+
+    // The analysis keeps running while the gate is closed: wait for a held tick.
+    let record = wait_for(
+        "a held tick in the record",
+        Duration::from_secs(10),
+        || async {
+            let c = cluster.canary("podinfo").await?;
+            let d = c.status?.decisions?;
+            (d.last()?.step.action == serin::api::decision::StepAction::Hold).then_some(d)
+        },
+    )
+    .await;
+    let summaries: Vec<&str> = record.iter().map(|d| d.step.summary.as_str()).collect();
+    assert!(
+        contains_in_order(
+            &summaries.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            &[
+                "canary weight 0 → 10 (max 20)",
+                "canary weight 10 → 20 (max 20)",
+                "analysis passed, waiting for confirm-promotion",
+                "held at canary weight 20",
+            ]
+        ),
+        "{summaries:#?}"
+    );
+    let held = record.last().unwrap();
+    let names: Vec<&str> = held.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["request-success-rate", "request-duration"]);
+    let rate = &held.checks[0];
+    assert_eq!(rate.value, Some(99.5));
+    assert_eq!((rate.min, rate.max), (Some(99.0), None));
+    assert_eq!(rate.provider, "prometheus");
+    assert!(
+        rate.query
+            .as_deref()
+            .unwrap()
+            .contains("istio_requests_total"),
+        "{:?}",
+        rate.query
+    );
+    let latency = &held.checks[1];
+    assert_eq!(latency.value, Some(120.0), "milliseconds: {latency:?}");
+    assert_eq!(latency.max, Some(500.0));
+    let hooks_seen: Vec<(&str, &str, Option<u16>, bool)> = held
+        .webhooks
+        .iter()
+        .map(|h| (h.name.as_str(), h.hook_type.as_str(), h.status_code, h.ok))
+        .collect();
+    assert_eq!(
+        hooks_seen,
+        [
+            ("load", "rollout", Some(200), true),
+            ("gate", "confirm-promotion", Some(403), false)
+        ]
+    );
+    let stored = serde_json::to_string(&record).unwrap();
+    assert!(!stored.contains("s3cr3t"), "{stored}");
+
+    // What the people on call see.
+    let why = plugin(
+        &cluster.kubeconfig,
+        &["why", "podinfo", "--last=1", "--queries"],
+    )
+    .await;
+    println!("$ kubectl serin why podinfo --last=1 --queries\n{why}");
+    assert!(
+        why.starts_with("podinfo.test  WaitingPromotion  [##########] 20/20  failed checks 0/2\n"),
+        "{why}"
+    );
+    assert!(why.contains("hold: held at canary weight 20"), "{why}");
+    let cells = |first: &str| -> Vec<String> {
+        let row = why.lines().find(|l| l.trim_start().starts_with(first));
+        let row = row.unwrap_or_else(|| panic!("no {first} row in\n{why}"));
+        row.split_whitespace().map(str::to_string).collect()
+    };
+    assert_eq!(
+        cells("request-success-rate"),
+        [
+            "request-success-rate",
+            "pass",
+            "99.5",
+            "≥",
+            "99",
+            "prometheus"
+        ]
+    );
+    assert_eq!(
+        cells("request-duration"),
+        ["request-duration", "pass", "120", "≤", "500", "prometheus"]
+    );
+    assert_eq!(
+        cells("gate"),
+        [
+            "gate",
+            "confirm-promotion",
+            "failed",
+            "(403)",
+            "HTTP",
+            "403",
+            "Forbidden"
+        ]
+    );
+    assert!(why.contains("query request-success-rate: sum("), "{why}");
+
+    let get = plugin(&cluster.kubeconfig, &["get"]).await;
+    println!("$ kubectl serin get\n{get}");
+    let row = get.lines().nth(1).unwrap();
+    assert!(
+        row.starts_with("podinfo  WaitingPromotion  [##########] 20/20  0/2  "),
+        "{get}"
+    );
+
+    // kubectl finds the plugin on PATH and hands it the same arguments.
+    if let Some(kubectl) = kubectl() {
+        let dir = Path::new(env!("CARGO_BIN_EXE_kubectl-serin"))
+            .parent()
+            .unwrap();
+        let path = std::env::join_paths(std::iter::once(dir.to_path_buf()).chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+        ))
+        .unwrap();
+        let kubeconfig = format!("--kubeconfig={}", cluster.kubeconfig.display());
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(kubectl)
+                .args(["serin", "get", &kubeconfig, "-n", NS])
+                .env("PATH", path)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let via_kubectl = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            via_kubectl
+                .lines()
+                .nth(1)
+                .unwrap_or_default()
+                .starts_with("podinfo  WaitingPromotion"),
+            "{via_kubectl}"
+        );
+    } else {
+        println!("kubectl is not installed: `kubectl serin` through kubectl not checked");
+    }
+
+    let status = plugin(&cluster.kubeconfig, &["status", "podinfo"]).await;
+    println!("$ kubectl serin status podinfo\n{status}");
+    let lines: Vec<String> = status
+        .lines()
+        .skip(3)
+        .map(|l| l[22..].to_string())
+        .collect();
+    assert_in_order(
+        &lines,
+        &[
+            "Normal   New revision detected! Scaling up podinfo.test",
+            "Normal   Starting canary analysis for podinfo.test",
+            "Step     advance: canary weight 0 → 10 (max 20)",
+            "Step     advance: canary weight 10 → 20 (max 20)",
+            "Warning  Halt podinfo.test advancement waiting for promotion approval gate",
+            "Step     waitPromotion: analysis passed, waiting for confirm-promotion",
+        ],
+    );
+
+    // The gate opens: the record ends with the promotion.
+    hooks.set_status("/gate", 200);
+    wait_phase(&cluster, "podinfo", "Succeeded", Duration::from_secs(20)).await;
+    let c = cluster.canary("podinfo").await.unwrap();
+    let actions: Vec<&str> = c
+        .status
+        .as_ref()
+        .unwrap()
+        .decisions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|d| d.step.action.as_str())
+        .collect();
+    assert_eq!(
+        actions[actions.len() - 3..],
+        ["promote", "finalise", "succeed"],
+        "{actions:?}"
+    );
+
+    ctrl.stop().await.unwrap();
+    cluster.shutdown().await;
+}
