@@ -133,6 +133,10 @@ async fn scenario() {
             ("gate", "confirm-promotion", Some(403), false)
         ]
     );
+    println!(
+        "status.decisions[-1]:\n{}",
+        serde_saphyr::to_string(held).unwrap()
+    );
     let stored = serde_json::to_string(&record).unwrap();
     assert!(!stored.contains("s3cr3t"), "{stored}");
 
