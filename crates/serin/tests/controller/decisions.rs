@@ -233,6 +233,8 @@ async fn scenario() {
 
     let status = plugin(&cluster.kubeconfig, &["status", "podinfo"]).await;
     println!("$ kubectl serin status podinfo\n{status}");
+    // Events and steps each in order (a step is stamped with its tick's start, so it may come
+    // before an event of the same tick in the next second).
     let lines: Vec<String> = status
         .lines()
         .skip(3)
@@ -243,9 +245,17 @@ async fn scenario() {
         &[
             "Normal   New revision detected! Scaling up podinfo.test",
             "Normal   Starting canary analysis for podinfo.test",
+            "Normal   Advance podinfo.test canary weight 10",
+            "Normal   Advance podinfo.test canary weight 20",
+            "Warning  Halt podinfo.test advancement waiting for promotion approval gate",
+        ],
+    );
+    assert_in_order(
+        &lines,
+        &[
+            "Normal   New revision detected! Scaling up podinfo.test",
             "Step     advance: canary weight 0 → 10 (max 20)",
             "Step     advance: canary weight 10 → 20 (max 20)",
-            "Warning  Halt podinfo.test advancement waiting for promotion approval gate",
             "Step     waitPromotion: analysis passed, waiting for confirm-promotion",
         ],
     );
