@@ -125,13 +125,17 @@ pub fn step_between(
     if after.phase != before.phase {
         match after.phase {
             CanaryPhase::Failed => {
-                return step(
-                    StepAction::Rollback,
+                let failed = before.failed_checks.max(after.failed_checks);
+                let summary = if failed >= analysis.threshold() {
                     format!(
-                        "rolled back after {} failed check(s): all traffic to the primary",
-                        before.failed_checks.max(after.failed_checks)
-                    ),
-                );
+                        "rolled back after {failed} failed check(s): all traffic to the primary"
+                    )
+                } else {
+                    // A progress deadline, a rollback webhook or a failed promotion: the
+                    // events say which.
+                    format!("rolled back: canary weight {w0} → {w1}")
+                };
+                return step(StepAction::Rollback, summary);
             }
             CanaryPhase::WaitingPromotion => {
                 return step(
@@ -278,6 +282,12 @@ mod tests {
                 status(Failed, 0, 0, 0),
                 StepAction::Rollback,
                 "rolled back after 3 failed check(s): all traffic to the primary",
+            ),
+            (
+                status(Progressing, 30, 0, 1),
+                status(Failed, 0, 0, 0),
+                StepAction::Rollback,
+                "rolled back: canary weight 30 → 0",
             ),
             (
                 status(Progressing, 50, 0, 0),

@@ -683,6 +683,9 @@ impl<'a> Tick<'a> {
             return Ok(());
         }
 
+        // From here on the tick decides a step: it is recorded in `status.decisions`.
+        self.start_record();
+
         // 20. Canary readiness (non-retriable: progress deadline exceeded).
         if let Err(e) = b.target.is_canary_ready(&self.canary).await {
             self.warn(e.to_string()).await;
@@ -691,9 +694,6 @@ impl<'a> Tick<'a> {
             }
             return Ok(());
         }
-
-        // From here on the tick decides a step: it is recorded in `status.decisions`.
-        self.start_record();
 
         // 21. Skipped analysis promotes at once.
         if skip {

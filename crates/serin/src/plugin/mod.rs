@@ -165,7 +165,7 @@ fn api_error(what: &str, e: &kube::Error) -> PluginError {
             "{what}: the API server did not accept your credentials"
         )),
         Some(403) => PluginError::Api(format!(
-            "{what}: your user is not allowed to (ask for RBAC read access)"
+            "{what}: forbidden: your user lacks the RBAC permission (kubectl serin needs get and list on canaries.flagger.app and events)"
         )),
         Some(404) => PluginError::Api(format!(
             "{what}: the Canary resource is not installed (apply the CRDs first)"

@@ -8,8 +8,11 @@ use std::time::Duration;
 use crate::support::*;
 use serde_json::json;
 
-/// Runs the `kubectl-serin` binary built with this test and returns its standard output.
+/// Runs the `kubectl-serin` binary built with this test as an operator would (on a real
+/// cluster with the admin kubeconfig, not the controller's restricted one) and returns its
+/// standard output.
 async fn plugin(kubeconfig: &Path, args: &[&str]) -> String {
+    let kubeconfig = real_cluster().unwrap_or_else(|| kubeconfig.to_path_buf());
     let mut argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     argv.push(format!("--kubeconfig={}", kubeconfig.display()));
     argv.push(format!("--namespace={NS}"));
@@ -203,7 +206,8 @@ async fn scenario() {
             std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
         ))
         .unwrap();
-        let kubeconfig = format!("--kubeconfig={}", cluster.kubeconfig.display());
+        let operator = real_cluster().unwrap_or_else(|| cluster.kubeconfig.clone());
+        let kubeconfig = format!("--kubeconfig={}", operator.display());
         let out = tokio::task::spawn_blocking(move || {
             Command::new(kubectl)
                 .args(["serin", "get", &kubeconfig, "-n", NS])

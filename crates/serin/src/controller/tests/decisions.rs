@@ -172,3 +172,23 @@ async fn webhook_urls_and_metadata_stay_out_of_the_record() {
         Some("denied for [redacted] at http://gate.example:8080")
     );
 }
+
+#[tokio::test]
+async fn a_progress_deadline_rollback_is_recorded() {
+    let w = progressing(progressive()).await;
+    w.tick().await;
+    w.set_canary_ready(Ready::Waiting("waiting for rollout".into()));
+    w.tick().await;
+    assert_eq!(
+        decisions(&w).len(),
+        1,
+        "a tick that waits for readiness writes nothing"
+    );
+    w.set_canary_ready(Ready::Failed("progress deadline exceeded".into()));
+    w.tick().await;
+    assert_eq!(w.phase(), CanaryPhase::Failed);
+    let last = decisions(&w).pop().unwrap();
+    assert_eq!(last.step.action, StepAction::Rollback);
+    assert_eq!(last.step.summary, "rolled back: canary weight 10 → 0");
+    assert!(last.checks.is_empty());
+}
