@@ -8,14 +8,8 @@ use std::time::Duration;
 use crate::support::*;
 use serde_json::json;
 
-/// Runs the `kubectl-serin` binary built with this test as an operator would (on a real
-/// cluster with the admin kubeconfig, not the controller's restricted one) and returns its
-/// standard output.
-async fn plugin(kubeconfig: &Path, args: &[&str]) -> String {
-    let kubeconfig = real_cluster().unwrap_or_else(|| kubeconfig.to_path_buf());
-    let mut argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    argv.push(format!("--kubeconfig={}", kubeconfig.display()));
-    argv.push(format!("--namespace={NS}"));
+/// Runs the `kubectl-serin` binary built with this test: (success, stdout, stderr).
+async fn run_plugin(argv: Vec<String>) -> (bool, String, String) {
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_kubectl-serin"))
             .args(&argv)
@@ -24,13 +18,62 @@ async fn plugin(kubeconfig: &Path, args: &[&str]) -> String {
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
+    (
         out.status.success(),
-        "kubectl-serin {args:?}: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// Runs `kubectl-serin ARGS -n test` as an operator would (on a real cluster with the admin
+/// kubeconfig, not the controller's restricted one) and returns its standard output.
+async fn plugin(kubeconfig: &Path, args: &[&str]) -> String {
+    let kubeconfig = real_cluster().unwrap_or_else(|| kubeconfig.to_path_buf());
+    let mut argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    argv.push(format!("--kubeconfig={}", kubeconfig.display()));
+    argv.push(format!("--namespace={NS}"));
+    let (ok, stdout, stderr) = run_plugin(argv).await;
+    assert!(ok, "kubectl-serin {args:?}: {stderr}\n{stdout}");
     stdout
+}
+
+/// `--context` picks a context of the kubeconfig, and its namespace is the default one.
+async fn contexts_are_honoured(kubeconfig: &Path) {
+    let operator = real_cluster().unwrap_or_else(|| kubeconfig.to_path_buf());
+    let mut kc = kube::config::Kubeconfig::read_from(&operator).unwrap();
+    let current = kc.current_context.clone().unwrap();
+    let mut on_call = kc
+        .contexts
+        .iter()
+        .find(|c| c.name == current)
+        .unwrap()
+        .clone();
+    on_call.name = "on-call".into();
+    on_call.context.as_mut().unwrap().namespace = Some(NS.into());
+    let mut elsewhere = on_call.clone();
+    elsewhere.name = "elsewhere".into();
+    elsewhere.context.as_mut().unwrap().namespace = Some("nowhere".into());
+    kc.contexts.push(on_call);
+    kc.contexts.push(elsewhere);
+    kc.current_context = Some("elsewhere".into());
+    let path = std::env::temp_dir().join(format!("serin-plugin-{}.kubeconfig", std::process::id()));
+    std::fs::write(&path, serde_saphyr::to_string(&kc).unwrap()).unwrap();
+    let file = format!("--kubeconfig={}", path.display());
+    let (ok, chosen, stderr) =
+        run_plugin(vec!["get".into(), file.clone(), "--context=on-call".into()]).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        chosen
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .starts_with("podinfo "),
+        "{chosen}"
+    );
+    let (ok, current, stderr) = run_plugin(vec!["get".into(), file]).await;
+    let _ = std::fs::remove_file(&path);
+    assert!(ok, "{stderr}");
+    assert_eq!(current, "No canaries found.\n");
 }
 
 /// The kubectl on PATH, if any.
@@ -196,6 +239,8 @@ async fn scenario() {
         row.starts_with("podinfo  WaitingPromotion  [##########] 20/20  0/2  "),
         "{get}"
     );
+
+    contexts_are_honoured(&cluster.kubeconfig).await;
 
     // kubectl finds the plugin on PATH and hands it the same arguments.
     if let Some(kubectl) = kubectl() {
