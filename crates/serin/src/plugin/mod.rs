@@ -22,6 +22,7 @@ use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::api::Canary;
+use crate::controller::ports::{Clock, SystemClock};
 use crate::kube_error;
 
 /// Canary views for kubectl: `kubectl serin get|status|why`.
@@ -107,7 +108,7 @@ pub async fn run(args: &Args) -> Result<String, PluginError> {
     crate::controller::webhook::install_crypto_provider();
     let (client, default_ns) = connect(args).await?;
     let namespace = args.namespace.clone().unwrap_or(default_ns);
-    let now = crate::controller::ports::Clock::now(&crate::controller::ports::SystemClock);
+    let now = SystemClock.now();
     match &args.command {
         PluginCommand::Get { name } => {
             let canaries = match name {

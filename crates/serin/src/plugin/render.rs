@@ -43,7 +43,7 @@ fn progress(canary: &Canary) -> String {
     }
 }
 
-/// `5m`, `2h`, `3d`: how long ago `t` was.
+/// `5m`, `2h`, `3d`: how long ago `t` was (the `CHANGED` column: since the last status write).
 pub fn age(t: Option<Timestamp>, now: Timestamp) -> String {
     let Some(t) = t else {
         return "-".to_string();
@@ -92,7 +92,14 @@ pub fn table(canaries: &[Canary], with_namespace: bool, now: Timestamp) -> Strin
     if canaries.is_empty() {
         return "No canaries found.\n".to_string();
     }
-    let mut header = vec!["NAME", "PHASE", "PROGRESS", "FAILED", "LAST STEP", "AGE"];
+    let mut header = vec![
+        "NAME",
+        "PHASE",
+        "PROGRESS",
+        "FAILED",
+        "LAST STEP",
+        "CHANGED",
+    ];
     if with_namespace {
         header.insert(0, "NAMESPACE");
     }
@@ -382,7 +389,7 @@ mod tests {
         let text = table(std::slice::from_ref(&c), false, now);
         assert_eq!(
             text,
-            "NAME     PHASE        PROGRESS            FAILED  LAST STEP                            AGE\n\
+            "NAME     PHASE        PROGRESS            FAILED  LAST STEP                            CHANGED\n\
              podinfo  Progressing  [####------] 20/50  1/2     failed checks 0 → 1 (rollback at 2)  5m\n"
         );
         assert!(table(&[c], true, now).starts_with("NAMESPACE  NAME"));
