@@ -79,3 +79,54 @@ impl RecorderPortTrait for RecorderPort {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::api::decision::{CheckRecord, DecisionStep, Verdict};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+
+    #[test]
+    fn a_decision_exports_each_check_under_the_canary_name() {
+        let canary: Canary = serde_json::from_value(serde_json::json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": "web", "namespace": "prod"},
+            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"}}
+        }))
+        .unwrap();
+        let check = |name: &str, value, min, max| CheckRecord {
+            name: name.into(),
+            value,
+            min,
+            max,
+            verdict: Verdict::Pass,
+            ..Default::default()
+        };
+        let decision = Decision {
+            time: Time(Timestamp::UNIX_EPOCH),
+            phase: CanaryPhase::Progressing,
+            canary_weight: 10,
+            iterations: 0,
+            failed_checks: 0,
+            checks: vec![
+                check("request-success-rate", Some(99.5), Some(99.0), None),
+                check("request-duration", Some(120.0), None, Some(500.0)),
+            ],
+            webhooks: Vec::new(),
+            step: DecisionStep::default(),
+        };
+        let inner = Recorder::new();
+        RecorderPort::new(inner.clone()).record_decision(&canary, &decision);
+        let text = inner.encode().unwrap();
+        for line in [
+            r#"serin_canary_check_value{name="web",namespace="prod",check="request-success-rate"} 99.5"#,
+            r#"serin_canary_check_threshold_min{name="web",namespace="prod",check="request-success-rate"} 99.0"#,
+            r#"serin_canary_check_value{name="web",namespace="prod",check="request-duration"} 120.0"#,
+            r#"serin_canary_check_threshold_max{name="web",namespace="prod",check="request-duration"} 500.0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+    }
+}
