@@ -72,7 +72,14 @@ impl Tick<'_> {
                     .set_failed_checks(status.failed_checks.saturating_add(1))
                     .await;
             }
-            match self.s.ports.metrics.run_checks(&self.canary).await {
+            let checked = self.s.ports.metrics.run_checks(&self.canary).await;
+            if let Err(failed) = &checked {
+                // Comparisons that passed before the failure keep their verdicts.
+                for verdict in &failed.verdicts {
+                    self.info(verdict).await;
+                }
+            }
+            match checked {
                 Ok(measured) => {
                     self.s.holds.release(&self.key);
                     for verdict in &measured.verdicts {

@@ -14,6 +14,7 @@ use super::template::{self, QueryModel};
 use crate::api::analysis::CanaryMetric;
 use crate::api::comparison::{MetricComparison, Statistic};
 use crate::api::duration;
+use crate::stats::judge::Num;
 use crate::stats::{self, Counts, Judgement, Outcome};
 
 /// Why a comparison could not be judged (a query or template error).
@@ -109,9 +110,12 @@ pub fn verdict_message(id: &str, metric: &str, j: &Judgement) -> String {
                 stats::Test::MannWhitney => "samples",
                 stats::Test::Proportion => "events counted",
             };
+            // Counts from `increase()` are extrapolated, so not whole numbers.
             format!(
                 "Hold {id} advancement {metric} comparison inconclusive: too few {unit} (canary {}, primary {}, at least {} needed)",
-                j.canary_n, j.primary_n, j.min_samples
+                Num(j.canary_n),
+                Num(j.primary_n),
+                j.min_samples
             )
         }
     }
@@ -280,6 +284,20 @@ mod tests {
         assert_eq!(p.asked.lock().unwrap()[3], "t{pod=~\"podinfo-primary-.*\"}");
         let p = Scripted::new(vec![], vec![Ok(3.0), Ok(50.0), Ok(10.0), Ok(1000.0)]);
         assert_eq!(run(&p, &m).unwrap().outcome, Outcome::Inconclusive);
+        // Prometheus' increase() extrapolates: the hold shows the counts as the verdicts do.
+        let p = Scripted::new(
+            vec![],
+            vec![
+                Ok(0.0),
+                Ok(7.922465208747515),
+                Ok(1.0),
+                Ok(33.47415506958251),
+            ],
+        );
+        assert_eq!(
+            verdict_message("podinfo.test", "errors", &run(&p, &m).unwrap()),
+            "Hold podinfo.test advancement errors comparison inconclusive: too few events counted (canary 7.922, primary 33.47, at least 100 needed)"
+        );
         let p = Scripted::new(
             vec![],
             vec![Err(ProviderError::Request("connection refused".into()))],

@@ -22,6 +22,7 @@ fn inconclusive(w: &World) {
         error: false,
         inconclusive: true,
         held: false,
+        verdicts: Vec::new(),
     });
 }
 
@@ -42,6 +43,25 @@ async fn pass_verdicts_are_normal_events() {
         w.messages()
     );
     assert!(w.warnings().is_empty());
+}
+
+#[tokio::test]
+async fn verdicts_of_passed_comparisons_are_kept_when_a_later_check_fails() {
+    let w = progressing().await;
+    let passed = "podinfo.test errors canary not worse than primary: proportion difference=0 lower bound=-0.01 (95% confidence), effect 0, allowed 0.01, events counted canary 200 primary 600 (min 50)";
+    let failed = "Halt podinfo.test advancement latency canary worse than primary: mann-whitney U=144 p=5.134e-6 (alpha 0.05), effect 172.3, allowed 10, samples canary 12 primary 12 (min 10)";
+    *lock(&w.metrics.default) = Err(FailedCheck {
+        message: failed.into(),
+        error: false,
+        held: false,
+        inconclusive: false,
+        verdicts: vec![passed.into()],
+    });
+    w.clear();
+    w.tick().await;
+    assert_eq!(w.messages(), vec![passed.to_string(), failed.to_string()]);
+    assert_eq!(w.warnings(), vec![failed.to_string()]);
+    assert_eq!(w.status().failed_checks, 1);
 }
 
 #[tokio::test]
