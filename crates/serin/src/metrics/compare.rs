@@ -121,6 +121,13 @@ pub fn verdict_message(id: &str, metric: &str, j: &Judgement) -> String {
     }
 }
 
+/// When a hold noticed `now` began: the start recorded in the Canary's status
+/// (`status.comparisonHeldSince`, which survives a controller restart), else `now`; never
+/// later than `now`.
+pub fn hold_start(recorded: Option<Timestamp>, now: Timestamp) -> Timestamp {
+    recorded.filter(|t| *t <= now).unwrap_or(now)
+}
+
 /// Whether an inconclusive comparison that has held the analysis since `since` has reached the
 /// progress deadline. Then the hold counts as a failed check, so a canary that never gets
 /// enough traffic is rolled back after `analysis.threshold` deadlines instead of waiting for
@@ -131,8 +138,9 @@ pub fn hold_expired(since: Timestamp, deadline_seconds: i32, now: Timestamp) -> 
 }
 
 /// When each Canary's current run of inconclusive comparisons began, in memory (the scheduler
-/// keeps one). A restarted controller starts the hold again, so a hold lasts at most one
-/// deadline longer than it would have.
+/// keeps one), beside `status.comparisonHeldSince`: a restarted controller takes the start from
+/// the status ([`hold_start`]); where Flagger's CRDs drop that field, the start kept here still
+/// ends the hold after one deadline.
 #[derive(Debug, Default)]
 pub struct Holds(Mutex<HashMap<String, Timestamp>>);
 
@@ -312,6 +320,13 @@ mod tests {
     fn holds_expire_after_the_progress_deadline() {
         let t0 = Timestamp::new(1_000, 0).unwrap();
         let at = |s: i64| Timestamp::new(1_000 + s, 0).unwrap();
+        assert_eq!(hold_start(Some(t0), at(60)), t0, "from the status");
+        assert_eq!(hold_start(None, at(60)), at(60));
+        assert_eq!(
+            hold_start(Some(at(90)), at(60)),
+            at(60),
+            "never ahead of now"
+        );
         assert!(!hold_expired(t0, 600, at(599)));
         assert!(hold_expired(t0, 600, at(600)));
         let holds = Holds::default();

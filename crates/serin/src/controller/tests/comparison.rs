@@ -77,16 +77,45 @@ async fn inconclusive_holds_until_the_progress_deadline() {
         let s = w.status();
         assert_eq!((s.canary_weight, s.failed_checks), (10, 0), "held");
     }
+    let first_hold = Timestamp::from_second(START + 2 * 60).unwrap();
+    assert_eq!(
+        w.status().comparison_held_since.map(|t| t.0),
+        Some(first_hold),
+        "the hold's start is in the status"
+    );
     // The next is 600 s after the first hold: the hold counts as a failed check.
     w.clear();
     w.tick().await;
     assert_eq!(w.warnings(), vec![HOLD.to_string()]);
     assert_eq!(w.status().failed_checks, 1);
+    assert_eq!(w.status().comparison_held_since, None, "the hold ended");
     assert_eq!(w.status().canary_weight, 10);
     // Enough samples again: the run goes on.
     w.pass_metrics();
     w.tick().await;
     assert_eq!(w.status().canary_weight, 20);
+}
+
+#[tokio::test]
+async fn a_hold_keeps_its_start_across_a_controller_restart() {
+    let mut w = progressing().await;
+    inconclusive(&w);
+    for _ in 0..5 {
+        w.tick().await;
+    }
+    assert_eq!(w.status().failed_checks, 0);
+    w.restart();
+    // The new scheduler reads the hold's start from the status: the deadline comes on the same
+    // step as without the restart (the eleventh), not 600 s after the restart.
+    for _ in 0..5 {
+        w.clear();
+        w.tick().await;
+        assert_eq!(w.messages(), vec![HOLD.to_string()]);
+    }
+    w.clear();
+    w.tick().await;
+    assert_eq!(w.warnings(), vec![HOLD.to_string()]);
+    assert_eq!(w.status().failed_checks, 1);
 }
 
 #[tokio::test]
