@@ -189,6 +189,10 @@ pub struct CanaryStatus {
     /// Status conditions (`Promoted`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<CanaryCondition>>,
+    /// Serin: when the current step began holding on inconclusive comparisons (too few
+    /// samples); cleared once the step is judged. Flagger's CRDs drop it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison_held_since: Option<Time>,
 }
 
 impl CanaryStatus {

@@ -109,6 +109,9 @@ pub struct FailedCheck {
     /// Serin: a comparison check had too few samples. The step holds (no failed check, no
     /// advance) until the progress deadline; see [`crate::metrics::compare::hold_expired`].
     pub inconclusive: bool,
+    /// Serin: verdicts of the comparison checks that passed in this run before the failure;
+    /// recorded as Normal events before it, as on a run where every check passes.
+    pub verdicts: Vec<String>,
 }
 
 /// What a successful run of the checks measured.

@@ -128,6 +128,7 @@ impl Metrics {
             error: false,
             held: false,
             inconclusive: false,
+            verdicts: Vec::new(),
         };
         let point = self.script.metric(&metric.name, self.clock.elapsed());
         if let Some(c) = &metric.compare {
@@ -166,6 +167,7 @@ impl Metrics {
                     error: true,
                     held: false,
                     inconclusive: false,
+                    verdicts: Vec::new(),
                 });
             };
             let message = verdict_message(&id, &metric.name, &j);
@@ -225,7 +227,11 @@ impl MetricChecks for Metrics {
             .filter(|m| m.template_ref.is_none())
             .chain(metrics.iter().filter(|m| m.template_ref.is_some()));
         for metric in ordered {
-            self.check(canary, metric, &mut out)?;
+            self.check(canary, metric, &mut out)
+                .map_err(|failed| FailedCheck {
+                    verdicts: std::mem::take(&mut out.verdicts),
+                    ..failed
+                })?;
         }
         Ok(out)
     }

@@ -77,6 +77,7 @@ async fn metric_query_errors_are_error_events() {
         error: true,
         held: false,
         inconclusive: false,
+        verdicts: Vec::new(),
     }));
     w.clear();
     w.tick().await;
@@ -104,6 +105,7 @@ async fn held_checks_are_not_failed_checks() {
             error: false,
             held: true,
             inconclusive: false,
+            verdicts: Vec::new(),
         }));
     }
     w.clear();

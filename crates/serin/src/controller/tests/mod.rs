@@ -668,6 +668,7 @@ impl World {
             error: false,
             held: false,
             inconclusive: false,
+            verdicts: Vec::new(),
         });
     }
 
