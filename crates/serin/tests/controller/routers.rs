@@ -356,11 +356,14 @@ async fn kuma() {
     .await;
 }
 
-/// The Ingress a user routes `podinfo` with before NGINX or Skipper canaries it.
-fn podinfo_ingress(annotations: Value) -> Value {
+/// The Ingress `name` a user routes `podinfo` with before NGINX or Skipper canaries it. Each
+/// scenario has its own name: on a real cluster the scenarios share the namespace, and the
+/// canary Ingress of one (`<name>-canary`, garbage-collected in the background) must not be
+/// found by the next.
+fn podinfo_ingress(name: &str) -> Value {
     json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": "podinfo", "namespace": NS, "annotations": annotations},
+        "metadata": {"name": name, "namespace": NS},
         "spec": {"ingressClassName": "nginx", "rules": [{"host": "app.example.com", "http": {"paths": [
             {"path": "/", "pathType": "Prefix",
              "backend": {"service": {"name": "podinfo", "port": {"number": 9898}}}}
@@ -370,19 +373,14 @@ fn podinfo_ingress(annotations: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nginx() {
-    if dev_cluster_only(
-        "the NGINX and Skipper scenarios create the same Ingress `podinfo` in one namespace and collide on a shared cluster",
-    ) {
-        return;
-    }
     promotion_and_rollback(Case {
         provider: "nginx",
         // Ingress is built in.
         crds: "",
         service: json!({}),
-        spec: json!({"ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"}}),
-        objects: vec![podinfo_ingress(json!({}))],
-        routing: ("networking.k8s.io", "v1", "Ingress", "ingresses", "podinfo-canary"),
+        spec: json!({"ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo-nginx"}}),
+        objects: vec![podinfo_ingress("podinfo-nginx")],
+        routing: ("networking.k8s.io", "v1", "Ingress", "ingresses", "podinfo-nginx-canary"),
         weights: |o| {
             let w: i64 = o
                 .pointer("/metadata/annotations/nginx.ingress.kubernetes.io~1canary-weight")?
@@ -398,19 +396,14 @@ async fn nginx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn skipper() {
-    if dev_cluster_only(
-        "the NGINX and Skipper scenarios create the same Ingress `podinfo` in one namespace and collide on a shared cluster",
-    ) {
-        return;
-    }
     promotion_and_rollback(Case {
         provider: "skipper",
         // Ingress is built in.
         crds: "",
         service: json!({}),
-        spec: json!({"ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"}}),
-        objects: vec![podinfo_ingress(json!({}))],
-        routing: ("networking.k8s.io", "v1", "Ingress", "ingresses", "podinfo-canary"),
+        spec: json!({"ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo-skipper"}}),
+        objects: vec![podinfo_ingress("podinfo-skipper")],
+        routing: ("networking.k8s.io", "v1", "Ingress", "ingresses", "podinfo-skipper-canary"),
         weights: |o| {
             let raw = o
                 .pointer("/metadata/annotations/zalando.org~1backend-weights")?
@@ -462,6 +455,33 @@ async fn gloo() {
             named_weights(
                 o.pointer("/spec/routes/0/routeAction/multi/destinations")?,
                 "/destination/upstream/name",
+                None,
+            )
+        },
+        cluster_scoped: false,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appmesh_v1beta2() {
+    promotion_and_rollback(Case {
+        provider: "appmesh:v1beta2",
+        crds: include_str!("../fixtures/crds/appmesh.yaml"),
+        service: json!({}),
+        spec: json!({}),
+        objects: vec![],
+        routing: (
+            "appmesh.k8s.aws",
+            "v1beta2",
+            "VirtualRouter",
+            "virtualrouters",
+            "podinfo",
+        ),
+        weights: |o| {
+            named_weights(
+                o.pointer("/spec/routes/0/httpRoute/action/weightedTargets")?,
+                "/virtualNodeRef/name",
                 None,
             )
         },
