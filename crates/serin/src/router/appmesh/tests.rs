@@ -263,3 +263,78 @@ fn routes_need_the_two_targets() {
         "VirtualRouter podinfo.test does not contain routes for podinfo-primary and podinfo-canary"
     );
 }
+
+/// Through the factory: the selector label comes from the target Deployment; a second
+/// `Reconcile` and `SetRoutes` to the current weights write nothing; `SetRoutes` patches the
+/// VirtualRouter `<apex>` only.
+#[tokio::test]
+async fn one_read_per_object_and_no_write_when_nothing_changed() {
+    use crate::api::Provider;
+    use crate::router::RouterFactory;
+    use crate::workload::WorkloadConfig;
+    use crate::workload::test_cluster::TestCluster;
+
+    let fake = TestCluster::start().await;
+    fake.install_crds(include_str!("../../../tests/fixtures/crds/appmesh.yaml"))
+        .await;
+    fake.insert(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": {
+            "selector": {"matchLabels": {"name": "podinfo"}},
+            "template": {
+                "metadata": {"labels": {"name": "podinfo"}},
+                "spec": {"containers": [{"name": "podinfod", "image": "podinfo:6.0.0"}]}
+            }
+        }
+    }))
+    .await;
+    let c = fake
+        .store_canary(canary("appmesh:v1beta2", json!({}), json!({})))
+        .await;
+    let router = RouterFactory::new(fake.client(), true)
+        .with_workloads(fake.client(), WorkloadConfig::default())
+        .router(&Provider::AppMesh(V2))
+        .unwrap();
+    router.reconcile(&c).await.unwrap();
+    assert_eq!(fake.writes().len(), 6, "{:?}", fake.writes());
+    let node = fake
+        .get(
+            "appmesh.k8s.aws/v1beta2",
+            "VirtualNode",
+            "test",
+            "podinfo-primary",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        node["spec"]["podSelector"],
+        json!({"matchLabels": {"name": "podinfo-primary"}})
+    );
+    fake.clear_writes();
+    router.reconcile(&c).await.unwrap();
+    let mut status = Default::default();
+    router
+        .set_routes(&c, &mut status, Routes::new(100, 0, false))
+        .await
+        .unwrap();
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+    router
+        .set_routes(&c, &mut status, Routes::new(90, 10, false))
+        .await
+        .unwrap();
+    let writes = fake.writes();
+    assert_eq!(writes.len(), 1);
+    assert!(
+        writes[0].path.ends_with("/virtualrouters/podinfo"),
+        "{}",
+        writes[0].path
+    );
+    assert_eq!(
+        router.get_routes(&c).await.unwrap(),
+        Routes::new(90, 10, false)
+    );
+    fake.clear_writes();
+    router.reconcile(&c).await.unwrap();
+    assert!(fake.writes().is_empty(), "Reconcile keeps the weights");
+}
