@@ -187,8 +187,9 @@ impl Provider {
     /// in step with the factory; `serin validate` warns about the others.
     pub fn routable_by_serin(&self) -> bool {
         match self {
-            Provider::AppMesh(_) | Provider::Knative => false,
-            Provider::Istio
+            Provider::Knative => false,
+            Provider::AppMesh(_)
+            | Provider::Istio
             | Provider::Kubernetes
             | Provider::Linkerd
             | Provider::Smi { .. }
@@ -614,7 +615,7 @@ fn check_match_support(
 }
 
 /// The providers Serin routes today, for messages.
-pub const ROUTABLE_PROVIDERS: &str = "another provider (istio, gatewayapi:v1, linkerd, nginx, contour, ...: every one but appmesh and knative)";
+pub const ROUTABLE_PROVIDERS: &str = "another provider (istio, gatewayapi:v1, linkerd, nginx, contour, appmesh:v1beta2, ...: every one but knative)";
 
 #[cfg(test)]
 mod tests {
@@ -755,6 +756,42 @@ mod tests {
             .filter(|p| p.is_error())
             .map(|p| format!("{}: {}", p.path, p.message))
             .collect()
+    }
+
+    /// App Mesh routes A/B traffic by headers of every string-match kind, and nothing else.
+    #[test]
+    fn app_mesh_capabilities() {
+        for provider in ["appmesh", "appmesh:v1beta2"] {
+            let headers = serde_json::json!({"iterations": 5, "match": [{"headers": {
+                "a": {"exact": "1"}, "b": {"prefix": "x"}, "c": {"suffix": "y"}, "d": {"regex": ".*"}
+            }}]});
+            assert!(
+                errors(&problems(provider, headers)).is_empty(),
+                "{provider}"
+            );
+            let query = serde_json::json!({"iterations": 5, "match": [{"queryParams": {"q": {"exact": "1"}}}]});
+            assert_eq!(
+                errors(&problems(provider, query)),
+                [format!(
+                    "spec.analysis.match[0].queryParams: the {provider} provider does not route by query parameters; match on headers instead"
+                )]
+            );
+            let mirror = serde_json::json!({"stepWeight": 10, "mirror": true});
+            let found = errors(&problems(provider, mirror));
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(
+                found[0].contains("cannot mirror traffic for the canary strategy"),
+                "{found:?}"
+            );
+            let affinity =
+                serde_json::json!({"stepWeight": 10, "sessionAffinity": {"cookieName": "c"}});
+            let found = errors(&problems(provider, affinity));
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(
+                found[0].contains("does not support session affinity; remove sessionAffinity"),
+                "{found:?}"
+            );
+        }
     }
 
     #[test]

@@ -192,6 +192,10 @@ pub struct CanaryStatus {
     /// Serin only: the decision record of the last analysis ticks (docs/operations.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decisions: Option<Vec<super::decision::Decision>>,
+    /// Serin: when the current step began holding on inconclusive comparisons (too few
+    /// samples); cleared once the step is judged. Flagger's CRDs drop it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison_held_since: Option<Time>,
 }
 
 impl CanaryStatus {

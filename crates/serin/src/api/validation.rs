@@ -795,3 +795,6 @@ fn check_url(path: &str, value: &str, out: &mut Vec<Problem>) {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests;

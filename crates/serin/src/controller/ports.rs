@@ -116,6 +116,9 @@ pub struct FailedCheck {
     pub inconclusive: bool,
     /// The checks run, for the decision record (the last one is the failure).
     pub checks: Vec<CheckRecord>,
+    /// Serin: verdicts of the comparison checks that passed in this run before the failure;
+    /// recorded as Normal events before it, as on a run where every check passes.
+    pub verdicts: Vec<String>,
 }
 
 /// What a successful run of the checks measured.

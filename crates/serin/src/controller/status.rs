@@ -132,6 +132,7 @@ pub fn apply_sync(
     status.canary_weight = weight;
     status.iterations = iterations;
     status.failed_checks = failed_checks;
+    status.comparison_held_since = None;
     status.last_applied_spec = Some(revision.spec_hash.clone());
     if phase == CanaryPhase::Initialized {
         status.last_promoted_spec = Some(revision.spec_hash.clone());

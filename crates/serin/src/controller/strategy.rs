@@ -4,11 +4,14 @@
 //! Promoting / Finalising phases of `advanceCanary`), rollback and failed promotion (`rollback`,
 //! `handleFailedPromotion`), skipped analysis (`shouldSkipAnalysis`).
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
 use super::events;
 use super::ports::{AnalysisStatus, EventKind};
 use super::scheduler::{Backends, SchedulerError, Tick};
+use super::status::whole_seconds;
 use crate::api::analysis::AlertSeverity;
-use crate::api::{CanaryPhase, Provider, Strategy};
+use crate::api::{CanaryPhase, CanaryStatus, Provider, Strategy};
 use crate::metrics::compare;
 use crate::router::Routes;
 use crate::workload::Revision;
@@ -77,9 +80,15 @@ impl Tick<'_> {
                 Ok(measured) => &measured.checks,
                 Err(failed) => &failed.checks,
             });
+            if let Err(failed) = &checked {
+                // Comparisons that passed before the failure keep their verdicts.
+                for verdict in &failed.verdicts {
+                    self.info(verdict).await;
+                }
+            }
             match checked {
                 Ok(measured) => {
-                    self.s.holds.release(&self.key);
+                    self.end_hold(&status).await?;
                     for verdict in &measured.verdicts {
                         self.info(verdict).await;
                     }
@@ -95,20 +104,13 @@ impl Tick<'_> {
                     self.warn(&failed.message).await;
                     return Ok(());
                 }
-                Err(failed)
-                    if failed.inconclusive && {
-                        let now = self.s.ports.clock.now();
-                        let since = self.s.holds.hold(&self.key, now);
-                        let deadline = self.canary.spec.progress_deadline_seconds();
-                        !compare::hold_expired(since, deadline, now)
-                    } =>
-                {
-                    // Serin: too few samples to compare; hold like a closed gate.
-                    self.info(&failed.message).await;
-                    return Ok(());
-                }
                 Err(failed) => {
-                    self.s.holds.release(&self.key);
+                    if failed.inconclusive && self.keep_holding(&status).await? {
+                        // Serin: too few samples to compare; hold like a closed gate.
+                        self.info(&failed.message).await;
+                        return Ok(());
+                    }
+                    self.end_hold(&status).await?;
                     let kind = if failed.error {
                         EventKind::Error
                     } else {
@@ -156,6 +158,36 @@ impl Tick<'_> {
                 self.run_canary(b, routes).await
             }
         }
+    }
+
+    /// Serin: whether an inconclusive comparison still holds the step, i.e. the hold has not
+    /// lasted the progress deadline. Its start is kept in the status (so it survives a restart)
+    /// and in memory (where Flagger's CRDs drop the status field).
+    async fn keep_holding(&mut self, status: &CanaryStatus) -> Result<bool, SchedulerError> {
+        let now = self.s.ports.clock.now();
+        let recorded = status.comparison_held_since.as_ref().map(|t| t.0);
+        let since = self
+            .s
+            .holds
+            .hold(&self.key, compare::hold_start(recorded, whole_seconds(now)));
+        if compare::hold_expired(since, self.canary.spec.progress_deadline_seconds(), now) {
+            return Ok(false);
+        }
+        if recorded.is_none() {
+            self.write_status(|s| s.comparison_held_since = Some(Time(since)))
+                .await?;
+        }
+        Ok(true)
+    }
+
+    /// Serin: the step was judged (or its hold counted as a failed check): the hold ends.
+    async fn end_hold(&mut self, status: &CanaryStatus) -> Result<(), SchedulerError> {
+        self.s.holds.release(&self.key);
+        if status.comparison_held_since.is_some() {
+            self.write_status(|s| s.comparison_held_since = None)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The iterations of the run (blue/green with the kubernetes provider: at least 10).

@@ -16,7 +16,7 @@ use crate::metrics::template::{QueryModel, render as render_query};
 
 /// Prints new events and notifications and redraws the live block.
 pub(super) async fn refresh(stack: &mut Stack, names: &[&str]) {
-    let client = stack.cluster.client();
+    let client = stack.platform.cluster.client();
     let events: Api<Event> = Api::namespaced(client.clone(), NS);
     let mut new_lines = Vec::new();
     if let Ok(list) = events.list(&ListParams::default()).await {
@@ -78,7 +78,7 @@ pub(super) async fn refresh(stack: &mut Stack, names: &[&str]) {
 fn rates(stack: &mut Stack) -> Vec<Rate> {
     let elapsed = stack.last_counts_at.elapsed().as_secs_f64().max(0.001);
     stack.last_counts_at = Instant::now();
-    let pods = stack.mesh.pods();
+    let pods = stack.platform.mesh.pods();
     for p in &pods {
         if let Some(pid) = p.pid {
             stack.pids_seen.insert(pid);
@@ -86,7 +86,7 @@ fn rates(stack: &mut Stack) -> Vec<Rate> {
     }
     let mut out = Vec::new();
     for w in ["backend-primary", "backend", "frontend-primary", "frontend"] {
-        let by_code = stack.mesh.metrics().count(NS, w);
+        let by_code = stack.platform.mesh.metrics().count(NS, w);
         let total: u64 = by_code.values().sum();
         let errors: u64 = by_code
             .iter()
@@ -189,7 +189,7 @@ async fn canary_row(stack: &Stack, name: &str, c: &Value, rates: &[Rate]) -> Can
 async fn prometheus_value(stack: &Stack, query: &str) -> Option<f64> {
     let resp = stack
         .http
-        .get(format!("{}/api/v1/query", stack.prometheus))
+        .get(format!("{}/api/v1/query", stack.platform.prometheus))
         .query(&[("query", query)])
         .send()
         .await

@@ -8,6 +8,7 @@
 pub mod apply;
 mod live;
 pub mod manifests;
+pub mod platform;
 pub mod processes;
 mod screen;
 pub mod slack;
@@ -16,19 +17,16 @@ pub mod traffic;
 pub mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use devcluster::mesh::pods::Launcher;
-use devcluster::mesh::route::ServiceRef;
-use devcluster::mesh::{Mesh, MeshConfig, MeshError};
-use devcluster::{Config as ClusterConfig, DevCluster};
+use devcluster::mesh::MeshError;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 
 use manifests::Pace;
-use processes::{Children, SpawnError};
+use platform::{Platform, PlatformOptions};
+use processes::SpawnError;
 use screen::Screen;
 use traffic::{Traffic, Users};
 
@@ -143,15 +141,10 @@ fn canary_api(client: &kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), NS, &ar)
 }
 
-/// Everything running.
+/// Everything running: the platform and the demo's own parts.
 struct Stack {
-    cluster: DevCluster,
-    mesh: Mesh,
+    platform: Platform,
     slack: slack::Receiver,
-    children: Children,
-    prometheus: String,
-    kubeconfig: PathBuf,
-    work: PathBuf,
     http: reqwest::Client,
     templates: Vec<(String, String)>,
     pace: Pace,
@@ -242,119 +235,23 @@ async fn start(
         pace.metric_interval
     )]);
     screen.say(&["== Starting: dev cluster, dev mesh, Prometheus, loadtester, controller".into()]);
-    let cluster = DevCluster::start_with(ClusterConfig {
-        ready_delay: Duration::from_millis(300),
-        ..ClusterConfig::default()
-    })
-    .await?;
-    let kubeconfig = work.join("kubeconfig");
-    cluster.write_kubeconfig(&kubeconfig)?;
-    let mesh = cluster
-        .start_mesh(MeshConfig {
-            launcher: Launcher::Process {
-                program: opts.serin.clone(),
-                args: vec!["sample-app".into()],
-            },
-            ..MeshConfig::default()
-        })
-        .await?;
-    // What the seed's Flux installs first: the CRDs of Flagger (Serin's) and Istio.
-    let crds = crate::api::crd::render_yaml()
-        .map_err(|e| DemoError::Step(format!("rendering Serin's CRDs: {e}")))?;
-    let client = cluster.client();
-    for text in [crds.as_str(), manifests::ISTIO_CRDS] {
-        let docs = manifests::documents(text, &pace)
-            .map_err(|e| DemoError::Step(format!("the demo's CRDs: {e}")))?;
-        apply::apply_all(&client, &docs).await?;
-    }
     let slack = slack::Receiver::start()
         .await
         .map_err(io("starting the Slack receiver on 127.0.0.1"))?;
-    let mut children = Children::default();
-
-    let prom_port = free_port()?;
-    let prom_config = work.join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
-            "global:\n  scrape_interval: {s}\n  evaluation_interval: {s}\nscrape_configs:\n  - job_name: istio-mesh\n    scrape_interval: {s}\n    static_configs:\n      - targets: ['{}']\n",
-            mesh.metrics_addr(),
-            s = pace.scrape
-        ),
-    )
-    .map_err(io("writing prometheus.yml"))?;
-    children.spawn(
-        "prometheus",
-        prometheus_bin,
-        &[
-            format!("--config.file={}", prom_config.display()),
-            format!(
-                "--storage.tsdb.path={}",
-                work.join("prometheus-data").display()
-            ),
-            format!("--web.listen-address=127.0.0.1:{prom_port}"),
-            "--log.level=warn".into(),
-        ],
-        &[],
-        work.join("prometheus.log"),
-    )?;
-    let prometheus = format!("http://127.0.0.1:{prom_port}");
-    let proxy = format!("http://{}", mesh.addr());
-    let proxy_env = vec![
-        ("HTTP_PROXY".to_string(), proxy.clone()),
-        ("http_proxy".to_string(), proxy.clone()),
-        ("NO_PROXY".to_string(), "127.0.0.1,localhost".to_string()),
-        ("no_proxy".to_string(), "127.0.0.1,localhost".to_string()),
-        (
-            crate::loadtester::loadgen::PROXY_FROM_ENV.to_string(),
-            "true".to_string(),
-        ),
-    ];
-    let lt_port = free_port()?;
-    children.spawn(
-        "loadtester",
-        &opts.serin,
-        &[
-            "loadtester".into(),
-            format!("--port={lt_port}"),
-            "--log-level=info".into(),
-        ],
-        &proxy_env,
-        work.join("loadtester.log"),
-    )?;
-    let ctl_port = free_port()?;
-    children.spawn(
-        "controller",
-        &opts.serin,
-        &[
-            "controller".into(),
-            format!("--kubeconfig={}", kubeconfig.display()),
-            "--mesh-provider=istio".into(),
-            format!("--metrics-server={prometheus}"),
-            format!("--port={ctl_port}"),
-            "--log-level=info".into(),
+    let platform = Platform::start(&PlatformOptions {
+        serin: opts.serin.clone(),
+        prometheus: prometheus_bin.to_path_buf(),
+        work: work.to_path_buf(),
+        scrape: pace.scrape.to_string(),
+        loadtester_namespace: NS.to_string(),
+        controller_args: vec![
             format!("--slack-url=http://{}/", slack.addr),
             "--slack-channel=general".into(),
             "--cluster-name=serin-demo".into(),
             "--min-analysis-interval=1s".into(),
         ],
-        &proxy_env,
-        work.join("controller.log"),
-    )?;
-    mesh.add_static(
-        ServiceRef {
-            name: "prometheus".into(),
-            namespace: "istio-system".into(),
-        },
-        SocketAddr::from(([127, 0, 0, 1], prom_port)),
-    );
-    mesh.add_static(
-        ServiceRef {
-            name: "flagger-loadtester".into(),
-            namespace: NS.into(),
-        },
-        SocketAddr::from(([127, 0, 0, 1], lt_port)),
-    );
+    })
+    .await?;
     crate::loadtester::install_crypto_provider();
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -363,15 +260,10 @@ async fn start(
         .map_err(|e| DemoError::Step(format!("building the HTTP client: {e}")))?;
     let templates = manifests::metric_templates(&pace)
         .map_err(|e| DemoError::Step(format!("the demo's metric templates: {e}")))?;
-    let pids_seen = children.pids().into_iter().collect();
+    let pids_seen = platform.children.pids().into_iter().collect();
     let mut stack = Stack {
-        cluster,
-        mesh,
+        platform,
         slack,
-        children,
-        prometheus,
-        kubeconfig,
-        work: work.to_path_buf(),
         http,
         templates,
         pace,
@@ -383,96 +275,39 @@ async fn start(
         last_counts_at: Instant::now(),
         pids_seen,
     };
-    for (what, url) in [
-        ("Prometheus", format!("{}/-/ready", stack.prometheus)),
-        (
-            "the loadtester",
-            format!("http://127.0.0.1:{lt_port}/healthz"),
-        ),
-        (
-            "the controller",
-            format!("http://127.0.0.1:{ctl_port}/healthz"),
-        ),
-    ] {
-        wait_http(&mut stack, what, &url).await?;
-    }
+    stack.platform.wait_ready().await?;
     Ok(stack)
 }
 
-async fn wait_http(stack: &mut Stack, what: &str, url: &str) -> Result<(), DemoError> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = stack.http.get(url).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        check_children(stack)?;
-        if Instant::now() > deadline {
-            return Err(DemoError::Step(format!(
-                "{what} did not answer {url} within 30 s (logs in {})",
-                stack.work.display()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn check_children(stack: &mut Stack) -> Result<(), DemoError> {
-    let pod_errors = stack.mesh.pod_errors();
-    if !pod_errors.is_empty() {
-        return Err(DemoError::Step(format!(
-            "sample-app pods did not start: {pod_errors}"
-        )));
-    }
-    if let Some((what, log)) = stack.children.exited().into_iter().next() {
-        let tail = std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .to_string();
-        return Err(DemoError::Step(format!(
-            "{what} exited: {}",
-            if tail.is_empty() {
-                "no output".to_string()
-            } else {
-                tail
-            }
-        )));
-    }
-    Ok(())
+    stack.platform.check()
 }
 
 async fn stop(stack: Stack) {
     let Stack {
-        cluster,
-        mesh,
+        platform,
         slack,
-        mut children,
         traffic,
         ..
     } = stack;
     if let Some(t) = traffic {
         t.stop().await;
     }
-    children.stop_all().await;
-    mesh.shutdown().await;
+    platform.stop().await;
     slack.stop().await;
-    cluster.shutdown().await;
 }
 
 async fn keep_running(stack: &mut Stack) {
-    let ingress = format!("http://{}/", stack.mesh.addr());
-    stack.screen.say(&[
+    let p = &stack.platform;
+    let lines = [
         String::new(),
         "== Still running (--keep); Ctrl-C stops every process the demo started.".into(),
-        format!("  export KUBECONFIG={}", stack.kubeconfig.display()),
-        format!("  ingress gateway: {ingress}"),
-        format!("  Prometheus:      {}", stack.prometheus),
-        format!("  logs:            {}", stack.work.display()),
-    ]);
+        format!("  export KUBECONFIG={}", p.kubeconfig.display()),
+        format!("  ingress gateway: http://{}/", p.mesh.addr()),
+        format!("  Prometheus:      {}", p.prometheus),
+        format!("  logs:            {}", p.work.display()),
+    ];
+    stack.screen.say(&lines);
     processes::shutdown_signal().await;
 }
 

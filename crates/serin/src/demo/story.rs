@@ -16,7 +16,7 @@ use super::{
 };
 
 pub(super) async fn story(stack: &mut Stack, opts: &Options) -> Result<Summary, DemoError> {
-    let client = stack.cluster.client();
+    let client = stack.platform.cluster.client();
     let pace = stack.pace.clone();
     let docs = |text: &str| {
         manifests::documents(text, &pace)
@@ -33,13 +33,13 @@ pub(super) async fn story(stack: &mut Stack, opts: &Options) -> Result<Summary, 
     ] {
         apply_retrying(&client, &docs(text)?).await?;
     }
-    publish_ingress_address(&client, stack.mesh.addr()).await?;
+    publish_ingress_address(&client, stack.platform.mesh.addr()).await?;
     follow(stack, &["backend", "frontend"], &["Initialized"], None).await?;
     show_kubectl_get(stack).await;
     stack.traffic = Some(
         Traffic::start(&Targets {
-            ingress: format!("http://{}/", stack.mesh.addr()),
-            proxy: format!("http://{}", stack.mesh.addr()),
+            ingress: format!("http://{}/", stack.platform.mesh.addr()),
+            proxy: format!("http://{}", stack.platform.mesh.addr()),
             rate: 10,
         })
         .map_err(|e| DemoError::Step(format!("starting the users' traffic: {e}")))?,
@@ -139,7 +139,7 @@ pub(super) async fn story(stack: &mut Stack, opts: &Options) -> Result<Summary, 
     if phase != "Failed" {
         return Err(DemoError::Step(format!(
             "the bad backend ended {phase}, not Failed (logs in {})",
-            stack.work.display()
+            stack.platform.work.display()
         )));
     }
 
@@ -148,7 +148,7 @@ pub(super) async fn story(stack: &mut Stack, opts: &Options) -> Result<Summary, 
     summary.events = stack.screen.events.clone();
     summary.notifications = stack.slack.received();
     summary.seconds = stack.started.elapsed().as_secs_f64();
-    for p in stack.mesh.pods() {
+    for p in stack.platform.mesh.pods() {
         if let Some(pid) = p.pid {
             stack.pids_seen.insert(pid);
         }
@@ -266,7 +266,7 @@ async fn canary_phase(client: &kube::Client, name: &str) -> String {
 }
 
 async fn show_kubectl_get(stack: &mut Stack) {
-    let client = stack.cluster.client();
+    let client = stack.platform.cluster.client();
     let mut lines = vec![format!("  $ kubectl -n {NS} get canaries")];
     lines.push(format!("  {:<10} {:<13} {}", "NAME", "STATUS", "WEIGHT"));
     for name in ["backend", "frontend"] {
@@ -286,7 +286,7 @@ async fn show_kubectl_get(stack: &mut Stack) {
 
 /// Refreshes the view until the canary's analysis has advanced one iteration.
 async fn wait_iteration(stack: &mut Stack, name: &str) -> Result<(), DemoError> {
-    let client = stack.cluster.client();
+    let client = stack.platform.cluster.client();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         refresh(stack, &["backend", "frontend"]).await;
@@ -308,7 +308,7 @@ async fn wait_iteration(stack: &mut Stack, name: &str) -> Result<(), DemoError> 
         if Instant::now() > deadline {
             return Err(DemoError::Step(format!(
                 "{name} did not start its analysis within 60 s (controller log: {})",
-                stack.work.join("controller.log").display()
+                stack.platform.work.join("controller.log").display()
             )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -325,7 +325,7 @@ async fn follow(
 ) -> Result<String, DemoError> {
     let timeout = Duration::from_secs(if stack.fast { 120 } else { 240 });
     let deadline = Instant::now() + timeout;
-    let client = stack.cluster.client();
+    let client = stack.platform.cluster.client();
     loop {
         refresh(stack, &["backend", "frontend"]).await;
         check_children(stack)?;
@@ -360,7 +360,7 @@ async fn follow(
                 names.join(", "),
                 phases.join(" or "),
                 timeout.as_secs(),
-                stack.work.join("controller.log").display()
+                stack.platform.work.join("controller.log").display()
             )));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -395,7 +395,7 @@ fn ab_table(rows: &[AbCount]) -> Vec<String> {
 }
 
 fn final_lines(stack: &Stack, summary: &Summary, opts: &Options) -> Vec<String> {
-    let ingress = format!("http://{}", stack.mesh.addr());
+    let ingress = format!("http://{}", stack.platform.mesh.addr());
     let mut lines = vec![
         String::new(),
         format!("== Summary ({:.0} s)", summary.seconds),
@@ -435,9 +435,9 @@ fn final_lines(stack: &Stack, summary: &Summary, opts: &Options) -> Vec<String> 
         lines.push("== Explore (everything keeps running):".to_string());
         lines.push(format!(
             "  export KUBECONFIG={}",
-            stack.kubeconfig.display()
+            stack.platform.kubeconfig.display()
         ));
-        (ingress, stack.prometheus.clone())
+        (ingress, stack.platform.prometheus.clone())
     } else {
         lines.push(
             "== Explore: `serin demo --keep` leaves everything running and prints its KUBECONFIG, then:"

@@ -18,7 +18,8 @@ pub enum Users {
     Firefox,
     Insider,
     Others,
-    /// Requests to the backend through the mesh.
+    /// Requests to the backend through the mesh (also every stream of
+    /// [`Traffic::through_mesh`]).
     Backend,
 }
 
@@ -107,40 +108,77 @@ pub struct Targets {
     pub rate: u32,
 }
 
+/// One stream of requests: a client, a URL, the app whose answers are classified and the kinds
+/// of users it cycles through.
+struct Stream {
+    client: reqwest::Client,
+    url: String,
+    app: String,
+    cycle: Vec<Users>,
+}
+
 impl Traffic {
-    /// Starts sending.
+    /// Starts sending: the frontend's users through the ingress gateway and the backend's
+    /// callers through the mesh.
     pub fn start(t: &Targets) -> Result<Self, reqwest::Error> {
         crate::loadtester::install_crypto_provider();
         let direct = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(5))
             .build()?;
-        let proxied = reqwest::Client::builder()
-            .proxy(reqwest::Proxy::http(&t.proxy)?)
-            .timeout(Duration::from_secs(5))
-            .build()?;
+        let streams = vec![
+            Stream {
+                client: direct,
+                url: t.ingress.clone(),
+                app: "frontend".into(),
+                cycle: vec![Users::Firefox, Users::Insider, Users::Others, Users::Others],
+            },
+            Stream {
+                client: proxied(&t.proxy)?,
+                url: "http://backend.prod:9898/".to_string(),
+                app: "backend".into(),
+                cycle: vec![Users::Backend],
+            },
+        ];
+        Ok(Self::run(streams, t.rate))
+    }
+
+    /// Starts sending `rate` requests per second to each `(app, url)` through the mesh at
+    /// `proxy` (as callers inside the mesh: the apex Service's weights pick the version).
+    pub fn through_mesh(
+        proxy: &str,
+        apps: &[(&str, &str)],
+        rate: u32,
+    ) -> Result<Self, reqwest::Error> {
+        crate::loadtester::install_crypto_provider();
+        let client = proxied(proxy)?;
+        let streams = apps
+            .iter()
+            .map(|(app, url)| Stream {
+                client: client.clone(),
+                url: (*url).to_string(),
+                app: (*app).to_string(),
+                cycle: vec![Users::Backend],
+            })
+            .collect();
+        Ok(Self::run(streams, rate))
+    }
+
+    fn run(streams: Vec<Stream>, rate: u32) -> Self {
         let counting = Arc::new(AtomicBool::new(false));
         let window = Arc::new(Mutex::new(Counts::new()));
         let total = Arc::new(Mutex::new(Counts::new()));
         let (stop, stopped) = watch::channel(false);
-        let period = Duration::from_secs_f64(1.0 / f64::from(t.rate.max(1)));
+        let period = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
         let limit = Arc::new(Semaphore::new(32));
         let mut tasks = Vec::new();
-        let streams = [
-            (
-                direct.clone(),
-                t.ingress.clone(),
-                "frontend",
-                vec![Users::Firefox, Users::Insider, Users::Others, Users::Others],
-            ),
-            (
-                proxied,
-                "http://backend.prod:9898/".to_string(),
-                "backend",
-                vec![Users::Backend],
-            ),
-        ];
-        for (client, url, app, cycle) in streams {
+        for Stream {
+            client,
+            url,
+            app,
+            cycle,
+        } in streams
+        {
             let (counting, window, total, limit) = (
                 counting.clone(),
                 window.clone(),
@@ -165,8 +203,8 @@ impl Traffic {
                     for (k, v) in users.headers() {
                         req = req.header(*k, *v);
                     }
-                    let (counting, window, total) =
-                        (counting.clone(), window.clone(), total.clone());
+                    let (counting, window, total, app) =
+                        (counting.clone(), window.clone(), total.clone(), app.clone());
                     tokio::spawn(async move {
                         let _permit = permit;
                         let (code, body) = match req.send().await {
@@ -176,7 +214,7 @@ impl Traffic {
                             }
                             Err(_) => (0, String::new()),
                         };
-                        let answer = classify(app, code, &body);
+                        let answer = classify(&app, code, &body);
                         let key = (users, answer);
                         if counting.load(Ordering::Relaxed) {
                             *lock(&window).entry(key.clone()).or_insert(0) += 1;
@@ -186,13 +224,13 @@ impl Traffic {
                 }
             }));
         }
-        Ok(Self {
+        Self {
             counting,
             window,
             total,
             stop,
             tasks,
-        })
+        }
     }
 
     /// Starts (true) or stops (false) counting into the window; starting clears it.
@@ -219,6 +257,14 @@ impl Traffic {
             let _ = t.await;
         }
     }
+}
+
+/// A client that sends every request through the mesh as an HTTP proxy.
+fn proxied(proxy: &str) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(proxy)?)
+        .timeout(Duration::from_secs(5))
+        .build()
 }
 
 fn lock(m: &Mutex<Counts>) -> std::sync::MutexGuard<'_, Counts> {

@@ -14,6 +14,7 @@ use super::template::{self, QueryModel};
 use crate::api::analysis::CanaryMetric;
 use crate::api::comparison::{MetricComparison, Statistic};
 use crate::api::duration;
+use crate::stats::judge::Num;
 use crate::stats::{self, Counts, Judgement, Outcome};
 
 /// Why a comparison could not be judged (a query or template error).
@@ -109,12 +110,22 @@ pub fn verdict_message(id: &str, metric: &str, j: &Judgement) -> String {
                 stats::Test::MannWhitney => "samples",
                 stats::Test::Proportion => "events counted",
             };
+            // Counts from `increase()` are extrapolated, so not whole numbers.
             format!(
                 "Hold {id} advancement {metric} comparison inconclusive: too few {unit} (canary {}, primary {}, at least {} needed)",
-                j.canary_n, j.primary_n, j.min_samples
+                Num(j.canary_n),
+                Num(j.primary_n),
+                j.min_samples
             )
         }
     }
+}
+
+/// When a hold noticed `now` began: the start recorded in the Canary's status
+/// (`status.comparisonHeldSince`, which survives a controller restart), else `now`; never
+/// later than `now`.
+pub fn hold_start(recorded: Option<Timestamp>, now: Timestamp) -> Timestamp {
+    recorded.filter(|t| *t <= now).unwrap_or(now)
 }
 
 /// Whether an inconclusive comparison that has held the analysis since `since` has reached the
@@ -127,8 +138,9 @@ pub fn hold_expired(since: Timestamp, deadline_seconds: i32, now: Timestamp) -> 
 }
 
 /// When each Canary's current run of inconclusive comparisons began, in memory (the scheduler
-/// keeps one). A restarted controller starts the hold again, so a hold lasts at most one
-/// deadline longer than it would have.
+/// keeps one), beside `status.comparisonHeldSince`: a restarted controller takes the start from
+/// the status ([`hold_start`]); where Flagger's CRDs drop that field, the start kept here still
+/// ends the hold after one deadline.
 #[derive(Debug, Default)]
 pub struct Holds(Mutex<HashMap<String, Timestamp>>);
 
@@ -280,6 +292,20 @@ mod tests {
         assert_eq!(p.asked.lock().unwrap()[3], "t{pod=~\"podinfo-primary-.*\"}");
         let p = Scripted::new(vec![], vec![Ok(3.0), Ok(50.0), Ok(10.0), Ok(1000.0)]);
         assert_eq!(run(&p, &m).unwrap().outcome, Outcome::Inconclusive);
+        // Prometheus' increase() extrapolates: the hold shows the counts as the verdicts do.
+        let p = Scripted::new(
+            vec![],
+            vec![
+                Ok(0.0),
+                Ok(7.922465208747515),
+                Ok(1.0),
+                Ok(33.47415506958251),
+            ],
+        );
+        assert_eq!(
+            verdict_message("podinfo.test", "errors", &run(&p, &m).unwrap()),
+            "Hold podinfo.test advancement errors comparison inconclusive: too few events counted (canary 7.922, primary 33.47, at least 100 needed)"
+        );
         let p = Scripted::new(
             vec![],
             vec![Err(ProviderError::Request("connection refused".into()))],
@@ -294,6 +320,13 @@ mod tests {
     fn holds_expire_after_the_progress_deadline() {
         let t0 = Timestamp::new(1_000, 0).unwrap();
         let at = |s: i64| Timestamp::new(1_000 + s, 0).unwrap();
+        assert_eq!(hold_start(Some(t0), at(60)), t0, "from the status");
+        assert_eq!(hold_start(None, at(60)), at(60));
+        assert_eq!(
+            hold_start(Some(at(90)), at(60)),
+            at(60),
+            "never ahead of now"
+        );
         assert!(!hold_expired(t0, 600, at(599)));
         assert!(hold_expired(t0, 600, at(600)));
         let holds = Holds::default();

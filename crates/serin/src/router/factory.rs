@@ -1,6 +1,12 @@
 //! The one place a provider becomes a router: an exhaustive `match` over [`Provider`].
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
 use super::apisix::ApisixRouter;
+use super::appmesh::render::Selector;
+use super::appmesh::{AppMeshRouter, SelectorSource};
 use super::contour::HttpProxy;
 use super::gloo::GlooRouter;
 use super::kuma::TrafficRoute;
@@ -10,8 +16,9 @@ use super::skipper::SkipperRouter;
 use super::smi::TrafficSplit;
 use super::traefik::TraefikService;
 use super::{GatewayApiRouter, IstioRouter, KubernetesRouter, Router, RouterError};
-use crate::api::Provider;
 use crate::api::provider::SmiVersion;
+use crate::api::{Canary, Provider};
+use crate::workload::{self, WorkloadConfig, WorkloadError};
 
 /// The controller flags of the ingress routers.
 #[derive(Clone, Debug)]
@@ -38,6 +45,7 @@ pub struct RouterFactory {
     mesh_client: kube::Client,
     set_owner_refs: bool,
     ingress: IngressOptions,
+    targets: TargetSelector,
 }
 
 impl RouterFactory {
@@ -45,10 +53,21 @@ impl RouterFactory {
     /// reference to a Canary of another cluster would get the routing objects garbage-collected).
     pub fn new(mesh_client: kube::Client, set_owner_refs: bool) -> Self {
         Self {
+            targets: TargetSelector {
+                client: mesh_client.clone(),
+                config: WorkloadConfig::default(),
+            },
             mesh_client,
             set_owner_refs,
             ingress: IngressOptions::default(),
         }
+    }
+
+    /// Sets the workload cluster's client and configuration (App Mesh's virtual nodes select
+    /// pods by the target's selector label; by default the mesh client and default flags).
+    pub fn with_workloads(mut self, client: kube::Client, config: WorkloadConfig) -> Self {
+        self.targets = TargetSelector { client, config };
+        self
     }
 
     /// Sets the ingress routers' flags.
@@ -105,7 +124,13 @@ impl RouterFactory {
                 self.mesh_client.clone(),
                 self.set_owner_refs,
             ))),
-            Provider::AppMesh(_) | Provider::Knative => Err(unsupported(provider)),
+            Provider::AppMesh(version) => Ok(Box::new(AppMeshRouter::new(
+                self.mesh_client.clone(),
+                *version,
+                self.set_owner_refs,
+                Arc::new(self.targets.clone()),
+            ))),
+            Provider::Knative => Err(unsupported(provider)),
         }
     }
 }
@@ -117,6 +142,29 @@ impl RouterFactory {
             self.set_owner_refs,
             object,
         ))
+    }
+}
+
+/// The selector label of a Canary's target, read from the workload cluster.
+#[derive(Clone)]
+struct TargetSelector {
+    client: kube::Client,
+    config: WorkloadConfig,
+}
+
+#[async_trait]
+impl SelectorSource for TargetSelector {
+    async fn selector(&self, canary: &Canary) -> Result<Selector, RouterError> {
+        let as_router_error = |e: WorkloadError| match e {
+            WorkloadError::Api { context, source } => RouterError::Api { context, source },
+            other => RouterError::Invalid(other.to_string()),
+        };
+        let target = workload::target_controller_for(self.client.clone(), &self.config, canary)
+            .map_err(as_router_error)?;
+        let metadata = target.metadata(canary).await.map_err(as_router_error)?;
+        Ok(Selector {
+            label: metadata.label,
+        })
     }
 }
 
@@ -132,7 +180,7 @@ mod tests {
     use crate::workload::test_cluster::TestCluster;
 
     /// Providers without a Serin router yet.
-    const UNSUPPORTED: &[&str] = &["appmesh", "appmesh:v1beta2", "knative"];
+    const UNSUPPORTED: &[&str] = &["knative"];
 
     #[tokio::test]
     async fn supported_and_unsupported_providers() {

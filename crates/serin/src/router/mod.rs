@@ -62,6 +62,7 @@ pub trait Router: Send + Sync {
 }
 
 pub mod apisix;
+pub mod appmesh;
 pub mod contour;
 pub mod dynamic;
 pub mod factory;

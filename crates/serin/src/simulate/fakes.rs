@@ -137,6 +137,7 @@ impl Metrics {
             held: false,
             inconclusive: false,
             checks: Vec::new(),
+            verdicts: Vec::new(),
         };
         let point = self.script.metric(&metric.name, self.clock.elapsed());
         if let Some(c) = &metric.compare {
@@ -176,6 +177,7 @@ impl Metrics {
                     held: false,
                     inconclusive: false,
                     checks: Vec::new(),
+                    verdicts: Vec::new(),
                 });
             };
             let message = verdict_message(&id, &metric.name, &j);
@@ -235,7 +237,11 @@ impl MetricChecks for Metrics {
             .filter(|m| m.template_ref.is_none())
             .chain(metrics.iter().filter(|m| m.template_ref.is_some()));
         for metric in ordered {
-            self.check(canary, metric, &mut out)?;
+            self.check(canary, metric, &mut out)
+                .map_err(|failed| FailedCheck {
+                    verdicts: std::mem::take(&mut out.verdicts),
+                    ..failed
+                })?;
         }
         Ok(out)
     }

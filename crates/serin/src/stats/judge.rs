@@ -99,7 +99,7 @@ impl Judgement {
 }
 
 /// A number in a message: 4 significant digits, no exponent for everyday magnitudes.
-struct Num(f64);
+pub struct Num(pub f64);
 
 impl fmt::Display for Num {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -165,6 +165,11 @@ impl MetricChecks for KubeMetricChecks {
                     error: failed.severity == Severity::Error,
                     held: failed.severity == Severity::Held,
                     inconclusive: failed.inconclusive,
+                    verdicts: failed
+                        .results
+                        .iter()
+                        .filter_map(|r| r.verdict.clone())
+                        .collect(),
                 })
             }
         }

@@ -78,9 +78,11 @@ pub fn kube_ports(
         )),
         recorder: Arc::new(RecorderPort::new(recorder)),
         backends: Arc::new(KubeBackends::new(
-            client,
+            client.clone(),
             config.workload.clone(),
-            RouterFactory::new(mesh_client, set_owner_refs).with_ingress(config.ingress.clone()),
+            RouterFactory::new(mesh_client, set_owner_refs)
+                .with_ingress(config.ingress.clone())
+                .with_workloads(client, config.workload.clone()),
         )),
     })
 }

@@ -80,6 +80,7 @@ async fn every_analysis_tick_records_checks_webhooks_and_step() {
         held: false,
         inconclusive: false,
         checks: vec![failed.clone()],
+        verdicts: Vec::new(),
     });
     w.tick().await;
     let last = decisions(&w).pop().unwrap();

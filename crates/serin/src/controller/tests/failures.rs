@@ -78,6 +78,7 @@ async fn metric_query_errors_are_error_events() {
         held: false,
         inconclusive: false,
         checks: Vec::new(),
+        verdicts: Vec::new(),
     }));
     w.clear();
     w.tick().await;
@@ -106,6 +107,7 @@ async fn held_checks_are_not_failed_checks() {
             held: true,
             inconclusive: false,
             checks: Vec::new(),
+            verdicts: Vec::new(),
         }));
     }
     w.clear();

@@ -681,6 +681,7 @@ impl World {
             held: false,
             inconclusive: false,
             checks: Vec::new(),
+            verdicts: Vec::new(),
         });
     }
 

@@ -239,6 +239,7 @@ const LEFTOVERS: &[(&str, &str, &str, &str)] = &[
     ("", "v1", "ConfigMap", "configmaps"),
     ("", "v1", "Secret", "secrets"),
     ("", "v1", "Event", "events"),
+    ("networking.k8s.io", "v1", "Ingress", "ingresses"),
     (
         "networking.istio.io",
         "v1beta1",

@@ -1,0 +1,44 @@
+#![allow(clippy::unwrap_used)]
+
+use serde_json::json;
+
+use super::{Options, validate_canary_spec};
+use crate::api::canary::CanarySpec;
+use crate::api::provider::{CRD_PROVIDER_VALUES, Provider};
+use crate::api::structural::Severity;
+
+fn spec(provider: &str) -> CanarySpec {
+    serde_json::from_value(json!({
+        "provider": provider,
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+        "service": {"port": 9898, "meshName": "global"},
+        "analysis": {"interval": "1m", "threshold": 5, "stepWeight": 10, "maxWeight": 50}
+    }))
+    .unwrap()
+}
+
+/// The providers Serin cannot route get a warning naming the ones it can; the others do not.
+#[test]
+fn unroutable_providers_are_a_warning() {
+    for value in CRD_PROVIDER_VALUES {
+        let provider: Provider = value.parse().unwrap();
+        let warnings: Vec<String> = validate_canary_spec(&spec(value), &Options::default())
+            .into_iter()
+            .filter(|p| p.severity == Severity::Warning && p.path == "spec.provider")
+            .map(|p| p.message)
+            .collect();
+        if provider.routable_by_serin() {
+            assert!(warnings.is_empty(), "{value}: {warnings:?}");
+        } else {
+            assert_eq!(
+                warnings,
+                [format!(
+                    "the {value} provider is not supported yet by Serin: the controller cannot route this canary; use {} until it is",
+                    super::ROUTABLE_PROVIDERS
+                )],
+                "{value}"
+            );
+        }
+    }
+    assert!(!Provider::Knative.routable_by_serin());
+}
