@@ -5,9 +5,10 @@
 # webhook receivers (fake-services.py). For every scenario under tests/differential/scenarios/
 # it records, for both, the sequence of Canary status values (phase, canaryWeight, iterations,
 # failedChecks), the sequence of distinct Kubernetes Event texts, the generated objects (after
-# initialisation, after the first analysis step and at the end), the PromQL queries and the
-# webhook payloads received, normalises namespaces, times, uids, hashes and cluster IPs, and
-# diffs them. All scenarios run at once, each with its own Flagger and Serin.
+# initialisation, after the first analysis step and at the end), the PromQL queries, webhook
+# payloads and Slack messages received and the log `msg` texts about the Canary, normalises
+# namespaces, times, uids, hashes and cluster IPs, and diffs them. All scenarios run at once,
+# each with its own Flagger and Serin.
 #
 # Usage: tests/differential/run.sh [SCENARIO...]     (default: every scenario)
 #   SERIN_BIN=path    skips building serin
@@ -182,6 +183,15 @@ recorded_sequence() {
     | awk '!seen[$0]++'
 }
 
+# The distinct `msg` texts of the JSON log lines of log $2 that name a Canary (a `canary`
+# field: the analysis messages, not the start-up ones, which differ by nature), in order of
+# first occurrence, the namespace $1 replaced by NS.
+log_messages() {
+  grep -h '^{' "$2" | jq -r --arg ns "$1" '
+      select(.canary != null) | .msg | gsub("\\.\($ns)"; ".NS") | gsub($ns; "NS")' 2>/dev/null \
+    | awk '!seen[$0]++' || true
+}
+
 # Known, deliberate differences (each one listed in docs/compatibility.md), applied to both
 # recordings only when the raw recordings differ: known_FILE < recording > normalised.
 # Flagger's SetStatusPhase zeroes canaryWeight and iterations on Promoting; Serin keeps them.
@@ -213,9 +223,14 @@ known_canary-status() { jq -S 'if .trackedConfigs == {} then del(.trackedConfigs
 # end (its built-in query templates and YAML block scalars begin or end with a line break);
 # Serin trims the query.
 known_queries() { sed -E 's/^ +//; s/ +$//'; }
-known_webhooks() { cat; }
+# The Slack `Traffic routing` field: Flagger prints the raw maxWeight (0 when unset, the ignored
+# value with stepWeights); Serin the effective maximum (100 when unset, the last step).
+known_logs() { cat; } # none known
+known_webhooks() {
+  sed -E -e 's/(Weight steps: [0-9,]+ max: )[0-9]+/\1MAX/g' -e 's/(Weight step: [0-9]+ max: )0"/\1100"/g'
+}
 RECORDINGS=(status events objects-initialized objects-progressing objects-final canary-status queries
-  webhooks)
+  webhooks logs)
 
 # ------------------------------------------------------------------------------------------
 # Running the scenarios, all at once
@@ -250,11 +265,14 @@ setup_scenario() {
   port="$("$KCP_HELPER" ports 1)"
   "$FLAGGER_BIN" -kubeconfig "$KUBECONFIG" -namespace "$ns" -mesh-provider istio \
     -metrics-server "${FAKE[$name/flagger]}" -port "$port" -log-level info \
+    -slack-url "${FAKE[$name/flagger]}/slack" -slack-channel differential -slack-user flagger \
     >"$dir/flagger.log" 2>&1 &
   PROCS[$name]+=" $!"
   ns="$(ns_of "$name" serin)" dir="$WORK/$name/serin"
   "$SERIN_BIN" controller --kubeconfig "$KUBECONFIG" --namespace "$ns" --mesh-provider istio \
-    --metrics-server "${FAKE[$name/serin]}" --port 0 --log-level info >"$dir/serin.log" 2>&1 &
+    --metrics-server "${FAKE[$name/serin]}" --port 0 --log-level info \
+    --slack-url "${FAKE[$name/serin]}/slack" --slack-channel differential --slack-user flagger \
+    >"$dir/serin.log" 2>&1 &
   PROCS[$name]+=" $!"
   STATE[$name]=initializing
   STARTED[$name]=$SECONDS
@@ -299,6 +317,9 @@ finish_scenario() {
   # shellcheck disable=SC2086 # a list of pids
   stop_pids ${PROCS[$name]}
   unset "PROCS[$name]"
+  for c in "${CONTROLLERS[@]}"; do
+    log_messages "$(ns_of "$name" "$c")" "$WORK/$name/$c/$c.log" >"$WORK/$name/$c/logs"
+  done
   for c in "${CONTROLLERS[@]}"; do
     kubectl delete namespace "$(ns_of "$name" "$c")" --wait=false >/dev/null
   done
