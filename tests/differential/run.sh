@@ -228,7 +228,20 @@ known_queries() { sed -E 's/^ +//; s/ +$//'; }
 # value with stepWeights); Serin the effective maximum (100 when unset, the last step).
 # Promotion: Flagger updates the primary HPA on every Promoting tick because it never copies
 # the HPA's labels and annotations (quirk 29); Serin keeps them in step, so has nothing to update.
-known_logs() { grep -v '^HorizontalPodAutoscaler v2 [^ ]* updated$' || true; }
+# Flagger syncs the ConfigMap and Secret copies in Go map order (random): a run of `... synced`
+# lines is compared sorted.
+known_logs() {
+  { grep -v '^HorizontalPodAutoscaler v2 [^ ]* updated$' || true; } | awk '
+    function flush_run(i, j, t) {
+      for (i = 2; i <= n; i++)
+        for (j = i; j > 1 && run[j - 1] > run[j]; j--) { t = run[j]; run[j] = run[j - 1]; run[j - 1] = t }
+      for (i = 1; i <= n; i++) print run[i]
+      n = 0
+    }
+    /^(ConfigMap|Secret) [^ ]+ synced$/ { run[++n] = $0; next }
+    { flush_run(); print }
+    END { flush_run() }'
+}
 known_webhooks() {
   sed -E -e 's/(Weight steps: [0-9,]+ max: )[0-9]+/\1MAX/g' -e 's/(Weight step: [0-9]+ max: )0"/\1100"/g'
 }
