@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The differential suite: Flagger and Serin on the same real control plane
-# (scripts/real-cluster.sh), each in its own namespace, with the same manifests and the same
-# workload simulator (`serin simulate-workloads`). For every scenario under
-# tests/differential/scenarios/ it records, for both, the sequence of Canary status values
-# (phase, canaryWeight, iterations, failedChecks), the sequence of distinct Kubernetes Event
-# texts and the generated objects (after initialisation and at the end), normalises
-# namespaces, times, uids and cluster IPs, and diffs them.
+# (scripts/real-cluster.sh), each in its own namespace, with the same manifests, the same
+# workload simulator (`serin simulate-workloads`) and the same stand-ins for Prometheus and
+# webhook receivers (fake-services.py). For every scenario under tests/differential/scenarios/
+# it records, for both, the sequence of Canary status values (phase, canaryWeight, iterations,
+# failedChecks), the sequence of distinct Kubernetes Event texts, the generated objects (after
+# initialisation, after the first analysis step and at the end), the PromQL queries, webhook
+# payloads and Slack messages received and the log `msg` texts about the Canary, normalises
+# namespaces, times, uids, hashes and cluster IPs, and diffs them. All scenarios run at once,
+# each with its own Flagger and Serin.
 #
 # Usage: tests/differential/run.sh [SCENARIO...]     (default: every scenario)
 #   SERIN_BIN=path    skips building serin
@@ -35,23 +38,33 @@ fi
 shift
 
 : "${KUBECONFIG:?run through scripts/real-cluster.sh}"
-command -v kubectl >/dev/null 2>&1 || { echo "kubectl is not installed"; exit 1; }
-command -v jq >/dev/null 2>&1 || { echo "jq is not installed"; exit 1; }
+for tool in kubectl jq python3; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "$tool is not installed"; exit 1; }
+done
+
+scenarios=("$@")
+if [ ${#scenarios[@]} -eq 0 ]; then
+  for d in "$HERE"/scenarios/*/; do scenarios+=("$(basename "$d")"); done
+fi
+for name in "${scenarios[@]}"; do
+  [ -f "$HERE/scenarios/$name/canary.yaml" ] || { echo "no scenario $name"; exit 2; }
+done
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/serin-diff.XXXXXX")"
-CHILDREN=()
-stop_children() {
+SERVICES=()        # processes of the whole run (simulator, load tester, the status watch)
+declare -A PROCS=() # scenario -> its own processes (controllers, fake services)
+stop_pids() {
   local pid
-  for pid in "${CHILDREN[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${CHILDREN[@]}"; do wait "$pid" 2>/dev/null || true; done
-  CHILDREN=()
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "$@"; do wait "$pid" 2>/dev/null || true; done
 }
-SERVICES=()
 finish() {
-  stop_children
-  local pid
-  for pid in "${SERVICES[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${SERVICES[@]}"; do wait "$pid" 2>/dev/null || true; done
+  local name
+  for name in "${!PROCS[@]}"; do
+    # shellcheck disable=SC2086 # a list of pids
+    stop_pids ${PROCS[$name]}
+  done
+  stop_pids "${SERVICES[@]}"
   if [ -n "${DIFF_KEEP:-}" ]; then
     mkdir -p "$DIFF_KEEP"
     cp -r "$WORK"/. "$DIFF_KEEP"/
@@ -68,12 +81,13 @@ CONTROLLERS=(flagger serin)
 echo "== CRDs: Flagger's own (artifacts/flagger/crd.yaml) and Istio's (examples/istio-crds.yaml)"
 kubectl apply -f "$FLAGGER_CRDS" -f "$ROOT/examples/istio-crds.yaml" >/dev/null
 kubectl wait --for condition=established --timeout=60s crd/canaries.flagger.app \
-  crd/virtualservices.networking.istio.io crd/destinationrules.networking.istio.io >/dev/null
+  crd/metrictemplates.flagger.app crd/virtualservices.networking.istio.io \
+  crd/destinationrules.networking.istio.io >/dev/null
 
 "$SERIN_BIN" simulate-workloads --kubeconfig "$KUBECONFIG" --ready-delay-ms 300 \
   >"$WORK/simulator.log" 2>&1 &
 SERVICES+=($!)
-# Flagger's load tester: the webhook receiver of both controllers (gates, rollback).
+# Flagger's load tester: the gate and rollback endpoints of both controllers.
 LOADTESTER_PORT="$("$KCP_HELPER" ports 1)"
 LOADTESTER="http://127.0.0.1:$LOADTESTER_PORT"
 "$LOADTESTER_BIN" -port "$LOADTESTER_PORT" -log-level info >"$WORK/loadtester.log" 2>&1 &
@@ -86,60 +100,71 @@ curl -sf "$LOADTESTER/healthz" >/dev/null 2>&1 \
   || { echo "Flagger's load tester did not start:"; tail -n 20 "$WORK/loadtester.log"; exit 1; }
 
 # ------------------------------------------------------------------------------------------
-# Recording
+# Recording (one status watch and one event watch for all scenarios, so that many scenarios at
+# once cost no more kubectl processes than one)
 
-# Every write of the Canary in namespace $1 as a status line (phase canaryWeight iterations
-# failedChecks), from a watch, so short phases are not missed; written to $2.
-STATUS_JQ='.status | "\(.phase // "-") weight=\(.canaryWeight // 0) iterations=\(.iterations // 0) failedChecks=\(.failedChecks // 0)"'
-watch_status() {
-  kubectl -n "$1" get canaries -w -o json > >(jq --unbuffered -r "$STATUS_JQ" >"$2") 2>/dev/null &
-  CHILDREN+=($!)
+# Every write of every Canary as `NAMESPACE<TAB>phase weight=.. iterations=.. failedChecks=..`,
+# from a watch, so short phases are not missed.
+STATUS_JQ='"\(.metadata.namespace)\t" + (.status
+  | "\(.phase // "-") weight=\(.canaryWeight // 0) iterations=\(.iterations // 0) failedChecks=\(.failedChecks // 0)")'
+touch "$WORK/status.watch"
+kubectl get canaries -A -w -o json 2>/dev/null \
+  > >(jq --unbuffered -r "$STATUS_JQ" >"$WORK/status.watch") &
+SERVICES+=($!)
+# The status lines of namespace $1 without repeats; lines from before the controller's first
+# status write ("-") are left out.
+status_sequence() {
+  awk -F'\t' -v ns="$1" '$1 == ns { print substr($0, length(ns) + 2) }' "$WORK/status.watch" \
+    | grep -v '^- ' | uniq || true
 }
-# The status lines without repeats; lines from before the controller's first status write
-# ("-") are left out.
-status_sequence() { grep -v '^- ' "$1" | uniq; }
-
-# The Canary's event texts in namespace $1 in order of first occurrence, the namespace replaced
-# by NS (events of other objects, such as the API server's cluster-IP repair, are left out).
-events_now() {
-  kubectl -n "$1" get events -o json | jq -r --arg ns "$1" '
-    .items
-    | sort_by(.firstTimestamp // .eventTime // .metadata.creationTimestamp, .metadata.creationTimestamp)
-    | .[]
-    | select(.involvedObject.kind == "Canary")
-    | "\(.type) \(.reason) \(.involvedObject.kind)/\(.involvedObject.name) \(.message)"
-    | gsub("\\.\($ns)"; ".NS") | gsub($ns; "NS")'
+# The current status line of every Canary, as `NAMESPACE PHASE weight=.. iterations=..` lines.
+statuses_now() {
+  awk -F'\t' 'NF == 2 { s[$1] = $2 } END { for (n in s) print n, s[n] }' "$WORK/status.watch"
 }
 
-# Appends lines of stdin not yet in file $1, keeping their order.
-append_new() {
-  local line
-  touch "$1"
-  while IFS= read -r line; do
-    grep -Fxq -- "$line" "$1" || printf '%s\n' "$line" >>"$1"
-  done
+# Every version of every Canary event as `NAMESPACE<TAB>type reason kind/name message` (the
+# namespace replaced by NS in the text), from a watch: client-go's event aggregation (Flagger)
+# rewrites one "(combined from similar events)" Event object with each new message, so a poll
+# would miss messages replaced within a second. Events of other objects, such as the API
+# server's cluster-IP repair, are left out.
+EVENTS_JQ='select(.involvedObject.kind == "Canary")
+  | .metadata.namespace as $ns
+  | "\($ns)\t" + ("\(.type) \(.reason) \(.involvedObject.kind)/\(.involvedObject.name) \(.message)"
+      | gsub("\\.\($ns)"; ".NS") | gsub($ns; "NS") | gsub("[\t\n]"; " "))'
+touch "$WORK/events.watch"
+kubectl get events -A --field-selector involvedObject.kind=Canary -w -o json 2>/dev/null \
+  > >(jq --unbuffered -r "$EVENTS_JQ" >"$WORK/events.watch") &
+SERVICES+=($!)
+# The distinct event texts of namespace $1 in order of first occurrence.
+events_of() {
+  awk -F'\t' -v ns="$1" '$1 == ns { line = substr($0, length(ns) + 2); if (!seen[line]++) print line }' \
+    "$WORK/events.watch"
 }
 
-# The generated objects of namespace $1 as one JSON object keyed by kind/name, normalised:
-# no uid, resourceVersion, creationTimestamp, generation, managedFields, namespace, status or
-# cluster IPs; the namespace name replaced by NS; the random `flagger-id` pod annotation (a new
-# UUID on every rollout of the primary) replaced by UUID.
+# The generated objects of namespace $1 as one JSON object keyed by kind/name (null when
+# absent), normalised: no uid, resourceVersion, creationTimestamp, generation, managedFields,
+# namespace, status or cluster IPs; the namespace name replaced by NS; the random `flagger-id`
+# pod annotation (a new UUID on every rollout of the primary) replaced by UUID.
+OBJECTS=(deployment/podinfo-primary service/podinfo service/podinfo-canary
+  service/podinfo-primary destinationrule/podinfo-canary destinationrule/podinfo-primary
+  virtualservice/podinfo horizontalpodautoscaler/podinfo-primary configmap/podinfo-config-primary
+  secret/podinfo-secret-primary)
 objects_now() {
-  local ns="$1" obj
-  for obj in deployment/podinfo-primary service/podinfo service/podinfo-canary \
-    service/podinfo-primary destinationrule/podinfo-canary destinationrule/podinfo-primary \
-    virtualservice/podinfo; do
-    kubectl -n "$ns" get "$obj" -o json 2>/dev/null | jq -c --arg k "$obj" '{($k): .}' \
-      || jq -nc --arg k "$obj" '{($k): null}'
-  done | jq -S -s --arg ns "$ns" 'add | map_values(if . == null then null else
-      del(.metadata.uid, .metadata.resourceVersion, .metadata.creationTimestamp,
-          .metadata.generation, .metadata.managedFields, .metadata.namespace, .status,
-          .spec.clusterIP, .spec.clusterIPs)
-      | if .metadata.ownerReferences then .metadata.ownerReferences |= map(del(.uid)) else . end
-      | if .spec.template.metadata.annotations["flagger-id"] then
-          .spec.template.metadata.annotations["flagger-id"] = "UUID" else . end
-      | walk(if type == "string" then gsub("\\.\($ns)"; ".NS") | gsub($ns; "NS") else . end)
-    end)'
+  local ns="$1"
+  { kubectl -n "$ns" get "${OBJECTS[@]}" --ignore-not-found -o json 2>/dev/null || true; } \
+    | jq -S -s --arg ns "$ns" --args '
+      (reduce $ARGS.positional[] as $k ({}; .[$k] = null))
+      + (reduce (.[0].items // [])[] as $o ({};
+          .[($o.kind | ascii_downcase) + "/" + $o.metadata.name] = $o))
+      | map_values(if . == null then null else
+          del(.metadata.uid, .metadata.resourceVersion, .metadata.creationTimestamp,
+              .metadata.generation, .metadata.managedFields, .metadata.namespace, .status,
+              .spec.clusterIP, .spec.clusterIPs)
+          | if .metadata.ownerReferences then .metadata.ownerReferences |= map(del(.uid)) else . end
+          | if .spec.template.metadata.annotations["flagger-id"] then
+              .spec.template.metadata.annotations["flagger-id"] = "UUID" else . end
+          | walk(if type == "string" then gsub("\\.\($ns)"; ".NS") | gsub($ns; "NS") else . end)
+        end)' "${OBJECTS[@]}"
 }
 
 # The Canary's final status without its times; the revision hashes replaced by HASH (Serin's
@@ -152,10 +177,32 @@ canary_status() {
     | if .lastPromotedSpec then .lastPromotedSpec = "HASH" else . end'
 }
 
+# What the fake services recorded for namespace $1 (stdin): the namespace replaced by NS, the
+# webhook `checksum` (a revision hash) by HASH, repeats left out (order of first occurrence).
+recorded_sequence() {
+  sed -E -e "s/\\.$1/.NS/g" -e "s/$1/NS/g" -e 's/"checksum": "[^"]*"/"checksum": "HASH"/g' \
+    | awk '!seen[$0]++'
+}
+
+# The distinct `msg` texts of the JSON log lines of log $2 that name a Canary (a `canary`
+# field: the analysis messages, not the start-up ones, which differ by nature), in order of
+# first occurrence, the namespace $1 replaced by NS.
+log_messages() {
+  grep -h '^{' "$2" | jq -r --arg ns "$1" '
+      select(.canary != null) | .msg | gsub("\\.\($ns)"; ".NS") | gsub($ns; "NS")' 2>/dev/null \
+    | awk '!seen[$0]++' || true
+}
+
 # Known, deliberate differences (each one listed in docs/compatibility.md), applied to both
 # recordings only when the raw recordings differ: known_FILE < recording > normalised.
 # Flagger's SetStatusPhase zeroes canaryWeight and iterations on Promoting; Serin keeps them.
-known_status() { sed -E 's/^Promoting weight=[0-9]+ iterations=[0-9]+/Promoting weight=0 iterations=0/'; }
+# WaitingPromotion: Flagger zeroes canaryWeight and sets iterations to N-1 (quirk 23); Serin
+# keeps both. Blue/green (iterations > 0) with all traffic on the canary: Flagger's weight is
+# 0, Serin's 100.
+known_status() {
+  sed -E -e 's/^(Promoting|WaitingPromotion) weight=[0-9]+ iterations=-?[0-9]+/\1 weight=0 iterations=0/' \
+    -e 's/^Progressing weight=100 iterations=([1-9][0-9]*)/Progressing weight=0 iterations=\1/'
+}
 # client-go's event aggregation (Flagger) prefixes the 11th similar event and later ones.
 known_events() { sed -E 's/^([^ ]+ [^ ]+ [^ ]+ )\(combined from similar events\): /\1/'; }
 # Promotion: Flagger replaces the primary's annotations (dropping kubectl.kubernetes.io/ ones
@@ -169,87 +216,205 @@ known_objects() {
     else . end'
 }
 known_objects-initialized() { known_objects; }
+known_objects-progressing() { known_objects; }
 known_objects-final() { known_objects; }
 # Flagger writes an empty trackedConfigs map; Serin leaves the field out.
 known_canary-status() { jq -S 'if .trackedConfigs == {} then del(.trackedConfigs) else . end'; }
+# Flagger collapses the whitespace of a query into single spaces but keeps one at the start and
+# end (its built-in query templates and YAML block scalars begin or end with a line break);
+# Serin trims the query.
+known_queries() { sed -E 's/^ +//; s/ +$//'; }
+# The Slack `Traffic routing` field: Flagger prints the raw maxWeight (0 when unset, the ignored
+# value with stepWeights); Serin the effective maximum (100 when unset, the last step).
+# Promotion: Flagger updates the primary HPA on every Promoting tick because it never copies
+# the HPA's labels and annotations (quirk 29); Serin keeps them in step, so has nothing to update.
+# Flagger syncs the ConfigMap and Secret copies in Go map order (random): a run of `... synced`
+# lines is compared sorted.
+known_logs() {
+  { grep -v '^HorizontalPodAutoscaler v2 [^ ]* updated$' || true; } | awk '
+    function flush_run(i, j, t) {
+      for (i = 2; i <= n; i++)
+        for (j = i; j > 1 && run[j - 1] > run[j]; j--) { t = run[j]; run[j] = run[j - 1]; run[j - 1] = t }
+      for (i = 1; i <= n; i++) print run[i]
+      n = 0
+    }
+    /^(ConfigMap|Secret) [^ ]+ synced$/ { run[++n] = $0; next }
+    { flush_run(); print }
+    END { flush_run() }'
+}
+known_webhooks() {
+  sed -E -e 's/(Weight steps: [0-9,]+ max: )[0-9]+/\1MAX/g' -e 's/(Weight step: [0-9]+ max: )0"/\1100"/g'
+}
+RECORDINGS=(status events objects-initialized objects-progressing objects-final canary-status queries
+  webhooks logs)
 
-start_controllers() {
-  local fns="$1" sns="$2" dir="$3" port
+# ------------------------------------------------------------------------------------------
+# Running the scenarios, all at once
+
+declare -A STATE=() STARTED=() DEADLINE=() END_AT=() DURATION=() FAKE=() HOOKED=() PHASE=() STATUS=()
+
+ns_of() { echo "diff-$1-$2"; }
+
+# Namespaces, manifests, fake services and the controllers of scenario $1.
+setup_scenario() {
+  local name="$1" c ns dir pids="" port deployment
+  for c in "${CONTROLLERS[@]}"; do
+    dir="$WORK/$name/$c"
+    mkdir -p "$dir"
+    touch "$dir/queries.raw" "$dir/webhooks.raw"
+    python3 "$HERE/fake-services.py" "$dir/fake.port" "$dir/queries.raw" "$dir/webhooks.raw" \
+      >"$dir/fake.log" 2>&1 &
+    pids+=" $!"
+  done
+  PROCS[$name]="$pids"
+  for c in "${CONTROLLERS[@]}"; do
+    ns="$(ns_of "$name" "$c")" dir="$WORK/$name/$c"
+    for _ in $(seq 1 50); do [ -s "$dir/fake.port" ] && break; sleep 0.1; done
+    [ -s "$dir/fake.port" ] || { echo "the fake services did not start:"; cat "$dir/fake.log"; exit 1; }
+    FAKE[$name/$c]="http://127.0.0.1:$(cat "$dir/fake.port")"
+    kubectl create namespace "$ns" >/dev/null
+    deployment="$HERE/scenarios/$name/deployment.yaml"
+    [ -f "$deployment" ] || deployment="$HERE/scenarios/deployment.yaml"
+    kubectl -n "$ns" apply -f "$deployment" >/dev/null
+    sed -e "s|LOADTESTER_URL|$LOADTESTER|g" -e "s|FAKE_URL|${FAKE[$name/$c]}|g" \
+      "$HERE/scenarios/$name/canary.yaml" | kubectl -n "$ns" apply -f - >/dev/null
+  done
+  ns="$(ns_of "$name" flagger)" dir="$WORK/$name/flagger"
   port="$("$KCP_HELPER" ports 1)"
-  "$FLAGGER_BIN" -kubeconfig "$KUBECONFIG" -namespace "$fns" -mesh-provider istio \
-    -metrics-server http://127.0.0.1:9 -port "$port" -log-level info \
+  "$FLAGGER_BIN" -kubeconfig "$KUBECONFIG" -namespace "$ns" -mesh-provider istio \
+    -metrics-server "${FAKE[$name/flagger]}" -port "$port" -log-level info \
+    -slack-url "${FAKE[$name/flagger]}/slack" -slack-channel differential -slack-user flagger \
     >"$dir/flagger.log" 2>&1 &
-  CHILDREN+=($!)
-  "$SERIN_BIN" controller --kubeconfig "$KUBECONFIG" --namespace "$sns" --mesh-provider istio \
-    --metrics-server http://127.0.0.1:9 --port 0 --log-level info >"$dir/serin.log" 2>&1 &
-  CHILDREN+=($!)
+  PROCS[$name]+=" $!"
+  ns="$(ns_of "$name" serin)" dir="$WORK/$name/serin"
+  "$SERIN_BIN" controller --kubeconfig "$KUBECONFIG" --namespace "$ns" --mesh-provider istio \
+    --metrics-server "${FAKE[$name/serin]}" --port 0 --log-level info \
+    --slack-url "${FAKE[$name/serin]}/slack" --slack-channel differential --slack-user flagger \
+    >"$dir/serin.log" 2>&1 &
+  PROCS[$name]+=" $!"
+  STATE[$name]=initializing
+  STARTED[$name]=$SECONDS
+  DEADLINE[$name]=$((SECONDS + SCENARIO_TIMEOUT))
 }
 
-phase_of() { kubectl -n "$1" get canary podinfo -o jsonpath='{.status.phase}' 2>/dev/null || true; }
+# A scenario hook script ($2) run for controller $3 of scenario $1.
+run_hook() {
+  local ns
+  ns="$(ns_of "$1" "$3")"
+  NS="$ns" LOADTESTER="$LOADTESTER" FAKE="${FAKE[$1/$3]}" bash "$2" \
+    || echo "  $1: $(basename "$2") failed for $ns"
+}
 
-# run_scenario NAME: records both controllers' runs into $WORK/NAME/{flagger,serin}/.
-run_scenario() {
-  local name="$1" dir="$WORK/$1" c ns
-  declare -A NS
+# Both Canaries initialised: record the generated objects, run before-trigger.sh, then start
+# a new revision in both: the scenario's trigger.sh if it has one, else a new image.
+trigger_scenario() {
+  local name="$1" c ns
   for c in "${CONTROLLERS[@]}"; do
-    NS[$c]="diff-$name-$c"
-    mkdir -p "$dir/$c"
-    kubectl create namespace "${NS[$c]}" >/dev/null
-    watch_status "${NS[$c]}" "$dir/$c/status.watch"
-    kubectl -n "${NS[$c]}" apply -f "$HERE/scenarios/deployment.yaml" >/dev/null
-    sed "s|LOADTESTER_URL|$LOADTESTER|g" "$HERE/scenarios/$name/canary.yaml" \
-      | kubectl -n "${NS[$c]}" apply -f - >/dev/null
+    ns="$(ns_of "$name" "$c")"
+    objects_now "$ns" >"$WORK/$name/$c/objects-initialized"
+    if [ -f "$HERE/scenarios/$name/before-trigger.sh" ]; then
+      run_hook "$name" "$HERE/scenarios/$name/before-trigger.sh" "$c"
+    fi
+    if [ -f "$HERE/scenarios/$name/trigger.sh" ]; then
+      run_hook "$name" "$HERE/scenarios/$name/trigger.sh" "$c"
+    else
+      kubectl -n "$ns" set image deployment/podinfo podinfod=stefanprodan/podinfo:6.0.1 >/dev/null
+    fi
   done
-  start_controllers "${NS[flagger]}" "${NS[serin]}" "$dir"
+}
 
-  local triggered=false deadline=$((SECONDS + SCENARIO_TIMEOUT)) done_all p line
-  while :; do
-    done_all=true
-    for c in "${CONTROLLERS[@]}"; do
-      ns="${NS[$c]}"
-      events_now "$ns" | append_new "$dir/$c/events"
-      p="$(phase_of "$ns")"
-      if $triggered; then
-        case "$p" in Succeeded | Failed) ;; *) done_all=false ;; esac
-      else
-        [ "$p" = Initialized ] || done_all=false
-      fi
-    done
-    if $done_all; then
-      if $triggered; then break; fi
-      # Both initialised: record the generated objects, then start a new revision in both.
+# Final recordings of scenario $1; its processes are stopped and its namespaces deleted.
+finish_scenario() {
+  local name="$1" c ns dir
+  for c in "${CONTROLLERS[@]}"; do
+    ns="$(ns_of "$name" "$c")" dir="$WORK/$name/$c"
+    touch "$dir/objects-initialized" "$dir/objects-progressing"
+    objects_now "$ns" >"$dir/objects-final"
+    canary_status "$ns" >"$dir/canary-status"
+    status_sequence "$ns" >"$dir/status"
+    events_of "$ns" >"$dir/events"
+    recorded_sequence "$ns" <"$dir/queries.raw" >"$dir/queries"
+    recorded_sequence "$ns" <"$dir/webhooks.raw" >"$dir/webhooks"
+  done
+  # shellcheck disable=SC2086 # a list of pids
+  stop_pids ${PROCS[$name]}
+  unset "PROCS[$name]"
+  for c in "${CONTROLLERS[@]}"; do
+    log_messages "$(ns_of "$name" "$c")" "$WORK/$name/$c/$c.log" >"$WORK/$name/$c/logs"
+  done
+  for c in "${CONTROLLERS[@]}"; do
+    kubectl delete namespace "$(ns_of "$name" "$c")" --wait=false >/dev/null
+  done
+  DURATION[$name]=$((SECONDS - STARTED[$name]))
+}
+
+# One step of scenario $1's state machine: initializing (until both Canaries are Initialized)
+# → running (until both are Succeeded or Failed; `when-PHASE.sh` hooks run once per
+# controller the first time its Canary is in PHASE) → ending (3 s for the last events) → done.
+step_scenario() {
+  local name="$1" c ns p finished=true hook
+  case "${STATE[$name]}" in
+    initializing)
       for c in "${CONTROLLERS[@]}"; do
-        objects_now "${NS[$c]}" >"$dir/$c/objects-initialized"
-        if [ -f "$HERE/scenarios/$name/before-trigger.sh" ]; then
-          NS="${NS[$c]}" LOADTESTER="$LOADTESTER" bash "$HERE/scenarios/$name/before-trigger.sh"
-        fi
-        kubectl -n "${NS[$c]}" set image deployment/podinfo podinfod=stefanprodan/podinfo:6.0.1 >/dev/null
+        [ "${PHASE[$(ns_of "$name" "$c")]:-}" = Initialized ] || finished=false
       done
-      triggered=true
-    fi
-    if [ $SECONDS -ge $deadline ]; then
-      echo "  timed out after $SCENARIO_TIMEOUT s (flagger: $(phase_of "${NS[flagger]}"), serin: $(phase_of "${NS[serin]}"))"
-      break
-    fi
-    sleep 1
-  done
-  # Events written right after the last phase change.
-  sleep 3
-  for c in "${CONTROLLERS[@]}"; do
-    ns="${NS[$c]}"
-    events_now "$ns" | append_new "$dir/$c/events"
-    objects_now "$ns" >"$dir/$c/objects-final"
-    canary_status "$ns" >"$dir/$c/canary-status"
-  done
-  stop_children
-  sleep 0.5 # the watches' jq ends when kubectl's output closes
-  for c in "${CONTROLLERS[@]}"; do
-    status_sequence "$dir/$c/status.watch" >"$dir/$c/status"
-  done
-  for c in "${CONTROLLERS[@]}"; do
-    kubectl delete namespace "${NS[$c]}" --wait=false >/dev/null
-  done
+      if $finished; then
+        trigger_scenario "$name"
+        STATE[$name]=running
+      fi
+      ;;
+    running)
+      for c in "${CONTROLLERS[@]}"; do
+        ns="$(ns_of "$name" "$c")"
+        p="${PHASE[$ns]:-}"
+        hook="$HERE/scenarios/$name/when-$p.sh"
+        if [ -n "$p" ] && [ -f "$hook" ] && [ -z "${HOOKED[$ns/$p]:-}" ]; then
+          HOOKED[$ns/$p]=1
+          run_hook "$name" "$hook" "$c"
+        fi
+        # The routes mid-run: the objects once the first step has been taken (routes are
+        # written before the status that reports the step).
+        if [ ! -f "$WORK/$name/$c/objects-progressing" ] \
+          && [[ ${STATUS[$ns]:-} =~ ^Progressing\ weight=([0-9]+)\ iterations=([0-9]+) ]] \
+          && [ "${BASH_REMATCH[1]}${BASH_REMATCH[2]}" != 00 ]; then
+          objects_now "$ns" >"$WORK/$name/$c/objects-progressing"
+        fi
+        case "$p" in Succeeded | Failed) ;; *) finished=false ;; esac
+      done
+      if $finished; then
+        STATE[$name]=ending
+        END_AT[$name]=$((SECONDS + 3))
+      fi
+      ;;
+    ending)
+      if [ $SECONDS -ge "${END_AT[$name]}" ]; then
+        finish_scenario "$name"
+        STATE[$name]=done
+      fi
+      return
+      ;;
+    *) return ;;
+  esac
+  if [ $SECONDS -ge "${DEADLINE[$name]}" ] && [ "${STATE[$name]}" != ending ]; then
+    echo "  $name: timed out after $SCENARIO_TIMEOUT s (flagger: ${PHASE[$(ns_of "$name" flagger)]:-none}, serin: ${PHASE[$(ns_of "$name" serin)]:-none})"
+    STATE[$name]=ending
+    END_AT[$name]=$SECONDS
+  fi
 }
+
+echo "== scenarios: ${scenarios[*]}"
+for name in "${scenarios[@]}"; do setup_scenario "$name"; done
+while :; do
+  PHASE=() STATUS=()
+  while read -r n p rest; do PHASE[$n]="$p" STATUS[$n]="$p $rest"; done < <(statuses_now)
+  remaining=0
+  for name in "${scenarios[@]}"; do
+    step_scenario "$name"
+    [ "${STATE[$name]}" = done ] || remaining=$((remaining + 1))
+  done
+  [ $remaining -eq 0 ] && break
+  sleep 1
+done
 
 # ------------------------------------------------------------------------------------------
 # Comparing
@@ -257,18 +422,11 @@ run_scenario() {
 PASSED=0
 FAILED=0
 TABLE=()
-scenarios=("$@")
-if [ ${#scenarios[@]} -eq 0 ]; then
-  for d in "$HERE"/scenarios/*/; do scenarios+=("$(basename "$d")"); done
-fi
 for name in "${scenarios[@]}"; do
-  [ -f "$HERE/scenarios/$name/canary.yaml" ] || { echo "no scenario $name"; exit 2; }
-  echo "== scenario $name"
-  started=$SECONDS
-  run_scenario "$name"
+  echo "== scenario $name (${DURATION[$name]} s)"
   differing=()
   known=()
-  for f in status events objects-initialized objects-final canary-status; do
+  for f in "${RECORDINGS[@]}"; do
     a="$WORK/$name/flagger/$f" b="$WORK/$name/serin/$f"
     cmp -s "$a" "$b" && continue
     "known_$f" <"$a" >"$a.known"
@@ -280,7 +438,6 @@ for name in "${scenarios[@]}"; do
     differing+=("$f")
     diff -u --label "flagger/$f" --label "serin/$f" "$a.known" "$b.known" | sed 's/^/    /' | head -n 60 || true
   done
-  echo "  ($((SECONDS - started)) s)"
   if [ ${#differing[@]} -eq 0 ]; then
     PASSED=$((PASSED + 1))
     if [ ${#known[@]} -eq 0 ]; then
@@ -293,7 +450,6 @@ for name in "${scenarios[@]}"; do
     TABLE+=("$name | differences: ${differing[*]}")
   fi
 done
-
 
 echo
 echo "scenario | identical / differences"

@@ -28,7 +28,9 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::events::{self, canary_key};
 use super::ports::{EventKind, PortError, Ports, ServiceRouter};
-use super::status::{add, elapsed, revision_changed, revision_differs};
+use super::status::{
+    add, changed_config, elapsed, has_target_changed, revision_changed, revision_differs,
+};
 use crate::api::analysis::{AlertSeverity, DEFAULT_INTERVAL, MIN_INTERVAL};
 use crate::api::{Canary, CanaryPhase, CanaryStatus, Provider, Strategy};
 use crate::router::{Router, Routes};
@@ -584,6 +586,13 @@ impl<'a> Tick<'a> {
         };
         let before = self.status();
         let changed = revision_changed(&before, &rev);
+        // Flagger's `HaveDependenciesChanged` log line, when only a tracked config changed.
+        if changed
+            && !has_target_changed(&before, &rev)
+            && let Some(config) = changed_config(&before, &rev)
+        {
+            tracing::info!(canary = %self.key, "{config} has changed");
+        }
         let phase = self.phase();
         if phase == CanaryPhase::Failed && revision_differs(&before, &rev) {
             // Refresh the revision identity (so that a revert to the promoted revision followed

@@ -39,6 +39,22 @@ pub fn have_configs_changed(status: &CanaryStatus, revision: &Revision) -> bool 
     }
 }
 
+/// The tracked config whose checksum differs from the status, as Flagger's log line names it
+/// (`configmap podinfo-config` for the key `configmap/podinfo-config`): only when the status
+/// tracks as many configs as the revision (Flagger's `HaveDependenciesChanged` reports other
+/// changes without naming a config).
+pub fn changed_config(status: &CanaryStatus, revision: &Revision) -> Option<String> {
+    let tracked = status.tracked_configs.as_ref()?;
+    if tracked.len() != revision.tracked_configs.len() {
+        return None;
+    }
+    revision
+        .tracked_configs
+        .iter()
+        .find(|(key, sum)| tracked.get(*key) != Some(*sum))
+        .map(|(key, _)| key.replacen('/', " ", 1))
+}
+
 /// Whether `revision` is a new revision for the analysis (target or configs changed).
 pub fn revision_changed(status: &CanaryStatus, revision: &Revision) -> bool {
     has_target_changed(status, revision) || have_configs_changed(status, revision)
@@ -259,6 +275,33 @@ mod tests {
             "back to the promoted revision is a manual rollback"
         );
         assert!(revision_differs(&s, &rev("a", &[])));
+    }
+
+    #[test]
+    fn changed_config_is_named_as_in_flaggers_log() {
+        let mut s = CanaryStatus::default();
+        let changed = rev("a", &[("configmap/podinfo-config", "2"), ("secret/s", "1")]);
+        assert_eq!(changed_config(&s, &changed), None, "nothing tracked yet");
+        s.tracked_configs = Some(BTreeMap::from([
+            ("configmap/podinfo-config".into(), "1".into()),
+            ("secret/s".into(), "1".into()),
+        ]));
+        assert_eq!(
+            changed_config(&s, &changed).as_deref(),
+            Some("configmap podinfo-config")
+        );
+        assert_eq!(
+            changed_config(
+                &s,
+                &rev("a", &[("configmap/podinfo-config", "1"), ("secret/s", "1")])
+            ),
+            None
+        );
+        assert_eq!(
+            changed_config(&s, &rev("a", &[("secret/s", "1")])),
+            None,
+            "a config added or removed is not named"
+        );
     }
 
     #[test]

@@ -91,6 +91,12 @@ pub fn primary_hpa_spec(
     }
 }
 
+/// Flagger's log line for a write of the primary HPA (`pkg/canary/hpa_reconciler.go`):
+/// `HorizontalPodAutoscaler v2 <name>.<ns> created` or `... updated`.
+fn primary_hpa_log(primary_name: &str, ns: &str, what: &str) -> String {
+    format!("HorizontalPodAutoscaler v2 {primary_name}.{ns} {what}")
+}
+
 /// The primary HPA `<hpa>-primary` created from `source` (labels without toolkit keys).
 pub fn build_primary_hpa(
     canary: &Canary,
@@ -193,7 +199,7 @@ impl ScalerReconciler for HpaReconciler {
                         ),
                         source,
                     })?;
-                tracing::info!(canary = %canary_id(canary), "HorizontalPodAutoscaler {primary_name}.{ns} created");
+                tracing::info!(canary = %canary_id(canary), "{}", primary_hpa_log(&primary_name, &ns, "created"));
             }
             Some(live) if !init => {
                 if let Some(patch) = hpa_update_patch(canary, &source, &live, &self.config) {
@@ -205,7 +211,7 @@ impl ScalerReconciler for HpaReconciler {
                             ),
                             source,
                         })?;
-                    tracing::info!(canary = %canary_id(canary), "HorizontalPodAutoscaler v2 {primary_name} updated");
+                    tracing::info!(canary = %canary_id(canary), "{}", primary_hpa_log(&primary_name, &ns, "updated"));
                 }
             }
             Some(_) => {}

@@ -471,7 +471,7 @@ impl ConfigTracker {
                 &desired,
                 &["data", "binaryData"],
                 "ConfigMap",
-                &ns,
+                canary,
             )
             .await?;
         }
@@ -493,7 +493,7 @@ impl ConfigTracker {
                 &desired,
                 &["data", "type"],
                 "Secret",
-                &ns,
+                canary,
             )
             .await?;
         }
@@ -508,11 +508,12 @@ async fn write_copy<K>(
     desired: &K,
     data_fields: &[&str],
     kind: &str,
-    ns: &str,
+    canary: &Canary,
 ) -> Result<(), WorkloadError>
 where
     K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
+    let ns = namespace(canary);
     match live {
         None => {
             let pp = PostParams {
@@ -542,7 +543,7 @@ where
                 })?;
         }
     }
-    tracing::info!("{kind} {name} synced");
+    tracing::info!(canary = %canary_id(canary), "{kind} {name} synced");
     Ok(())
 }
 

@@ -269,3 +269,15 @@ async fn scaled_object_pause_resume_and_update() {
     r.reconcile_primary(&c, false).await.unwrap();
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
 }
+
+#[test]
+fn primary_hpa_log_lines_are_flaggers() {
+    assert_eq!(
+        primary_hpa_log("podinfo-primary", "test", "created"),
+        "HorizontalPodAutoscaler v2 podinfo-primary.test created"
+    );
+    assert_eq!(
+        primary_hpa_log("podinfo-primary", "test", "updated"),
+        "HorizontalPodAutoscaler v2 podinfo-primary.test updated"
+    );
+}
