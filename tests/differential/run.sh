@@ -196,7 +196,7 @@ log_messages() {
 # Known, deliberate differences (each one listed in docs/compatibility.md), applied to both
 # recordings only when the raw recordings differ: known_FILE < recording > normalised.
 # Flagger's SetStatusPhase zeroes canaryWeight and iterations on Promoting; Serin keeps them.
-# WaitingPromotion: Flagger zeroes canaryWeight and sets iterations to N-1 (quirk 23); Serin
+# WaitingPromotion: Flagger zeroes canaryWeight and sets iterations to N-1; Serin
 # keeps both. Blue/green (iterations > 0) with all traffic on the canary: Flagger's weight is
 # 0, Serin's 100.
 known_status() {
@@ -227,7 +227,7 @@ known_queries() { sed -E 's/^ +//; s/ +$//'; }
 # The Slack `Traffic routing` field: Flagger prints the raw maxWeight (0 when unset, the ignored
 # value with stepWeights); Serin the effective maximum (100 when unset, the last step).
 # Promotion: Flagger updates the primary HPA on every Promoting tick because it never copies
-# the HPA's labels and annotations (quirk 29); Serin keeps them in step, so has nothing to update.
+# the HPA's labels and annotations; Serin keeps them in step, so has nothing to update.
 # Flagger syncs the ConfigMap and Secret copies in Go map order (random): a run of `... synced`
 # lines is compared sorted.
 known_logs() {

@@ -502,7 +502,7 @@ impl FromStr for AlertSeverity {
     type Err = UnknownAlertSeverity;
 
     /// Parses `info`, `warn` or `error`. The empty string is `info`: Flagger documents `info` as
-    /// the default but its code lets an alert with an empty severity receive nothing (quirk 1);
+    /// the default but its code lets an alert with an empty severity receive nothing;
     /// Serin follows the documentation.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {

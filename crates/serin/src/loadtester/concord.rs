@@ -4,7 +4,7 @@
 //! `arguments.endpoint` and every `arguments.<k>` metadata key) with the API key read from
 //! `apiKeyPath` as `Authorization`, then `GET /api/v1/process/<id>` every `pollInterval` seconds
 //! (default 5) until `FINISHED` (success) or `FAILED`, for at most `pollTimeout` seconds
-//! (default 30) in total. Flagger re-arms that timeout at every poll (quirk 14); Serin does not.
+//! (default 30) in total. Flagger re-arms that timeout at every poll; Serin does not.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

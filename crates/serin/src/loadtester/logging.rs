@@ -25,7 +25,7 @@ pub enum LoggingError {
 }
 
 /// Parses a zap-style level name. `warning` is accepted as `warn` (Flagger's help text suggests
-/// it but Flagger falls back to info, quirk 19).
+/// it but Flagger falls back to info).
 pub fn parse_level(name: &str) -> Result<LevelFilter, LoggingError> {
     match name.to_ascii_lowercase().as_str() {
         "debug" => Ok(LevelFilter::DEBUG),

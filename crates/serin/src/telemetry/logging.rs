@@ -85,7 +85,7 @@ impl LogArgs {
 }
 
 /// Maps a `-log-level` value to a level. `warning` is accepted (Flagger advertises it but falls
-/// back to info: quirk 19, fixed), `fatal` and `panic` mean error, `trace` is an extension.
+/// back to info; fixed), `fatal` and `panic` mean error, `trace` is an extension.
 /// Returns `None` for anything else.
 pub fn parse_level(level: &str) -> Option<LevelFilter> {
     match level.trim().to_ascii_lowercase().as_str() {

@@ -559,7 +559,7 @@ async fn adopting_and_restoring_a_user_virtual_service() {
     .unwrap();
     assert_eq!(stored, original_spec);
 
-    // A later spec change does not overwrite the user's original (quirk 33 fixed).
+    // A later spec change does not overwrite the user's original.
     let changed = fake
         .store_canary(canary(json!({"timeout": "10s"}), json!({})))
         .await;
