@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use kube::api::PostParams;
 use serde_json::json;
 
 use crate::support::*;
@@ -20,17 +19,11 @@ async fn an_undecodable_canary_does_not_stop_the_others() {
         cluster.create_deployment("podinfo", IMAGE).await;
         cluster.create_deployment("bad", IMAGE).await;
         // Stored as a cluster with an older, unbounded CRD stores it.
-        cluster.install_unbounded_canary_crd().await;
         let mut bad = podinfo_canary(&hooks, json!({"threshold": 2_147_483_648_u64}));
         bad["metadata"]["name"] = json!("bad");
         bad["spec"]["targetRef"]["name"] = json!("bad");
+        cluster.create_canary_under_unbounded_crd(bad).await;
         let raw = cluster.dynamic("flagger.app", "v1beta1", "Canary", "canaries");
-        raw.create(
-            &PostParams::default(),
-            &serde_json::from_value(bad).unwrap(),
-        )
-        .await
-        .unwrap();
 
         let ctrl = Controller::start(&cluster, &prom, &[]);
         cluster

@@ -313,7 +313,11 @@ impl Cluster {
 
     /// Replaces the Canary CRD with one without integer bounds (an older CRD left installed),
     /// so that out-of-range Canaries are stored as a user's cluster can store them.
-    pub async fn install_unbounded_canary_crd(&self) {
+    /// Stores `canary` (raw JSON) the way a cluster with an older, unbounded Canary CRD would:
+    /// the CRD is replaced by one without integer bounds, then the create is retried until the
+    /// API server validates with the new schema (a real kube-apiserver switches a CRD's schema
+    /// asynchronously after the update; the dev cluster does not validate custom resources).
+    pub async fn create_canary_under_unbounded_crd(&self, canary: Value) {
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         for mut crd in serin::api::crd::all() {
             if crd.spec.names.kind != "Canary" {
@@ -329,6 +333,20 @@ impl Cluster {
             )
             .await
             .unwrap();
+        }
+        let raw = self.dynamic("flagger.app", "v1beta1", "Canary", "canaries");
+        let object: DynamicObject = serde_json::from_value(canary).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match raw.create(&PostParams::default(), &object).await {
+                Ok(_) => return,
+                Err(kube::Error::Api(e))
+                    if e.code == 422 && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => panic!("storing the unbounded Canary: {e}"),
+            }
         }
     }
 
