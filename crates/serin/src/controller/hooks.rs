@@ -3,6 +3,7 @@
 //! their failure does. Within a type hooks run in spec order and the first failure stops the
 //! rest, except rollback hooks (polled until one signals a rollback).
 
+use super::alerts::Failure;
 use super::events;
 use super::scheduler::{SchedulerError, Tick};
 use super::webhook::{HookPayload, HookResponse, WebhookError, checksum};
@@ -66,14 +67,25 @@ impl Tick<'_> {
     }
 
     /// pre-rollout (payload: Progressing). Returns whether all passed; a failure is a failed
-    /// check (counted by the caller).
-    pub(super) async fn pre_rollout(&self) -> bool {
+    /// check (counted by the caller; `failed_checks` is the count so far, Serin alerts on the
+    /// first).
+    pub(super) async fn pre_rollout(&self, failed_checks: i32) -> bool {
         for hook in self.hooks(HookType::PreRollout) {
             match self.call_hook(&hook, CanaryPhase::Progressing).await {
                 Ok(_) => self.info(events::pre_rollout_passed(&hook.name)).await,
                 Err(e) => {
-                    let msg = events::pre_rollout_failed(&self.key, &hook.name, &e.to_string());
+                    let reason = e.to_string();
+                    let msg = events::pre_rollout_failed(&self.key, &hook.name, &reason);
                     self.warn(msg).await;
+                    self.alert_failure(Failure::PreRollout {
+                        canary: &self.key,
+                        hook: &hook.name,
+                        reason: &reason,
+                        failed_checks,
+                        threshold: self.analysis().threshold(),
+                        muted: hook.mute_alert.unwrap_or(false),
+                    })
+                    .await;
                     return false;
                 }
             }
