@@ -3,12 +3,18 @@
 //! their failure does. Within a type hooks run in spec order and the first failure stops the
 //! rest, except rollback hooks (polled until one signals a rollback).
 
-use super::alerts::Failure;
 use super::events;
 use super::scheduler::{SchedulerError, Tick};
 use super::webhook::{HookPayload, HookResponse, WebhookError, checksum};
 use crate::api::analysis::AlertSeverity;
 use crate::api::{CanaryPhase, CanaryWebhook, HookType};
+
+/// A hook that failed: its name, the error in words and its `muteAlert`.
+pub(super) struct HookFailure {
+    pub hook: String,
+    pub reason: String,
+    pub muted: bool,
+}
 
 impl Tick<'_> {
     /// The canary's hooks of one type, in spec order.
@@ -66,10 +72,9 @@ impl Tick<'_> {
         Ok(true)
     }
 
-    /// pre-rollout (payload: Progressing). Returns whether all passed; a failure is a failed
-    /// check (counted by the caller; `failed_checks` is the count so far, Serin alerts on the
-    /// first).
-    pub(super) async fn pre_rollout(&self, failed_checks: i32) -> bool {
+    /// pre-rollout (payload: Progressing). Returns the first failure, if any; it is a failed
+    /// check (counted, then alerted, by the caller).
+    pub(super) async fn pre_rollout(&self) -> Result<(), HookFailure> {
         for hook in self.hooks(HookType::PreRollout) {
             match self.call_hook(&hook, CanaryPhase::Progressing).await {
                 Ok(_) => self.info(events::pre_rollout_passed(&hook.name)).await,
@@ -77,20 +82,15 @@ impl Tick<'_> {
                     let reason = e.to_string();
                     let msg = events::pre_rollout_failed(&self.key, &hook.name, &reason);
                     self.warn(msg).await;
-                    self.alert_failure(Failure::PreRollout {
-                        canary: &self.key,
-                        hook: &hook.name,
-                        reason: &reason,
-                        failed_checks,
-                        threshold: self.analysis().threshold(),
+                    return Err(HookFailure {
                         muted: hook.mute_alert.unwrap_or(false),
-                    })
-                    .await;
-                    return false;
+                        hook: hook.name,
+                        reason,
+                    });
                 }
             }
         }
-        true
+        Ok(())
     }
 
     /// rollout (payload: Progressing), before the metric checks of every analysed tick.

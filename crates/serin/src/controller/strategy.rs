@@ -65,10 +65,20 @@ impl Tick<'_> {
         let status = self.status();
         if routes.canary == 0 && status.iterations == 0 && !(mirror && routes.mirrored) {
             self.info(events::starting_analysis(&self.target_key)).await;
-            if !self.pre_rollout(status.failed_checks).await {
-                return self
-                    .set_failed_checks(status.failed_checks.saturating_add(1))
-                    .await;
+            if let Err(failed) = self.pre_rollout().await {
+                self.set_failed_checks(status.failed_checks.saturating_add(1))
+                    .await?;
+                // Once the count is written: a lost write retries the check, not the alert.
+                self.alert_failure(Failure::PreRollout {
+                    canary: &self.key,
+                    hook: &failed.hook,
+                    reason: &failed.reason,
+                    failed_checks: status.failed_checks,
+                    threshold: self.analysis().threshold(),
+                    muted: failed.muted,
+                })
+                .await;
+                return Ok(());
             }
         } else {
             if !self.rollout_hooks().await {
@@ -480,9 +490,8 @@ impl Tick<'_> {
         }
         self.failed(b, 0).await?;
         if self.phase() == CanaryPhase::Failed {
-            let canary = self.key.clone();
             self.alert_failure(Failure::RolledBack {
-                canary: &canary,
+                canary: &self.key,
                 cause,
             })
             .await;

@@ -60,6 +60,27 @@ async fn a_failing_pre_rollout_hook_alerts_once_then_the_rollback_alerts() {
 }
 
 #[tokio::test]
+async fn a_pre_rollout_failure_whose_count_is_lost_alerts_once() {
+    let mut analysis = progressive();
+    analysis["threshold"] = serde_json::json!(3);
+    analysis["webhooks"] = serde_json::json!([hook("acceptance-test", "pre-rollout")]);
+    let w = progressing(analysis).await;
+    w.fail_hook("acceptance-test", "command failed: exit status 1");
+    w.store.fail_writes.store(1, Ordering::SeqCst);
+    w.clock.advance(INTERVAL);
+    assert!(w.try_reconcile().await.is_err());
+    assert_eq!(w.status().failed_checks, 0);
+    assert!(sent(&w).is_empty(), "{:?}", sent(&w));
+    w.tick().await;
+    w.tick().await;
+    assert_eq!(w.status().failed_checks, 2);
+    assert_eq!(
+        sent(&w),
+        vec![(PRE_ROLLOUT_ALERT.to_string(), AlertSeverity::Warn)]
+    );
+}
+
+#[tokio::test]
 async fn a_muted_pre_rollout_hook_only_alerts_the_rollback() {
     let mut analysis = progressive();
     let mut gate = hook("acceptance-test", "pre-rollout");
