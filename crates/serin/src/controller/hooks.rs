@@ -9,6 +9,13 @@ use super::webhook::{HookPayload, HookResponse, WebhookError, checksum};
 use crate::api::analysis::AlertSeverity;
 use crate::api::{CanaryPhase, CanaryWebhook, HookType};
 
+/// A hook that failed: its name, the error in words and its `muteAlert`.
+pub(super) struct HookFailure {
+    pub hook: String,
+    pub reason: String,
+    pub muted: bool,
+}
+
 impl Tick<'_> {
     /// The canary's hooks of one type, in spec order.
     pub(super) fn hooks(&self, hook_type: HookType) -> Vec<CanaryWebhook> {
@@ -65,20 +72,25 @@ impl Tick<'_> {
         Ok(true)
     }
 
-    /// pre-rollout (payload: Progressing). Returns whether all passed; a failure is a failed
-    /// check (counted by the caller).
-    pub(super) async fn pre_rollout(&self) -> bool {
+    /// pre-rollout (payload: Progressing). Returns the first failure, if any; it is a failed
+    /// check (counted, then alerted, by the caller).
+    pub(super) async fn pre_rollout(&self) -> Result<(), HookFailure> {
         for hook in self.hooks(HookType::PreRollout) {
             match self.call_hook(&hook, CanaryPhase::Progressing).await {
                 Ok(_) => self.info(events::pre_rollout_passed(&hook.name)).await,
                 Err(e) => {
-                    let msg = events::pre_rollout_failed(&self.key, &hook.name, &e.to_string());
+                    let reason = e.to_string();
+                    let msg = events::pre_rollout_failed(&self.key, &hook.name, &reason);
                     self.warn(msg).await;
-                    return false;
+                    return Err(HookFailure {
+                        muted: hook.mute_alert.unwrap_or(false),
+                        hook: hook.name,
+                        reason,
+                    });
                 }
             }
         }
-        true
+        Ok(())
     }
 
     /// rollout (payload: Progressing), before the metric checks of every analysed tick.

@@ -7,6 +7,7 @@
 //! * [`webhook`]: the webhook payload, checksum and HTTP client.
 //! * [`decision`]: the decision record of analysis ticks (`status.decisions`).
 //! * [`events`]: the event and alert message catalogue, event recording and event webhooks.
+//! * [`alerts`]: which failures of a run are alerted, with which text and severity.
 //! * [`adapters`]: the ports over kube-rs, the notifiers and the metrics registry.
 //! * [`runtime`]: the controller's wiring (watches, back-off, readiness).
 //! * [`queue`]: the fair work queue; [`workers`]: the `-threadiness` workers and waits that do
@@ -14,6 +15,7 @@
 //! * [`leader`]: optional leader election with a coordination.k8s.io/v1 Lease.
 
 pub mod adapters;
+pub mod alerts;
 pub mod decision;
 pub mod decode;
 pub mod events;

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
+use super::alerts::Cause;
 use super::events::{self, canary_key};
 use super::ports::{EventKind, PortError, Ports, ServiceRouter};
 use super::status::{
@@ -530,7 +531,8 @@ impl<'a> Tick<'a> {
         if let Err(e) = b.target.initialize(&self.canary, init && !skip).await {
             self.warn(e.to_string()).await;
             if !e.is_retriable() {
-                self.rollback(&b).await?;
+                self.rollback(&b, Cause::ProgressDeadline(&e.to_string()))
+                    .await?;
             }
             return Ok(());
         }
@@ -628,7 +630,7 @@ impl<'a> Tick<'a> {
                 "Finishing the rollback found on the routes (status said canary weight {})",
                 self.status().canary_weight
             ));
-            return self.rollback(&b).await;
+            return self.rollback(&b, Cause::Resumed).await;
         }
         if self.trigger == Trigger::Due && self.needs_repair(phase, routes) {
             // A step set the routes but its status write was lost: record it, and take the
@@ -655,7 +657,8 @@ impl<'a> Tick<'a> {
                 if matches!(phase, CanaryPhase::Promoting | CanaryPhase::Finalising) {
                     self.handle_failed_promotion(&b, &e.to_string()).await?;
                 } else {
-                    self.rollback(&b).await?;
+                    self.rollback(&b, Cause::ProgressDeadline(&e.to_string()))
+                        .await?;
                 }
             }
             return Ok(());
@@ -699,7 +702,8 @@ impl<'a> Tick<'a> {
         if let Err(e) = b.target.is_canary_ready(&self.canary).await {
             self.warn(e.to_string()).await;
             if !e.is_retriable() {
-                self.rollback(&b).await?;
+                self.rollback(&b, Cause::ProgressDeadline(&e.to_string()))
+                    .await?;
             }
             return Ok(());
         }
@@ -716,9 +720,7 @@ impl<'a> Tick<'a> {
         ) && self.rollback_hooks_fired(phase).await
         {
             self.warn(events::rolling_back_manual(&self.key)).await;
-            self.alert(events::alert::MANUAL_ROLLBACK, false, AlertSeverity::Warn)
-                .await;
-            return self.rollback(&b).await;
+            return self.rollback(&b, Cause::RollbackHook).await;
         }
 
         // 23. Promoting: the template copied, the primary autoscaler updated, then traffic
@@ -747,7 +749,8 @@ impl<'a> Tick<'a> {
             CanaryPhase::Progressing | CanaryPhase::WaitingPromotion
         ) && self.status().failed_checks >= threshold
         {
-            return self.rollback(&b).await;
+            let failed_checks = self.status().failed_checks;
+            return self.rollback(&b, Cause::Threshold { failed_checks }).await;
         }
 
         // 26-29. Analysis and the strategy step, timed.

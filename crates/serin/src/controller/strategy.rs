@@ -6,6 +6,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::alerts::{Cause, Failure};
 use super::events;
 use super::ports::{AnalysisStatus, EventKind};
 use super::scheduler::{Backends, SchedulerError, Tick};
@@ -64,10 +65,20 @@ impl Tick<'_> {
         let status = self.status();
         if routes.canary == 0 && status.iterations == 0 && !(mirror && routes.mirrored) {
             self.info(events::starting_analysis(&self.target_key)).await;
-            if !self.pre_rollout().await {
-                return self
-                    .set_failed_checks(status.failed_checks.saturating_add(1))
-                    .await;
+            if let Err(failed) = self.pre_rollout().await {
+                self.set_failed_checks(status.failed_checks.saturating_add(1))
+                    .await?;
+                // Once the count is written: a lost write retries the check, not the alert.
+                self.alert_failure(Failure::PreRollout {
+                    canary: &self.key,
+                    hook: &failed.hook,
+                    reason: &failed.reason,
+                    failed_checks: status.failed_checks,
+                    threshold: self.analysis().threshold(),
+                    muted: failed.muted,
+                })
+                .await;
+                return Ok(());
             }
         } else {
             if !self.rollout_hooks().await {
@@ -448,13 +459,17 @@ impl Tick<'_> {
     }
 
     /// Flagger's `rollback`: all traffic to the primary, canary scaled to zero, phase Failed.
-    pub(super) async fn rollback(&mut self, b: &Backends) -> Result<(), SchedulerError> {
+    /// The alert for `cause` goes out once the run is Failed, so a rollback retried after an
+    /// error alerts once.
+    pub(super) async fn rollback(
+        &mut self,
+        b: &Backends,
+        cause: Cause<'_>,
+    ) -> Result<(), SchedulerError> {
         let failed_checks = self.status().failed_checks;
         if failed_checks >= self.analysis().threshold() {
             self.warn(events::threshold_reached(&self.key, failed_checks))
                 .await;
-            let msg = events::alert::threshold_reached(failed_checks);
-            self.alert(&msg, false, AlertSeverity::Error).await;
         }
         if let Err(e) = self.set_routes(b, Routes::new(100, 0, false)).await {
             return self.warn_ok(e).await;
@@ -473,7 +488,15 @@ impl Tick<'_> {
         if let Err(e) = b.target.scale_to_zero(&self.canary).await {
             return self.warn_ok(e).await;
         }
-        self.failed(b, 0).await
+        self.failed(b, 0).await?;
+        if self.phase() == CanaryPhase::Failed {
+            self.alert_failure(Failure::RolledBack {
+                canary: &self.key,
+                cause,
+            })
+            .await;
+        }
+        Ok(())
     }
 
     /// Flagger's `handleFailedPromotion`: the primary broke during promotion: all traffic to
@@ -485,12 +508,15 @@ impl Tick<'_> {
     ) -> Result<(), SchedulerError> {
         self.warn(events::promotion_failed(&self.target_key, err))
             .await;
-        let msg = events::alert::promotion_failed(err);
-        self.alert(&msg, false, AlertSeverity::Error).await;
         if let Err(e) = self.set_routes(b, Routes::new(0, 100, false)).await {
             return self.warn_ok(e).await;
         }
-        self.failed(b, 100).await
+        self.failed(b, 100).await?;
+        if self.phase() == CanaryPhase::Failed {
+            self.alert_failure(Failure::PromotionFailed { reason: err })
+                .await;
+        }
+        Ok(())
     }
 
     /// Phase Failed with `weight`, gauges, counter and post-rollout hooks.

@@ -11,6 +11,7 @@ mod prometheus_support;
 mod support;
 
 mod adapters;
+mod alerts;
 mod daemonset;
 mod decisions;
 mod deletion;

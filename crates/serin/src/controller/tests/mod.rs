@@ -1,6 +1,7 @@
 //! Scheduler tests on in-memory fakes with a fake clock.
 #![allow(clippy::unwrap_used)]
 
+mod alerts;
 mod comparison;
 mod decisions;
 mod failures;
