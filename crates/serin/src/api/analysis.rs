@@ -435,7 +435,8 @@ pub struct CanaryWebhook {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::string_map")]
     pub metadata: Option<BTreeMap<String, String>>,
-    /// Suppress the "waiting for approval" alerts of confirm-* hooks.
+    /// Mute the alerts this hook causes: the "waiting for approval" alerts of confirm-* hooks
+    /// and the failure alert of a pre-rollout hook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mute_alert: Option<bool>,
     /// Skip TLS certificate verification.
