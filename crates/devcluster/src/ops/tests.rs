@@ -1,0 +1,182 @@
+#![allow(clippy::unwrap_used)]
+use super::*;
+
+fn setup() -> (Store, std::sync::Arc<ResourceDef>) {
+    let mut st = Store::new(100);
+    let nsdef = st.registry.by_key("/namespaces").unwrap();
+    create(
+        &mut st,
+        &nsdef,
+        "v1",
+        "",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "d"}}),
+        &WriteOpts::default(),
+    )
+    .unwrap();
+    let def = st.registry.by_key("apps/deployments").unwrap();
+    (st, def)
+}
+
+fn deploy() -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+          "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "a", "image": "a:1"}]}}}})
+}
+
+#[test]
+fn generation_rules_for_apps() {
+    let (mut st, def) = setup();
+    let o = WriteOpts::default();
+    let d = create(&mut st, &def, "v1", "d", deploy(), &o).unwrap();
+    assert_eq!(d["metadata"]["generation"], 1);
+    assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
+    let l = patch(
+        &mut st,
+        &def,
+        "v1",
+        "d",
+        "web",
+        PatchType::Merge,
+        &json!({"metadata": {"labels": {"x": "y"}}}),
+        Sub::Main,
+        &o,
+    )
+    .unwrap();
+    assert_eq!(l["metadata"]["generation"], 1);
+    let s = patch(
+        &mut st,
+        &def,
+        "v1",
+        "d",
+        "web",
+        PatchType::Merge,
+        &json!({"status": {"replicas": 2}}),
+        Sub::Status,
+        &o,
+    )
+    .unwrap();
+    assert_eq!(s["metadata"]["generation"], 1);
+    assert_eq!(s["status"]["replicas"], 2);
+    // Status is ignored on the main resource.
+    let m = patch(
+        &mut st,
+        &def,
+        "v1",
+        "d",
+        "web",
+        PatchType::Merge,
+        &json!({"status": {"replicas": 9}, "spec": {"replicas": 3}}),
+        Sub::Main,
+        &o,
+    )
+    .unwrap();
+    assert_eq!(m["metadata"]["generation"], 2);
+    assert_eq!(m["status"]["replicas"], 2);
+    let sc = patch(
+        &mut st,
+        &def,
+        "v1",
+        "d",
+        "web",
+        PatchType::Merge,
+        &json!({"spec": {"replicas": 0}}),
+        Sub::Scale,
+        &o,
+    )
+    .unwrap();
+    assert_eq!(sc["kind"], "Scale");
+    assert_eq!(sc["status"]["selector"], "app=web");
+    assert_eq!(
+        st.get("apps/deployments", "d", "web").unwrap()["spec"]["replicas"],
+        0
+    );
+}
+
+#[test]
+fn stale_rv_conflicts_and_finalizers() {
+    let (mut st, def) = setup();
+    let o = WriteOpts::default();
+    let mut d = deploy();
+    d["metadata"]["finalizers"] = json!(["x/y"]);
+    let d = create(&mut st, &def, "v1", "d", d, &o).unwrap();
+    let mut stale = d.clone();
+    stale["metadata"]["resourceVersion"] = json!("1");
+    assert_eq!(
+        update(&mut st, &def, "v1", "d", "web", stale, Sub::Main, &o)
+            .unwrap_err()
+            .reason,
+        "Conflict"
+    );
+    let Deleted::Pending(p) = delete(&mut st, &def, "d", "web", &DeleteOpts::default()).unwrap()
+    else {
+        panic!("expected pending")
+    };
+    assert!(p["metadata"]["deletionTimestamp"].is_string());
+    let add = patch(
+        &mut st,
+        &def,
+        "v1",
+        "d",
+        "web",
+        PatchType::Merge,
+        &json!({"metadata": {"finalizers": ["x/y", "z"]}}),
+        Sub::Main,
+        &o,
+    );
+    assert_eq!(add.unwrap_err().code, 422);
+    patch(
+        &mut st,
+        &def,
+        "v1",
+        "d",
+        "web",
+        PatchType::Json,
+        &json!([{"op": "remove", "path": "/metadata/finalizers"}]),
+        Sub::Main,
+        &o,
+    )
+    .unwrap();
+    assert!(st.get("apps/deployments", "d", "web").is_none());
+}
+
+#[test]
+fn create_errors() {
+    let (mut st, def) = setup();
+    let o = WriteOpts::default();
+    let mut bad = deploy();
+    bad["metadata"]["name"] = json!("Bad_Name");
+    assert_eq!(
+        create(&mut st, &def, "v1", "d", bad, &o)
+            .unwrap_err()
+            .reason,
+        "Invalid"
+    );
+    assert_eq!(
+        create(&mut st, &def, "v1", "nope", deploy(), &o)
+            .unwrap_err()
+            .reason,
+        "NotFound"
+    );
+    create(&mut st, &def, "v1", "d", deploy(), &o).unwrap();
+    assert_eq!(
+        create(&mut st, &def, "v1", "d", deploy(), &o)
+            .unwrap_err()
+            .reason,
+        "AlreadyExists"
+    );
+    let mut k = deploy();
+    k["kind"] = json!("Pod");
+    assert_eq!(
+        create(&mut st, &def, "v1", "d", k, &o).unwrap_err().code,
+        400
+    );
+    let dry = WriteOpts {
+        dry_run: true,
+        ..Default::default()
+    };
+    let mut g = deploy();
+    g["metadata"] = json!({"generateName": "web-"});
+    let made = create(&mut st, &def, "v1", "d", g, &dry).unwrap();
+    assert!(name_of(&made).starts_with("web-"));
+    assert!(st.get("apps/deployments", "d", name_of(&made)).is_none());
+}

@@ -1,0 +1,128 @@
+#![allow(clippy::unwrap_used)]
+use super::*;
+
+#[test]
+fn backoff_doubles_to_a_minute() {
+    let secs: Vec<u64> = (1..=9).map(|n| backoff_for(n).as_secs()).collect();
+    assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+}
+
+fn canary(analysis: serde_json::Value) -> Canary {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "upstreamRef": {"apiVersion": "gloo.solo.io/v1", "kind": "Upstream", "name": "up", "namespace": "gloo"},
+            "service": {"port": 80},
+            "analysis": analysis
+        }
+    }))
+    .unwrap()
+}
+
+#[test]
+fn only_spec_finalizer_and_deletion_changes_trigger_a_reconcile() {
+    let mut c = canary(serde_json::json!({"interval": "1m"}));
+    c.metadata.generation = Some(1);
+    c.metadata.resource_version = Some("10".into());
+    let base = canary_trigger(&c);
+
+    let mut status_write = c.clone();
+    status_write.metadata.resource_version = Some("11".into());
+    status_write.status = Some(crate::api::CanaryStatus {
+        canary_weight: 20,
+        ..Default::default()
+    });
+    assert_eq!(canary_trigger(&status_write), base, "own status writes");
+
+    let mut spec = c.clone();
+    spec.metadata.generation = Some(2);
+    assert_ne!(canary_trigger(&spec), base, "spec change");
+
+    let mut finalizer = c.clone();
+    finalizer.metadata.finalizers = Some(vec!["finalizer.flagger.app".into()]);
+    assert_ne!(canary_trigger(&finalizer), base, "finalizer added");
+
+    let mut deleted = c.clone();
+    deleted.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+    assert_ne!(canary_trigger(&deleted), base, "deletion");
+
+    // Without a generation every version counts.
+    let mut no_gen = c.clone();
+    no_gen.metadata.generation = None;
+    let mut no_gen_next = no_gen.clone();
+    no_gen_next.metadata.resource_version = Some("11".into());
+    assert_ne!(canary_trigger(&no_gen), canary_trigger(&no_gen_next));
+}
+
+#[test]
+fn canaries_sharing_a_target_are_reported_once_per_other_canary() {
+    let named = |name: &str, ns: &str, target: &str| {
+        let mut c = canary(serde_json::json!({"interval": "1m"}));
+        c.metadata.name = Some(name.into());
+        c.metadata.namespace = Some(ns.into());
+        c.spec.target_ref.name = target.into();
+        c
+    };
+    let set = [
+        named("a", "test", "podinfo"),
+        named("b", "test", "podinfo"),
+        named("c", "other", "podinfo"),
+        named("d", "test", "backend"),
+    ];
+    assert_eq!(
+        duplicate_targets(set.iter()),
+        [
+            ("a.test".to_string(), "podinfo.test".to_string()),
+            ("b.test".to_string(), "podinfo.test".to_string()),
+        ]
+    );
+    assert!(duplicate_targets(set[2..].iter()).is_empty());
+}
+
+#[test]
+fn kubernetes_versions_are_read_from_git_versions() {
+    assert_eq!(major_minor("v1.33.0"), Some((1, 33)));
+    assert_eq!(major_minor("v1.30.4-gke.1200"), Some((1, 30)));
+    assert_eq!(major_minor("1.29.1+k3s1"), Some((1, 29)));
+    assert_eq!(major_minor("v1.33.0-serin-devcluster"), Some((1, 33)));
+    assert_eq!(major_minor("v1.10.13"), Some((1, 10)));
+    assert!(major_minor("v1.10.13").unwrap() < MIN_KUBERNETES);
+    assert!(major_minor("v1.11.0").unwrap() >= MIN_KUBERNETES);
+    assert!(major_minor("v2.0.0").unwrap() >= MIN_KUBERNETES);
+    assert_eq!(major_minor("unknown"), None);
+    assert_eq!(
+        RuntimeError::UnsupportedVersion("v1.10.13".into()).to_string(),
+        "Kubernetes version v1.10.13 does not match constraint ^1.11.0"
+    );
+}
+
+#[test]
+fn cross_namespace_references_are_reported_with_flaggers_messages() {
+    let c = canary(serde_json::json!({
+        "interval": "1m", "threshold": 5, "stepWeight": 10,
+        "metrics": [
+            {"name": "a", "templateRef": {"name": "error-rate", "namespace": "flagger"}},
+            {"name": "b", "templateRef": {"name": "latency", "namespace": "test"}},
+            {"name": "c", "templateRef": {"name": "latency"}}
+        ],
+        "alerts": [{"name": "x", "providerRef": {"name": "slack", "namespace": "ops"}}]
+    }));
+    assert_eq!(
+        cross_namespace_problems(&c),
+        [
+            "can't access gloo upstream up.gloo, cross-namespace references are blocked",
+            "can't access metric template error-rate.flagger, cross-namespace references are blocked",
+            "can't access alert provider slack.ops, cross-namespace references are blocked",
+        ]
+    );
+    let problems = canary_problems(&c, &Provider::Istio, false);
+    assert!(
+        problems.iter().all(|p| !p.contains("cross-namespace")),
+        "{problems:?}"
+    );
+}
