@@ -68,6 +68,7 @@ pub mod dynamic;
 pub mod factory;
 pub mod gatewayapi;
 pub mod gloo;
+pub mod ingress;
 pub mod istio;
 pub mod kubernetes;
 pub mod kuma;

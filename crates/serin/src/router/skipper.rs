@@ -10,17 +10,14 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use k8s_openapi::api::networking::v1::Ingress;
-use kube::Api;
-use kube::api::{DeleteParams, Patch};
 use serde_json::{Map, Value, json};
 
-use super::nginx::{canary_ingress_name, ingress_ref};
+use super::ingress::{Ingresses, canary_ingress_name, ingress_ref};
 use super::{Router, RouterError, Routes};
 use crate::api::{Canary, CanaryStatus};
 use crate::workload::meta::{
-    FLUX_HELM_DRIFT_DETECTION, FLUX_KUSTOMIZE_RECONCILE, KUBECTL_LAST_APPLIED, canary_id,
-    canary_owner_reference, merge_patch_diff, namespace, patch_params, post_params,
+    FLUX_HELM_DRIFT_DETECTION, FLUX_KUSTOMIZE_RECONCILE, KUBECTL_LAST_APPLIED,
+    canary_owner_reference, merge_patch_diff, namespace,
 };
 
 const PREDICATE: &str = "zalando.org/skipper-predicate";
@@ -199,91 +196,29 @@ pub fn routes_of(canary: &Canary, live: &Value) -> Result<Routes, RouterError> {
 
 /// The Skipper router.
 pub struct SkipperRouter {
-    client: kube::Client,
+    ingresses: Ingresses,
     set_owner_refs: bool,
 }
 
 impl SkipperRouter {
     pub fn new(client: kube::Client, set_owner_refs: bool) -> Self {
         Self {
-            client,
+            ingresses: Ingresses::new(client),
             set_owner_refs,
         }
-    }
-
-    fn api(&self, canary: &Canary) -> Api<Ingress> {
-        Api::namespaced(self.client.clone(), &namespace(canary))
-    }
-
-    async fn get_opt(&self, canary: &Canary, name: &str) -> Result<Option<Value>, RouterError> {
-        let ns = namespace(canary);
-        let obj = self
-            .api(canary)
-            .get_opt(name)
-            .await
-            .map_err(|source| RouterError::Api {
-                context: format!("ingress {name}.{ns} get query error"),
-                source,
-            })?;
-        obj.map(|o| {
-            serde_json::to_value(o).map_err(|e| {
-                RouterError::Routes(format!("ingress {name}.{ns} cannot be read: {e}"))
-            })
-        })
-        .transpose()
-    }
-
-    async fn get(&self, canary: &Canary, name: &str) -> Result<Value, RouterError> {
-        self.get_opt(canary, name).await?.ok_or_else(|| {
-            RouterError::Routes(format!(
-                "ingress {name}.{} get query error: not found",
-                namespace(canary)
-            ))
-        })
-    }
-
-    async fn patch(&self, canary: &Canary, patch: &Value) -> Result<(), RouterError> {
-        let name = canary_ingress_name(canary)?;
-        self.api(canary)
-            .patch(&name, &patch_params(), &Patch::Merge(patch))
-            .await
-            .map_err(|source| RouterError::Api {
-                context: format!("ingress {name}.{} update error", namespace(canary)),
-                source,
-            })?;
-        Ok(())
     }
 }
 
 #[async_trait]
 impl Router for SkipperRouter {
     async fn reconcile(&self, canary: &Canary) -> Result<(), RouterError> {
-        let original = self.get(canary, ingress_ref(canary)?).await?;
-        let name = canary_ingress_name(canary)?;
-        let ns = namespace(canary);
-        match self.get_opt(canary, &name).await? {
-            None => {
-                let desired = canary_ingress(canary, &original, self.set_owner_refs)?;
-                let desired: Ingress = serde_json::from_value(desired).map_err(|e| {
-                    RouterError::Routes(format!("ingress {name}.{ns} cannot be built: {e}"))
-                })?;
-                self.api(canary)
-                    .create(&post_params(), &desired)
-                    .await
-                    .map_err(|source| RouterError::Api {
-                        context: format!("ingress {name}.{ns} create error"),
-                        source,
-                    })?;
-                tracing::info!(canary = %canary_id(canary), "Ingress {name}.{ns} created");
-            }
-            Some(live) => {
-                if let Some(patch) = reconcile_patch(canary, &original, &live)? {
-                    self.patch(canary, &patch).await?;
-                    tracing::info!(canary = %canary_id(canary), "Ingress {name} updated");
-                }
-            }
-        }
-        Ok(())
+        self.ingresses
+            .reconcile_canary(
+                canary,
+                |original| canary_ingress(canary, original, self.set_owner_refs),
+                |original, live| reconcile_patch(canary, original, live),
+            )
+            .await
     }
 
     async fn set_routes(
@@ -292,36 +227,21 @@ impl Router for SkipperRouter {
         _status: &mut CanaryStatus,
         routes: Routes,
     ) -> Result<(), RouterError> {
-        let live = self.get(canary, &canary_ingress_name(canary)?).await?;
+        let live = self.ingresses.get_canary(canary).await?;
         if let Some(patch) = set_routes_patch(canary, &live, routes) {
-            self.patch(canary, &patch).await?;
+            self.ingresses.patch_canary(canary, &patch).await?;
         }
         Ok(())
     }
 
     async fn get_routes(&self, canary: &Canary) -> Result<Routes, RouterError> {
-        let live = self.get(canary, &canary_ingress_name(canary)?).await?;
+        let live = self.ingresses.get_canary(canary).await?;
         routes_of(canary, &live)
     }
 
     /// Deletes the canary Ingress (grace period 2 s), as Flagger does.
     async fn finalize(&self, canary: &Canary) -> Result<(), RouterError> {
-        let name = canary_ingress_name(canary)?;
-        let params = DeleteParams {
-            grace_period_seconds: Some(2),
-            ..Default::default()
-        };
-        match self.api(canary).delete(&name, &params).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-            Err(source) => Err(RouterError::Api {
-                context: format!(
-                    "ingress {name}.{} unable to remove canary ingress",
-                    namespace(canary)
-                ),
-                source,
-            }),
-        }
+        self.ingresses.delete_canary(canary).await
     }
 }
 
