@@ -27,10 +27,8 @@ use crate::api::apis::istio::{CorsPolicy, HeaderOperations, HttpMatchRequest, St
 use crate::api::provider::GatewayApiVersion;
 use crate::api::service::CanaryService;
 use crate::api::{Canary, CanaryStatus, duration};
-use crate::workload::meta::{
-    FLUX_HELM_DRIFT_DETECTION, FLUX_KUSTOMIZE_RECONCILE, canary_owner_reference, merge_patch_diff,
-    metadata_map_patch, prune,
-};
+use crate::router::object::{apex_annotations, apex_labels};
+use crate::workload::meta::{canary_owner_reference, merge_patch_diff, metadata_map_patch, prune};
 
 const COOKIE_HEADER: &str = "Cookie";
 const SET_COOKIE_HEADER: &str = "Set-Cookie";
@@ -592,34 +590,6 @@ pub fn merge_rules(
     }
 }
 
-/// Labels of the HTTPRoute: `service.apex.labels`.
-pub fn labels(canary: &Canary) -> BTreeMap<String, String> {
-    canary
-        .spec
-        .service
-        .as_ref()
-        .and_then(|s| s.apex.as_ref())
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default()
-}
-
-/// Annotations Serin sets: `service.apex.annotations` plus the two Flux "disabled" annotations.
-pub fn annotations(canary: &Canary) -> BTreeMap<String, String> {
-    let mut out = canary
-        .spec
-        .service
-        .as_ref()
-        .and_then(|s| s.apex.as_ref())
-        .and_then(|m| m.annotations.clone())
-        .unwrap_or_default();
-    out.insert(FLUX_KUSTOMIZE_RECONCILE.to_string(), "disabled".to_string());
-    out.insert(
-        FLUX_HELM_DRIFT_DETECTION.to_string(),
-        "disabled".to_string(),
-    );
-    out
-}
-
 fn desired_spec(
     canary: &Canary,
     version: GatewayApiVersion,
@@ -656,8 +626,8 @@ pub fn http_route(
     route.metadata = ObjectMeta {
         name: Some(n.apex.clone()),
         namespace: Some(n.namespace.clone()),
-        labels: Some(labels(canary)).filter(|l| !l.is_empty()),
-        annotations: Some(annotations(canary)),
+        labels: Some(apex_labels(canary)).filter(|l| !l.is_empty()),
+        annotations: Some(apex_annotations(canary)),
         owner_references: if set_owner_refs {
             canary_owner_reference(canary).map(|o| vec![o])
         } else {
@@ -757,7 +727,7 @@ pub fn reconcile_patch(
     let controlled = crate::workload::meta::is_controlled_by(&live.metadata, canary);
     if let Some(p) = metadata_map_patch(
         live.metadata.labels.as_ref(),
-        &labels(canary),
+        &apex_labels(canary),
         controlled,
         &[],
     ) {
@@ -765,7 +735,7 @@ pub fn reconcile_patch(
     }
     if let Some(p) = metadata_map_patch(
         live.metadata.annotations.as_ref(),
-        &annotations(canary),
+        &apex_annotations(canary),
         false,
         &[],
     ) {

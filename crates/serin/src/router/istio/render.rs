@@ -13,9 +13,9 @@ use crate::api::apis::istio::{
 };
 use crate::api::service::CanaryService;
 use crate::api::{Canary, CanaryStatus, duration};
+use crate::router::object::{apex_annotations, apex_labels};
 use crate::workload::meta::{
-    FLUX_HELM_DRIFT_DETECTION, FLUX_KUSTOMIZE_RECONCILE, KUBECTL_LAST_APPLIED,
-    canary_owner_reference, merge_patch_diff, metadata_map_patch, prune,
+    KUBECTL_LAST_APPLIED, canary_owner_reference, merge_patch_diff, metadata_map_patch, prune,
 };
 
 /// Annotation holding the spec of an adopted VirtualService as it was before Serin first
@@ -481,35 +481,6 @@ pub fn spec(
     })
 }
 
-/// Labels of the VirtualService: `service.apex.labels`.
-pub fn labels(canary: &Canary) -> BTreeMap<String, String> {
-    canary
-        .spec
-        .service
-        .as_ref()
-        .and_then(|s| s.apex.as_ref())
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default()
-}
-
-/// Annotations of the VirtualService: `service.apex.annotations` plus the two Flux
-/// "disabled" annotations.
-pub fn annotations(canary: &Canary) -> BTreeMap<String, String> {
-    let mut out = canary
-        .spec
-        .service
-        .as_ref()
-        .and_then(|s| s.apex.as_ref())
-        .and_then(|m| m.annotations.clone())
-        .unwrap_or_default();
-    out.insert(FLUX_KUSTOMIZE_RECONCILE.to_string(), "disabled".to_string());
-    out.insert(
-        FLUX_HELM_DRIFT_DETECTION.to_string(),
-        "disabled".to_string(),
-    );
-    out
-}
-
 /// The VirtualService `Reconcile` creates: initial weights 100/0, no cookie routes.
 pub fn virtual_service(
     canary: &Canary,
@@ -519,8 +490,8 @@ pub fn virtual_service(
     let spec = spec(canary, Routes::new(100, 0, false), &CanaryStatus::default())?;
     let mut vs = VirtualService::new(&n.apex, spec);
     vs.metadata = metadata(&n.apex, &n.namespace, canary, set_owner_refs);
-    vs.metadata.labels = Some(labels(canary)).filter(|l| !l.is_empty());
-    vs.metadata.annotations = Some(annotations(canary));
+    vs.metadata.labels = Some(apex_labels(canary)).filter(|l| !l.is_empty());
+    vs.metadata.annotations = Some(apex_annotations(canary));
     Ok(vs)
 }
 
