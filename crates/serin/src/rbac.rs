@@ -143,9 +143,9 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "serving.knative.dev",
         resources: &["services"],
-        verbs: &["get"],
+        verbs: &["get", "patch"],
         need: Need::Always,
-        used_by: "controller/adapters/metrics.rs: the Knative observer's revision names",
+        used_by: "workload/knative.rs, router/knative.rs, controller/adapters/metrics.rs: the Knative target, router and observer",
     },
     Rule {
         group: "metrics.keptn.sh",
@@ -446,6 +446,7 @@ mod tests {
             "VirtualService" => ("networking.istio.io", "virtualservices"),
             "DestinationRule" => ("networking.istio.io", "destinationrules"),
             "Ingress" => ("networking.k8s.io", "ingresses"),
+            "KnativeService" => ("serving.knative.dev", "services"),
             _ => return None,
         })
     }

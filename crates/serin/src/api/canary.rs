@@ -211,12 +211,18 @@ impl CanarySpec {
     /// the supported kinds.
     pub fn unsupported_target(&self) -> Option<String> {
         let target = &self.target_ref;
-        (target.kind == "Service").then(|| {
+        (target.kind == "Service" && !self.is_knative_target()).then(|| {
             format!(
                 "target {}/{} {} is not supported yet by Serin",
                 target.api_version, target.kind, target.name
             )
         })
+    }
+
+    /// Whether the target is a Knative Service (`serving.knative.dev/*`, kind `Service`).
+    pub fn is_knative_target(&self) -> bool {
+        let target = &self.target_ref;
+        target.kind == "Service" && target.api_version.starts_with("serving.knative.dev")
     }
 
     /// Name of the primary workload (`<target>-primary`).

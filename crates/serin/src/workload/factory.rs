@@ -1,14 +1,14 @@
 //! The one place a target kind becomes a [`TargetController`].
 
 use super::{
-    DaemonSetController, DeploymentController, TargetController, WorkloadConfig, WorkloadError,
-    meta,
+    DaemonSetController, DeploymentController, KnativeController, TargetController, WorkloadConfig,
+    WorkloadError, meta,
 };
 use crate::api::Canary;
 
-/// The target controller of a Canary's `targetRef.kind` (`Deployment` or `DaemonSet`). Plain
-/// Service and Knative targets are not implemented yet; an unknown kind falls back to the
-/// Deployment controller with a warning, as in Flagger.
+/// The target controller of a Canary's `targetRef.kind` (`Deployment`, `DaemonSet`, or
+/// `Service` of `serving.knative.dev`). Plain Service targets are not implemented yet; an
+/// unknown kind falls back to the Deployment controller with a warning, as in Flagger.
 pub fn target_controller_for(
     client: kube::Client,
     config: &WorkloadConfig,
@@ -19,6 +19,9 @@ pub fn target_controller_for(
         return Err(WorkloadError::Invalid(reason));
     }
     match target.kind.as_str() {
+        "Service" if canary.spec.is_knative_target() => {
+            Ok(Box::new(KnativeController::new(client)))
+        }
         "Deployment" => Ok(Box::new(DeploymentController::new(client, config.clone()))),
         "DaemonSet" => Ok(Box::new(DaemonSetController::new(client, config.clone()))),
         other => {
@@ -58,6 +61,9 @@ mod tests {
                 "{kind}"
             );
         }
+        let mut knative = canary("Service");
+        knative.spec.target_ref.api_version = "serving.knative.dev/v1".to_string();
+        assert!(target_controller_for(client.clone(), &config, &knative).is_ok());
         let err = target_controller_for(client, &config, &canary("Service"))
             .err()
             .unwrap();

@@ -1,5 +1,5 @@
-//! Target workloads: Deployments and DaemonSets behind [`TargetController`], the generated
-//! Services, ConfigMap/Secret tracking and the primary autoscalers.
+//! Target workloads: Deployments, DaemonSets and Knative Services behind [`TargetController`],
+//! the generated Services, ConfigMap/Secret tracking and the primary autoscalers.
 
 use std::collections::BTreeMap;
 
@@ -95,6 +95,7 @@ pub mod config_tracker;
 pub mod daemonset;
 pub mod deployment;
 pub mod factory;
+pub mod knative;
 pub mod meta;
 pub mod pod;
 pub mod services;
@@ -110,4 +111,5 @@ pub use config_tracker::ConfigTracker;
 pub use daemonset::DaemonSetController;
 pub use deployment::DeploymentController;
 pub use factory::target_controller_for;
+pub use knative::KnativeController;
 pub use services::ServiceReconciler;
