@@ -7,7 +7,9 @@
 //! (`observedGeneration`, replica counts, `Available`/`Progressing` conditions) after the
 //! ready delay, with the same per-object annotations as the dev cluster
 //! (`devcluster.serin.dev/behaviour`, `.../ready-delay-ms`, ...). The status itself is computed
-//! by [`devcluster::StatusModel`], the dev cluster's own simulator logic.
+//! by [`devcluster::StatusModel`], the dev cluster's own simulator logic. Knative Services
+//! (when their CRD is installed) get the status of the dev cluster's small Knative emulation,
+//! [`devcluster::KnativeModel`]: a revision per template, `Ready`, and resolved traffic.
 //!
 //! Ownership rule: a workload is simulated only when it is in the selected namespaces and
 //! matches the label selector (all when none are given), and no other field manager has
@@ -20,7 +22,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use devcluster::{Script, StatusModel};
+use devcluster::{KnativeModel, Script, StatusModel};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use kube::api::{ApiResource, DynamicObject, PostParams};
@@ -30,6 +32,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::Value;
 use tokio::sync::watch;
+
+use crate::api::apis::knative::KnativeService;
+
+/// The kind name [`Simulation::decide`] takes for Knative Services.
+pub const KNATIVE_SERVICE: &str = "KnativeService";
 
 /// The field manager of every status write; objects whose status another manager wrote are
 /// not simulated.
@@ -102,6 +109,7 @@ pub enum Decision {
 #[derive(Debug, Default)]
 pub struct Simulation {
     model: StatusModel,
+    knative: KnativeModel,
     /// uid → (resourceVersion, status) of the last write, or of the last final status seen.
     known: HashMap<String, (String, Value)>,
     seen: HashSet<String>,
@@ -114,7 +122,8 @@ fn text<'a>(o: &'a Value, pointer: &str) -> &'a str {
 }
 
 impl Simulation {
-    /// Decides for `o` (a Deployment or, with `kind` `DaemonSet`, a DaemonSet) at `now`.
+    /// Decides for `o` (a Deployment or, with `kind` `DaemonSet` or [`KNATIVE_SERVICE`], a
+    /// DaemonSet or a Knative Service) at `now`.
     pub fn decide(
         &mut self,
         kind: &str,
@@ -134,13 +143,19 @@ impl Simulation {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let status = self.model.status(kind, o, &script, default_delay, now);
+        let (status, is_final) = if kind == KNATIVE_SERVICE {
+            (self.knative.status(o), true)
+        } else {
+            let status = self.model.status(kind, o, &script, default_delay, now);
+            let is_final = devcluster::simulator::is_final(kind, o, &status, &script);
+            (status, is_final)
+        };
         let unchanged = match self.known.get(&uid) {
             Some((known_rv, known_status)) => *known_rv == rv && *known_status == status,
             None => false,
         };
         if unchanged || o.get("status") == Some(&status) {
-            if devcluster::simulator::is_final(kind, o, &status, &script) {
+            if is_final {
                 self.known.insert(uid, (rv, status));
             }
             return Decision::Skip;
@@ -157,6 +172,7 @@ impl Simulation {
     pub fn end_tick(&mut self) {
         let seen = std::mem::take(&mut self.seen);
         self.model.retain(|uid| seen.contains(uid));
+        self.knative.retain(|uid| seen.contains(uid));
         self.known.retain(|uid, _| seen.contains(uid));
     }
 }
@@ -205,8 +221,11 @@ fn watch_kind(
     tasks.push(tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
-            if let Err(e) = item {
-                tracing::warn!(kind, "watch error: {e}");
+            match item {
+                // The Knative CRD is optional: until it is installed its watch fails quietly.
+                Err(e) if kind == KNATIVE_SERVICE => tracing::debug!(kind, "watch error: {e}"),
+                Err(e) => tracing::warn!(kind, "watch error: {e}"),
+                Ok(_) => {}
             }
         }
     }));
@@ -226,9 +245,10 @@ pub async fn simulate(
 ) -> Result<(), SimulateError> {
     let mut tasks = Vec::new();
     let mut watched = Vec::new();
-    let kinds: [(&'static str, ApiResource); 2] = [
+    let kinds: [(&'static str, ApiResource); 3] = [
         ("Deployment", ApiResource::erase::<Deployment>(&())),
         ("DaemonSet", ApiResource::erase::<DaemonSet>(&())),
+        (KNATIVE_SERVICE, ApiResource::erase::<KnativeService>(&())),
     ];
     let namespaces: Vec<Option<&str>> = if args.namespaces.is_empty() {
         vec![None]
@@ -441,6 +461,29 @@ mod tests {
         stored["status"] = json!({"observedGeneration": 1});
         assert_eq!(
             sim.decide("Deployment", &stored, &[], Duration::ZERO, t0),
+            Decision::Skip
+        );
+    }
+
+    #[test]
+    fn knative_services_get_a_revision_and_resolved_traffic() {
+        let mut sim = Simulation::default();
+        let svc = json!({"metadata": {"name": "podinfo", "namespace": "d", "uid": "k1", "generation": 1,
+                "resourceVersion": "3"},
+               "spec": {"template": {"spec": {"containers": [{"image": "podinfo:6.0.0"}]}}}});
+        let t0 = Instant::now();
+        let Decision::Write(status) = sim.decide(KNATIVE_SERVICE, &svc, &[], Duration::ZERO, t0)
+        else {
+            panic!("a new Knative Service gets status");
+        };
+        assert_eq!(status["latestReadyRevisionName"], "podinfo-00001");
+        assert_eq!(status["traffic"][0]["revisionName"], "podinfo-00001");
+        sim.written("k1", "4".into(), status.clone());
+        let mut stored = svc.clone();
+        stored["metadata"]["resourceVersion"] = json!("4");
+        stored["status"] = status;
+        assert_eq!(
+            sim.decide(KNATIVE_SERVICE, &stored, &[], Duration::ZERO, t0),
             Decision::Skip
         );
     }

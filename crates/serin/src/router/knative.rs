@@ -74,11 +74,16 @@ pub fn routes_of(canary: &Canary, service: &KnativeService) -> Result<Routes, Ro
         .map(|s| s.traffic.as_slice())
         .unwrap_or_default();
     let canary_entry = traffic.iter().find(|t| t.is_latest());
-    // Right after a promotion the latest revision is also the primary revision; its
-    // latest-revision entry is the canary's, so the primary is the entry naming it directly.
+    // Once promoted, the latest revision is the primary revision too: its own entry (not the
+    // latest-revision one) holds the primary's share. Between the promotion and the next
+    // traffic change it has no entry of its own yet, and the latest-revision entry (which
+    // names it) stands for both, as in Flagger.
+    let names_primary = |t: &&TrafficTarget| t.revision_name.as_deref() == Some(primary_name);
     let primary_entry = traffic
         .iter()
-        .find(|t| !t.is_latest() && t.revision_name.as_deref() == Some(primary_name));
+        .filter(names_primary)
+        .find(|t| !t.is_latest())
+        .or_else(|| traffic.iter().find(names_primary));
     let (Some(canary_entry), Some(primary_entry)) = (canary_entry, primary_entry) else {
         return Err(RouterError::Routes(format!(
             "Knative Service {key} traffic spec invalid: status.traffic needs an entry with latestRevision true and one with revisionName {primary_name}"

@@ -16,6 +16,7 @@ mod daemonset;
 mod decisions;
 mod deletion;
 mod hostile;
+mod knative;
 mod leader;
 mod mesh;
 mod promotion;

@@ -84,6 +84,15 @@ fn routes_come_from_status_traffic() {
         Routes::new(100, 0, false)
     );
 
+    // Promoted, before the traffic moved: the latest-revision entry names the new primary.
+    let mut just_promoted = v.clone();
+    just_promoted["metadata"]["annotations"]["flagger.app/primary-revision"] =
+        json!("podinfo-00002");
+    assert_eq!(
+        routes_of(&c, &parsed(just_promoted)).unwrap(),
+        Routes::new(20, 20, false)
+    );
+
     let mut lagging = v.clone();
     lagging["status"]["traffic"] =
         json!([{"latestRevision": true, "revisionName": "podinfo-00002", "percent": 100}]);

@@ -1,0 +1,180 @@
+//! A Knative Service target routed by the `knative` provider, end to end: the dev cluster (or
+//! `serin simulate-workloads` on a real API server) plays Knative's controller, so revisions
+//! appear when the template changes and `status.traffic` follows `spec.traffic`.
+
+use std::time::Duration;
+
+use crate::routers::{Case, install, wait_weights, weights};
+use crate::support::*;
+use kube::Api;
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+const ANNOTATION: &str = "flagger.app/primary-revision";
+
+/// `(primary, canary)` percentages of `status.traffic`: the latest-revision entry is the
+/// canary, the other entry naming the annotated revision is the primary.
+fn status_weights(svc: &Value) -> Option<(i64, i64)> {
+    let primary = svc
+        .pointer("/metadata/annotations")?
+        .get(ANNOTATION)?
+        .as_str()?;
+    let traffic = svc.pointer("/status/traffic")?.as_array()?;
+    let latest = |t: &&Value| t.get("latestRevision").and_then(Value::as_bool) == Some(true);
+    let canary = traffic.iter().find(latest)?;
+    let primary = traffic
+        .iter()
+        .find(|t| !latest(t) && t.get("revisionName").and_then(Value::as_str) == Some(primary))?;
+    Some((primary["percent"].as_i64()?, canary["percent"].as_i64()?))
+}
+
+fn case() -> Case {
+    Case {
+        provider: "knative",
+        crds: include_str!("../fixtures/crds/knative.yaml"),
+        service: json!({}),
+        spec: json!({}),
+        objects: vec![],
+        routing: (
+            "serving.knative.dev",
+            "v1",
+            "Service",
+            "services",
+            "podinfo",
+        ),
+        weights: status_weights,
+        cluster_scoped: false,
+    }
+}
+
+fn services(cluster: &Cluster) -> Api<DynamicObject> {
+    cluster.dynamic("serving.knative.dev", "v1", "Service", "services")
+}
+
+async fn set_image(cluster: &Cluster, image: &str) {
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"image": image}]}}}});
+    services(cluster)
+        .patch("podinfo", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+async fn service(cluster: &Cluster) -> Value {
+    serde_json::to_value(services(cluster).get("podinfo").await.unwrap()).unwrap()
+}
+
+async fn primary_revision(cluster: &Cluster) -> Option<String> {
+    service(cluster)
+        .await
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(ANNOTATION))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+async fn wait_latest_revision(cluster: &Cluster, name: &str) {
+    wait_for(
+        &format!("Knative revision {name}"),
+        Duration::from_secs(30),
+        || async {
+            (service(cluster)
+                .await
+                .pointer("/status/latestCreatedRevisionName")
+                == Some(&json!(name)))
+            .then_some(())
+        },
+    )
+    .await;
+}
+
+/// Initializes a Canary of a Knative Service, promotes revision 2 through weights 10..30 and
+/// rolls revision 3 back on failing metrics; the weights are read from `status.traffic`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn knative_promotion_and_rollback() {
+    guarded(async {
+        let case = case();
+        let cluster = Cluster::start().await;
+        install(&cluster, &case).await;
+        let prom = FakeProm::start(100.0, 100.0).await;
+        let hooks = Hooks::start().await;
+        let svc: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "serving.knative.dev/v1", "kind": "Service",
+            "metadata": {"name": "podinfo", "namespace": NS},
+            "spec": {"template": {"spec": {"containers": [
+                {"image": "ghcr.io/stefanprodan/podinfo:6.0.0", "ports": [{"containerPort": 9898}]}
+            ]}}}
+        }))
+        .unwrap();
+        services(&cluster)
+            .create(&PostParams::default(), &svc)
+            .await
+            .unwrap();
+        wait_latest_revision(&cluster, "podinfo-00001").await;
+
+        let ctrl = Controller::start(&cluster, &prom, &[]);
+        let mut canary = podinfo_canary(&hooks, json!({}));
+        canary["spec"]["provider"] = json!("knative");
+        canary["spec"]["targetRef"] =
+            json!({"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "podinfo"});
+        cluster.create_canary(canary).await;
+        wait_phase(&cluster, "podinfo", "Initialized", Duration::from_secs(15)).await;
+        assert_eq!(
+            primary_revision(&cluster).await.as_deref(),
+            Some("podinfo-00001")
+        );
+        wait_weights(&cluster, &case, (100, 0)).await;
+        let deployments = cluster
+            .deployments()
+            .list(&Default::default())
+            .await
+            .unwrap();
+        assert!(
+            deployments.items.is_empty(),
+            "no primary workload for a Knative target"
+        );
+
+        // Promotion.
+        set_image(&cluster, "ghcr.io/stefanprodan/podinfo:6.0.1").await;
+        wait_weights(&cluster, &case, (90, 10)).await;
+        wait_weights(&cluster, &case, (80, 20)).await;
+        wait_phase(&cluster, "podinfo", "Succeeded", Duration::from_secs(20)).await;
+        assert_eq!(
+            primary_revision(&cluster).await.as_deref(),
+            Some("podinfo-00002")
+        );
+        wait_weights(&cluster, &case, (100, 0)).await;
+
+        // Rollback.
+        set_image(&cluster, "ghcr.io/stefanprodan/podinfo:6.0.2").await;
+        wait_weights(&cluster, &case, (90, 10)).await;
+        prom.set(50.0, 100.0);
+        wait_phase(&cluster, "podinfo", "Failed", Duration::from_secs(20)).await;
+        wait_weights(&cluster, &case, (100, 0)).await;
+        assert_eq!(
+            primary_revision(&cluster).await.as_deref(),
+            Some("podinfo-00002"),
+            "the primary keeps the promoted revision"
+        );
+        assert_eq!(
+            service(&cluster).await["spec"]["traffic"],
+            json!([
+                {"latestRevision": true, "percent": 0},
+                {"revisionName": "podinfo-00002", "percent": 100}
+            ])
+        );
+        assert_eq!(weights(&cluster, &case).await, Some((100, 0)));
+        hooks
+            .wait_events_in_order(&[
+                "Initialization done! podinfo.test",
+                "New revision detected! Scaling up podinfo.test",
+                "Advance podinfo.test canary weight 10",
+                "Promotion completed! Scaling down podinfo.test",
+                "Advance podinfo.test canary weight 10",
+                "Rolling back podinfo.test failed checks threshold reached 2",
+            ])
+            .await;
+        ctrl.stop().await.unwrap();
+        cluster.shutdown().await;
+    })
+    .await;
+}
