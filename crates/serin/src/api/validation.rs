@@ -59,6 +59,9 @@ pub fn validate_canary_spec(spec: &CanarySpec, options: &Options) -> Vec<Problem
     );
 
     match &spec.service {
+        // A Knative target has no generated Services (Flagger's Knative manifests have no
+        // `service`).
+        None if spec.is_knative_target() => {}
         None => out.push(Problem::new(
             "spec.service",
             "required field is missing: service.port sets the port of the generated Services",

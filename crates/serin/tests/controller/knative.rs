@@ -116,6 +116,8 @@ async fn knative_promotion_and_rollback() {
         canary["spec"]["provider"] = json!("knative");
         canary["spec"]["targetRef"] =
             json!({"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "podinfo"});
+        // As in Flagger's Knative manifests: no generated Services, so no `service`.
+        canary["spec"].as_object_mut().unwrap().remove("service");
         cluster.create_canary(canary).await;
         wait_phase(&cluster, "podinfo", "Initialized", Duration::from_secs(15)).await;
         assert_eq!(

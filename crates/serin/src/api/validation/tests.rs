@@ -56,6 +56,13 @@ fn knative_routes_weights_only() {
             .collect()
     };
     assert_eq!(errors(json!({})), []);
+    let mut no_service = knative_spec(json!({}));
+    no_service.service = None;
+    let problems = validate_canary_spec(&no_service, &Options::default());
+    assert!(
+        problems.is_empty(),
+        "Flagger's Knative manifests have no service: {problems:?}"
+    );
     assert_eq!(
         errors(json!({"stepWeight": null, "maxWeight": null, "iterations": 5})),
         []
