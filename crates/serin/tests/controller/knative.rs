@@ -165,6 +165,22 @@ async fn knative_promotion_and_rollback() {
             ])
         );
         assert_eq!(weights(&cluster, &case).await, Some((100, 0)));
+        // The built-in checks query the latest created revision (the Knative observer's `route`).
+        let canary = cluster.canary("podinfo").await.unwrap();
+        let queries: Vec<String> = canary
+            .status
+            .and_then(|s| s.decisions)
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|d| d.checks)
+            .filter_map(|c| c.query)
+            .collect();
+        assert!(
+            queries
+                .iter()
+                .any(|q| q.contains(r#"envoy_cluster_name=~"test/podinfo-00003""#)),
+            "{queries:?}"
+        );
         hooks
             .wait_events_in_order(&[
                 "Initialization done! podinfo.test",
