@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::routers::{Case, install, wait_weights, weights};
 use crate::support::*;
 use kube::Api;
-use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 const ANNOTATION: &str = "flagger.app/primary-revision";
@@ -87,44 +87,54 @@ async fn wait_latest_revision(cluster: &Cluster, name: &str) {
     .await;
 }
 
+/// A Knative Service `podinfo` at revision 1 and its Canary (spec keys of `spec_extra` added),
+/// initialized by a running controller.
+async fn initialized(spec_extra: Value) -> (Case, Cluster, FakeProm, Hooks, Controller) {
+    let case = case();
+    let cluster = Cluster::start().await;
+    install(&cluster, &case).await;
+    let prom = FakeProm::start(100.0, 100.0).await;
+    let hooks = Hooks::start().await;
+    let svc: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "serving.knative.dev/v1", "kind": "Service",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {"template": {"spec": {"containers": [
+            {"image": "ghcr.io/stefanprodan/podinfo:6.0.0", "ports": [{"containerPort": 9898}]}
+        ]}}}
+    }))
+    .unwrap();
+    services(&cluster)
+        .create(&PostParams::default(), &svc)
+        .await
+        .unwrap();
+    wait_latest_revision(&cluster, "podinfo-00001").await;
+
+    let ctrl = Controller::start(&cluster, &prom, &[]);
+    let mut canary = podinfo_canary(&hooks, json!({}));
+    canary["spec"]["provider"] = json!("knative");
+    canary["spec"]["targetRef"] =
+        json!({"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "podinfo"});
+    // As in Flagger's Knative manifests: no generated Services, so no `service`.
+    canary["spec"].as_object_mut().unwrap().remove("service");
+    for (k, v) in spec_extra.as_object().unwrap() {
+        canary["spec"][k] = v.clone();
+    }
+    cluster.create_canary(canary).await;
+    wait_phase(&cluster, "podinfo", "Initialized", Duration::from_secs(15)).await;
+    assert_eq!(
+        primary_revision(&cluster).await.as_deref(),
+        Some("podinfo-00001")
+    );
+    wait_weights(&cluster, &case, (100, 0)).await;
+    (case, cluster, prom, hooks, ctrl)
+}
+
 /// Initializes a Canary of a Knative Service, promotes revision 2 through weights 10..30 and
 /// rolls revision 3 back on failing metrics; the weights are read from `status.traffic`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn knative_promotion_and_rollback() {
     guarded(async {
-        let case = case();
-        let cluster = Cluster::start().await;
-        install(&cluster, &case).await;
-        let prom = FakeProm::start(100.0, 100.0).await;
-        let hooks = Hooks::start().await;
-        let svc: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "serving.knative.dev/v1", "kind": "Service",
-            "metadata": {"name": "podinfo", "namespace": NS},
-            "spec": {"template": {"spec": {"containers": [
-                {"image": "ghcr.io/stefanprodan/podinfo:6.0.0", "ports": [{"containerPort": 9898}]}
-            ]}}}
-        }))
-        .unwrap();
-        services(&cluster)
-            .create(&PostParams::default(), &svc)
-            .await
-            .unwrap();
-        wait_latest_revision(&cluster, "podinfo-00001").await;
-
-        let ctrl = Controller::start(&cluster, &prom, &[]);
-        let mut canary = podinfo_canary(&hooks, json!({}));
-        canary["spec"]["provider"] = json!("knative");
-        canary["spec"]["targetRef"] =
-            json!({"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "podinfo"});
-        // As in Flagger's Knative manifests: no generated Services, so no `service`.
-        canary["spec"].as_object_mut().unwrap().remove("service");
-        cluster.create_canary(canary).await;
-        wait_phase(&cluster, "podinfo", "Initialized", Duration::from_secs(15)).await;
-        assert_eq!(
-            primary_revision(&cluster).await.as_deref(),
-            Some("podinfo-00001")
-        );
-        wait_weights(&cluster, &case, (100, 0)).await;
+        let (case, cluster, prom, hooks, ctrl) = initialized(json!({})).await;
         let deployments = cluster
             .deployments()
             .list(&Default::default())
@@ -190,6 +200,39 @@ async fn knative_promotion_and_rollback() {
                 "Advance podinfo.test canary weight 10",
                 "Rolling back podinfo.test failed checks threshold reached 2",
             ])
+            .await;
+        ctrl.stop().await.unwrap();
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+/// Deleting a Canary with `revertOnDeletion` removes the primary revision annotation; the
+/// Knative Service keeps its traffic split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn knative_revert_on_deletion() {
+    guarded(async {
+        let (_case, cluster, _prom, hooks, ctrl) =
+            initialized(json!({"revertOnDeletion": true})).await;
+        cluster
+            .canaries()
+            .delete("podinfo", &DeleteParams::default())
+            .await
+            .unwrap();
+        wait_for("canary gone", Duration::from_secs(15), || async {
+            cluster.canary("podinfo").await.is_none().then_some(())
+        })
+        .await;
+        assert_eq!(primary_revision(&cluster).await, None);
+        assert_eq!(
+            service(&cluster).await["spec"]["traffic"],
+            json!([
+                {"latestRevision": true, "percent": 0},
+                {"revisionName": "podinfo-00001", "percent": 100}
+            ])
+        );
+        hooks
+            .wait_events_in_order(&["Terminating canary podinfo.test"])
             .await;
         ctrl.stop().await.unwrap();
         cluster.shutdown().await;
