@@ -5,10 +5,11 @@
 //!
 //! What it plays: every new `spec.template` is a new revision `<name>-0000N` (N counts the
 //! templates, starting at 1), which is at once the latest created and the latest ready revision
-//! (revisions are ready immediately; there are no pods); the Service is `Ready`; and
+//! (revisions are ready immediately; there are no pods); when the Revision CRD is installed too,
+//! a `Ready` Revision object of that name, owned by the Service; the Service is `Ready`; and
 //! `status.traffic` mirrors `spec.traffic` with each `latestRevision: true` entry resolved to the
 //! latest revision's name (100% to the latest revision when `spec.traffic` is empty). Nothing
-//! else of Knative (routes, configurations, Revision objects, scaling) is emulated.
+//! else of Knative (routes, configurations, scaling) is emulated.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -17,6 +18,39 @@ use serde_json::{Map, Value, json};
 
 /// The store key of Knative Services in the dev cluster (`group/plural`).
 pub const SERVICES_KEY: &str = "serving.knative.dev/services";
+/// The store key of Knative Revisions.
+pub const REVISIONS_KEY: &str = "serving.knative.dev/revisions";
+
+/// The Revision `name` Knative would create for `service` (a Knative Service as JSON): the
+/// template's spec, the service label, owned by the Service (Knative's owner is the
+/// Configuration, which is not emulated). Its status is [`revision_status`].
+pub fn revision_object(service: &Value, name: &str) -> Value {
+    let service_name = text(service, "/metadata/name");
+    json!({
+        "apiVersion": "serving.knative.dev/v1", "kind": "Revision",
+        "metadata": {
+            "name": name,
+            "namespace": text(service, "/metadata/namespace"),
+            "labels": {"serving.knative.dev/service": service_name},
+            "ownerReferences": [{
+                "apiVersion": "serving.knative.dev/v1", "kind": "Service",
+                "name": service_name, "uid": text(service, "/metadata/uid"), "controller": true
+            }]
+        },
+        "spec": service.pointer("/spec/template/spec").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// The status of a ready Revision.
+pub fn revision_status() -> Value {
+    let now = crate::store::now_rfc3339();
+    json!({"conditions": [
+        {"type": "Active", "status": "True", "lastTransitionTime": now},
+        {"type": "ContainerHealthy", "status": "True", "lastTransitionTime": now},
+        {"type": "Ready", "status": "True", "lastTransitionTime": now},
+        {"type": "ResourcesAvailable", "status": "True", "lastTransitionTime": now}
+    ]})
+}
 
 /// The revision of each Knative Service (by uid): the hash of its `spec.template` and its
 /// number. Call [`KnativeModel::retain`] with the Services that still exist.
@@ -185,6 +219,15 @@ mod tests {
                 {"latestRevision": false, "revisionName": "podinfo-00001", "percent": 90}
             ])
         );
+    }
+
+    #[test]
+    fn revisions_belong_to_their_service() {
+        let rev = revision_object(&service("podinfo:6.0.1", json!(null)), "podinfo-00002");
+        assert_eq!(rev["metadata"]["name"], "podinfo-00002");
+        assert_eq!(rev["metadata"]["ownerReferences"][0]["uid"], "u1");
+        assert_eq!(rev["spec"]["containers"][0]["image"], "podinfo:6.0.1");
+        assert_eq!(revision_status()["conditions"][2]["type"], "Ready");
     }
 
     #[test]

@@ -271,16 +271,51 @@ fn emulate_knative(model: &mut KnativeModel, st: &mut Store) {
     let Some(def) = st.registry.by_key(knative::SERVICES_KEY) else {
         return;
     };
+    let revisions = st.registry.by_key(knative::REVISIONS_KEY);
     let mut seen = HashSet::new();
     let mut changed: Vec<(Value, Value)> = Vec::new();
+    let mut missing: Vec<Value> = Vec::new();
     for (_, o) in st.list(knative::SERVICES_KEY, None, None) {
         seen.insert(uid_of(o).to_string());
         if o.pointer("/metadata/deletionTimestamp").is_some() {
             continue;
         }
         let status = model.status(o);
+        let latest = status["latestCreatedRevisionName"]
+            .as_str()
+            .unwrap_or_default();
+        if revisions.is_some()
+            && st
+                .get(knative::REVISIONS_KEY, namespace_of(o), latest)
+                .is_none()
+        {
+            missing.push(knative::revision_object(o, latest));
+        }
         if o.get("status") != Some(&status) {
             changed.push((o.clone(), status));
+        }
+    }
+    if let Some(rdef) = &revisions {
+        for revision in missing {
+            let ns = namespace_of(&revision).to_string();
+            let created = ops::create(
+                st,
+                rdef,
+                rdef.preferred_version(),
+                &ns,
+                revision,
+                &WriteOpts::default(),
+            );
+            if let Ok(created) = created {
+                let _ = ops::finish_update(
+                    st,
+                    rdef,
+                    &created,
+                    json!({"status": knative::revision_status()}),
+                    Sub::Status,
+                    &WriteOpts::default(),
+                );
+            }
         }
     }
     for (o, status) in changed {

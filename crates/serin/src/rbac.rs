@@ -148,6 +148,13 @@ pub const RULES: &[Rule] = &[
         used_by: "workload/knative.rs, router/knative.rs, controller/adapters/metrics.rs: the Knative target, router and observer",
     },
     Rule {
+        group: "serving.knative.dev",
+        resources: &["revisions"],
+        verbs: &["get"],
+        need: Need::Always,
+        used_by: "workload/knative.rs: Knative revision readiness",
+    },
+    Rule {
         group: "metrics.keptn.sh",
         resources: &["keptnmetrics"],
         verbs: &["get"],
@@ -447,6 +454,7 @@ mod tests {
             "DestinationRule" => ("networking.istio.io", "destinationrules"),
             "Ingress" => ("networking.k8s.io", "ingresses"),
             "KnativeService" => ("serving.knative.dev", "services"),
+            "KnativeRevision" => ("serving.knative.dev", "revisions"),
             _ => return None,
         })
     }

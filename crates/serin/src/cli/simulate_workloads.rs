@@ -9,7 +9,8 @@
 //! (`devcluster.serin.dev/behaviour`, `.../ready-delay-ms`, ...). The status itself is computed
 //! by [`devcluster::StatusModel`], the dev cluster's own simulator logic. Knative Services
 //! (when their CRD is installed) get the status of the dev cluster's small Knative emulation,
-//! [`devcluster::KnativeModel`]: a revision per template, `Ready`, and resolved traffic.
+//! [`devcluster::KnativeModel`]: a revision per template (a `Ready` Revision object when that
+//! CRD is installed), `Ready`, and resolved traffic.
 //!
 //! Ownership rule: a workload is simulated only when it is in the selected namespaces and
 //! matches the label selector (all when none are given), and no other field manager has
@@ -33,7 +34,7 @@ use kube::{Api, Client};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::api::apis::knative::KnativeService;
+use crate::api::apis::knative::{KnativeRevision, KnativeService};
 
 /// The kind name [`Simulation::decide`] takes for Knative Services.
 pub const KNATIVE_SERVICE: &str = "KnativeService";
@@ -112,6 +113,8 @@ pub struct Simulation {
     knative: KnativeModel,
     /// uid → (resourceVersion, status) of the last write, or of the last final status seen.
     known: HashMap<String, (String, Value)>,
+    /// `<namespace>/<name>` of the Knative Revisions known to exist.
+    revisions: HashSet<String>,
     seen: HashSet<String>,
 }
 
@@ -161,6 +164,19 @@ impl Simulation {
             return Decision::Skip;
         }
         Decision::Write(status)
+    }
+
+    /// The Revision a Knative Service's status names that is not known to exist yet.
+    pub fn revision_to_create(&self, service: &Value) -> Option<String> {
+        let name = text(service, "/status/latestCreatedRevisionName");
+        let key = format!("{}/{name}", text(service, "/metadata/namespace"));
+        (!name.is_empty() && !self.revisions.contains(&key)).then(|| name.to_string())
+    }
+
+    /// Records that the Revision `name` of `service` exists.
+    pub fn revision_exists(&mut self, service: &Value, name: &str) {
+        let key = format!("{}/{name}", text(service, "/metadata/namespace"));
+        self.revisions.insert(key);
     }
 
     /// Records that `status` was written and the object now has `rv`.
@@ -298,6 +314,13 @@ async fn tick_once(
                 kind: w.kind,
                 message: e.to_string(),
             })?;
+            if w.kind == KNATIVE_SERVICE
+                && may_simulate(&o, namespaces)
+                && let Some(name) = sim.revision_to_create(&o)
+                && ensure_revision(w, &o, &name).await
+            {
+                sim.revision_exists(&o, &name);
+            }
             let Decision::Write(status) = sim.decide(w.kind, &o, namespaces, delay, now) else {
                 continue;
             };
@@ -306,6 +329,49 @@ async fn tick_once(
     }
     sim.end_tick();
     Ok(())
+}
+
+/// Creates the `Ready` Revision `name` of the Knative Service `service` unless it exists; true
+/// when it exists afterwards. Errors (no Revision CRD, ...) are logged and retried next tick.
+async fn ensure_revision(w: &Watched, service: &Value, name: &str) -> bool {
+    let ns = text(service, "/metadata/namespace");
+    let ar = ApiResource::erase::<KnativeRevision>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(w.client.clone(), ns, &ar);
+    match api.get_opt(name).await {
+        Ok(Some(_)) => return true,
+        Ok(None) => {}
+        Err(e) => {
+            tracing::debug!("Revision {ns}/{name}: {e}");
+            return false;
+        }
+    }
+    let body: DynamicObject =
+        match serde_json::from_value(devcluster::knative::revision_object(service, name)) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("Revision {ns}/{name}: {e}");
+                return false;
+            }
+        };
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    let mut created = match api.create(&pp, &body).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("creating Revision {ns}/{name}: {e}");
+            return false;
+        }
+    };
+    created.data["status"] = devcluster::knative::revision_status();
+    match api.replace_status(name, &pp, &created).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!("writing the status of Revision {ns}/{name}: {e}");
+            false
+        }
+    }
 }
 
 /// Replaces the status of `o`; a conflict (someone wrote it meanwhile) is retried at the next

@@ -5,9 +5,9 @@
 //! `spec.traffic` splits traffic between it and the latest revision (the canary). Promotion moves
 //! the annotation to the latest revision. Nothing is scaled: Knative scales revisions itself.
 //!
-//! Readiness is read from the Service, not from its Revision objects as Flagger does (see
-//! docs/compatibility.md): the canary is ready when the Service's `Ready` condition is `True`
-//! and the latest created revision is also the latest ready one.
+//! Readiness is the `Ready` condition of the Revision objects: the annotated one for the
+//! primary, the latest created one for the canary. Never a rollback by itself (Flagger: always
+//! retriable).
 
 use async_trait::async_trait;
 use kube::Api;
@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 
 use super::meta::{canary_id, namespace, patch_params};
 use super::{Revision, TargetController, TargetMetadata, WorkloadError};
-use crate::api::apis::knative::{self, KnativeService, PRIMARY_REVISION_ANNOTATION};
+use crate::api::apis::knative::{
+    self, KnativeRevision, KnativeService, PRIMARY_REVISION_ANNOTATION,
+};
 use crate::api::{Canary, CanaryPhase};
 
 /// Reads and patches the Knative Service a Canary targets (shared with the Knative router).
@@ -48,6 +50,35 @@ impl KnativeServices {
                 context: format!("Knative Service {} get query error", Self::key(canary)),
                 source,
             })
+    }
+
+    /// The Revision `name` in the Canary's namespace.
+    pub async fn revision(
+        &self,
+        canary: &Canary,
+        name: &str,
+    ) -> Result<KnativeRevision, WorkloadError> {
+        Api::<KnativeRevision>::namespaced(self.client.clone(), &namespace(canary))
+            .get(name)
+            .await
+            .map_err(|source| WorkloadError::Api {
+                context: format!(
+                    "Knative Revision {name}.{} get query error",
+                    namespace(canary)
+                ),
+                source,
+            })
+    }
+
+    /// `Ok` when the Revision `name` is ready.
+    pub async fn revision_ready(&self, canary: &Canary, name: &str) -> Result<(), WorkloadError> {
+        if self.revision(canary, name).await?.is_ready() {
+            return Ok(());
+        }
+        Err(WorkloadError::NotReady(format!(
+            "Knative Revision {name}.{} is not ready",
+            namespace(canary)
+        )))
     }
 
     /// Sends a JSON merge patch to the target Service (lists such as `spec.traffic` are
@@ -153,12 +184,11 @@ impl TargetController for KnativeController {
         Ok(())
     }
 
-    /// Ready once the primary revision is named: Knative only routes to revisions that became
-    /// ready, and it keeps serving them.
+    /// The revision named by the primary revision annotation is ready.
     async fn is_primary_ready(&self, canary: &Canary) -> Result<(), WorkloadError> {
         let service = self.services.get(canary).await?;
         match service.primary_revision() {
-            Some(name) if !name.is_empty() => Ok(()),
+            Some(name) if !name.is_empty() => self.services.revision_ready(canary, name).await,
             _ => Err(WorkloadError::NotReady(format!(
                 "Knative Service {} primary revision annotation not found",
                 KnativeServices::key(canary)
@@ -166,9 +196,11 @@ impl TargetController for KnativeController {
         }
     }
 
+    /// The latest created revision is ready.
     async fn is_canary_ready(&self, canary: &Canary) -> Result<(), WorkloadError> {
         let service = self.services.get(canary).await?;
-        canary_readiness(canary, &service)
+        let latest = KnativeServices::latest_revision(canary, &service)?;
+        self.services.revision_ready(canary, latest).await
     }
 
     /// The identity of a Knative target is its latest created revision's name.
@@ -194,32 +226,6 @@ impl TargetController for KnativeController {
         tracing::debug!(canary = %canary_id(canary), "Knative targets have nothing to restore");
         Ok(())
     }
-}
-
-/// The canary (latest created) revision is ready when Knative reports the Service `Ready` and
-/// that revision is also the latest ready one. Never a rollback by itself (Flagger: always
-/// retriable).
-pub fn canary_readiness(canary: &Canary, service: &KnativeService) -> Result<(), WorkloadError> {
-    let latest = KnativeServices::latest_revision(canary, service)?;
-    let status = service.status.clone().unwrap_or_default();
-    let ready = status.condition("Ready");
-    if ready.is_none_or(|c| c.status != "True") {
-        let why = ready
-            .and_then(|c| c.message.clone())
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| "the Ready condition is not True".to_string());
-        return Err(WorkloadError::NotReady(format!(
-            "Knative Revision {latest}.{} is not ready: {why}",
-            namespace(canary)
-        )));
-    }
-    if status.latest_ready_revision_name.as_deref() != Some(latest) {
-        return Err(WorkloadError::NotReady(format!(
-            "Knative Revision {latest}.{} is not ready",
-            namespace(canary)
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -93,6 +93,23 @@ async fn initialized(spec_extra: Value) -> (Case, Cluster, FakeProm, Hooks, Cont
     let case = case();
     let cluster = Cluster::start().await;
     install(&cluster, &case).await;
+    // On a real cluster a previous scenario's Revisions may not be collected yet; revision
+    // names start again at 1.
+    let revisions = cluster.dynamic("serving.knative.dev", "v1", "Revision", "revisions");
+    revisions
+        .delete_collection(&DeleteParams::default(), &Default::default())
+        .await
+        .unwrap();
+    wait_for("no Revision left", Duration::from_secs(30), || async {
+        revisions
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
     let prom = FakeProm::start(100.0, 100.0).await;
     let hooks = Hooks::start().await;
     let svc: DynamicObject = serde_json::from_value(json!({
@@ -143,6 +160,17 @@ async fn knative_promotion_and_rollback() {
         assert!(
             deployments.items.is_empty(),
             "no primary workload for a Knative target"
+        );
+
+        let revision = cluster
+            .dynamic("serving.knative.dev", "v1", "Revision", "revisions")
+            .get("podinfo-00001")
+            .await
+            .unwrap();
+        assert_eq!(
+            revision.data.pointer("/status/conditions/2/type"),
+            Some(&json!("Ready")),
+            "the emulation creates ready Revisions"
         );
 
         // Promotion.

@@ -1,6 +1,7 @@
-//! Knative Serving `Service` (`serving.knative.dev/v1`): the fields the Knative target and
-//! router read and write (`spec.traffic`, the revision names and traffic in `status`). Everything
-//! else, the revision template first of all, stays in `extra`.
+//! Knative Serving `Service` and `Revision` (`serving.knative.dev/v1`): the fields the Knative
+//! target and router read and write (`spec.traffic`, the revision names and traffic in `status`,
+//! a revision's `Ready` condition). Everything else, the revision template first of all, stays
+//! in `extra`.
 
 use serde::{Deserialize, Serialize};
 
@@ -103,6 +104,37 @@ third_party_resource! {
         version: "v1",
         kind: "Service",
         plural: "services",
+    }
+}
+
+/// `status` of a Knative Revision.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KnativeRevisionStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<KnativeCondition>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+third_party_resource! {
+    /// Knative Serving Revision `serving.knative.dev/v1` (read only: its `Ready` condition).
+    KnativeRevision {
+        spec: Extra,
+        status: KnativeRevisionStatus,
+        group: "serving.knative.dev",
+        version: "v1",
+        kind: "Revision",
+        plural: "revisions",
+    }
+}
+
+impl KnativeRevision {
+    /// Whether Knative reports the revision `Ready` (Flagger's `Revision.IsReady`).
+    pub fn is_ready(&self) -> bool {
+        self.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.status == "True")
     }
 }
 

@@ -39,6 +39,16 @@ pub(crate) fn service(latest: &str, annotations: Value, traffic: Value) -> Value
     })
 }
 
+/// A Revision whose `Ready` condition has `ready` as status.
+pub(crate) async fn insert_revision(fake: &TestCluster, name: &str, ready: &str) {
+    fake.insert(json!({
+        "apiVersion": "serving.knative.dev/v1", "kind": "Revision",
+        "metadata": {"name": name, "namespace": "test"},
+        "status": {"conditions": [{"type": "Ready", "status": ready}]}
+    }))
+    .await;
+}
+
 pub(crate) async fn stored(fake: &TestCluster) -> Value {
     fake.get("serving.knative.dev/v1", "Service", "test", "podinfo")
         .await
@@ -55,6 +65,7 @@ async fn initialize_names_the_primary_revision_and_routes_everything_to_it() {
         json!([{"latestRevision": true, "percent": 100}]),
     ))
     .await;
+    insert_revision(&fake, "podinfo-00001", "True").await;
     let ctrl = KnativeController::new(fake.client());
 
     ctrl.initialize(&canary("Initializing"), true)
@@ -105,24 +116,29 @@ async fn revision_promotion_and_readiness() {
     let ctrl = KnativeController::new(fake.client());
     let c = canary("Progressing");
     assert_eq!(ctrl.revision(&c).await.unwrap().spec_hash, "podinfo-00002");
-    ctrl.is_primary_ready(&c).await.unwrap();
-    ctrl.is_canary_ready(&c).await.unwrap();
 
-    // The latest revision is not ready yet.
-    fake.set_status(
-        "serving.knative.dev/v1",
-        "Service",
-        "test",
-        "podinfo",
-        json!({"latestReadyRevisionName": "podinfo-00001",
-               "conditions": [{"type": "Ready", "status": "False", "message": "Revision \"podinfo-00002\" failed with message: image pull failed."}]}),
-    )
-    .await;
+    // Revisions missing, then not ready, then ready.
+    let err = ctrl.is_canary_ready(&c).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("Knative Revision podinfo-00002.test get query error: "),
+        "{err}"
+    );
+    insert_revision(&fake, "podinfo-00001", "True").await;
+    insert_revision(&fake, "podinfo-00002", "Unknown").await;
+    ctrl.is_primary_ready(&c).await.unwrap();
     let err = ctrl.is_canary_ready(&c).await.unwrap_err();
     assert!(err.is_retriable());
     assert_eq!(
         err.to_string(),
-        "Knative Revision podinfo-00002.test is not ready: Revision \"podinfo-00002\" failed with message: image pull failed."
+        "Knative Revision podinfo-00002.test is not ready"
+    );
+    insert_revision(&fake, "podinfo-00002", "True").await;
+    ctrl.is_canary_ready(&c).await.unwrap();
+    insert_revision(&fake, "podinfo-00001", "False").await;
+    assert_eq!(
+        ctrl.is_primary_ready(&c).await.unwrap_err().to_string(),
+        "Knative Revision podinfo-00001.test is not ready"
     );
 
     ctrl.promote(&c).await.unwrap();
