@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::router::golden::assert_golden;
 use crate::workload::test_cluster::TestCluster;
 
 pub(crate) const CRDS: &str = include_str!("../../../tests/fixtures/crds/knative.yaml");
@@ -53,6 +54,23 @@ pub(crate) async fn stored(fake: &TestCluster) -> Value {
     fake.get("serving.knative.dev/v1", "Service", "test", "podinfo")
         .await
         .unwrap()
+}
+
+/// The merge patch of initialization, and none once the Service is initialized.
+#[test]
+fn rendered_initialize_patch() {
+    let fresh: KnativeService = serde_json::from_value(service(
+        "podinfo-00001",
+        json!({"owner": "team-a"}),
+        json!([{"latestRevision": true, "percent": 100}]),
+    ))
+    .unwrap();
+    let patch = initialize_patch(&fresh, "podinfo-00001").unwrap();
+    assert_golden("workload/testdata/knative/initialize.yaml", &patch);
+    let mut value = serde_json::to_value(&fresh).unwrap();
+    crate::workload::meta::apply_merge_patch(&mut value, &patch);
+    let done: KnativeService = serde_json::from_value(value).unwrap();
+    assert_eq!(initialize_patch(&done, "podinfo-00001"), None);
 }
 
 #[tokio::test]
