@@ -107,7 +107,7 @@ ClusterRole, whose extra rules are external metrics and /version).
   verbs: ["get", "create", "patch"]
 - apiGroups: ["serving.knative.dev"]
   resources: ["services"]
-  verbs: ["get", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["serving.knative.dev"]
   resources: ["revisions"]
   verbs: ["get"]

@@ -143,9 +143,9 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "serving.knative.dev",
         resources: &["services"],
-        verbs: &["get", "patch"],
+        verbs: &["get", "list", "watch", "patch"],
         need: Need::Always,
-        used_by: "workload/knative.rs, router/knative.rs, controller/adapters/metrics.rs: the Knative target, router and observer",
+        used_by: "workload/knative.rs, router/knative.rs, controller/adapters/metrics.rs, controller/runtime.rs: the Knative target, router, observer and watch",
     },
     Rule {
         group: "serving.knative.dev",

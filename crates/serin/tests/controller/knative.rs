@@ -87,9 +87,12 @@ async fn wait_latest_revision(cluster: &Cluster, name: &str) {
     .await;
 }
 
-/// A Knative Service `podinfo` at revision 1 and its Canary (spec keys of `spec_extra` added),
-/// initialized by a running controller.
-async fn initialized(spec_extra: Value) -> (Case, Cluster, FakeProm, Hooks, Controller) {
+/// A Knative Service `podinfo` at revision 1 and its Canary (spec keys of `spec_extra` and
+/// analysis keys of `analysis_extra` added), initialized by a running controller.
+async fn initialized(
+    spec_extra: Value,
+    analysis_extra: Value,
+) -> (Case, Cluster, FakeProm, Hooks, Controller) {
     let case = case();
     let cluster = Cluster::start().await;
     install(&cluster, &case).await;
@@ -127,7 +130,7 @@ async fn initialized(spec_extra: Value) -> (Case, Cluster, FakeProm, Hooks, Cont
     wait_latest_revision(&cluster, "podinfo-00001").await;
 
     let ctrl = Controller::start(&cluster, &prom, &[]);
-    let mut canary = podinfo_canary(&hooks, json!({}));
+    let mut canary = podinfo_canary(&hooks, analysis_extra);
     canary["spec"]["provider"] = json!("knative");
     canary["spec"]["targetRef"] =
         json!({"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "podinfo"});
@@ -151,7 +154,7 @@ async fn initialized(spec_extra: Value) -> (Case, Cluster, FakeProm, Hooks, Cont
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn knative_promotion_and_rollback() {
     guarded(async {
-        let (case, cluster, prom, hooks, ctrl) = initialized(json!({})).await;
+        let (case, cluster, prom, hooks, ctrl) = initialized(json!({}), json!({})).await;
         let deployments = cluster
             .deployments()
             .list(&Default::default())
@@ -241,7 +244,7 @@ async fn knative_promotion_and_rollback() {
 async fn knative_revert_on_deletion() {
     guarded(async {
         let (_case, cluster, _prom, hooks, ctrl) =
-            initialized(json!({"revertOnDeletion": true})).await;
+            initialized(json!({"revertOnDeletion": true}), json!({})).await;
         cluster
             .canaries()
             .delete("podinfo", &DeleteParams::default())
@@ -262,6 +265,38 @@ async fn knative_revert_on_deletion() {
         hooks
             .wait_events_in_order(&["Terminating canary podinfo.test"])
             .await;
+        ctrl.stop().await.unwrap();
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+/// A new revision starts the analysis when Knative reports it (the controller watches Knative
+/// Services), not at the next interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn knative_new_revision_is_seen_at_once() {
+    guarded(async {
+        let (_case, cluster, _prom, hooks, ctrl) =
+            initialized(json!({}), json!({"interval": "30s"})).await;
+        let t0 = std::time::Instant::now();
+        set_image(&cluster, "ghcr.io/stefanprodan/podinfo:6.0.1").await;
+        wait_for(
+            "the new revision event",
+            Duration::from_secs(15),
+            || async {
+                hooks
+                    .event_messages()
+                    .iter()
+                    .any(|m| m == "New revision detected! Scaling up podinfo.test")
+                    .then_some(())
+            },
+        )
+        .await;
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "seen after {:?}, not through the watch",
+            t0.elapsed()
+        );
         ctrl.stop().await.unwrap();
         cluster.shutdown().await;
     })
