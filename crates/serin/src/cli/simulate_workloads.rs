@@ -113,7 +113,8 @@ pub struct Simulation {
     knative: KnativeModel,
     /// uid → (resourceVersion, status) of the last write, or of the last final status seen.
     known: HashMap<String, (String, Value)>,
-    /// `<namespace>/<name>` of the Knative Revisions known to exist.
+    /// `<service uid>/<name>` of the Knative Revisions known to exist (by the Service's uid: a
+    /// Service deleted and created again makes its revisions again).
     revisions: HashSet<String>,
     seen: HashSet<String>,
 }
@@ -169,13 +170,13 @@ impl Simulation {
     /// The Revision a Knative Service's status names that is not known to exist yet.
     pub fn revision_to_create(&self, service: &Value) -> Option<String> {
         let name = text(service, "/status/latestCreatedRevisionName");
-        let key = format!("{}/{name}", text(service, "/metadata/namespace"));
+        let key = format!("{}/{name}", text(service, "/metadata/uid"));
         (!name.is_empty() && !self.revisions.contains(&key)).then(|| name.to_string())
     }
 
     /// Records that the Revision `name` of `service` exists.
     pub fn revision_exists(&mut self, service: &Value, name: &str) {
-        let key = format!("{}/{name}", text(service, "/metadata/namespace"));
+        let key = format!("{}/{name}", text(service, "/metadata/uid"));
         self.revisions.insert(key);
     }
 
@@ -338,7 +339,17 @@ async fn ensure_revision(w: &Watched, service: &Value, name: &str) -> bool {
     let ar = ApiResource::erase::<KnativeRevision>(&());
     let api: Api<DynamicObject> = Api::namespaced_with(w.client.clone(), ns, &ar);
     match api.get_opt(name).await {
-        Ok(Some(_)) => return true,
+        // A leftover of a deleted Service of the same name is not this Service's revision: wait
+        // for the garbage collector, then make it.
+        Ok(Some(existing)) => {
+            let uid = text(service, "/metadata/uid");
+            return !existing
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.kind == "Service" && o.uid != uid);
+        }
         Ok(None) => {}
         Err(e) => {
             tracing::debug!("Revision {ns}/{name}: {e}");

@@ -65,6 +65,16 @@ pub fn desired_traffic(
 /// naming the primary revision is the primary.
 pub fn routes_of(canary: &Canary, service: &KnativeService) -> Result<Routes, RouterError> {
     let key = KnativeServices::key(canary);
+    // Until Knative has reconciled the last spec change, status.traffic is the previous split:
+    // reading it as the current one would make a step look undone (or a rollback look done).
+    let observed = service.status.as_ref().and_then(|s| s.observed_generation);
+    if let (Some(generation), Some(observed)) = (service.metadata.generation, observed)
+        && observed < generation
+    {
+        return Err(RouterError::Routes(format!(
+            "Knative Service {key} traffic is not reconciled yet (status.observedGeneration {observed} < metadata.generation {generation})"
+        )));
+    }
     let primary_name = service
         .primary_revision()
         .ok_or_else(|| no_annotation(canary))?;

@@ -76,6 +76,9 @@ pub struct KnativeCondition {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KnativeServiceStatus {
+    /// The `metadata.generation` Knative last reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_created_revision_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

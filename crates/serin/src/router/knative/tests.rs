@@ -93,6 +93,21 @@ fn routes_come_from_status_traffic() {
         Routes::new(20, 20, false)
     );
 
+    let mut stale = v.clone();
+    stale["metadata"]["generation"] = json!(5);
+    stale["status"]["observedGeneration"] = json!(4);
+    assert_eq!(
+        routes_of(&c, &parsed(stale.clone()))
+            .unwrap_err()
+            .to_string(),
+        "Knative Service podinfo.test traffic is not reconciled yet (status.observedGeneration 4 < metadata.generation 5)"
+    );
+    stale["status"]["observedGeneration"] = json!(5);
+    assert_eq!(
+        routes_of(&c, &parsed(stale)).unwrap(),
+        Routes::new(80, 20, false)
+    );
+
     let mut lagging = v.clone();
     lagging["status"]["traffic"] =
         json!([{"latestRevision": true, "revisionName": "podinfo-00002", "percent": 100}]);
