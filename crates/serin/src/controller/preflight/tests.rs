@@ -232,8 +232,13 @@ async fn still_failing_after_the_progress_deadline_rolls_back() {
     w.initialized().await;
     w.push("rev2");
     w.reconcile().await;
-    *w.metrics.preflights.lock().unwrap() =
-        std::iter::repeat_with(|| Err(finding())).take(10).collect();
+    for _ in 0..10 {
+        w.metrics
+            .preflights
+            .lock()
+            .unwrap()
+            .push_back(Err(finding()));
+    }
     // Held at 1, 2 and 3 intervals: the third is 120 s after the first failure.
     for _ in 0..2 {
         w.tick().await;
