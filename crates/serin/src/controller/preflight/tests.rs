@@ -263,6 +263,36 @@ async fn still_failing_after_the_progress_deadline_rolls_back() {
 }
 
 #[tokio::test]
+async fn a_restarted_controller_keeps_the_deadline_of_the_first_failure() {
+    let mut w = with_metrics();
+    w.initialized().await;
+    w.push("rev2");
+    w.reconcile().await;
+    for _ in 0..10 {
+        w.metrics
+            .preflights
+            .lock()
+            .unwrap()
+            .push_back(Err(finding()));
+    }
+    w.tick().await;
+    w.restart();
+    w.clear();
+    w.tick().await;
+    assert_eq!(w.phase(), CanaryPhase::Progressing);
+    assert!(
+        w.warnings().is_empty(),
+        "the same finding is not announced again"
+    );
+    w.tick().await;
+    assert_eq!(
+        w.phase(),
+        CanaryPhase::Failed,
+        "120 s after the first failure"
+    );
+}
+
+#[tokio::test]
 async fn opting_out_runs_no_preflight() {
     let w = with_metrics();
     w.edit(|c| {
