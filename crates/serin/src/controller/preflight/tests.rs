@@ -212,6 +212,7 @@ async fn the_run_holds_at_weight_0_then_proceeds_when_the_queries_answer() {
     assert_eq!(c.message.as_deref(), Some(NO_VALUES));
     let held = s.decisions.unwrap().last().cloned().unwrap();
     assert_eq!(held.checks[0].verdict, CheckVerdict::Held);
+    assert_eq!(held.step.summary, "held at canary weight 0");
 
     // The template is fixed: the queries answer, the run goes on and runs no further
     // pre-flight.
