@@ -219,11 +219,17 @@ known_objects-initialized() { known_objects; }
 known_objects-progressing() { known_objects; }
 known_objects-final() { known_objects; }
 # Flagger writes an empty trackedConfigs map; Serin leaves the field out.
-known_canary-status() { jq -S 'if .trackedConfigs == {} then del(.trackedConfigs) else . end'; }
+# Serin's query pre-flight writes its own condition, MetricsReady.
+known_canary-status() {
+  jq -S 'if .trackedConfigs == {} then del(.trackedConfigs) else . end
+    | if .conditions then .conditions |= map(select(.type != "MetricsReady")) else . end'
+}
 # Flagger collapses the whitespace of a query into single spaces but keeps one at the start and
 # end (its built-in query templates and YAML block scalars begin or end with a line break);
-# Serin trims the query.
-known_queries() { sed -E 's/^ +//; s/ +$//'; }
+# Serin trims the query. Serin's query pre-flight runs every query once for the primary
+# (podinfo-primary) at initialisation and before the first traffic step; Flagger never queries
+# the primary.
+known_queries() { sed -E -e 's/^ +//; s/ +$//' -e '/podinfo-primary/d'; }
 # The Slack `Traffic routing` field: Flagger prints the raw maxWeight (0 when unset, the ignored
 # value with stepWeights); Serin the effective maximum (100 when unset, the last step).
 # Promotion: Flagger updates the primary HPA on every Promoting tick because it never copies

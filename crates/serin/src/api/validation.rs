@@ -356,6 +356,10 @@ fn check_analysis(
             Some(_) => {}
         }
     }
+    if analysis.preflight.is_some() && (analysis.metrics().is_empty() || spec.skip_analysis()) {
+        let why = "has no effect: the query pre-flight runs only for an analysis with metrics";
+        out.push(Problem::warning(p("preflight"), why));
+    }
     if analysis.threshold == Some(0) {
         out.push(Problem::warning(
             p("threshold"),

@@ -23,6 +23,7 @@ pub mod finalizer;
 mod hooks;
 pub mod leader;
 pub mod ports;
+pub mod preflight;
 pub mod queue;
 pub mod runtime;
 pub mod scheduler;

@@ -570,6 +570,7 @@ impl<'a> Tick<'a> {
                 Ok(r) => r,
                 Err(e) => return self.warn_ok(e).await,
             };
+            let preflight_warning = self.init_preflight().await;
             self.sync_status(CanaryPhase::Initialized, 0, 0, 0, &rev)
                 .await?;
             self.s
@@ -579,6 +580,9 @@ impl<'a> Tick<'a> {
             self.info(events::initialization_done(&self.key)).await;
             let msg = events::alert::initialized(&self.kind);
             self.alert(&msg, true, AlertSeverity::Info).await;
+            if let Some(warning) = preflight_warning {
+                self.warn(warning).await;
+            }
         }
 
         // 14. Should the analysis advance?

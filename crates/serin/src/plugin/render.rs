@@ -310,9 +310,27 @@ fn decision(out: &mut String, d: &Decision, queries: bool) {
     }
 }
 
-/// `kubectl serin why`: the last `last` decisions, oldest first.
+/// The `MetricsReady` condition while the query pre-flight fails: why the run holds at weight 0.
+fn preflight_failure(canary: &Canary) -> Option<String> {
+    let status = canary.status.as_ref()?;
+    let c = status.condition(crate::api::status::METRICS_READY_CONDITION)?;
+    if c.status != crate::api::status::ConditionStatus::False {
+        return None;
+    }
+    Some(format!(
+        "MetricsReady False ({}): {}\n",
+        c.reason,
+        c.message.as_deref().unwrap_or_default()
+    ))
+}
+
+/// `kubectl serin why`: the failing query pre-flight, if any, and the last `last` decisions,
+/// oldest first.
 pub fn why(canary: &Canary, last: usize, queries: bool) -> String {
     let mut out = headline(canary);
+    if let Some(line) = preflight_failure(canary) {
+        out.push_str(&line);
+    }
     out.push('\n');
     let decisions = canary
         .status
@@ -421,6 +439,26 @@ podinfo.test  Progressing  [####------] 20/50  failed checks 1/2
             serde_json::json!({}),
         );
         assert!(why(&empty, 3, false).contains("No decisions recorded yet"));
+    }
+
+    #[test]
+    fn why_names_a_failing_query_preflight() {
+        let condition = |status: &str| {
+            serde_json::json!({"phase": "Progressing", "conditions": [{
+                "type": "MetricsReady", "status": status, "reason": "NoValues",
+                "message": "Query pre-flight: metric error-rate (prometheus) returned no values"}]})
+        };
+        let failing = canary(condition("False"), serde_json::json!({"threshold": 2}));
+        let text = why(&failing, 3, false);
+        assert!(
+            text.lines().nth(1)
+                == Some(
+                    "MetricsReady False (NoValues): Query pre-flight: metric error-rate (prometheus) returned no values"
+                ),
+            "{text}"
+        );
+        let answered = canary(condition("True"), serde_json::json!({"threshold": 2}));
+        assert!(!why(&answered, 3, false).contains("MetricsReady"));
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod deletion;
 mod hostile;
 mod leader;
 mod mesh;
+mod preflight;
 mod promotion;
 mod real_prometheus;
 mod revision;

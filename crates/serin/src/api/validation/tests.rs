@@ -42,3 +42,28 @@ fn unroutable_providers_are_a_warning() {
     }
     assert!(!Provider::Knative.routable_by_serin());
 }
+
+/// `analysis.preflight` (Serin's query pre-flight) is known; set without metrics it does
+/// nothing, which is said.
+#[test]
+fn preflight_without_metrics_is_a_warning() {
+    let with = |analysis: serde_json::Value| -> Vec<String> {
+        let spec: CanarySpec = serde_json::from_value(json!({
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "service": {"port": 9898},
+            "analysis": analysis
+        }))
+        .unwrap();
+        validate_canary_spec(&spec, &Options::default())
+            .into_iter()
+            .filter(|p| p.path == "spec.analysis.preflight")
+            .map(|p| format!("{:?}: {}", p.severity, p.message))
+            .collect()
+    };
+    let metrics = json!([{"name": "request-success-rate", "thresholdRange": {"min": 99}}]);
+    assert!(with(json!({"stepWeight": 10, "metrics": metrics, "preflight": false})).is_empty());
+    assert_eq!(
+        with(json!({"stepWeight": 10, "preflight": false})),
+        ["Warning: has no effect: the query pre-flight runs only for an analysis with metrics"]
+    );
+}

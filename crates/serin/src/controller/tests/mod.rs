@@ -140,6 +140,9 @@ pub struct FakeMetrics {
     pub queue: Mutex<VecDeque<CheckResult>>,
     pub default: Mutex<CheckResult>,
     pub runs: AtomicUsize,
+    /// Results of the next query pre-flights; when empty, every query answers.
+    pub preflights: Mutex<VecDeque<Result<(), Finding>>>,
+    pub preflight_runs: AtomicUsize,
 }
 
 impl Default for FakeMetrics {
@@ -149,6 +152,8 @@ impl Default for FakeMetrics {
             queue: Mutex::new(VecDeque::new()),
             default: Mutex::new(Ok(vec![("request-success-rate".into(), 99.5)].into())),
             runs: AtomicUsize::new(0),
+            preflights: Mutex::new(VecDeque::new()),
+            preflight_runs: AtomicUsize::new(0),
         }
     }
 }
@@ -164,6 +169,10 @@ impl MetricChecks for FakeMetrics {
             Some(r) => r,
             None => lock(&self.default).clone(),
         }
+    }
+    async fn preflight(&self, _c: &Canary) -> Result<(), Finding> {
+        self.preflight_runs.fetch_add(1, Ordering::SeqCst);
+        lock(&self.preflights).pop_front().unwrap_or(Ok(()))
     }
 }
 
