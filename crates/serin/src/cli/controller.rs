@@ -19,6 +19,7 @@ use crate::controller::adapters::{self, AdapterConfig};
 use crate::controller::leader::{LeaderConfig, LeaderElector, LeaderError};
 use crate::controller::runtime::{self, RuntimeError, RuntimeOptions};
 use crate::controller::webhook::WebhookError;
+use crate::dashboard::{Dashboard, DashboardArgs, DashboardError};
 use crate::metrics::providers::MetricsProvider;
 use crate::metrics::providers::prometheus::PrometheusProvider;
 use crate::metrics::recorder::Recorder;
@@ -126,6 +127,8 @@ pub struct Args {
     pub notifier: GlobalNotifierArgs,
     #[command(flatten)]
     pub server: ServerArgs,
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
 }
 
 /// Why the controller stopped with an error.
@@ -147,6 +150,8 @@ pub enum ControllerError {
     Server(#[from] ServerError),
     #[error(transparent)]
     Leader(#[from] LeaderError),
+    #[error(transparent)]
+    Dashboard(#[from] DashboardError),
 }
 
 fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, ControllerError> {
@@ -286,13 +291,17 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
             annotations_prefix: args.ingress_annotations_prefix.clone(),
         },
     };
-    let ports = adapters::kube_ports(
+    let mut ports = adapters::kube_ports(
         client.clone(),
         mesh_client,
         set_owner_refs,
         recorder.clone(),
         &adapter_config,
     )?;
+    let dashboard = Dashboard::start(&args.dashboard, shutdown.clone()).await?;
+    if let Some(dashboard) = &dashboard {
+        ports.events = dashboard.tee(ports.events.clone());
+    }
     let scheduler_config = SchedulerConfig {
         default_provider: provider,
         event_webhook,
@@ -307,6 +316,7 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
             "control-loop-interval",
             &args.control_loop_interval,
         )?,
+        observer: dashboard.as_ref().map(Dashboard::observer),
     };
 
     let controller = runtime::run(
@@ -365,8 +375,18 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
     };
     if result.is_err() {
         http.abort();
-    } else if let Ok(Err(e)) = http.await {
-        tracing::error!("{e}");
+        if let Some(dashboard) = &dashboard {
+            dashboard.abort();
+        }
+    } else {
+        if let Ok(Err(e)) = http.await {
+            tracing::error!("{e}");
+        }
+        if let Some(dashboard) = dashboard
+            && let Err(e) = dashboard.stopped().await
+        {
+            tracing::error!("{e}");
+        }
     }
     result
 }
