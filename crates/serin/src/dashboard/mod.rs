@@ -48,10 +48,15 @@ impl BoundAddress {
 #[derive(Debug, Clone, clap::Args)]
 pub struct DashboardArgs {
     /// Serve the read-only web dashboard on this port (off when unset; 0 picks a free port).
-    #[arg(long = "dashboard-port", value_name = "PORT")]
+    #[arg(id = "dashboard_port", long = "dashboard-port", value_name = "PORT")]
     pub port: Option<u16>,
     /// Address the dashboard listens on (e.g. 0.0.0.0 in a pod, behind `kubectl port-forward`).
-    #[arg(long = "dashboard-address", value_name = "IP", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    #[arg(
+        id = "dashboard_address",
+        long = "dashboard-address",
+        value_name = "IP",
+        default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST)
+    )]
     pub address: IpAddr,
     /// Where the dashboard listens once started (not a flag).
     #[arg(skip)]

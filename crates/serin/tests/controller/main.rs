@@ -13,6 +13,7 @@ mod support;
 mod adapters;
 mod alerts;
 mod daemonset;
+mod dashboard;
 mod decisions;
 mod deletion;
 mod hostile;

@@ -131,25 +131,34 @@ function showDetail(d) {
 
 const W = 640, H = 180, PAD = { left: 44, right: 12, top: 10, bottom: 24 };
 
+// Round steps for an axis over `span`: 1, 2 or 5 times a power of ten, about four of them.
+function niceStep(span) {
+  const raw = Math.max(span, 1e-9) / 4;
+  const power = Math.pow(10, Math.floor(Math.log10(raw)));
+  const scaled = raw / power;
+  return (scaled <= 1 ? 1 : scaled <= 2 ? 2 : scaled <= 5 ? 5 : 10) * power;
+}
+
 // A plot frame: x over [t0, t1], y over [y0, y1]; returns the scale functions.
 function frame(svg, t0, t1, y0, y1, yLabel) {
   svg.replaceChildren();
   const x = (t) => PAD.left + ((t - t0) / Math.max(1, t1 - t0)) * (W - PAD.left - PAD.right);
   const y = (v) => H - PAD.bottom - ((v - y0) / Math.max(1e-9, y1 - y0)) * (H - PAD.top - PAD.bottom);
-  for (let i = 0; i <= 4; i++) {
-    const v = y0 + ((y1 - y0) * i) / 4;
+  const step = niceStep(y1 - y0);
+  for (let v = Math.ceil(y0 / step) * step; v <= y1 + step * 1e-6; v += step) {
     svg.append(el("svg:line", { class: "grid", x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v) }));
     svg.append(el("svg:text", { x: PAD.left - 4, y: y(v) + 3, "text-anchor": "end" }, yLabel(v)));
   }
   svg.append(el("svg:line", { class: "axis", x1: PAD.left, x2: PAD.left, y1: PAD.top, y2: H - PAD.bottom }));
   svg.append(el("svg:line", { class: "axis", x1: PAD.left, x2: W - PAD.right, y1: H - PAD.bottom, y2: H - PAD.bottom }));
-  for (const t of [t0, (t0 + t1) / 2, t1]) {
-    svg.append(el("svg:text", { x: x(t), y: H - 8, "text-anchor": "middle" }, clock(t)));
+  for (const [t, anchor] of [[t0, "start"], [(t0 + t1) / 2, "middle"], [t1, "end"]]) {
+    svg.append(el("svg:text", { x: x(t), y: H - 8, "text-anchor": anchor }, clock(t)));
   }
   return { x, y };
 }
 
 function round(v) {
+  if (v === 0) return "0";
   return Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(1) : v.toPrecision(2);
 }
 
