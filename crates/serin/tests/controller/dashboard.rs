@@ -26,6 +26,9 @@ const TEST: &str = "dashboard_shows_a_canary_progressing_in_a_browser";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dashboard_shows_a_canary_progressing_in_a_browser() {
+    if dev_cluster_only("the browser test of the page runs once, on the dev cluster") {
+        return;
+    }
     let Some(browser) = require_browser() else {
         return;
     };
