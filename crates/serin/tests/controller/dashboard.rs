@@ -121,7 +121,7 @@ async fn open_browser(browser: &Browser, driver: &Driver, profile: &Path) -> Cli
             "binary": browser.chromium,
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--no-proxy-server", "--window-size=1280,1000",
+                "--no-proxy-server", "--window-size=1280,1800",
                 format!("--user-data-dir={}", profile.display()),
             ]
         }
