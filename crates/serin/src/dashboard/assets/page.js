@@ -31,7 +31,9 @@ function phaseBadge(node, phase) {
 
 // ---- the list ----------------------------------------------------------------------------
 
-function upsertRow(row) {
+// Adds or updates the row of a Canary; a new row goes to its sorted place unless `inOrder` is
+// false (a whole list being loaded, which then places every row once).
+function upsertRow(row, inOrder = true) {
   let tr = rows.get(row.key);
   if (!tr) {
     tr = el("tr", { "data-key": row.key });
@@ -42,9 +44,11 @@ function upsertRow(row) {
     tr.append(name, phase, el("td", { class: "weight" }));
     tr.addEventListener("click", () => select(row.key));
     rows.set(row.key, tr);
-    const body = $("canaries").tBodies[0];
-    const after = [...rows.keys()].sort().find((k) => k > row.key);
-    body.insertBefore(tr, after ? rows.get(after) : null);
+    if (inOrder) {
+      const body = $("canaries").tBodies[0];
+      const next = [...body.rows].find((r) => r.dataset.key > row.key);
+      body.insertBefore(tr, next || null);
+    }
   }
   phaseBadge(tr.querySelector(".phase"), row.phase);
   tr.querySelector(".weight").textContent = row.canaryWeight + "%";
@@ -72,7 +76,10 @@ async function loadList() {
   const list = await response.json();
   const keys = new Set(list.map((r) => r.key));
   for (const key of [...rows.keys()]) if (!keys.has(key)) removeRow(key);
-  for (const row of list) upsertRow(row);
+  for (const row of list) upsertRow(row, false);
+  // The server sorts the list: appending every row in its order places new and old ones.
+  const body = $("canaries").tBodies[0];
+  for (const row of list) body.append(rows.get(row.key));
   if (!selected && list.length > 0) select(list[0].key);
   else if (selected) refreshDetail();
 }
