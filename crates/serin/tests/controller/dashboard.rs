@@ -7,6 +7,7 @@
 //! set) a missing browser fails the test: `.ci/run` installs both.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -202,6 +203,44 @@ async fn wait_page(client: &Client, what: &str, timeout: Duration, done: impl Fn
     }
 }
 
+/// The in-process controller with `--dashboard-port=0`, and where its dashboard listens.
+pub struct DashboardController {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), serin::cli::controller::ControllerError>>,
+    pub addr: SocketAddr,
+}
+
+impl DashboardController {
+    pub async fn start(cluster: &Cluster, prom: &FakeProm) -> Self {
+        let args = controller_args(&[
+            format!("--kubeconfig={}", cluster.kubeconfig.display()),
+            format!("--metrics-server={}", prom.url),
+            "--port=0".into(),
+            "--min-analysis-interval=1s".into(),
+            "--dashboard-port=0".into(),
+        ]);
+        let bound = args.dashboard.bound.clone();
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(serve(args, rx));
+        let addr = wait_for("the dashboard to listen", Duration::from_secs(10), || {
+            let addr = bound.get();
+            async move { addr }
+        })
+        .await;
+        assert!(addr.ip().is_loopback(), "binds {addr}, not loopback");
+        Self { stop, task, addr }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("controller did not stop")
+            .expect("controller task panicked")
+            .unwrap();
+    }
+}
+
 fn artefact_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -216,22 +255,8 @@ async fn scenario(browser: Browser) {
     cluster
         .create_deployment("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.0")
         .await;
-    let args = controller_args(&[
-        format!("--kubeconfig={}", cluster.kubeconfig.display()),
-        format!("--metrics-server={}", prom.url),
-        "--port=0".into(),
-        "--min-analysis-interval=1s".into(),
-        "--dashboard-port=0".into(),
-    ]);
-    let bound = args.dashboard.bound.clone();
-    let (stop, rx) = watch::channel(false);
-    let controller = tokio::spawn(serve(args, rx));
-    let addr = wait_for("the dashboard to listen", Duration::from_secs(10), || {
-        let addr = bound.get();
-        async move { addr }
-    })
-    .await;
-    assert!(addr.ip().is_loopback(), "binds {addr}, not loopback");
+    let ctrl = DashboardController::start(&cluster, &prom).await;
+    let addr = ctrl.addr;
 
     let rec = Recorder::start(&cluster, "podinfo");
     // Five steps of 1 s, so that the page can be seen between them.
@@ -325,11 +350,6 @@ async fn scenario(browser: Browser) {
     let _ = client.close().await;
     drop(driver);
     let _ = std::fs::remove_dir_all(&profile);
-    let _ = stop.send(true);
-    tokio::time::timeout(Duration::from_secs(10), controller)
-        .await
-        .expect("controller did not stop")
-        .expect("controller task panicked")
-        .unwrap();
+    ctrl.stop().await;
     cluster.shutdown().await;
 }

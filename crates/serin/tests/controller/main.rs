@@ -14,6 +14,7 @@ mod adapters;
 mod alerts;
 mod daemonset;
 mod dashboard;
+mod dashboard_routes;
 mod decisions;
 mod deletion;
 mod hostile;
