@@ -1,7 +1,8 @@
 //! `serin controller`: the progressive-delivery controller with Flagger's flags.
 //!
 //! Start-up follows Flagger: logger → clients (workload and mesh cluster) → CRD check →
-//! metrics server probe (non-fatal) → global notifier → HTTP server → controller, optionally
+//! metrics server probe (non-fatal) → global notifier → the web dashboard (with
+//! `--dashboard-port`) → HTTP server → controller, optionally
 //! under leader election. SIGINT/SIGTERM stop the controller, the HTTP server and the leader
 //! election together.
 
@@ -266,6 +267,8 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
     recorder.set_info(env!("CARGO_PKG_VERSION"), &args.mesh_provider);
     let readiness = Readiness::new();
 
+    // Dropped on an early return below, it stops.
+    let dashboard = Dashboard::start(&args.dashboard, shutdown.clone()).await?;
     let listener = server::bind(args.server.port).await?;
     let http = tokio::spawn(server::serve(
         listener,
@@ -298,7 +301,6 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
         recorder.clone(),
         &adapter_config,
     )?;
-    let dashboard = Dashboard::start(&args.dashboard, shutdown.clone()).await?;
     if let Some(dashboard) = &dashboard {
         ports.events = dashboard.tee(ports.events.clone());
     }
@@ -375,9 +377,6 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
     };
     if result.is_err() {
         http.abort();
-        if let Some(dashboard) = &dashboard {
-            dashboard.abort();
-        }
     } else {
         if let Ok(Err(e)) = http.await {
             tracing::error!("{e}");

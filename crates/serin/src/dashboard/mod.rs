@@ -84,11 +84,20 @@ pub enum DashboardError {
     Serve(std::io::Error),
 }
 
-/// A running dashboard.
+/// A running dashboard; dropping it stops it at once.
 pub struct Dashboard {
     view: Arc<View>,
     addr: SocketAddr,
-    task: JoinHandle<Result<(), DashboardError>>,
+    /// `None` once [`Dashboard::stopped`] took it.
+    task: Option<JoinHandle<Result<(), DashboardError>>>,
+}
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
 }
 
 impl Dashboard {
@@ -121,7 +130,11 @@ impl Dashboard {
                 .await
                 .map_err(DashboardError::Serve)
         });
-        Ok(Some(Self { view, addr, task }))
+        Ok(Some(Self {
+            view,
+            addr,
+            task: Some(task),
+        }))
     }
 
     /// Where it listens.
@@ -140,19 +153,17 @@ impl Dashboard {
     }
 
     /// Waits for the server to stop (after shutdown).
-    pub async fn stopped(self) -> Result<(), DashboardError> {
-        match self.task.await {
+    pub async fn stopped(mut self) -> Result<(), DashboardError> {
+        let Some(task) = self.task.take() else {
+            return Ok(());
+        };
+        match task.await {
             Ok(result) => result,
             Err(e) => {
                 tracing::error!("the dashboard's HTTP server stopped abnormally: {e}");
                 Ok(())
             }
         }
-    }
-
-    /// Stops it at once (the controller failed).
-    pub fn abort(&self) {
-        self.task.abort();
     }
 }
 

@@ -479,3 +479,25 @@ async fn off_unless_a_port_is_given() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_dropped_dashboard_stops_listening() {
+    let args = DashboardArgs {
+        port: Some(0),
+        ..DashboardArgs::default()
+    };
+    let (_tx, rx) = watch::channel(false);
+    let dashboard = Dashboard::start(&args, rx).await.unwrap().unwrap();
+    let addr = dashboard.addr();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
+    // The controller returned early (e.g. another flag was wrong): nothing is left listening.
+    drop(dashboard);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still listening on {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
