@@ -88,18 +88,19 @@ impl Driver {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        // "ChromeDriver was started successfully on port 35637."
-        let port = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|line| {
-                line.split_once("started successfully on port ")
-                    .map(|(_, rest)| rest.trim_end_matches('.').trim().to_string())
-            })
-            .expect("chromedriver did not say which port it listens on");
-        // Keep reading its output so that it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        // "ChromeDriver was started successfully on port 35637."; the reader keeps draining its
+        // output afterwards so that it never blocks on a full pipe.
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some((_, rest)) = line.split_once("started successfully on port ") {
+                    let _ = port_tx.send(rest.trim_end_matches('.').trim().to_string());
+                }
+            }
+        });
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("chromedriver did not say which port it listens on within 20 s");
         Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
