@@ -128,7 +128,7 @@ struct History {
     weights: VecDeque<WeightPoint>,
     metrics: VecDeque<(Arc<str>, MetricPoint)>,
     events: VecDeque<EventEntry>,
-    /// Time of the newest decision already turned into metric points.
+    /// Time of the newest decision turned into metric points.
     last_decision: Option<i64>,
 }
 
@@ -158,9 +158,18 @@ impl History {
             );
         }
         for decision in status.decisions.as_deref().unwrap_or(&[]) {
+            // Ticks are at least a second apart and their times are whole seconds: one time is
+            // one tick. The controller may write a tick's entry again within the tick (replacing
+            // it); its checks then replace those kept.
             let t = millis(&decision.time);
-            if self.last_decision.is_some_and(|last| t <= last) {
-                continue;
+            match self.last_decision {
+                Some(last) if t < last => continue,
+                Some(last) if t == last => {
+                    while self.metrics.back().is_some_and(|(_, p)| p.t == t) {
+                        self.metrics.pop_back();
+                    }
+                }
+                _ => {}
             }
             self.last_decision = Some(t);
             for check in &decision.checks {

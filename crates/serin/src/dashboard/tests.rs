@@ -170,6 +170,34 @@ fn decisions_become_metric_points_once_each() {
 }
 
 #[test]
+fn a_tick_written_again_replaces_its_points() {
+    let mut fed = Fed::new();
+    let at = "2026-01-01T00:01:00Z";
+    let mut first = tick(at, 10, 99.5);
+    first["checks"] = json!([]);
+    fed.apply(canary("a", "Progressing", 10, at, json!([first])));
+    fed.apply(canary(
+        "a",
+        "Progressing",
+        10,
+        at,
+        json!([tick(at, 10, 99.5)]),
+    ));
+    // Seen again unchanged with the next status write: still one point.
+    fed.apply(canary(
+        "a",
+        "Progressing",
+        10,
+        at,
+        json!([tick(at, 10, 99.5)]),
+    ));
+    let d = fed.view.detail("test", "a").unwrap();
+    assert_eq!(d.metrics.len(), 1);
+    assert_eq!(d.metrics[0].points.len(), 1);
+    assert_eq!(d.metrics[0].points[0].value, Some(99.5));
+}
+
+#[test]
 fn histories_are_bounded_per_canary() {
     let mut fed = Fed::new();
     let start = 1_767_225_600i64;
