@@ -64,6 +64,26 @@ pub enum ReconcileError {
     Scheduler(#[from] SchedulerError),
 }
 
+/// Sees the controller's Canary watch (the web dashboard's feed): [`CanaryObserver::cache`]
+/// once with the Canary cache, then every watch event after the cache applied it. Called on the
+/// watch's task: implementations must not block.
+pub trait CanaryObserver: Send + Sync {
+    /// The controller's Canary cache (read-only for the observer).
+    fn cache(&self, store: Store<Canary>);
+    /// One watch event, after the cache applied it.
+    fn event(&self, event: &watcher::Event<Canary>);
+}
+
+/// An optional [`CanaryObserver`] in [`RuntimeOptions`].
+#[derive(Clone)]
+pub struct Observer(pub Arc<dyn CanaryObserver>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
+}
+
 /// Settings of the runtime (controller flags).
 #[derive(Clone, Debug)]
 pub struct RuntimeOptions {
@@ -78,6 +98,8 @@ pub struct RuntimeOptions {
     /// `-control-loop-interval`: how often `flagger_canary_total` is refreshed and duplicate
     /// targets are logged (both done by Flagger's job-sync loop).
     pub control_loop_interval: Duration,
+    /// Who else sees the Canary watch (`-dashboard-port`); `None` when nobody does.
+    pub observer: Option<Observer>,
 }
 
 impl Default for RuntimeOptions {
@@ -88,6 +110,7 @@ impl Default for RuntimeOptions {
             no_cross_namespace_refs: false,
             config_tracking: true,
             control_loop_interval: Duration::from_secs(10),
+            observer: None,
         }
     }
 }
@@ -542,7 +565,16 @@ pub async fn run<F>(
     // The Canary cache holds every version; only changes that can matter to a reconcile
     // trigger one (not the controller's own status writes: the scheduler requeues itself).
     let (store, writer) = reflector::store();
+    let observer = options.observer.clone();
+    if let Some(Observer(o)) = &observer {
+        o.cache(store.clone());
+    }
     let canary_changes = reflector(writer, canary_events)
+        .inspect(move |event| {
+            if let (Some(Observer(o)), Ok(event)) = (&observer, event) {
+                o.event(event);
+            }
+        })
         .applied_objects()
         .predicate_filter(canary_trigger, Default::default());
     let mut triggers = vec![triggers_of("Canary", canary_changes, |c: &Canary| {

@@ -13,6 +13,8 @@ mod support;
 mod adapters;
 mod alerts;
 mod daemonset;
+mod dashboard;
+mod dashboard_routes;
 mod decisions;
 mod deletion;
 mod hostile;
