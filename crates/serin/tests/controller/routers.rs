@@ -237,6 +237,22 @@ async fn gateway_api_v1beta1() {
     promotion_and_rollback(gateway_api("gatewayapi:v1beta1", "v1beta1")).await;
 }
 
+/// GRPCRoute (Serin only): `gatewayapi:v1` with `service.appProtocol: grpc`. Its weighted rule
+/// has the HTTPRoute's shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gateway_api_grpc_route() {
+    let mut case = gateway_api("gatewayapi:v1", "v1");
+    case.service["appProtocol"] = json!("grpc");
+    case.routing = (
+        "gateway.networking.k8s.io",
+        "v1",
+        "GRPCRoute",
+        "grpcroutes",
+        "podinfo",
+    );
+    promotion_and_rollback(case).await;
+}
+
 /// Weights of a TrafficSplit's backends (integers or quantities).
 fn traffic_split_weights(ts: &Value) -> Option<(i64, i64)> {
     let mut out = (None, None);
