@@ -25,12 +25,12 @@ use crate::api::apis::gatewayapi::{
 };
 use crate::api::apis::istio::HttpMatchRequest;
 use crate::api::provider::GatewayApiVersion;
-use crate::api::service::CanaryService;
+use crate::api::provider::{
+    GRPC_AFFINITY_ERROR, GRPC_METHOD_ERROR, GRPC_QUERY_ERROR, GRPC_URI_ERROR,
+};
+use crate::api::service::{CanaryService, grpc_method_of};
 use crate::router::object::{apex_annotations, apex_labels};
 use crate::workload::meta::{canary_owner_reference, metadata_map_patch, prune};
-
-/// The `service.appProtocol` that asks for a GRPCRoute.
-pub const GRPC_APP_PROTOCOL: &str = "grpc";
 
 /// Whether a Canary routed by Gateway API `version` gets a GRPCRoute: `gatewayapi:v1` with
 /// `service.appProtocol: grpc` (any case). GRPCRoute has no v1beta1 version, so
@@ -41,39 +41,23 @@ pub fn wants_grpc_route(canary: &Canary, version: GatewayApiVersion) -> bool {
             .spec
             .service
             .as_ref()
-            .and_then(|s| s.app_protocol.as_deref())
-            .is_some_and(|p| p.eq_ignore_ascii_case(GRPC_APP_PROTOCOL))
+            .is_some_and(CanaryService::is_grpc)
 }
 
 fn invalid(message: &str) -> RouterError {
     RouterError::Invalid(message.to_string())
 }
 
-/// The gRPC service and method of a request path: `/<service>/<method>` (exact) or
-/// `/<service>/` (prefix).
+/// The gRPC service and method of a match's `uri` ([`grpc_method_of`]).
 fn method_match(request: &HttpMatchRequest) -> Result<Option<GrpcMethodMatch>, RouterError> {
     let Some(uri) = &request.uri else {
         return Ok(None);
     };
-    let path_error = "GRPCRoute matches a gRPC service and method: write the match's uri as exact: /<service>/<method> or prefix: /<service>/";
-    let (service, method) = if let Some(exact) = uri.exact.as_deref().filter(|v| !v.is_empty()) {
-        let (service, method) = exact
-            .trim_start_matches('/')
-            .split_once('/')
-            .ok_or_else(|| invalid(path_error))?;
-        (service, Some(method))
-    } else if let Some(prefix) = uri.prefix.as_deref().filter(|v| !v.is_empty()) {
-        (prefix.trim_matches('/'), None)
-    } else {
-        return Err(invalid(path_error));
-    };
-    if service.is_empty() || service.contains('/') || method.is_some_and(|m| m.is_empty()) {
-        return Err(invalid(path_error));
-    }
+    let (service, method) = grpc_method_of(uri).ok_or_else(|| invalid(GRPC_URI_ERROR))?;
     Ok(Some(GrpcMethodMatch {
         match_type: Some(EXACT.to_string()),
-        service: Some(service.to_string()),
-        method: method.map(str::to_string),
+        service: Some(service),
+        method,
         ..Default::default()
     }))
 }
@@ -83,12 +67,10 @@ pub fn grpc_matches(requests: &[HttpMatchRequest]) -> Result<Vec<GrpcRouteMatch>
     let mut out = Vec::new();
     for request in requests {
         if request.method.is_some() {
-            return Err(invalid(
-                "GRPCRoute has no HTTP method match (gRPC requests are all POST); match the gRPC method with the uri /<service>/<method>",
-            ));
+            return Err(invalid(GRPC_METHOD_ERROR));
         }
         if request.query_params.as_ref().is_some_and(|q| !q.is_empty()) {
-            return Err(invalid("GRPCRoute has no query parameter match"));
+            return Err(invalid(GRPC_QUERY_ERROR));
         }
         let headers = request
             .headers
@@ -168,9 +150,7 @@ pub fn grpc_rules(canary: &Canary, routes: Routes) -> Result<Vec<GrpcRouteRule>,
     let n = names(canary);
     let analysis = canary.spec.analysis();
     if analysis.is_some_and(|a| a.session_affinity.is_some()) {
-        return Err(invalid(
-            "GRPCRoute cannot route by cookie: remove analysis.sessionAffinity, or route with an HTTPRoute (service.appProtocol other than grpc)",
-        ));
+        return Err(invalid(GRPC_AFFINITY_ERROR));
     }
     let matches = grpc_matches(svc.matches.as_deref().unwrap_or(&[]))?;
     let mut weighted = GrpcRouteRule {
