@@ -108,11 +108,20 @@ fn owned_spec(spec: &ServiceSpec) -> Value {
     value
 }
 
+/// Whether the API server keeps a health-check node port for this Service.
+fn has_health_check_node_port(spec: &ServiceSpec) -> bool {
+    spec.type_.as_deref() == Some("LoadBalancer")
+        && spec.external_traffic_policy.as_deref() == Some("Local")
+}
+
 /// The `spec` part of a merge patch that makes `live` carry `desired`'s owned fields; a new port
-/// list keeps the node ports `live` already has for ports of the same name.
+/// list keeps the node ports `live` already has for ports of the same name. Node ports (and the
+/// health-check node port) the desired type does not allow are removed.
 fn spec_patch(live: &ServiceSpec, desired: &ServiceSpec) -> Option<Value> {
-    let mut patch = merge_patch_diff(&owned_spec(live), &owned_spec(desired))?;
-    if patch.get("ports").is_some_and(|p| !p.is_null()) && has_node_ports(desired) {
+    let mut patch = merge_patch_diff(&owned_spec(live), &owned_spec(desired)).unwrap_or(json!({}));
+    let live_node_ports = live.ports.iter().flatten().any(|p| p.node_port.is_some());
+    let ports_patched = patch.get("ports").is_some_and(|p| !p.is_null());
+    if ports_patched || (live_node_ports && !has_node_ports(desired)) {
         let mut ports = desired.ports.clone().unwrap_or_default();
         for port in ports.iter_mut() {
             port.node_port = live
@@ -120,11 +129,15 @@ fn spec_patch(live: &ServiceSpec, desired: &ServiceSpec) -> Option<Value> {
                 .iter()
                 .flatten()
                 .find(|l| l.name == port.name)
-                .and_then(|l| l.node_port);
+                .and_then(|l| l.node_port)
+                .filter(|_| has_node_ports(desired));
         }
         patch["ports"] = json!(ports);
     }
-    Some(patch)
+    if live.health_check_node_port.is_some() && !has_health_check_node_port(desired) {
+        patch["healthCheckNodePort"] = Value::Null;
+    }
+    (patch != json!({})).then_some(patch)
 }
 
 fn join_patch(spec: Option<Value>, metadata: Option<Value>) -> Option<Value> {

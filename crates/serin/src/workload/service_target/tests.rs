@@ -155,6 +155,32 @@ fn the_canary_copy_follows_the_target_and_keeps_its_own_addresses() {
 }
 
 #[test]
+fn a_type_change_drops_the_node_ports_the_new_type_does_not_allow() {
+    let c = canary(json!({}));
+    let mut lb = target_json();
+    lb["spec"]["type"] = json!("LoadBalancer");
+    lb["spec"]["externalTrafficPolicy"] = json!("Local");
+    let lb: Service = serde_json::from_value(lb).unwrap();
+    let mut live = build_copy(&c, &lb, "podinfo-canary", owner(&c));
+    let spec = live.spec.as_mut().unwrap();
+    spec.ports.as_mut().unwrap()[0].node_port = Some(31001);
+    spec.health_check_node_port = Some(32000);
+    assert_eq!(canary_sync_patch(&c, &lb, &live), None, "in step");
+
+    // Back to ClusterIP: the API server refuses node ports on a ClusterIP Service.
+    let patch = canary_sync_patch(&c, &target(), &live).unwrap();
+    assert_eq!(
+        patch["spec"],
+        json!({
+            "type": "ClusterIP",
+            "externalTrafficPolicy": null,
+            "healthCheckNodePort": null,
+            "ports": [{"name": "http", "port": 9898, "protocol": "TCP", "targetPort": "http"}]
+        })
+    );
+}
+
+#[test]
 fn promotion_copies_the_spec_and_the_prefix_filtered_metadata() {
     let c = canary(json!({"service": {"trafficDistribution": "PreferClose"}}));
     let mut primary = build_copy(&c, &target(), "podinfo-primary", owner(&c));
