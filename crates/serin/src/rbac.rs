@@ -54,7 +54,7 @@ pub const RULES: &[Rule] = &[
         resources: &["services"],
         verbs: &["get", "create", "patch"],
         need: Need::Always,
-        used_by: "workload/services.rs: the apex, -canary and -primary Services",
+        used_by: "workload/services.rs: the apex, -canary and -primary Services; workload/service_target.rs: the copies of a Service target",
     },
     Rule {
         group: "",
@@ -170,10 +170,10 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         group: "gateway.networking.k8s.io",
-        resources: &["httproutes"],
+        resources: &["httproutes", "grpcroutes"],
         verbs: ROUTER_VERBS,
         need: Need::Router,
-        used_by: "Gateway API router",
+        used_by: "Gateway API router (GRPCRoute for service.appProtocol: grpc)",
     },
     Rule {
         group: "split.smi-spec.io",

@@ -205,13 +205,20 @@ impl CanarySpec {
         )
     }
 
+    /// Whether the target is a Knative Service (`kind: Service` of `serving.knative.dev`); any
+    /// other `kind: Service` is a plain Kubernetes Service.
+    pub fn targets_knative_service(&self) -> bool {
+        let target = &self.target_ref;
+        target.kind == "Service" && target.api_version.starts_with("serving.knative.dev")
+    }
+
     /// Why Serin cannot run this canary's target yet, in the words the controller uses when it
     /// refuses it (`None` when the target kind is handled). `serin validate` reports the same
     /// text, so the two stay in step: the workload factory is the only other place that knows
-    /// the supported kinds.
+    /// the supported kinds. Knative Services are the one kind left.
     pub fn unsupported_target(&self) -> Option<String> {
         let target = &self.target_ref;
-        (target.kind == "Service").then(|| {
+        self.targets_knative_service().then(|| {
             format!(
                 "target {}/{} {} is not supported yet by Serin",
                 target.api_version, target.kind, target.name

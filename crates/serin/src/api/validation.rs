@@ -147,9 +147,17 @@ pub fn validate_canary_spec(spec: &CanarySpec, options: &Options) -> Vec<Problem
 const MAX_SERVICE_NAME: usize = 63;
 
 /// The Services Serin generates (`<apex>`, `<apex>-primary`, `<apex>-canary`) need names of at
-/// most 63 characters; the API server refuses longer ones on every attempt.
+/// most 63 characters; the API server refuses longer ones on every attempt. A plain Service
+/// target's copies are named after the target while routers send traffic to the apex's names.
 fn check_generated_names(spec: &CanarySpec, out: &mut Vec<Problem>) {
     let (apex, primary, _canary) = spec.service_names();
+    let target = &spec.target_ref.name;
+    if spec.target_ref.kind == "Service" && !spec.targets_knative_service() && &apex != target {
+        out.push(Problem::warning(
+            "spec.service.name",
+            format!("the copies of the target Service are {target}-primary and {target}-canary, but the router sends traffic to {primary} and {apex}-canary; leave service.name unset with a Service target"),
+        ));
+    }
     if apex.is_empty() || primary.len() <= MAX_SERVICE_NAME {
         return;
     }

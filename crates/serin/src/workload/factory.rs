@@ -1,13 +1,14 @@
 //! The one place a target kind becomes a [`TargetController`].
 
 use super::{
-    DaemonSetController, DeploymentController, TargetController, WorkloadConfig, WorkloadError,
-    meta,
+    DaemonSetController, DeploymentController, ServiceTargetController, TargetController,
+    WorkloadConfig, WorkloadError, meta,
 };
 use crate::api::Canary;
 
-/// The target controller of a Canary's `targetRef.kind` (`Deployment` or `DaemonSet`). Plain
-/// Service and Knative targets are not implemented yet; an unknown kind falls back to the
+/// The target controller of a Canary's `targetRef.kind` (`Deployment`, `DaemonSet` or a plain
+/// `Service`). Knative Service targets are not implemented yet
+/// ([`crate::api::canary::CanarySpec::unsupported_target`]); an unknown kind falls back to the
 /// Deployment controller with a warning, as in Flagger.
 pub fn target_controller_for(
     client: kube::Client,
@@ -21,6 +22,10 @@ pub fn target_controller_for(
     match target.kind.as_str() {
         "Deployment" => Ok(Box::new(DeploymentController::new(client, config.clone()))),
         "DaemonSet" => Ok(Box::new(DaemonSetController::new(client, config.clone()))),
+        "Service" => Ok(Box::new(ServiceTargetController::new(
+            client,
+            config.clone(),
+        ))),
         other => {
             tracing::warn!(
                 canary = %meta::canary_id(canary),
@@ -38,11 +43,11 @@ mod tests {
     use super::*;
     use crate::workload::test_cluster::TestCluster;
 
-    fn canary(kind: &str) -> Canary {
+    fn canary(api_version: &str, kind: &str) -> Canary {
         serde_json::from_value(serde_json::json!({
             "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
             "metadata": {"name": "podinfo", "namespace": "test"},
-            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": kind, "name": "podinfo"}, "service": {"port": 80}}
+            "spec": {"targetRef": {"apiVersion": api_version, "kind": kind, "name": "podinfo"}, "service": {"port": 80}}
         }))
         .unwrap()
     }
@@ -52,18 +57,24 @@ mod tests {
         let fake = TestCluster::start().await;
         let client = fake.client();
         let config = WorkloadConfig::default();
-        for kind in ["Deployment", "DaemonSet", "StatefulSet"] {
+        for (api_version, kind) in [
+            ("apps/v1", "Deployment"),
+            ("apps/v1", "DaemonSet"),
+            ("apps/v1", "StatefulSet"),
+            ("v1", "Service"),
+        ] {
             assert!(
-                target_controller_for(client.clone(), &config, &canary(kind)).is_ok(),
+                target_controller_for(client.clone(), &config, &canary(api_version, kind)).is_ok(),
                 "{kind}"
             );
         }
-        let err = target_controller_for(client, &config, &canary("Service"))
+        let knative = canary("serving.knative.dev/v1", "Service");
+        let err = target_controller_for(client, &config, &knative)
             .err()
             .unwrap();
         assert_eq!(
             err.to_string(),
-            "target apps/v1/Service podinfo is not supported yet by Serin"
+            "target serving.knative.dev/v1/Service podinfo is not supported yet by Serin"
         );
     }
 }

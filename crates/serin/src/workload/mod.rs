@@ -1,5 +1,5 @@
-//! Target workloads: Deployments and DaemonSets behind [`TargetController`], the generated
-//! Services, ConfigMap/Secret tracking and the primary autoscalers.
+//! Target workloads: Deployments, DaemonSets and plain Services behind [`TargetController`],
+//! the generated Services, ConfigMap/Secret tracking and the primary autoscalers.
 
 use std::collections::BTreeMap;
 
@@ -97,6 +97,7 @@ pub mod deployment;
 pub mod factory;
 pub mod meta;
 pub mod pod;
+pub mod service_target;
 pub mod services;
 pub mod template;
 
@@ -110,4 +111,5 @@ pub use config_tracker::ConfigTracker;
 pub use daemonset::DaemonSetController;
 pub use deployment::DeploymentController;
 pub use factory::target_controller_for;
+pub use service_target::ServiceTargetController;
 pub use services::ServiceReconciler;

@@ -26,6 +26,7 @@ mod real_prometheus;
 mod revision;
 mod rollback;
 mod routers;
+mod service_target;
 mod simulate;
 mod startup;
 mod strategies;
