@@ -306,13 +306,19 @@ impl Scheduler {
             Err(_) => None,
         };
         let status = canary.status.clone().unwrap_or_default();
-        let why = trigger(&status, revision.as_ref(), interval, now, last.as_ref());
+        let mut why = trigger(&status, revision.as_ref(), interval, now, last.as_ref());
+        // Serin: a `kubectl serin` request or a pause starting or ending acts at once.
+        let urgent = super::actions::urgent(&canary);
+        if urgent && matches!(why, Trigger::NotDue { .. }) {
+            why = Trigger::Due;
+        }
         if let Trigger::NotDue { after } = why {
             return Ok(Next {
                 requeue_after: after,
             });
         }
         if why == Trigger::Due
+            && !urgent
             && in_run(status.phase)
             && let Some(due) = due_at(&status, interval, last.as_ref())
         {
@@ -579,6 +585,11 @@ impl<'a> Tick<'a> {
             self.info(events::initialization_done(&self.key)).await;
             let msg = events::alert::initialized(&self.kind);
             self.alert(&msg, true, AlertSeverity::Info).await;
+        }
+
+        // Serin: `kubectl serin` requests and pause.
+        if self.requests(&b).await? {
+            return Ok(());
         }
 
         // 14. Should the analysis advance?

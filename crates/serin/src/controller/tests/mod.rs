@@ -8,6 +8,7 @@ mod failures;
 mod gates;
 mod http;
 mod lifecycle;
+mod requests;
 mod restart;
 mod strategies;
 
