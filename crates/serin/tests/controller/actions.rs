@@ -220,27 +220,120 @@ async fn abort_then_retry_and_refusals() {
             ])
             .await;
 
-        // Without patch rights: said in words (the dev cluster stands in for RBAC with a 403
-        // fault; the real control plane's RBAC answers in `forbidden_without_patch_rights`).
-        if real_cluster().is_none() {
-            cluster.dev().faults().set_error_share("patch", 403, 1.0).unwrap();
-            let (ok, stdout, stderr) = run_plugin(vec![
-                "abort".into(),
-                "podinfo".into(),
-                format!("--kubeconfig={}", cluster.kubeconfig.display()),
-                format!("--namespace={NS}"),
-            ])
-            .await;
-            cluster.dev().faults().clear();
-            assert!(!ok, "{stdout}");
-            assert_eq!(
-                stderr,
-                "error: user \"serin-dev\" may not patch canaries.flagger.app in namespace \"test\": ask for the \"patch\" verb on canaries\n"
-            );
-        }
-
         ctrl.stop().await.unwrap();
         cluster.shutdown().await;
     })
     .await;
+}
+
+/// A user who may read canaries but not patch them is told so in words. On the dev cluster a
+/// 403 fault stands in for RBAC; on the real control plane the user `bob` (impersonated
+/// through the kubeconfig's `as`) gets a Role with get and list only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forbidden_without_patch_rights() {
+    guarded(async {
+        let cluster = Cluster::start().await;
+        let hooks = Hooks::start().await;
+        cluster.create_canary(podinfo_canary(&hooks, json!({}))).await;
+        let (kubeconfig, user) = match real_cluster() {
+            Some(admin) => (reader_kubeconfig(&cluster, &admin).await, "bob"),
+            None => {
+                cluster
+                    .dev()
+                    .faults()
+                    .set_error_share("patch", 403, 1.0)
+                    .unwrap();
+                (cluster.kubeconfig.clone(), "serin-dev")
+            }
+        };
+        let (ok, stdout, stderr) = run_plugin(vec![
+            "abort".into(),
+            "podinfo".into(),
+            format!("--kubeconfig={}", kubeconfig.display()),
+            format!("--namespace={NS}"),
+        ])
+        .await;
+        println!("$ kubectl serin abort podinfo\n{stderr}");
+        assert!(!ok, "{stdout}");
+        assert_eq!(
+            stderr,
+            format!(
+                "error: user \"{user}\" may not patch canaries.flagger.app in namespace \"test\": ask for the \"patch\" verb on canaries\n"
+            )
+        );
+        let annotations = cluster
+            .canary("podinfo")
+            .await
+            .unwrap()
+            .metadata
+            .annotations
+            .unwrap_or_default();
+        assert!(
+            !annotations.contains_key(serin::api::request::REQUEST_ANNOTATION),
+            "{annotations:?}"
+        );
+        if real_cluster().is_some() {
+            let _ = std::fs::remove_file(&kubeconfig);
+        } else {
+            cluster.dev().faults().clear();
+        }
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+/// A kubeconfig that acts as `bob`, who may get and list canaries in the test namespace.
+async fn reader_kubeconfig(cluster: &Cluster, admin: &Path) -> std::path::PathBuf {
+    let apply = kube::api::PatchParams::apply("serin-e2e").force();
+    let roles: kube::Api<k8s_openapi::api::rbac::v1::Role> =
+        kube::Api::namespaced(cluster.client.clone(), NS);
+    let role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "canary-reader", "namespace": NS},
+        "rules": [{"apiGroups": ["flagger.app"], "resources": ["canaries"], "verbs": ["get", "list"]}]
+    });
+    roles
+        .patch("canary-reader", &apply, &kube::api::Patch::Apply(&role))
+        .await
+        .unwrap();
+    let bindings: kube::Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+        kube::Api::namespaced(cluster.client.clone(), NS);
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "canary-reader-bob", "namespace": NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "canary-reader"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]
+    });
+    bindings
+        .patch(
+            "canary-reader-bob",
+            &apply,
+            &kube::api::Patch::Apply(&binding),
+        )
+        .await
+        .unwrap();
+    let mut kc = kube::config::Kubeconfig::read_from(admin).unwrap();
+    for user in &mut kc.auth_infos {
+        if let Some(info) = user.auth_info.as_mut() {
+            info.impersonate = Some("bob".into());
+        }
+    }
+    let path = std::env::temp_dir().join(format!("serin-bob-{}.kubeconfig", std::process::id()));
+    std::fs::write(&path, serde_saphyr::to_string(&kc).unwrap()).unwrap();
+    // RBAC is in force once bob can read the canary.
+    wait_for("bob may read canaries", Duration::from_secs(10), || {
+        let path = path.clone();
+        async move {
+            let (ok, _, _) = run_plugin(vec![
+                "get".into(),
+                "podinfo".into(),
+                format!("--kubeconfig={}", path.display()),
+                format!("--namespace={NS}"),
+            ])
+            .await;
+            ok.then_some(())
+        }
+    })
+    .await;
+    path
 }
