@@ -81,9 +81,15 @@ async fn pause_resume_and_promote_through_the_gate() {
         let out = serin(&cluster.kubeconfig, &["pause", "podinfo"]).await;
         let user = user_in(&out);
         assert_eq!(out, format!("podinfo.test paused by {user}\n"));
-        if real_cluster().is_none() {
-            assert_eq!(user, "serin-dev", "the kubeconfig's user");
-        }
+        // The API server's answer where it serves SelfSubjectReview (the real control plane's
+        // admin certificate is for `serin-admin`, its kubeconfig entry is `admin`), else the
+        // kubeconfig's user.
+        let expected = if real_cluster().is_some() {
+            "serin-admin"
+        } else {
+            "serin-dev"
+        };
+        assert_eq!(user, expected);
         wait_event(
             &hooks,
             &format!("podinfo.test paused by {user} via kubectl serin: no step, no check and no weight change until it is resumed"),
@@ -117,7 +123,17 @@ async fn pause_resume_and_promote_through_the_gate() {
             &format!("Resume requested by {user} via kubectl serin: podinfo.test carries on"),
         )
         .await;
-        assert!(cluster.canary("podinfo").await.unwrap().status.unwrap().paused.is_none());
+        // The event comes just before the status write that ends the pause.
+        wait_for("the pause recorded as ended", Duration::from_secs(10), || async {
+            cluster
+                .canary("podinfo")
+                .await?
+                .status?
+                .paused
+                .is_none()
+                .then_some(())
+        })
+        .await;
         let weight = held.canary_weight;
         wait_for("the next step", Duration::from_secs(10), || async {
             let w = cluster.canary("podinfo").await?.status?.canary_weight;
@@ -153,6 +169,12 @@ async fn pause_resume_and_promote_through_the_gate() {
             .await;
         let (outcome, _) = last_request(&cluster).await.unwrap();
         assert_eq!(outcome, RequestOutcome::Done);
+        let status = serin(&cluster.kubeconfig, &["status", "podinfo"]).await;
+        assert!(
+            status.contains(&format!("Last request: promote by {user} at ")),
+            "{status}"
+        );
+        assert!(status.contains("Z: done.\n"), "{status}");
 
         ctrl.stop().await.unwrap();
         cluster.shutdown().await;
@@ -171,8 +193,12 @@ async fn abort_then_retry_and_refusals() {
         let user = user_in(&out);
         let refusal = format!("Abort requested by {user} via kubectl serin ignored: podinfo.test has no analysis in progress (phase Initialized)");
         wait_event(&hooks, &refusal).await;
-        let (outcome, first) = last_request(&cluster).await.unwrap();
-        assert_eq!(outcome, RequestOutcome::Refused);
+        // The event comes just before the status write that records the request.
+        let first = wait_for("the refusal recorded", Duration::from_secs(10), || async {
+            let (outcome, id) = last_request(&cluster).await?;
+            (outcome == RequestOutcome::Refused).then_some(id)
+        })
+        .await;
 
         cluster
             .set_image("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.1")
