@@ -34,14 +34,13 @@ impl Tick<'_> {
 
         // A new revision goes first (it restarts the analysis, which supersedes a waiting
         // promotion); a request waits for the next reconcile.
-        let rev = match self.revision(b.target.as_ref()).await {
-            Ok(r) => Some(r),
+        let changed = match self.revision(b.target.as_ref()).await {
+            Ok(rev) => revision_changed(&status, &rev),
             Err(e) => {
                 self.warn(e.to_string()).await;
                 return Ok(true);
             }
         };
-        let changed = rev.as_ref().is_some_and(|r| revision_changed(&status, r));
         let mut acted = false;
         if !changed || paused || by_request {
             acted = match incoming {
