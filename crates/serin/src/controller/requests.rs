@@ -91,6 +91,10 @@ impl Tick<'_> {
         plan: Plan,
         waiting: bool,
     ) -> Result<bool, SchedulerError> {
+        if matches!(plan, Plan::Promote { .. } | Plan::Abort) {
+            // A step of the run: in the decision record (with the gate's answers).
+            self.start_record();
+        }
         match plan {
             Plan::Promote { force } => {
                 if !waiting {

@@ -97,6 +97,30 @@ async fn promote_honours_the_confirm_promotion_gate() {
     w.tick().await;
     assert_eq!(w.phase(), CanaryPhase::Promoting);
     assert_eq!(outcome(&w), Some(("r-1".into(), RequestOutcome::Done)));
+    // The decision record has the request's steps, with the gate's answers.
+    let record = w.status().decisions.unwrap();
+    let steps: Vec<(&str, &str)> = record
+        .iter()
+        .rev()
+        .take(2)
+        .map(|d| (d.step.action.as_str(), d.step.summary.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (
+                "promote",
+                "promotion requested by alice via kubectl serin: copying the canary to the primary"
+            ),
+            (
+                "waitPromotion",
+                "promotion requested by alice via kubectl serin, waiting for confirm-promotion"
+            ),
+        ]
+    );
+    let gate = &record.last().unwrap().webhooks;
+    assert_eq!(gate.len(), 1);
+    assert!(gate[0].ok);
 }
 
 #[tokio::test]
@@ -157,6 +181,14 @@ async fn abort_rolls_back_now() {
         vec!["Canary podinfo.test rolled back: abort requested by alice via kubectl serin"]
     );
     assert_eq!(outcome(&w), Some(("r-1".into(), RequestOutcome::Done)));
+    let last = w.status().decisions.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.step.action.as_str(), last.step.summary.as_str()),
+        (
+            "rollback",
+            "rolled back: abort requested by alice via kubectl serin"
+        )
+    );
     w.clear();
     w.tick().await;
     assert!(w.messages().is_empty(), "{:?}", w.messages());
