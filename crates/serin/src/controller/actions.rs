@@ -13,11 +13,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::api::CanaryPhase;
 use crate::api::request::{
     HandledRequest, MAX_ID_CHARS, PAUSE_ANNOTATION, PauseNote, PauseStatus, REQUEST_ANNOTATION,
     Request, RequestAction, RequestOutcome,
 };
-use crate::api::{Canary, CanaryPhase};
 
 /// A one-shot request still to be handled.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,12 +93,15 @@ pub fn pause_change(
 }
 
 /// Whether a reconcile must act now rather than wait for the analysis interval: a new (or
-/// unreadable) request, or a pause starting or ending.
-pub fn urgent(canary: &Canary) -> bool {
-    let annotations = canary.metadata.annotations.as_ref();
-    let status = canary.status.as_ref();
-    let request = incoming(annotations, status.and_then(|s| s.last_request.as_ref()));
-    let pause = pause_change(annotations, status.and_then(|s| s.paused.as_ref()));
+/// unreadable) request, or a pause starting or ending. `last` and `paused` are what the
+/// controller recorded (`status.lastRequest`, `status.paused`).
+pub fn urgent(
+    annotations: Option<&BTreeMap<String, String>>,
+    last: Option<&HandledRequest>,
+    paused: Option<&PauseStatus>,
+) -> bool {
+    let request = incoming(annotations, last);
+    let pause = pause_change(annotations, paused);
     matches!(
         request,
         Some(Incoming::New(_) | Incoming::Unreadable { .. })

@@ -5,22 +5,77 @@
 
 use super::actions::{self, Incoming, PauseChange, Plan};
 use super::alerts::Cause;
-use super::scheduler::{Backends, SchedulerError, Tick};
+use super::scheduler::{Backends, Scheduler, SchedulerError, Tick};
 use super::status::{revision_changed, whole_seconds};
-use crate::api::request::{PauseStatus, Request, RequestAction, RequestOutcome};
+use crate::api::CanaryStatus;
+use crate::api::request::{HandledRequest, PauseStatus, Request, RequestAction, RequestOutcome};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// The request and pause a Canary's ticks last recorded (and persisted).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Seen {
+    pub last_request: Option<HandledRequest>,
+    pub paused: Option<PauseStatus>,
+}
+
+impl Scheduler {
+    /// What the controller recorded of `status`'s Canary: the status's fields, else (where
+    /// Flagger's CRDs prune them) what this process's ticks wrote. A restart with Flagger's
+    /// CRDs forgets it (docs/operations.md).
+    pub(super) fn seen_requests(&self, memo: &str, status: &CanaryStatus) -> Seen {
+        let map = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let noted = map.get(memo).cloned().unwrap_or_default();
+        Seen {
+            last_request: status.last_request.clone().or(noted.last_request),
+            paused: status.paused.clone().or(noted.paused),
+        }
+    }
+
+    fn note_requests(&self, memo: &str, seen: Seen) {
+        let mut map = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen == Seen::default() {
+            map.remove(memo);
+        } else {
+            map.insert(memo.to_string(), seen);
+        }
+    }
+}
 
 impl Tick<'_> {
     /// Handles the canary's request and pause. Returns whether the tick ends here (an action
     /// was taken or refused, or the canary is paused).
     pub(super) async fn requests(&mut self, b: &Backends) -> Result<bool, SchedulerError> {
         let annotations = self.canary.metadata.annotations.clone();
-        let status = self.status();
-        let pause = actions::pause_change(annotations.as_ref(), status.paused.as_ref());
-        let incoming = actions::incoming(annotations.as_ref(), status.last_request.as_ref());
+        let mut status = self.status();
+        let seen = self.s.seen_requests(&self.memo, &status);
+        let pause = actions::pause_change(annotations.as_ref(), seen.paused.as_ref());
+        let incoming = actions::incoming(annotations.as_ref(), seen.last_request.as_ref());
         if pause == PauseChange::Running && incoming.is_none() {
             return Ok(false);
         }
+        // The working copy starts from what was recorded (a no-op unless pruned).
+        status.last_request = seen.last_request;
+        status.paused = seen.paused;
+        self.canary.status = Some(status);
+        let ends = self.carry_out(b, pause, incoming).await?;
+        let status = self.status();
+        self.s.note_requests(
+            &self.memo,
+            Seen {
+                last_request: status.last_request,
+                paused: status.paused,
+            },
+        );
+        Ok(ends)
+    }
+
+    async fn carry_out(
+        &mut self,
+        b: &Backends,
+        pause: PauseChange,
+        incoming: Option<Incoming>,
+    ) -> Result<bool, SchedulerError> {
+        let status = self.status();
         let paused = pause.paused();
 
         // The pause ends: said by a resume request (below) or by the annotation's removal.
@@ -47,7 +102,7 @@ impl Tick<'_> {
                 None => false,
                 Some(Incoming::Unreadable { id, error }) => {
                     self.warn(actions::unreadable(&error)).await;
-                    let record = crate::api::request::HandledRequest {
+                    let record = HandledRequest {
                         id,
                         action: None,
                         by: String::new(),
@@ -111,17 +166,18 @@ impl Tick<'_> {
                     }
                     return Ok(true);
                 }
-                self.acknowledge(request);
+                let before = self.acknowledge(request);
                 self.promote(b).await?;
+                self.unless_written(before);
             }
             Plan::Abort => {
                 self.warn(actions::accepted(request, &self.key)).await;
-                self.acknowledge(request);
+                let before = self.acknowledge(request);
                 self.rollback(b, Cause::Aborted { by: &request.by }).await?;
+                self.unless_written(before);
             }
             Plan::Retry => {
                 self.info(actions::accepted(request, &self.key)).await;
-                self.acknowledge(request);
                 let rev = match self.revision(b.target.as_ref()).await {
                     Ok(r) => r,
                     Err(e) => {
@@ -129,7 +185,9 @@ impl Tick<'_> {
                         return Ok(true);
                     }
                 };
+                let before = self.acknowledge(request);
                 self.start_run(b, &rev).await?;
+                self.unless_written(before);
             }
             Plan::Refuse(why) => {
                 self.warn(actions::refused(request, &why)).await;
@@ -159,16 +217,29 @@ impl Tick<'_> {
         request: &Request,
         outcome: RequestOutcome,
         message: Option<String>,
-    ) -> crate::api::request::HandledRequest {
+    ) -> HandledRequest {
         actions::handled(request, outcome, message, whole_seconds(self.now))
     }
 
     /// Puts the request, done, in the working status: the action's own status write persists
-    /// it with its effect, so a restart never applies it twice.
-    fn acknowledge(&mut self, request: &Request) {
+    /// it with its effect, so a restart never applies it twice. Returns the record it replaces.
+    fn acknowledge(&mut self, request: &Request) -> Option<HandledRequest> {
         let record = self.handled(request, RequestOutcome::Done, None);
         let mut status = self.status();
-        status.last_request = Some(record);
+        let before = status.last_request.replace(record);
         self.canary.status = Some(status);
+        self.wrote = false;
+        before
+    }
+
+    /// After the action: when it failed before writing the status (a router or workload
+    /// error, reported as an event), the request was not carried out and stays to be tried
+    /// again.
+    fn unless_written(&mut self, before: Option<HandledRequest>) {
+        if !self.wrote {
+            let mut status = self.status();
+            status.last_request = before;
+            self.canary.status = Some(status);
+        }
     }
 }

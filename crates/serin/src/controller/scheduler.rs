@@ -174,6 +174,9 @@ pub struct Scheduler {
     /// Canaries whose promotion copied the template of a revision (`lastAppliedSpec`) in this
     /// process.
     copies: Mutex<HashMap<String, Option<String>>>,
+    /// Serin: the `kubectl serin` request and pause each Canary's ticks last recorded, for
+    /// where Flagger's CRDs prune `status.lastRequest` and `status.paused`.
+    pub(super) seen: Mutex<HashMap<String, super::requests::Seen>>,
     /// Serin: inconclusive comparison checks holding a step.
     pub(super) holds: crate::metrics::compare::Holds,
 }
@@ -185,6 +188,7 @@ impl Scheduler {
             config,
             attempts: Mutex::new(HashMap::new()),
             copies: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
             holds: Default::default(),
         }
     }
@@ -222,6 +226,8 @@ impl Scheduler {
         map.retain(|key, _| live(key));
         let mut copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
         copies.retain(|key, _| live(key));
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.retain(|key, _| live(key));
     }
 
     /// The number of Canaries with in-memory notes.
@@ -308,7 +314,12 @@ impl Scheduler {
         let status = canary.status.clone().unwrap_or_default();
         let mut why = trigger(&status, revision.as_ref(), interval, now, last.as_ref());
         // Serin: a `kubectl serin` request or a pause starting or ending acts at once.
-        let urgent = super::actions::urgent(&canary);
+        let seen = self.seen_requests(&memo_key, &status);
+        let urgent = super::actions::urgent(
+            canary.metadata.annotations.as_ref(),
+            seen.last_request.as_ref(),
+            seen.paused.as_ref(),
+        );
         if urgent && matches!(why, Trigger::NotDue { .. }) {
             why = Trigger::Due;
         }

@@ -244,29 +244,28 @@ fn pause_follows_the_annotation() {
 
 #[test]
 fn only_news_are_urgent() {
-    let mut c: Canary = serde_json::from_value(serde_json::json!({
-        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-        "metadata": {"name": "podinfo", "namespace": "test"},
-        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-                 "service": {"port": 9898}}
-    }))
-    .unwrap();
-    assert!(!urgent(&c), "no annotations");
-    c.metadata.annotations = Some(annotations(&[(
+    let request = annotations(&[(
         REQUEST_ANNOTATION,
         r#"{"id":"r-1","action":"promote","by":"alice"}"#,
-    )]));
-    assert!(urgent(&c));
-    c.status = Some(crate::api::CanaryStatus {
-        last_request: Some(last("r-1", RequestOutcome::Waiting)),
-        ..Default::default()
-    });
+    )]);
+    assert!(!urgent(None, None, None), "no annotations");
+    assert!(urgent(Some(&request), None, None));
     assert!(
-        !urgent(&c),
+        !urgent(
+            Some(&request),
+            Some(&last("r-1", RequestOutcome::Waiting)),
+            None
+        ),
         "a waiting promotion goes at the analysis' pace"
     );
-    c.metadata.annotations = Some(annotations(&[(PAUSE_ANNOTATION, "true")]));
-    assert!(urgent(&c), "a pause starts");
+    let pause = annotations(&[(PAUSE_ANNOTATION, "true")]);
+    assert!(urgent(Some(&pause), None, None), "a pause starts");
+    let since = PauseStatus {
+        by: String::new(),
+        since: Time(Timestamp::UNIX_EPOCH),
+    };
+    assert!(!urgent(Some(&pause), None, Some(&since)), "a pause holds");
+    assert!(urgent(None, None, Some(&since)), "a pause ends");
 }
 
 #[test]

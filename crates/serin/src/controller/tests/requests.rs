@@ -345,3 +345,53 @@ async fn a_canary_without_annotations_never_writes_request_fields() {
             .all(|s| s.last_request.is_none() && s.paused.is_none())
     );
 }
+
+/// Flagger's CRDs prune `status.lastRequest` and `status.paused`: the running controller still
+/// handles each request once and keeps a pause without repeating itself.
+#[tokio::test]
+async fn without_the_status_fields_requests_are_still_handled_once() {
+    let w = at_weight_20(progressive()).await;
+    w.store
+        .prune_requests
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    w.fail_metrics("Halt podinfo.test advancement success rate 50.00% < 99%");
+    ask(&w, "r-1", "abort", false);
+    w.reconcile().await;
+    assert_eq!(w.phase(), CanaryPhase::Failed);
+    assert!(w.status().last_request.is_none(), "pruned");
+    // A retry runs once: the run fails again and stays Failed.
+    ask(&w, "r-2", "retry", false);
+    w.reconcile().await;
+    assert_eq!(w.phase(), CanaryPhase::Progressing);
+    w.tick_until(CanaryPhase::Failed, 6).await;
+    for _ in 0..4 {
+        w.tick().await;
+    }
+    assert_eq!(w.phase(), CanaryPhase::Failed);
+    let count = |text: &str| w.messages().iter().filter(|m| m.contains(text)).count();
+    assert_eq!(count("Retry requested"), 1, "{:?}", w.messages());
+    assert_eq!(count("Abort requested"), 1, "{:?}", w.messages());
+    assert_eq!(count("ignored"), 0, "{:?}", w.messages());
+    // A pause is announced once and holds.
+    pause(&w, true);
+    w.reconcile().await;
+    w.tick().await;
+    w.tick().await;
+    assert_eq!(count("paused by"), 1, "{:?}", w.messages());
+}
+
+#[tokio::test]
+async fn an_action_that_fails_before_its_status_write_is_tried_again() {
+    let w = at_weight_20(progressive()).await;
+    ask(&w, "r-1", "abort", false);
+    // The rollback's status write fails: nothing persisted, the request stays.
+    w.store
+        .fail_writes
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    assert!(w.try_reconcile().await.is_err());
+    assert_eq!(w.phase(), CanaryPhase::Progressing);
+    assert!(w.status().last_request.is_none());
+    w.reconcile().await;
+    assert_eq!(w.phase(), CanaryPhase::Failed);
+    assert_eq!(outcome(&w), Some(("r-1".into(), RequestOutcome::Done)));
+}
