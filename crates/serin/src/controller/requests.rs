@@ -97,6 +97,16 @@ impl Tick<'_> {
             }
         };
         let mut acted = false;
+        if changed
+            && !paused
+            && let Some(Incoming::Waiting(r)) = &incoming
+        {
+            // The new revision's run supersedes it (persisted with the run's restart).
+            let record = self.handled(r, RequestOutcome::Superseded, None);
+            let mut status = self.status();
+            status.last_request = Some(record);
+            self.canary.status = Some(status);
+        }
         if !changed || paused || by_request {
             acted = match incoming {
                 None => false,

@@ -141,24 +141,37 @@ async fn forced_promote_passes_the_closed_gate() {
 
 #[tokio::test]
 async fn a_new_revision_supersedes_a_promotion_waiting_at_the_gate() {
-    let mut analysis = progressive();
-    analysis["webhooks"] = serde_json::json!([hook("gate", "confirm-promotion")]);
-    let w = at_weight_20(analysis).await;
-    w.fail_hook("gate", "Forbidden");
-    ask(&w, "r-1", "promote", false);
-    w.reconcile().await;
-    assert_eq!(outcome(&w), Some(("r-1".into(), RequestOutcome::Waiting)));
-    w.push("rev3");
-    w.reconcile().await;
-    assert_eq!(w.phase(), CanaryPhase::Progressing);
-    assert_eq!(w.status().canary_weight, 0);
-    assert_eq!(
-        outcome(&w),
-        Some(("r-1".into(), RequestOutcome::Superseded))
-    );
-    w.pass_hook("gate");
-    w.tick().await;
-    assert_eq!(w.phase(), CanaryPhase::Progressing, "rev3 is analysed");
+    for pruned in [false, true] {
+        let mut analysis = progressive();
+        analysis["webhooks"] = serde_json::json!([hook("gate", "confirm-promotion")]);
+        let w = at_weight_20(analysis).await;
+        w.store
+            .prune_requests
+            .store(pruned, std::sync::atomic::Ordering::SeqCst);
+        w.fail_hook("gate", "Forbidden");
+        ask(&w, "r-1", "promote", false);
+        w.reconcile().await;
+        if !pruned {
+            assert_eq!(outcome(&w), Some(("r-1".into(), RequestOutcome::Waiting)));
+        }
+        w.push("rev3");
+        w.reconcile().await;
+        assert_eq!(w.phase(), CanaryPhase::Progressing);
+        assert_eq!(w.status().canary_weight, 0);
+        if !pruned {
+            assert_eq!(
+                outcome(&w),
+                Some(("r-1".into(), RequestOutcome::Superseded))
+            );
+        }
+        w.pass_hook("gate");
+        w.tick().await;
+        assert_eq!(
+            (w.phase(), w.status().canary_weight),
+            (CanaryPhase::Progressing, 10),
+            "rev3 is analysed (pruned: {pruned})"
+        );
+    }
 }
 
 #[tokio::test]
