@@ -200,6 +200,14 @@ pub struct CanaryStatus {
     /// samples); cleared once the step is judged. Flagger's CRDs drop it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparison_held_since: Option<Time>,
+    /// Serin only: the last `kubectl serin` request the controller handled (promote, abort,
+    /// retry, resume), so that none is applied twice. Flagger's CRDs drop it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request: Option<super::request::HandledRequest>,
+    /// Serin only: set while the canary is paused (`kubectl serin pause`). Flagger's CRDs
+    /// drop it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<super::request::PauseStatus>,
 }
 
 impl CanaryStatus {

@@ -23,6 +23,7 @@ use super::scheduler::{Scheduler, SchedulerConfig, SchedulerError};
 use super::{decode, workers};
 use crate::api::alert_provider::AlertProvider;
 use crate::api::metric_template::MetricTemplate;
+use crate::api::request::{PAUSE_ANNOTATION, REQUEST_ANNOTATION};
 use crate::api::structural::Severity;
 use crate::api::validation::{self, Options};
 use crate::api::{Canary, Provider};
@@ -437,19 +438,29 @@ where
 }
 
 /// What of a Canary triggers a reconcile: its spec (the generation, or every version when the
-/// server does not keep one), its finalizers and its deletion. Status writes (the scheduler's
-/// own, every step) do not: the scheduler's `requeue_after` already schedules the next tick.
+/// server does not keep one), its finalizers, its deletion and Serin's request and pause
+/// annotations (`kubectl serin`). Status writes (the scheduler's own, every step) do not: the
+/// scheduler's `requeue_after` already schedules the next tick.
 pub fn canary_trigger(canary: &Canary) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
     let deleting = |c: &Canary| {
-        use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         c.metadata.deletion_timestamp.is_some().hash(&mut h);
+        Some(h.finish())
+    };
+    let requests = |c: &Canary| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let annotations = c.metadata.annotations.as_ref();
+        for key in [REQUEST_ANNOTATION, PAUSE_ANNOTATION] {
+            annotations.and_then(|a| a.get(key)).hash(&mut h);
+        }
         Some(h.finish())
     };
     predicates::generation
         .fallback(predicates::resource_version)
         .combine(predicates::finalizers)
         .combine(deleting)
+        .combine(requests)
         .hash_property(canary)
 }
 

@@ -326,7 +326,7 @@ impl Tick<'_> {
     /// written first: once the primary may run the new version the run is promoting, so a
     /// lost write can never leave an analysis going on (and rolling "back" onto the new
     /// version). A copy that fails is retried by the Promoting ticks ([`Self::ensure_copied`]).
-    async fn promote(&mut self, b: &Backends) -> Result<(), SchedulerError> {
+    pub(super) async fn promote(&mut self, b: &Backends) -> Result<(), SchedulerError> {
         self.info(events::copying_template(
             &self.target_key,
             &self.primary_key,

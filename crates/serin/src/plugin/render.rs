@@ -6,6 +6,7 @@ use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::decision::{CheckRecord, Decision};
+use crate::api::request::RequestOutcome;
 use crate::api::{Canary, Strategy};
 
 /// Width of the progress bar, in cells.
@@ -214,12 +215,52 @@ pub fn timeline(canary: &Canary, events: &[Event]) -> String {
     if let Some(c) = canary.status.as_ref().and_then(|s| s.promoted_condition()) {
         let _ = writeln!(out, "{}", c.message.as_deref().unwrap_or_default());
     }
+    out.push_str(&requests(canary));
     out.push('\n');
     if lines.is_empty() {
         out.push_str("No events or decisions recorded yet.\n");
     }
     for (t, line) in &lines[start.min(lines.len())..] {
         let _ = writeln!(out, "{}  {line}", time(*t));
+    }
+    out
+}
+
+/// The pause and the last `kubectl serin` request, as the controller recorded them.
+pub fn requests(canary: &Canary) -> String {
+    let mut out = String::new();
+    let Some(status) = canary.status.as_ref() else {
+        return out;
+    };
+    if let Some(p) = &status.paused {
+        let by = if p.by.is_empty() {
+            "an unnamed user"
+        } else {
+            &p.by
+        };
+        let _ = writeln!(out, "Paused by {by} since {}.", time(p.since.0));
+    }
+    if let Some(r) = &status.last_request {
+        let action = r.action.map_or("unreadable request", |a| a.as_str());
+        let outcome = match r.outcome {
+            RequestOutcome::Done => "done".to_string(),
+            RequestOutcome::Waiting => "waiting for the confirm-promotion gate".to_string(),
+            RequestOutcome::Superseded => "superseded".to_string(),
+            RequestOutcome::Refused => match &r.message {
+                Some(m) => format!("refused: {m}"),
+                None => "refused".to_string(),
+            },
+        };
+        let by = if r.by.is_empty() {
+            String::new()
+        } else {
+            format!(" by {}", r.by)
+        };
+        let _ = writeln!(
+            out,
+            "Last request: {action}{by} at {}: {outcome}.",
+            time(r.time.0)
+        );
     }
     out
 }
@@ -508,6 +549,45 @@ podinfo.test  Progressing  [####------] 20/50  failed checks 1/2
                 "2026-01-01T00:00:50Z  Normal   Halt advancement (x3)",
                 "2026-01-01T00:01:00Z  Step     failedCheck: failed checks 0 → 1 (rollback at 2)",
             ]
+        );
+    }
+
+    #[test]
+    fn the_timeline_shows_the_pause_and_the_last_request() {
+        let c = canary(
+            serde_json::json!({
+                "phase": "WaitingPromotion", "canaryWeight": 20,
+                "paused": {"by": "alice", "since": "2026-01-01T00:02:00Z"},
+                "lastRequest": {"id": "r-1", "action": "promote", "by": "bob",
+                                "outcome": "waiting", "time": "2026-01-01T00:01:00Z"}
+            }),
+            serde_json::json!({"maxWeight": 50, "stepWeight": 10}),
+        );
+        let text = timeline(&c, &[]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1..3],
+            [
+                "Paused by alice since 2026-01-01T00:02:00Z.",
+                "Last request: promote by bob at 2026-01-01T00:01:00Z: waiting for the confirm-promotion gate.",
+            ]
+        );
+        let refused = canary(
+            serde_json::json!({"phase": "Succeeded", "lastRequest": {"id": "r-2",
+                "action": "retry", "by": "bob", "outcome": "refused", "time": "2026-01-01T00:01:00Z",
+                "message": "only a Failed canary can be retried (podinfo.test is in phase Succeeded)"}}),
+            serde_json::json!({}),
+        );
+        assert_eq!(
+            requests(&refused),
+            "Last request: retry by bob at 2026-01-01T00:01:00Z: refused: only a Failed canary can be retried (podinfo.test is in phase Succeeded).\n"
+        );
+        assert_eq!(
+            requests(&canary(
+                serde_json::json!({"phase": "Succeeded"}),
+                serde_json::json!({})
+            )),
+            ""
         );
     }
 }

@@ -10,6 +10,7 @@
 mod prometheus_support;
 mod support;
 
+mod actions;
 mod adapters;
 mod alerts;
 mod daemonset;

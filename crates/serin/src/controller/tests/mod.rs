@@ -8,6 +8,7 @@ mod failures;
 mod gates;
 mod http;
 mod lifecycle;
+mod requests;
 mod restart;
 mod strategies;
 
@@ -56,6 +57,8 @@ pub struct FakeStore {
     pub writes: Mutex<Vec<CanaryStatus>>,
     /// Fail this many of the next status writes.
     pub fail_writes: AtomicUsize,
+    /// Drop Serin's request fields on write, as an API server with Flagger's CRDs does.
+    pub prune_requests: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -71,10 +74,15 @@ impl StatusStore for FakeStore {
         {
             return Err(PortError::Api("the server is gone".into()));
         }
+        let mut status = status.clone();
+        if self.prune_requests.load(Ordering::SeqCst) {
+            status.last_request = None;
+            status.paused = None;
+        }
         if let Some(c) = lock(&self.canary).as_mut() {
             c.status = Some(status.clone());
         }
-        lock(&self.writes).push(status.clone());
+        lock(&self.writes).push(status);
         Ok(())
     }
     async fn set_finalizer(&self, _c: &Canary, present: bool) -> Result<(), PortError> {
