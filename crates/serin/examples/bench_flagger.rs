@@ -31,10 +31,10 @@ use bench_common::{
     parse_duration, percentile, phases, proc_cpu_ticks, proc_status_kb, set_image,
     spawn_detection_watch,
 };
-use k8s_openapi::jiff::Timestamp;
 use clap::{Parser, ValueEnum};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
