@@ -251,9 +251,11 @@ known_queries() { sed -E 's/^ +//; s/ +$//'; }
 # Flagger syncs the ConfigMap and Secret copies in Go map order (random): a run of `... synced`
 # lines is compared sorted.
 # revertOnDeletion: Flagger's per-canary ticker outlives the deleted Canary and logs that it is
-# not found; Serin logs the Service and VirtualService it restores.
+# not found, and its work queue may finalize a stale copy of the Canary already gone (an error
+# line, depending on timing); Serin logs the Service and VirtualService it restores.
 known_logs() {
   { grep -v -E -e '^HorizontalPodAutoscaler v2 [^ ]* updated$' -e '^Canary [^ ]+ not found$' \
+      -e '^Unable to finalize canary: get query error: .* not found$' \
       -e '^(Service [^ ]+ reverted|VirtualService [^ ]+ restored)$' || true; } | awk '
     function flush_run(i, j, t) {
       for (i = 2; i <= n; i++)
