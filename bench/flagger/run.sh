@@ -16,6 +16,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
 if [ "${1:-}" != "--inside" ]; then
+  SERIN_BIN_SET="${SERIN_BIN:-}"
   export SERIN_BIN="${SERIN_BIN:-$ROOT/target/release/serin}"
   [ -x "$SERIN_BIN" ] || { echo "no $SERIN_BIN: cargo build --release -p serin --bin serin, or set SERIN_BIN"; exit 1; }
   echo "== building the benchmark client (crates/serin/examples/bench_flagger.rs)"
@@ -26,7 +27,7 @@ if [ "${1:-}" != "--inside" ]; then
   export FLAGGER_BIN="$FLAGGER_DIR/flagger"
   FLAGGER_CRDS="$("$ROOT/tools/flagger/build.sh" --crds)"
   export FLAGGER_CRDS
-  export BENCH_COMMAND="${BENCH_ARGS:+BENCH_ARGS=\"$BENCH_ARGS\" }bench/flagger/run.sh $*"
+  export BENCH_COMMAND="${SERIN_BIN_SET:+SERIN_BIN=$SERIN_BIN }${BENCH_ARGS:+BENCH_ARGS=\"$BENCH_ARGS\" }bench/flagger/run.sh $*"
   exec "$ROOT/scripts/real-cluster.sh" "$0" --inside "$@"
 fi
 shift
