@@ -5,9 +5,10 @@
 # webhook receivers (fake-services.py). For every scenario under tests/differential/scenarios/
 # it records, for both, the sequence of Canary status values (phase, canaryWeight, iterations,
 # failedChecks), the sequence of distinct Kubernetes Event texts, the generated objects (after
-# initialisation, after the first analysis step and at the end), the PromQL queries, webhook
-# payloads and Slack messages received and the log `msg` texts about the Canary, normalises
-# namespaces, times, uids, hashes and cluster IPs, and diffs them. All scenarios run at once,
+# initialisation, after the first analysis step and at the end; where a scenario asks, the
+# VirtualService of every step), the PromQL queries, webhook payloads and Slack messages
+# received and the log `msg` texts about the Canary, normalises namespaces, times, uids,
+# hashes, cookie values and cluster IPs, and diffs them. All scenarios run at once,
 # each with its own Flagger and Serin.
 #
 # Usage: tests/differential/run.sh [SCENARIO...]     (default: every scenario)
@@ -144,15 +145,23 @@ events_of() {
 # The generated objects of namespace $1 as one JSON object keyed by kind/name (null when
 # absent), normalised: no uid, resourceVersion, creationTimestamp, generation, managedFields,
 # namespace, status or cluster IPs; the namespace name replaced by NS; the random `flagger-id`
-# pod annotation (a new UUID on every rollout of the primary) replaced by UUID.
+# pod annotation (a new UUID on every rollout of the primary) replaced by UUID; the random value
+# of a session-affinity cookie (`<name>cookie=<value>`, also in the cookie route's regex
+# `.*<name>cookie.*<value>.*`) replaced by RANDOM. A scenario's `objects` file lists more objects
+# to record (one kind/name a line).
 OBJECTS=(deployment/podinfo-primary service/podinfo service/podinfo-canary
   service/podinfo-primary destinationrule/podinfo-canary destinationrule/podinfo-primary
   virtualservice/podinfo horizontalpodautoscaler/podinfo-primary configmap/podinfo-config-primary
   secret/podinfo-secret-primary)
+COOKIE_JQ='gsub("cookie=[A-Za-z0-9]+"; "cookie=RANDOM") | gsub("cookie\\.\\*[A-Za-z0-9]+\\.\\*"; "cookie.*RANDOM.*")'
 objects_now() {
-  local ns="$1"
-  { kubectl -n "$ns" get "${OBJECTS[@]}" --ignore-not-found -o json 2>/dev/null || true; } \
-    | jq -S -s --arg ns "$ns" --args '
+  local ns="$1" name="$2" objects=("${OBJECTS[@]}")
+  if [ -f "$HERE/scenarios/$name/objects" ]; then
+    mapfile -t -O ${#objects[@]} objects < <(grep -v '^#' "$HERE/scenarios/$name/objects")
+  fi
+  { kubectl -n "$ns" get "${objects[@]}" --ignore-not-found -o json 2>/dev/null || true; } \
+    | jq -S -s --arg ns "$ns" --args "
+      def cookies: $COOKIE_JQ;"'
       (reduce $ARGS.positional[] as $k ({}; .[$k] = null))
       + (reduce (.[0].items // [])[] as $o ({};
           .[($o.kind | ascii_downcase) + "/" + $o.metadata.name] = $o))
@@ -163,15 +172,20 @@ objects_now() {
           | if .metadata.ownerReferences then .metadata.ownerReferences |= map(del(.uid)) else . end
           | if .spec.template.metadata.annotations["flagger-id"] then
               .spec.template.metadata.annotations["flagger-id"] = "UUID" else . end
-          | walk(if type == "string" then gsub("\\.\($ns)"; ".NS") | gsub($ns; "NS") else . end)
-        end)' "${OBJECTS[@]}"
+          | walk(if type == "string" then gsub("\\.\($ns)"; ".NS") | gsub($ns; "NS") | cookies else . end)
+        end)' "${objects[@]}"
 }
 
 # The Canary's final status without its times; the revision hashes replaced by HASH (Serin's
-# hashes are its own: docs/compatibility.md, "Revision hashes").
+# hashes are its own: docs/compatibility.md, "Revision hashes"), cookie values by RANDOM;
+# `deleted` when the Canary is gone.
 canary_status() {
-  kubectl -n "$1" get canary podinfo -o json | jq -S '
-    .status | del(.lastTransitionTime)
+  if ! kubectl -n "$1" get canary podinfo >/dev/null 2>&1; then
+    echo deleted
+    return
+  fi
+  kubectl -n "$1" get canary podinfo -o json | jq -S "def cookies: $COOKIE_JQ;"'
+    .status | walk(if type == "string" then cookies else . end) | del(.lastTransitionTime)
     | if .conditions then .conditions |= map(del(.lastUpdateTime, .lastTransitionTime)) else . end
     | if .lastAppliedSpec then .lastAppliedSpec = "HASH" else . end
     | if .lastPromotedSpec then .lastPromotedSpec = "HASH" else . end'
@@ -206,9 +220,15 @@ known_status() {
 # client-go's event aggregation (Flagger) prefixes the 11th similar event and later ones.
 known_events() { sed -E 's/^([^ ]+ [^ ]+ [^ ]+ )\(combined from similar events\): /\1/'; }
 # Promotion: Flagger replaces the primary's annotations (dropping kubectl.kubernetes.io/ ones
-# copied at initialisation); Serin leaves system annotations alone.
+# copied at initialisation); Serin leaves system annotations alone. revertOnDeletion: Flagger
+# restores a VirtualService through its Go types, which adds `weight: 0` to a route's only
+# destination; Serin restores the applied spec as written.
 known_objects() {
-  jq -S 'if .["deployment/podinfo-primary"].metadata.annotations then
+  jq -S 'if .["virtualservice/podinfo"].spec.http then
+      .["virtualservice/podinfo"].spec.http |= map(
+        if (.route | length) == 1 and .route[0].weight == 0 then del(.route[0].weight) else . end)
+    else . end
+    | if .["deployment/podinfo-primary"].metadata.annotations then
       .["deployment/podinfo-primary"].metadata.annotations |=
         with_entries(select(.key | startswith("kubectl.kubernetes.io/") | not))
       | if .["deployment/podinfo-primary"].metadata.annotations == {} then
@@ -219,19 +239,30 @@ known_objects-initialized() { known_objects; }
 known_objects-progressing() { known_objects; }
 known_objects-final() { known_objects; }
 # Flagger writes an empty trackedConfigs map; Serin leaves the field out.
-known_canary-status() { jq -S 'if .trackedConfigs == {} then del(.trackedConfigs) else . end'; }
+# Serin's query pre-flight writes its own condition, MetricsReady.
+known_canary-status() {
+  jq -S 'if .trackedConfigs == {} then del(.trackedConfigs) else . end
+    | if .conditions then .conditions |= map(select(.type != "MetricsReady")) else . end'
+}
 # Flagger collapses the whitespace of a query into single spaces but keeps one at the start and
 # end (its built-in query templates and YAML block scalars begin or end with a line break);
-# Serin trims the query.
-known_queries() { sed -E 's/^ +//; s/ +$//'; }
+# Serin trims the query. Serin's query pre-flight runs every query once for the primary
+# (podinfo-primary) at initialisation and before the first traffic step; Flagger never queries
+# the primary.
+known_queries() { sed -E -e 's/^ +//; s/ +$//' -e '/podinfo-primary/d'; }
 # The Slack `Traffic routing` field: Flagger prints the raw maxWeight (0 when unset, the ignored
 # value with stepWeights); Serin the effective maximum (100 when unset, the last step).
 # Promotion: Flagger updates the primary HPA on every Promoting tick because it never copies
 # the HPA's labels and annotations; Serin keeps them in step, so has nothing to update.
 # Flagger syncs the ConfigMap and Secret copies in Go map order (random): a run of `... synced`
 # lines is compared sorted.
+# revertOnDeletion: Flagger's per-canary ticker outlives the deleted Canary and logs that it is
+# not found, and its work queue may finalize a stale copy of the Canary already gone (an error
+# line, depending on timing); Serin logs the Service and VirtualService it restores.
 known_logs() {
-  { grep -v '^HorizontalPodAutoscaler v2 [^ ]* updated$' || true; } | awk '
+  { grep -v -E -e '^HorizontalPodAutoscaler v2 [^ ]* updated$' -e '^Canary [^ ]+ not found$' \
+      -e '^Unable to finalize canary: get query error: .* not found$' \
+      -e '^(Service [^ ]+ reverted|VirtualService [^ ]+ restored)$' || true; } | awk '
     function flush_run(i, j, t) {
       for (i = 2; i <= n; i++)
         for (j = i; j > 1 && run[j - 1] > run[j]; j--) { t = run[j]; run[j] = run[j - 1]; run[j - 1] = t }
@@ -248,8 +279,9 @@ known_webhooks() {
   sed -E -e '/"text": "(Progress deadline exceeded, |Pre-rollout check |Canary [^ ]+ rolled back: an interrupted rollback)/d' \
     -e 's/(Weight steps: [0-9,]+ max: )[0-9]+/\1MAX/g' -e 's/(Weight step: [0-9]+ max: )0"/\1100"/g'
 }
-RECORDINGS=(status events objects-initialized objects-progressing objects-final canary-status queries
-  webhooks logs)
+known_routes() { cat; }
+RECORDINGS=(status events objects-initialized objects-progressing objects-final routes canary-status
+  queries webhooks logs)
 
 # ------------------------------------------------------------------------------------------
 # Running the scenarios, all at once
@@ -264,7 +296,7 @@ setup_scenario() {
   for c in "${CONTROLLERS[@]}"; do
     dir="$WORK/$name/$c"
     mkdir -p "$dir"
-    touch "$dir/queries.raw" "$dir/webhooks.raw"
+    touch "$dir/queries.raw" "$dir/webhooks.raw" "$dir/routes"
     python3 "$HERE/fake-services.py" "$dir/fake.port" "$dir/queries.raw" "$dir/webhooks.raw" \
       >"$dir/fake.log" 2>&1 &
     pids+=" $!"
@@ -300,6 +332,17 @@ setup_scenario() {
   DEADLINE[$name]=$((SECONDS + SCENARIO_TIMEOUT))
 }
 
+# The VirtualService of namespace $1 appended to file $2 when it differs from the last one
+# recorded (scenarios with a `record-routes` file: one sample a second while running).
+record_routes() {
+  local vs
+  vs="$(kubectl -n "$1" get virtualservice podinfo -o json 2>/dev/null \
+    | jq -c -S "def cookies: $COOKIE_JQ;"'.spec | walk(if type == "string" then cookies else . end)' \
+    | sed -E -e "s/\\.$1/.NS/g" -e "s/$1/NS/g")" || return 0
+  [ -n "$vs" ] && [ "$vs" != "$(tail -n 1 "$2")" ] && echo "$vs" >>"$2"
+  return 0
+}
+
 # A scenario hook script ($2) run for controller $3 of scenario $1.
 run_hook() {
   local ns
@@ -314,7 +357,7 @@ trigger_scenario() {
   local name="$1" c ns
   for c in "${CONTROLLERS[@]}"; do
     ns="$(ns_of "$name" "$c")"
-    objects_now "$ns" >"$WORK/$name/$c/objects-initialized"
+    objects_now "$ns" "$name" >"$WORK/$name/$c/objects-initialized"
     if [ -f "$HERE/scenarios/$name/before-trigger.sh" ]; then
       run_hook "$name" "$HERE/scenarios/$name/before-trigger.sh" "$c"
     fi
@@ -332,7 +375,13 @@ finish_scenario() {
   for c in "${CONTROLLERS[@]}"; do
     ns="$(ns_of "$name" "$c")" dir="$WORK/$name/$c"
     touch "$dir/objects-initialized" "$dir/objects-progressing"
-    objects_now "$ns" >"$dir/objects-final"
+    # A deleted Canary: its generated objects go through the garbage collector first.
+    if ! kubectl -n "$ns" get canary podinfo >/dev/null 2>&1; then
+      kubectl -n "$ns" wait --for=delete --timeout=30s deployment/podinfo-primary \
+        service/podinfo-canary service/podinfo-primary destinationrule/podinfo-canary \
+        destinationrule/podinfo-primary >/dev/null 2>&1 || true
+    fi
+    objects_now "$ns" "$name" >"$dir/objects-final"
     canary_status "$ns" >"$dir/canary-status"
     status_sequence "$ns" >"$dir/status"
     events_of "$ns" >"$dir/events"
@@ -380,9 +429,15 @@ step_scenario() {
         if [ ! -f "$WORK/$name/$c/objects-progressing" ] \
           && [[ ${STATUS[$ns]:-} =~ ^Progressing\ weight=([0-9]+)\ iterations=([0-9]+) ]] \
           && [ "${BASH_REMATCH[1]}${BASH_REMATCH[2]}" != 00 ]; then
-          objects_now "$ns" >"$WORK/$name/$c/objects-progressing"
+          objects_now "$ns" "$name" >"$WORK/$name/$c/objects-progressing"
         fi
-        case "$p" in Succeeded | Failed) ;; *) finished=false ;; esac
+        if [ -f "$HERE/scenarios/$name/record-routes" ]; then record_routes "$ns" "$WORK/$name/$c/routes"; fi
+        case "$p" in
+          Succeeded | Failed) ;;
+          # Deleted with revertOnDeletion: finished once the finalizer is removed and it is gone.
+          Terminating) kubectl -n "$ns" get canary podinfo >/dev/null 2>&1 && finished=false ;;
+          *) finished=false ;;
+        esac
       done
       if $finished; then
         STATE[$name]=ending

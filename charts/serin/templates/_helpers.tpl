@@ -118,7 +118,7 @@ ClusterRole, whose extra rules are external metrics and /version).
   resources: ["analyses"]
   verbs: ["get", "create", "delete"]
 - apiGroups: ["gateway.networking.k8s.io"]
-  resources: ["httproutes"]
+  resources: ["httproutes", "grpcroutes"]
   verbs: ["get", "create", "patch"]
 - apiGroups: ["split.smi-spec.io"]
   resources: ["trafficsplits"]

@@ -1,4 +1,5 @@
-//! Fault hooks: added latency, a share of 409/500/503 answers per verb, dropped watch streams.
+//! Fault hooks: added latency, a share of 403/409/500/503 answers per verb, dropped watch
+//! streams.
 //!
 //! Error shares are deterministic: a share of 0.25 fails exactly every fourth matching request.
 
@@ -13,7 +14,7 @@ use crate::status::ApiError;
 /// A fault specification that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum FaultError {
-    #[error("unsupported fault status code {0} (use 409, 500 or 503)")]
+    #[error("unsupported fault status code {0} (use 403, 409, 500 or 503)")]
     Code(u16),
     #[error("share must be between 0 and 1, got {0}")]
     Share(f64),
@@ -80,12 +81,13 @@ impl Faults {
         self.lock().latency
     }
 
-    /// Answers `share` (0..=1) of the requests with `verb` (or `*`) with `code` (409, 500 or 503).
+    /// Answers `share` (0..=1) of the requests with `verb` (or `*`) with `code` (403, 409, 500 or
+    /// 503; 403 stands in for RBAC, which the dev cluster does not have).
     pub fn set_error_share(&self, verb: &str, code: u16, share: f64) -> Result<(), FaultError> {
         if !VERBS.contains(&verb) {
             return Err(FaultError::Verb(verb.to_string()));
         }
-        if ![409, 500, 503].contains(&code) {
+        if ![403, 409, 500, 503].contains(&code) {
             return Err(FaultError::Code(code));
         }
         if !(0.0..=1.0).contains(&share) {
@@ -134,6 +136,11 @@ impl Faults {
                     if *acc >= 1.0 - 1e-9 {
                         *acc -= 1.0;
                         return Some(match *code {
+                            403 => ApiError::new(
+                                403,
+                                "Forbidden",
+                                "injected fault: forbidden: the user may not do this",
+                            ),
                             409 => ApiError::new(
                                 409,
                                 "Conflict",
@@ -164,6 +171,9 @@ mod tests {
         assert!(f.decide("get").is_none());
         assert_eq!(f.add_spec("get=418:0.1"), Err(FaultError::Code(418)));
         assert!(f.add_spec("nonsense").is_err());
+        f.set_error_share("patch", 403, 1.0).unwrap();
+        assert_eq!(f.decide("patch").unwrap().code, 403);
+        f.clear();
         f.set_error_share("*", 409, 1.0).unwrap();
         assert_eq!(f.decide("get").unwrap().reason, "Conflict");
         f.clear();

@@ -14,32 +14,34 @@
 //! Deployment change to the Canary's `New revision detected!` Event as seen by a watch.
 #![forbid(unsafe_code)]
 
+mod bench_common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bench_common::{
+    BoxError, Pending, clock_ticks_per_second, create_objects, free_port, latency_summary,
+    metric_value, name, parse_duration, phases, proc_cpu_ticks, proc_status_kb, set_image,
+    spawn_detection_watch,
+};
 use clap::Parser;
 use devcluster::{Config, DevCluster};
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Namespace};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::json;
-use serin::api::Canary;
 
 const NS: &str = "bench";
 /// Header on every request of the benchmark's own client, so that the request count of the
 /// controller can leave them out.
 const BENCH_HEADER: &str = "x-serin-bench";
 const ISTIO_CRDS: &str = include_str!("../../../examples/istio-crds.yaml");
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark of `serin controller` on the dev cluster")]
@@ -85,21 +87,6 @@ struct Args {
     latency: Duration,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("bad duration unit in {s:?} (ms, s, m)")),
-    };
-    Ok(Duration::from_secs_f64(secs))
-}
-
 /// Per-request counts of the controller (requests without [`BENCH_HEADER`]).
 #[derive(Default)]
 struct RequestCounts {
@@ -137,54 +124,6 @@ struct Snapshot {
     metrics: String,
     requests: u64,
 }
-
-fn proc_status_kb(pid: u32, field: &str) -> Result<u64, BoxError> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(field))
-        .ok_or_else(|| format!("no {field} in /proc/{pid}/status"))?;
-    let kb = line
-        .split_whitespace()
-        .nth(1)
-        .ok_or("bad status line")?
-        .parse()?;
-    Ok(kb)
-}
-
-/// utime + stime of `pid`, in clock ticks.
-fn proc_cpu_ticks(pid: u32) -> Result<u64, BoxError> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which is in parentheses and may contain spaces).
-    let rest = text.rsplit_once(')').ok_or("bad /proc/pid/stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state); utime is field 14, stime field 15.
-    let utime: u64 = fields.get(11).ok_or("no utime")?.parse()?;
-    let stime: u64 = fields.get(12).ok_or("no stime")?.parse()?;
-    Ok(utime + stime)
-}
-
-fn clock_ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// The value of an unlabelled sample `name` (or with exactly `labels`) in a text exposition.
-fn metric_value(metrics: &str, name_and_labels: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            (k == name_and_labels).then(|| v.parse().ok())?
-        })
-        .unwrap_or(0.0)
-}
-
 /// Cumulative buckets `(le, count)` of the histogram `name`, `+Inf` last.
 fn buckets(metrics: &str, name: &str) -> Vec<(f64, f64)> {
     let prefix = format!("{name}_bucket{{le=\"");
@@ -259,14 +198,6 @@ fn histogram_max_bound(buckets: &[(f64, f64)]) -> Option<f64> {
     bound
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[idx]
-}
-
 async fn bench_client(kubeconfig: &Path) -> Result<Client, BoxError> {
     let kc = Kubeconfig::read_from(kubeconfig)?;
     let mut config =
@@ -299,128 +230,6 @@ async fn install(client: &Client) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn name(i: usize) -> String {
-    format!("app-{i:04}")
-}
-
-async fn create_objects(client: &Client, n: usize, interval: &str) -> Result<(), BoxError> {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
-    let canaries: Api<Canary> = Api::namespaced(client.clone(), NS);
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let deployments = deployments.clone();
-            let canaries = canaries.clone();
-            async move {
-                let app = name(i);
-                let d: Deployment = serde_json::from_value(json!({
-                    "apiVersion": "apps/v1", "kind": "Deployment",
-                    "metadata": {"name": app, "namespace": NS, "labels": {"app": app}},
-                    "spec": {
-                        "replicas": 1,
-                        "selector": {"matchLabels": {"app": app}},
-                        "template": {
-                            "metadata": {"labels": {"app": app}},
-                            "spec": {"containers": [{"name": "app", "image": "example/app:1.0.0",
-                                "ports": [{"name": "http", "containerPort": 9898}]}]}
-                        }
-                    }
-                }))?;
-                deployments.create(&PostParams::default(), &d).await?;
-                let c: Canary = serde_json::from_value(json!({
-                    "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-                    "metadata": {"name": app, "namespace": NS},
-                    "spec": {
-                        "provider": "istio",
-                        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": app},
-                        "progressDeadlineSeconds": 3600,
-                        "service": {"port": 9898},
-                        "analysis": {"interval": interval, "threshold": 5,
-                            "stepWeight": 10, "maxWeight": 50}
-                    }
-                }))?;
-                canaries.create(&PostParams::default(), &c).await?;
-                Ok::<(), BoxError>(())
-            }
-        })
-        .buffer_unordered(32)
-        .try_collect::<Vec<()>>()
-        .await?;
-    Ok(())
-}
-
-async fn phases(client: &Client) -> Result<BTreeMap<String, usize>, BoxError> {
-    let canaries: Api<Canary> = Api::namespaced(client.clone(), NS);
-    let mut out = BTreeMap::new();
-    for c in canaries.list(&ListParams::default()).await?.items {
-        let phase = c
-            .status
-            .map(|s| s.phase.as_str().to_string())
-            .unwrap_or_default();
-        *out.entry(phase).or_insert(0) += 1;
-    }
-    Ok(out)
-}
-
-async fn set_image(deployments: &Api<Deployment>, app: &str, image: &str) -> Result<(), BoxError> {
-    let patch =
-        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}});
-    deployments
-        .patch(app, &PatchParams::default(), &Patch::Strategic(&patch))
-        .await?;
-    Ok(())
-}
-
-/// Canary name → when its last image change was sent (waiting for detection).
-type Pending = Arc<Mutex<HashMap<String, Instant>>>;
-
-/// Watches Events and turns `New revision detected!` on a pending Canary into a latency.
-fn spawn_detection_watch(
-    client: Client,
-    pending: Pending,
-    latencies: Arc<Mutex<Vec<(String, f64)>>>,
-) -> tokio::sync::oneshot::Receiver<()> {
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let api: Api<Event> = Api::namespaced(client, NS);
-        let mut stream = watcher(api, watcher::Config::default()).boxed();
-        let mut ready = Some(ready_tx);
-        while let Some(ev) = stream.next().await {
-            let now = Instant::now();
-            let obj = match ev {
-                Ok(watcher::Event::Apply(e)) => e,
-                Ok(watcher::Event::InitDone) => {
-                    if let Some(tx) = ready.take() {
-                        let _ = tx.send(());
-                    }
-                    continue;
-                }
-                _ => continue,
-            };
-            let detected = obj
-                .message
-                .as_deref()
-                .is_some_and(|m| m.starts_with("New revision detected!"));
-            if !detected {
-                continue;
-            }
-            let Some(canary) = obj.involved_object.name else {
-                continue;
-            };
-            let sent = pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&canary);
-            if let Some(sent) = sent {
-                latencies
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((canary, now.duration_since(sent).as_secs_f64()));
-            }
-        }
-    });
-    ready_rx
-}
-
 async fn fetch_metrics(url: &str) -> Result<String, BoxError> {
     Ok(reqwest::get(url).await?.error_for_status()?.text().await?)
 }
@@ -434,27 +243,6 @@ fn snapshot(pid: u32, metrics: String, requests: u64) -> Result<Snapshot, BoxErr
         metrics,
         requests,
     })
-}
-
-fn free_port() -> Result<u16, BoxError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
-}
-
-fn latency_summary(label: &str, mut values: Vec<f64>, expected: usize) {
-    values.sort_by(f64::total_cmp);
-    if values.is_empty() {
-        println!("{label}: no detections observed (of {expected})");
-        return;
-    }
-    println!(
-        "{label}: n={} (of {expected}) p50={:.1} ms p90={:.1} ms p99={:.1} ms max={:.1} ms",
-        values.len(),
-        percentile(&values, 0.50) * 1000.0,
-        percentile(&values, 0.90) * 1000.0,
-        percentile(&values, 0.99) * 1000.0,
-        values.last().copied().unwrap_or(f64::NAN) * 1000.0,
-    );
 }
 
 #[tokio::main]
@@ -506,7 +294,7 @@ async fn run() -> Result<(), BoxError> {
     let client = bench_client(&kubeconfig).await?;
     install(&client).await?;
     let t = Instant::now();
-    create_objects(&client, n, &args.interval).await?;
+    create_objects(&client, NS, n, &args.interval, false).await?;
     println!(
         "created {n} Deployments and {n} Canaries in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -557,7 +345,7 @@ async fn run() -> Result<(), BoxError> {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("controller exited: {status}; see {}", log_path.display()).into());
         }
-        let p = phases(&client).await?;
+        let p = phases(&client, NS).await?;
         drain_requests(&counts);
         if p.get("Initialized").copied().unwrap_or(0) == n {
             break;
@@ -579,7 +367,13 @@ async fn run() -> Result<(), BoxError> {
     // Detection watch, then the new revisions of all Canaries spread over `spread`.
     let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
     let burst_latencies = Arc::new(Mutex::new(Vec::new()));
-    let ready = spawn_detection_watch(client.clone(), pending.clone(), burst_latencies.clone());
+    let ready = spawn_detection_watch(
+        client.clone(),
+        NS,
+        pending.clone(),
+        burst_latencies.clone(),
+        None,
+    );
     let _ = tokio::time::timeout(Duration::from_secs(30), ready).await;
     let start = snapshot(
         pid,
@@ -662,7 +456,7 @@ async fn run() -> Result<(), BoxError> {
         fetch_metrics(&metrics_url).await?,
         drain_requests(&counts),
     )?;
-    let final_phases = phases(&client).await?;
+    let final_phases = phases(&client, NS).await?;
 
     // Report.
     let window = end.at.duration_since(start.at).as_secs_f64();

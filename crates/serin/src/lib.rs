@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod dashboard;
 pub mod demo;
 pub mod kube_error;
 pub mod loadtester;

@@ -54,7 +54,7 @@ pub const RULES: &[Rule] = &[
         resources: &["services"],
         verbs: &["get", "create", "patch"],
         need: Need::Always,
-        used_by: "workload/services.rs: the apex, -canary and -primary Services",
+        used_by: "workload/services.rs: the apex, -canary and -primary Services; workload/service_target.rs: the copies of a Service target",
     },
     Rule {
         group: "",
@@ -177,10 +177,10 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         group: "gateway.networking.k8s.io",
-        resources: &["httproutes"],
+        resources: &["httproutes", "grpcroutes"],
         verbs: ROUTER_VERBS,
         need: Need::Router,
-        used_by: "Gateway API router",
+        used_by: "Gateway API router (GRPCRoute for service.appProtocol: grpc)",
     },
     Rule {
         group: "split.smi-spec.io",
@@ -423,7 +423,9 @@ mod tests {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().to_string();
             if path.is_dir() {
-                if name != "tests" && name != "testdata" {
+                // The kubectl plugin runs with its user's credentials, not the controller's
+                // ServiceAccount (the RBAC it needs is in docs/operations.md).
+                if name != "tests" && name != "testdata" && name != "plugin" {
                     sources(&path, out);
                 }
             } else if name.ends_with(".rs")

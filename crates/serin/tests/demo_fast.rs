@@ -45,6 +45,11 @@ fn fast_demo_promotes_ab_tests_and_rolls_back() {
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
     let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     let _ = std::fs::remove_file(&summary);
+    // The controller serves the web dashboard: the demo waited for it to answer, then printed it.
+    assert!(
+        stdout.contains("  dashboard: http://127.0.0.1:"),
+        "no dashboard URL in:\n{stdout}"
+    );
 
     // Promotions and the rollback.
     assert_eq!(

@@ -119,6 +119,37 @@ fn seed_values_reach_the_controller_flags() {
 }
 
 #[test]
+fn dashboard_values_reach_the_controller_and_its_service() {
+    // Off by default: no flag, no port.
+    let a = controller("serin-default.yaml");
+    assert_eq!(a.dashboard.port, None);
+    assert!(a.dashboard.address.is_loopback());
+
+    let a = controller("serin-dashboard.yaml");
+    assert_eq!(a.dashboard.port, Some(9090));
+    // Reachable through the Service only when it listens beyond the pod's loopback.
+    assert_eq!(a.dashboard.address.to_string(), "0.0.0.0");
+    let docs = golden("serin-dashboard.yaml");
+    let service = docs.iter().find(|d| d["kind"] == "Service").unwrap();
+    let port = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "dashboard")
+        .unwrap();
+    assert_eq!(port["port"], 9090);
+    assert_eq!(port["targetPort"], "dashboard");
+    let container = &serin_containers(&docs)[0];
+    assert!(
+        container["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "dashboard" && p["containerPort"] == 9090)
+    );
+}
+
+#[test]
 fn every_flag_value_of_the_chart_reaches_the_controller() {
     let a = controller("serin-all-values.yaml");
     assert_eq!(a.mesh_provider, "kubernetes");

@@ -89,6 +89,11 @@ pub struct CanaryAnalysis {
     /// Session affinity for the canary strategy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_affinity: Option<SessionAffinity>,
+    /// Serin only: run every metric query once for the primary before the first traffic step
+    /// and hold the run at weight 0 (at most `progressDeadlineSeconds`) while one errors or
+    /// returns no series (default true; set false for a service whose primary has no traffic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<bool>,
 }
 
 /// The deployment strategy a Canary's analysis selects.
@@ -191,6 +196,11 @@ impl CanaryAnalysis {
 
     pub fn metrics(&self) -> &[CanaryMetric] {
         self.metrics.as_deref().unwrap_or(&[])
+    }
+
+    /// Serin's query pre-flight (`preflight`, default on).
+    pub fn preflight(&self) -> bool {
+        self.preflight.unwrap_or(true)
     }
 
     pub fn webhooks(&self) -> &[CanaryWebhook] {

@@ -205,22 +205,9 @@ impl CanarySpec {
         )
     }
 
-    /// Why Serin cannot run this canary's target yet, in the words the controller uses when it
-    /// refuses it (`None` when the target kind is handled). `serin validate` reports the same
-    /// text, so the two stay in step: the workload factory is the only other place that knows
-    /// the supported kinds.
-    pub fn unsupported_target(&self) -> Option<String> {
-        let target = &self.target_ref;
-        (target.kind == "Service" && !self.is_knative_target()).then(|| {
-            format!(
-                "target {}/{} {} is not supported yet by Serin",
-                target.api_version, target.kind, target.name
-            )
-        })
-    }
-
-    /// Whether the target is a Knative Service (`serving.knative.dev/*`, kind `Service`).
-    pub fn is_knative_target(&self) -> bool {
+    /// Whether the target is a Knative Service (`kind: Service` of `serving.knative.dev`); any
+    /// other `kind: Service` is a plain Kubernetes Service.
+    pub fn targets_knative_service(&self) -> bool {
         let target = &self.target_ref;
         target.kind == "Service" && target.api_version.starts_with("serving.knative.dev")
     }

@@ -14,6 +14,7 @@ pub mod manifest;
 
 pub mod metric_template;
 pub mod provider;
+pub mod request;
 pub mod schema;
 pub mod service;
 pub mod status;

@@ -478,6 +478,12 @@ pub fn capability_problems(
         }
     }
 
+    if *provider == Provider::GatewayApi(GatewayApiVersion::V1)
+        && let Some(service) = spec.service.as_ref().filter(|s| s.is_grpc())
+    {
+        grpc_route_problems(path, analysis, service, &mut out);
+    }
+
     let tcp = spec
         .service
         .as_ref()
@@ -492,6 +498,51 @@ pub fn capability_problems(
         ));
     }
     out
+}
+
+/// What a GRPCRoute cannot express (the router refuses the same with the same words).
+pub const GRPC_URI_ERROR: &str = "GRPCRoute matches a gRPC service and method: write the match's uri as exact: /<service>/<method> or prefix: /<service>/";
+pub const GRPC_METHOD_ERROR: &str = "GRPCRoute has no HTTP method match (gRPC requests are all POST); match the gRPC method with the uri /<service>/<method>";
+pub const GRPC_QUERY_ERROR: &str = "GRPCRoute has no query parameter match";
+pub const GRPC_AFFINITY_ERROR: &str = "GRPCRoute cannot route by cookie: remove analysis.sessionAffinity, or route with an HTTPRoute (service.appProtocol other than grpc)";
+
+/// The problems of a Canary routed by a GRPCRoute (`gatewayapi:v1`, `appProtocol: grpc`):
+/// session affinity, and matches a GRPCRoute cannot express.
+fn grpc_route_problems(
+    path: &str,
+    analysis: &CanaryAnalysis,
+    service: &crate::api::service::CanaryService,
+    out: &mut Vec<Problem>,
+) {
+    if analysis.session_affinity.is_some() {
+        out.push(Problem::new(
+            format!("{path}.sessionAffinity"),
+            GRPC_AFFINITY_ERROR,
+        ));
+    }
+    let lists = [
+        (format!("{path}.match"), analysis.matches()),
+        (
+            "spec.service.match".to_string(),
+            service.matches.as_deref().unwrap_or(&[]),
+        ),
+    ];
+    for (list_path, matches) in lists {
+        for (i, m) in matches.iter().enumerate() {
+            let mp = format!("{list_path}[{i}]");
+            if m.method.is_some() {
+                out.push(Problem::new(format!("{mp}.method"), GRPC_METHOD_ERROR));
+            }
+            if m.query_params.as_ref().is_some_and(|q| !q.is_empty()) {
+                out.push(Problem::new(format!("{mp}.queryParams"), GRPC_QUERY_ERROR));
+            }
+            if let Some(uri) = &m.uri
+                && crate::api::service::grpc_method_of(uri).is_none()
+            {
+                out.push(Problem::new(format!("{mp}.uri"), GRPC_URI_ERROR));
+            }
+        }
+    }
 }
 
 fn check_match_support(

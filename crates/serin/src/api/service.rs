@@ -47,7 +47,8 @@ pub struct CanaryService {
     /// Container port number or name (default `port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_port: Option<IntOrString>,
-    /// Application protocol of the port; `tcp` switches Istio to TCP routes.
+    /// Application protocol of the port; `tcp` switches Istio to TCP routes; `grpc` makes
+    /// `gatewayapi:v1` route with a GRPCRoute (Serin only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_protocol: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,4 +127,36 @@ impl CanaryService {
             .clone()
             .unwrap_or(IntOrString::Int(self.port))
     }
+
+    /// Whether `appProtocol` is `grpc` (any case): `gatewayapi:v1` then routes with a GRPCRoute.
+    pub fn is_grpc(&self) -> bool {
+        self.app_protocol
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case(GRPC_APP_PROTOCOL))
+    }
+}
+
+/// The `service.appProtocol` that asks `gatewayapi:v1` for a GRPCRoute.
+pub const GRPC_APP_PROTOCOL: &str = "grpc";
+
+/// The gRPC service and method a match's `uri` names, as a gRPC call is an HTTP/2 request to
+/// `/<service>/<method>`: `exact: /<service>/<method>` gives both, `prefix: /<service>/` the
+/// service only. `None` for any other `uri` (a regex, another shape).
+pub fn grpc_method_of(uri: &super::apis::istio::StringMatch) -> Option<(String, Option<String>)> {
+    let (service, method) = if let Some(exact) = uri.exact.as_deref().filter(|v| !v.is_empty()) {
+        let (service, method) = exact.strip_prefix('/')?.split_once('/')?;
+        (service, Some(method))
+    } else {
+        (
+            uri.prefix
+                .as_deref()
+                .filter(|v| !v.is_empty())?
+                .strip_prefix('/')?
+                .trim_end_matches('/'),
+            None,
+        )
+    };
+    let valid = |part: &str| !part.is_empty() && !part.contains('/');
+    (valid(service) && method.is_none_or(valid))
+        .then(|| (service.to_string(), method.map(str::to_string)))
 }

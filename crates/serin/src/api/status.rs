@@ -125,11 +125,15 @@ pub enum ConditionStatus {
 /// The only condition type Flagger writes.
 pub const PROMOTED_CONDITION: &str = "Promoted";
 
+/// Serin's condition: whether every metric query of the analysis answers for the primary (the
+/// query pre-flight, docs/operations.md).
+pub const METRICS_READY_CONDITION: &str = "MetricsReady";
+
 /// `status.conditions[]`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryCondition {
-    /// Type of this condition (`Promoted`).
+    /// Type of this condition (`Promoted`; Serin also writes `MetricsReady`).
     #[serde(rename = "type")]
     pub condition_type: String,
     /// `True`, `False` or `Unknown`.
@@ -138,7 +142,7 @@ pub struct CanaryCondition {
     pub last_update_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
-    /// The phase that set this condition.
+    /// The phase that set this condition (`MetricsReady`: what the query pre-flight found).
     #[serde(default)]
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,7 +190,7 @@ pub struct CanaryStatus {
     /// Time of the last status write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
-    /// Status conditions (`Promoted`).
+    /// Status conditions (`Promoted`; Serin's `MetricsReady`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<CanaryCondition>>,
     /// Serin only: the decision record of the last analysis ticks (docs/operations.md).
@@ -196,16 +200,29 @@ pub struct CanaryStatus {
     /// samples); cleared once the step is judged. Flagger's CRDs drop it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparison_held_since: Option<Time>,
+    /// Serin only: the last `kubectl serin` request the controller handled (promote, abort,
+    /// retry, resume), so that none is applied twice. Flagger's CRDs drop it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request: Option<super::request::HandledRequest>,
+    /// Serin only: set while the canary is paused (`kubectl serin pause`). Flagger's CRDs
+    /// drop it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<super::request::PauseStatus>,
 }
 
 impl CanaryStatus {
     /// The `Promoted` condition, if any.
     pub fn promoted_condition(&self) -> Option<&CanaryCondition> {
+        self.condition(PROMOTED_CONDITION)
+    }
+
+    /// The condition of type `condition_type`, if any.
+    pub fn condition(&self, condition_type: &str) -> Option<&CanaryCondition> {
         self.conditions
             .as_deref()
             .unwrap_or(&[])
             .iter()
-            .find(|c| c.condition_type == PROMOTED_CONDITION)
+            .find(|c| c.condition_type == condition_type)
     }
 }
 

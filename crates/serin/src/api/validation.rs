@@ -61,7 +61,7 @@ pub fn validate_canary_spec(spec: &CanarySpec, options: &Options) -> Vec<Problem
     match &spec.service {
         // A Knative target has no generated Services (Flagger's Knative manifests have no
         // `service`).
-        None if spec.is_knative_target() => {}
+        None if spec.targets_knative_service() => {}
         None => out.push(Problem::new(
             "spec.service",
             "required field is missing: service.port sets the port of the generated Services",
@@ -141,9 +141,17 @@ pub fn validate_canary_spec(spec: &CanarySpec, options: &Options) -> Vec<Problem
 const MAX_SERVICE_NAME: usize = 63;
 
 /// The Services Serin generates (`<apex>`, `<apex>-primary`, `<apex>-canary`) need names of at
-/// most 63 characters; the API server refuses longer ones on every attempt.
+/// most 63 characters; the API server refuses longer ones on every attempt. A plain Service
+/// target's copies are named after the target while routers send traffic to the apex's names.
 fn check_generated_names(spec: &CanarySpec, out: &mut Vec<Problem>) {
     let (apex, primary, _canary) = spec.service_names();
+    let target = &spec.target_ref.name;
+    if spec.target_ref.kind == "Service" && !spec.targets_knative_service() && &apex != target {
+        out.push(Problem::warning(
+            "spec.service.name",
+            format!("the copies of the target Service are {target}-primary and {target}-canary, but the router sends traffic to {primary} and {apex}-canary; leave service.name unset with a Service target"),
+        ));
+    }
     if apex.is_empty() || primary.len() <= MAX_SERVICE_NAME {
         return;
     }
@@ -199,10 +207,7 @@ fn check_target(spec: &CanarySpec, provider: Option<&Provider>, out: &mut Vec<Pr
     if target.name.is_empty() {
         out.push(Problem::new("spec.targetRef.name", "must not be empty"));
     }
-    if let Some(reason) = spec.unsupported_target() {
-        out.push(Problem::new("spec.targetRef", reason));
-    }
-    let knative_target = spec.is_knative_target();
+    let knative_target = spec.targets_knative_service();
     let knative_provider = spec.provider.as_deref() == Some("knative");
     if knative_target && !knative_provider {
         let p = provider.map(|p| p.to_string()).unwrap_or_default();
@@ -348,6 +353,10 @@ fn check_analysis(
             }
             Some(_) => {}
         }
+    }
+    if analysis.preflight.is_some() && (analysis.metrics().is_empty() || spec.skip_analysis()) {
+        let why = "has no effect: the query pre-flight runs only for an analysis with metrics";
+        out.push(Problem::warning(p("preflight"), why));
     }
     if analysis.threshold == Some(0) {
         out.push(Problem::warning(

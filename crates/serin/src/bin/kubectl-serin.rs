@@ -1,5 +1,6 @@
 #![forbid(unsafe_code)]
-//! The `kubectl-serin` binary: `kubectl serin get|status|why` (see `kubectl serin --help`).
+//! The `kubectl-serin` binary: `kubectl serin get|status|why|promote|abort|retry|pause|resume`
+//! (see `kubectl serin --help`).
 
 fn main() -> std::process::ExitCode {
     serin::plugin::main()

@@ -1,7 +1,8 @@
 //! `serin controller`: the progressive-delivery controller with Flagger's flags.
 //!
 //! Start-up follows Flagger: logger → clients (workload and mesh cluster) → CRD check →
-//! metrics server probe (non-fatal) → global notifier → HTTP server → controller, optionally
+//! metrics server probe (non-fatal) → global notifier → the web dashboard (with
+//! `--dashboard-port`) → HTTP server → controller, optionally
 //! under leader election. SIGINT/SIGTERM stop the controller, the HTTP server and the leader
 //! election together.
 
@@ -19,6 +20,7 @@ use crate::controller::adapters::{self, AdapterConfig};
 use crate::controller::leader::{LeaderConfig, LeaderElector, LeaderError};
 use crate::controller::runtime::{self, RuntimeError, RuntimeOptions};
 use crate::controller::webhook::WebhookError;
+use crate::dashboard::{Dashboard, DashboardArgs, DashboardError};
 use crate::metrics::providers::MetricsProvider;
 use crate::metrics::providers::prometheus::PrometheusProvider;
 use crate::metrics::recorder::Recorder;
@@ -126,6 +128,8 @@ pub struct Args {
     pub notifier: GlobalNotifierArgs,
     #[command(flatten)]
     pub server: ServerArgs,
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
 }
 
 /// Why the controller stopped with an error.
@@ -147,6 +151,8 @@ pub enum ControllerError {
     Server(#[from] ServerError),
     #[error(transparent)]
     Leader(#[from] LeaderError),
+    #[error(transparent)]
+    Dashboard(#[from] DashboardError),
 }
 
 fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, ControllerError> {
@@ -261,6 +267,8 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
     recorder.set_info(env!("CARGO_PKG_VERSION"), &args.mesh_provider);
     let readiness = Readiness::new();
 
+    // Dropped on an early return below, it stops.
+    let dashboard = Dashboard::start(&args.dashboard, shutdown.clone()).await?;
     let listener = server::bind(args.server.port).await?;
     let http = tokio::spawn(server::serve(
         listener,
@@ -286,13 +294,16 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
             annotations_prefix: args.ingress_annotations_prefix.clone(),
         },
     };
-    let ports = adapters::kube_ports(
+    let mut ports = adapters::kube_ports(
         client.clone(),
         mesh_client,
         set_owner_refs,
         recorder.clone(),
         &adapter_config,
     )?;
+    if let Some(dashboard) = &dashboard {
+        ports.events = dashboard.tee(ports.events.clone());
+    }
     let scheduler_config = SchedulerConfig {
         default_provider: provider,
         event_webhook,
@@ -307,6 +318,7 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
             "control-loop-interval",
             &args.control_loop_interval,
         )?,
+        observer: dashboard.as_ref().map(Dashboard::observer),
     };
 
     let controller = runtime::run(
@@ -365,8 +377,15 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
     };
     if result.is_err() {
         http.abort();
-    } else if let Ok(Err(e)) = http.await {
-        tracing::error!("{e}");
+    } else {
+        if let Ok(Err(e)) = http.await {
+            tracing::error!("{e}");
+        }
+        if let Some(dashboard) = dashboard
+            && let Err(e) = dashboard.stopped().await
+        {
+            tracing::error!("{e}");
+        }
     }
     result
 }

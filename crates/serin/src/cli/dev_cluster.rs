@@ -22,7 +22,7 @@ pub struct Args {
     /// Latency added to every API request.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
-    /// Inject errors: VERB=CODE:SHARE, e.g. `patch=503:0.2` (codes 409, 500, 503; verb or `*`). Repeatable.
+    /// Inject errors: VERB=CODE:SHARE, e.g. `patch=503:0.2` (codes 403, 409, 500, 503; verb or `*`). Repeatable.
     #[arg(long = "fail", value_name = "VERB=CODE:SHARE")]
     pub fail: Vec<String>,
     /// Cut every watch stream after this many seconds (clients must re-watch).

@@ -42,6 +42,8 @@ pub enum Cause<'a> {
     /// The routes showed a rollback whose status write was lost: its first attempt never
     /// reached Failed, so it never alerted.
     Resumed,
+    /// Serin: `kubectl serin abort`, by this user.
+    Aborted { by: &'a str },
 }
 
 /// One alert to send.
@@ -101,6 +103,10 @@ pub fn decide(failure: &Failure) -> Option<Alert> {
                      the Canary's events for its reason"
                 ),
                 AlertSeverity::Error,
+            ),
+            Cause::Aborted { by } => Alert::new(
+                super::actions::aborted_alert(canary, by),
+                AlertSeverity::Warn,
             ),
         }),
         Failure::PromotionFailed { reason } => Some(Alert::new(

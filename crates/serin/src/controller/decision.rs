@@ -14,6 +14,7 @@ use crate::api::decision::{
     CheckRecord, Decision, DecisionStep, MAX_DECISIONS, MAX_ENTRIES, MAX_RECORD_BYTES, StepAction,
     WebhookRecord, clean_message,
 };
+use crate::api::request::{RequestAction, RequestOutcome};
 use crate::api::{CanaryPhase, CanaryStatus, CanaryWebhook};
 
 /// What one tick has seen so far.
@@ -122,6 +123,9 @@ pub fn step_between(
 ) -> DecisionStep {
     let step = |action, summary: String| DecisionStep { action, summary };
     let (w0, w1) = (before.canary_weight, after.canary_weight);
+    if let Some(asked) = requested_step(before, after) {
+        return asked;
+    }
     if after.phase != before.phase {
         match after.phase {
             CanaryPhase::Failed => {
@@ -196,6 +200,37 @@ pub fn step_between(
         );
     }
     step(StepAction::Hold, format!("held at canary weight {w1}"))
+}
+
+/// Serin: the step of a tick that carried out a `kubectl serin` promote or abort (the request
+/// recorded in `status.lastRequest` by this tick).
+fn requested_step(before: &CanaryStatus, after: &CanaryStatus) -> Option<DecisionStep> {
+    let r = after.last_request.as_ref()?;
+    if before.last_request.as_ref() == Some(r) {
+        return None;
+    }
+    let by = if r.by.is_empty() {
+        "an unnamed user"
+    } else {
+        &r.by
+    };
+    let asked = |what: &str| format!("{what} requested by {by} via kubectl serin");
+    let (action, summary) = match (r.action?, r.outcome, after.phase) {
+        (RequestAction::Promote, RequestOutcome::Done, CanaryPhase::Promoting) => (
+            StepAction::Promote,
+            format!("{}: copying the canary to the primary", asked("promotion")),
+        ),
+        (RequestAction::Promote, RequestOutcome::Waiting, _) => (
+            StepAction::WaitPromotion,
+            format!("{}, waiting for confirm-promotion", asked("promotion")),
+        ),
+        (RequestAction::Abort, RequestOutcome::Done, CanaryPhase::Failed) => (
+            StepAction::Rollback,
+            format!("rolled back: {}", asked("abort")),
+        ),
+        _ => return None,
+    };
+    Some(DecisionStep { action, summary })
 }
 
 /// The tick's side: the scheduler starts a draft once a tick decides a step, and feeds it.

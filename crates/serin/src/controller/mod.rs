@@ -13,7 +13,10 @@
 //! * [`queue`]: the fair work queue; [`workers`]: the `-threadiness` workers and waits that do
 //!   not hold one; [`decode`]: Canaries decoded one by one from the watch.
 //! * [`leader`]: optional leader election with a coordination.k8s.io/v1 Lease.
+//! * [`actions`]: what a `kubectl serin` request (promote, abort, retry, pause, resume) means
+//!   in a phase; `requests` carries it out in the tick.
 
+pub mod actions;
 pub mod adapters;
 pub mod alerts;
 pub mod decision;
@@ -23,7 +26,9 @@ pub mod finalizer;
 mod hooks;
 pub mod leader;
 pub mod ports;
+pub mod preflight;
 pub mod queue;
+mod requests;
 pub mod runtime;
 pub mod scheduler;
 pub mod status;

@@ -13,6 +13,7 @@ use super::webhook::{HookPayload, HookResponse, WebhookError};
 use crate::api::analysis::AlertSeverity;
 use crate::api::decision::{CheckRecord, Decision};
 use crate::api::{Canary, CanaryPhase, CanaryStatus, CanaryWebhook, Provider, Strategy};
+pub use crate::metrics::preflight::Finding;
 use crate::router::{Router, RouterError};
 use crate::workload::{ScalerReconciler, TargetController, TargetMetadata};
 
@@ -151,6 +152,9 @@ pub trait MetricChecks: Send + Sync {
     /// Runs every metric check in order and stops at the first failure. On success returns the
     /// measured value per metric name.
     async fn run_checks(&self, canary: &Canary) -> Result<Measured, FailedCheck>;
+    /// Serin's query pre-flight: every metric query rendered for the primary and run once;
+    /// the first one that errors or returns no series ([`crate::metrics::preflight::run`]).
+    async fn preflight(&self, canary: &Canary) -> Result<(), Finding>;
 }
 
 /// Notifications (per-canary `analysis.alerts` or the global notifier). Failures are the

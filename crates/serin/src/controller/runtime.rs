@@ -24,6 +24,7 @@ use super::{decode, workers};
 use crate::api::alert_provider::AlertProvider;
 use crate::api::apis::knative::KnativeService;
 use crate::api::metric_template::MetricTemplate;
+use crate::api::request::{PAUSE_ANNOTATION, REQUEST_ANNOTATION};
 use crate::api::structural::Severity;
 use crate::api::validation::{self, Options};
 use crate::api::{Canary, Provider};
@@ -65,6 +66,26 @@ pub enum ReconcileError {
     Scheduler(#[from] SchedulerError),
 }
 
+/// Sees the controller's Canary watch (the web dashboard's feed): [`CanaryObserver::cache`]
+/// once with the Canary cache, then every watch event after the cache applied it. Called on the
+/// watch's task: implementations must not block.
+pub trait CanaryObserver: Send + Sync {
+    /// The controller's Canary cache (read-only for the observer).
+    fn cache(&self, store: Store<Canary>);
+    /// One watch event, after the cache applied it.
+    fn event(&self, event: &watcher::Event<Canary>);
+}
+
+/// An optional [`CanaryObserver`] in [`RuntimeOptions`].
+#[derive(Clone)]
+pub struct Observer(pub Arc<dyn CanaryObserver>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
+}
+
 /// Settings of the runtime (controller flags).
 #[derive(Clone, Debug)]
 pub struct RuntimeOptions {
@@ -79,6 +100,8 @@ pub struct RuntimeOptions {
     /// `-control-loop-interval`: how often `flagger_canary_total` is refreshed and duplicate
     /// targets are logged (both done by Flagger's job-sync loop).
     pub control_loop_interval: Duration,
+    /// Who else sees the Canary watch (`-dashboard-port`); `None` when nobody does.
+    pub observer: Option<Observer>,
 }
 
 impl Default for RuntimeOptions {
@@ -89,6 +112,7 @@ impl Default for RuntimeOptions {
             no_cross_namespace_refs: false,
             config_tracking: true,
             control_loop_interval: Duration::from_secs(10),
+            observer: None,
         }
     }
 }
@@ -415,19 +439,29 @@ where
 }
 
 /// What of a Canary triggers a reconcile: its spec (the generation, or every version when the
-/// server does not keep one), its finalizers and its deletion. Status writes (the scheduler's
-/// own, every step) do not: the scheduler's `requeue_after` already schedules the next tick.
+/// server does not keep one), its finalizers, its deletion and Serin's request and pause
+/// annotations (`kubectl serin`). Status writes (the scheduler's own, every step) do not: the
+/// scheduler's `requeue_after` already schedules the next tick.
 pub fn canary_trigger(canary: &Canary) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
     let deleting = |c: &Canary| {
-        use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         c.metadata.deletion_timestamp.is_some().hash(&mut h);
+        Some(h.finish())
+    };
+    let requests = |c: &Canary| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let annotations = c.metadata.annotations.as_ref();
+        for key in [REQUEST_ANNOTATION, PAUSE_ANNOTATION] {
+            annotations.and_then(|a| a.get(key)).hash(&mut h);
+        }
         Some(h.finish())
     };
     predicates::generation
         .fallback(predicates::resource_version)
         .combine(predicates::finalizers)
         .combine(deleting)
+        .combine(requests)
         .hash_property(canary)
 }
 
@@ -565,7 +599,16 @@ pub async fn run<F>(
     // The Canary cache holds every version; only changes that can matter to a reconcile
     // trigger one (not the controller's own status writes: the scheduler requeues itself).
     let (store, writer) = reflector::store();
+    let observer = options.observer.clone();
+    if let Some(Observer(o)) = &observer {
+        o.cache(store.clone());
+    }
     let canary_changes = reflector(writer, canary_events)
+        .inspect(move |event| {
+            if let (Some(Observer(o)), Ok(event)) = (&observer, event) {
+                o.event(event);
+            }
+        })
         .applied_objects()
         .predicate_filter(canary_trigger, Default::default());
     let mut triggers = vec![triggers_of("Canary", canary_changes, |c: &Canary| {

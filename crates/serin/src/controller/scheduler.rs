@@ -174,6 +174,9 @@ pub struct Scheduler {
     /// Canaries whose promotion copied the template of a revision (`lastAppliedSpec`) in this
     /// process.
     copies: Mutex<HashMap<String, Option<String>>>,
+    /// Serin: the `kubectl serin` request and pause each Canary's ticks last recorded, for
+    /// where Flagger's CRDs prune `status.lastRequest` and `status.paused`.
+    pub(super) seen: Mutex<HashMap<String, super::requests::Seen>>,
     /// Serin: inconclusive comparison checks holding a step.
     pub(super) holds: crate::metrics::compare::Holds,
 }
@@ -185,6 +188,7 @@ impl Scheduler {
             config,
             attempts: Mutex::new(HashMap::new()),
             copies: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
             holds: Default::default(),
         }
     }
@@ -222,6 +226,8 @@ impl Scheduler {
         map.retain(|key, _| live(key));
         let mut copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
         copies.retain(|key, _| live(key));
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.retain(|key, _| live(key));
     }
 
     /// The number of Canaries with in-memory notes.
@@ -306,13 +312,24 @@ impl Scheduler {
             Err(_) => None,
         };
         let status = canary.status.clone().unwrap_or_default();
-        let why = trigger(&status, revision.as_ref(), interval, now, last.as_ref());
+        let mut why = trigger(&status, revision.as_ref(), interval, now, last.as_ref());
+        // Serin: a `kubectl serin` request or a pause starting or ending acts at once.
+        let seen = self.seen_requests(&memo_key, &status);
+        let urgent = super::actions::urgent(
+            canary.metadata.annotations.as_ref(),
+            seen.last_request.as_ref(),
+            seen.paused.as_ref(),
+        );
+        if urgent && matches!(why, Trigger::NotDue { .. }) {
+            why = Trigger::Due;
+        }
         if let Trigger::NotDue { after } = why {
             return Ok(Next {
                 requeue_after: after,
             });
         }
         if why == Trigger::Due
+            && !urgent
             && in_run(status.phase)
             && let Some(due) = due_at(&status, interval, last.as_ref())
         {
@@ -570,6 +587,7 @@ impl<'a> Tick<'a> {
                 Ok(r) => r,
                 Err(e) => return self.warn_ok(e).await,
             };
+            let preflight_warning = self.init_preflight().await;
             self.sync_status(CanaryPhase::Initialized, 0, 0, 0, &rev)
                 .await?;
             self.s
@@ -579,6 +597,14 @@ impl<'a> Tick<'a> {
             self.info(events::initialization_done(&self.key)).await;
             let msg = events::alert::initialized(&self.kind);
             self.alert(&msg, true, AlertSeverity::Info).await;
+            if let Some(warning) = preflight_warning {
+                self.warn(warning).await;
+            }
+        }
+
+        // Serin: `kubectl serin` requests and pause.
+        if self.requests(&b).await? {
+            return Ok(());
         }
 
         // 14. Should the analysis advance?

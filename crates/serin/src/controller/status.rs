@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::scheduler::{SchedulerError, Tick};
+use crate::api::request::RequestOutcome;
 use crate::api::status::{CanaryCondition, PROMOTED_CONDITION};
 use crate::api::{CanaryPhase, CanaryStatus};
 use crate::workload::Revision;
@@ -149,6 +150,12 @@ pub fn apply_sync(
     status.iterations = iterations;
     status.failed_checks = failed_checks;
     status.comparison_held_since = None;
+    // Serin: a run that starts, restarts or ends otherwise ends a promotion waiting at its gate.
+    if let Some(r) = status.last_request.as_mut()
+        && r.outcome == RequestOutcome::Waiting
+    {
+        r.outcome = RequestOutcome::Superseded;
+    }
     status.last_applied_spec = Some(revision.spec_hash.clone());
     if phase == CanaryPhase::Initialized {
         status.last_promoted_spec = Some(revision.spec_hash.clone());

@@ -44,6 +44,7 @@ impl Tick<'_> {
             self.error(e.to_string()).await;
             return Ok(());
         }
+        self.reset_preflight();
         self.sync_status(CanaryPhase::Progressing, 0, 0, 0, rev)
             .await?;
         self.s
@@ -64,6 +65,10 @@ impl Tick<'_> {
         let mirror = analysis.mirror() && self.provider.supports_canary_mirroring();
         let status = self.status();
         if routes.canary == 0 && status.iterations == 0 && !(mirror && routes.mirrored) {
+            // Serin: no traffic moves before every metric query answers for the primary.
+            if !self.preflight_allows(b).await? {
+                return Ok(());
+            }
             self.info(events::starting_analysis(&self.target_key)).await;
             if let Err(failed) = self.pre_rollout().await {
                 self.set_failed_checks(status.failed_checks.saturating_add(1))
@@ -321,7 +326,7 @@ impl Tick<'_> {
     /// written first: once the primary may run the new version the run is promoting, so a
     /// lost write can never leave an analysis going on (and rolling "back" onto the new
     /// version). A copy that fails is retried by the Promoting ticks ([`Self::ensure_copied`]).
-    async fn promote(&mut self, b: &Backends) -> Result<(), SchedulerError> {
+    pub(super) async fn promote(&mut self, b: &Backends) -> Result<(), SchedulerError> {
         self.info(events::copying_template(
             &self.target_key,
             &self.primary_key,

@@ -25,7 +25,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::ports::{Alerter, FailedCheck, Measured, MetricChecks, Ports, WebhookClient};
+use super::ports::{Alerter, FailedCheck, Finding, Measured, MetricChecks, Ports, WebhookClient};
 use super::queue::WorkQueue;
 use super::webhook::{HookPayload, HookResponse, WebhookError};
 use crate::api::Canary;
@@ -141,6 +141,10 @@ impl MetricChecks for WaitingMetrics {
 
     async fn run_checks(&self, canary: &Canary) -> Result<Measured, FailedCheck> {
         waiting(self.0.run_checks(canary)).await
+    }
+
+    async fn preflight(&self, canary: &Canary) -> Result<(), Finding> {
+        waiting(self.0.preflight(canary)).await
     }
 }
 

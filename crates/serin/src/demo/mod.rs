@@ -276,6 +276,11 @@ async fn start(
         pids_seen,
     };
     stack.platform.wait_ready().await?;
+    let dashboard = format!(
+        "  dashboard: {} (live in a browser while the demo runs)",
+        stack.platform.dashboard
+    );
+    stack.screen.say(&[dashboard]);
     Ok(stack)
 }
 
@@ -305,6 +310,7 @@ async fn keep_running(stack: &mut Stack) {
         format!("  export KUBECONFIG={}", p.kubeconfig.display()),
         format!("  ingress gateway: http://{}/", p.mesh.addr()),
         format!("  Prometheus:      {}", p.prometheus),
+        format!("  dashboard:       {}", p.dashboard),
         format!("  logs:            {}", p.work.display()),
     ];
     stack.screen.say(&lines);

@@ -40,6 +40,8 @@ pub struct Platform {
     pub children: Children,
     /// Prometheus' URL, `http://127.0.0.1:PORT`.
     pub prometheus: String,
+    /// The controller's web dashboard, `http://127.0.0.1:PORT/`.
+    pub dashboard: String,
     pub kubeconfig: PathBuf,
     pub work: PathBuf,
     ready_urls: Vec<(&'static str, String)>,
@@ -100,12 +102,14 @@ impl Platform {
             opts.work.join("loadtester.log"),
         )?;
         let ctl_port = free_port()?;
+        let dashboard_port = free_port()?;
         let mut controller_args = vec![
             "controller".into(),
             format!("--kubeconfig={}", kubeconfig.display()),
             "--mesh-provider=istio".into(),
             format!("--metrics-server={}", prometheus.url),
             format!("--port={ctl_port}"),
+            format!("--dashboard-port={dashboard_port}"),
             "--log-level=info".into(),
         ];
         controller_args.extend(opts.controller_args.iter().cloned());
@@ -144,8 +148,13 @@ impl Platform {
                     "the controller",
                     format!("http://127.0.0.1:{ctl_port}/healthz"),
                 ),
+                (
+                    "the dashboard",
+                    format!("http://127.0.0.1:{dashboard_port}/api/canaries"),
+                ),
             ],
             prometheus: prometheus.url,
+            dashboard: format!("http://127.0.0.1:{dashboard_port}/"),
             kubeconfig,
             work: opts.work.clone(),
         })

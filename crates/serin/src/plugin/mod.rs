@@ -5,11 +5,14 @@
 //!   for A/B testing and blue/green);
 //! * `status NAME`: the timeline of the current run from the Canary's events and decisions;
 //! * `why NAME`: the last decisions of the record (`status.decisions`), values against
-//!   thresholds.
+//!   thresholds;
+//! * `promote`, `abort`, `retry`, `pause`, `resume NAME`: requests the controller acts on
+//!   ([`actions`]).
 //!
 //! It reads the kubeconfig as kubectl does (`--kubeconfig`, `--context`, `-n`, `-A`). The
 //! rendering is pure ([`render`]); this module only fetches.
 
+pub mod actions;
 pub mod render;
 
 use std::path::PathBuf;
@@ -25,7 +28,7 @@ use crate::api::Canary;
 use crate::controller::ports::{Clock, SystemClock};
 use crate::kube_error;
 
-/// Canary views for kubectl: `kubectl serin get|status|why`.
+/// Canary views and requests for kubectl: `kubectl serin get|status|why|promote|abort|retry|pause|resume`.
 #[derive(Debug, Parser)]
 #[command(name = "kubectl-serin", bin_name = "kubectl serin", version)]
 pub struct Args {
@@ -65,6 +68,41 @@ pub enum PluginCommand {
         #[arg(long)]
         queries: bool,
     },
+    /// Skip the rest of the analysis and promote (the confirm-promotion gate still decides
+    /// unless --force).
+    Promote {
+        name: String,
+        /// Promote past a closed confirm-promotion gate.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Roll back now: all traffic to the primary, the canary scaled to zero, phase Failed.
+    Abort { name: String },
+    /// Analyse a Failed revision again from the start.
+    Retry { name: String },
+    /// Hold the run where it is (no step, no check, no weight change) until resumed.
+    Pause { name: String },
+    /// End a pause.
+    Resume { name: String },
+}
+
+impl PluginCommand {
+    /// The write command and its canary, if this is one.
+    fn write(&self) -> Option<(actions::Write, &str)> {
+        use actions::Write;
+        match self {
+            PluginCommand::Get { .. }
+            | PluginCommand::Status { .. }
+            | PluginCommand::Why { .. } => None,
+            PluginCommand::Promote { name, force } => {
+                Some((Write::Promote { force: *force }, name))
+            }
+            PluginCommand::Abort { name } => Some((Write::Abort, name)),
+            PluginCommand::Retry { name } => Some((Write::Retry, name)),
+            PluginCommand::Pause { name } => Some((Write::Pause, name)),
+            PluginCommand::Resume { name } => Some((Write::Resume, name)),
+        }
+    }
 }
 
 /// Why a command could not answer.
@@ -106,9 +144,22 @@ pub fn main() -> ExitCode {
 /// Runs one command and returns what to print.
 pub async fn run(args: &Args) -> Result<String, PluginError> {
     crate::controller::webhook::install_crypto_provider();
-    let (client, default_ns) = connect(args).await?;
-    let namespace = args.namespace.clone().unwrap_or(default_ns);
+    let session = connect(args).await?;
+    let client = session.client;
+    let namespace = args.namespace.clone().unwrap_or(session.namespace);
     let now = SystemClock.now();
+    if let Some((write, name)) = args.command.write() {
+        let canary = get(&client, &namespace, name).await?;
+        let by = actions::whoami(&client, session.user.as_deref()).await;
+        let id = actions::request_id(now);
+        return match actions::patch_for(write, &canary, &by, &id) {
+            Ok(patch) => {
+                actions::send(&client, &namespace, name, &by, &patch).await?;
+                Ok(actions::confirmation(write, &canary, &by, &id))
+            }
+            Err(nothing_to_do) => Ok(format!("{nothing_to_do}\n")),
+        };
+    }
     match &args.command {
         PluginCommand::Get { name } => {
             let canaries = match name {
@@ -130,34 +181,78 @@ pub async fn run(args: &Args) -> Result<String, PluginError> {
             let canary = get(&client, &namespace, name).await?;
             Ok(render::why(&canary, *last, *queries))
         }
+        PluginCommand::Promote { .. }
+        | PluginCommand::Abort { .. }
+        | PluginCommand::Retry { .. }
+        | PluginCommand::Pause { .. }
+        | PluginCommand::Resume { .. } => Ok(String::new()),
     }
 }
 
+/// A client, its default namespace and the kubeconfig's user.
+struct Session {
+    client: kube::Client,
+    namespace: String,
+    /// The user the kubeconfig names: its `as` when it impersonates, else the context's user
+    /// (`None` in a pod, without a kubeconfig).
+    user: Option<String>,
+}
+
 /// A client and the default namespace, from the kubeconfig as kubectl reads it.
-async fn connect(args: &Args) -> Result<(kube::Client, String), PluginError> {
+async fn connect(args: &Args) -> Result<Session, PluginError> {
     let options = KubeConfigOptions {
         context: args.context.clone(),
         ..Default::default()
     };
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .map_err(|e| PluginError::Kubeconfig(format!("{}: {e}", path.display())))?;
-            kube::Config::from_custom_kubeconfig(kc, &options)
-                .await
-                .map_err(|e| PluginError::Kubeconfig(e.to_string()))?
-        }
-        None if args.context.is_some() => kube::Config::from_kubeconfig(&options)
+    let file = match &args.kubeconfig {
+        Some(path) => Some(
+            Kubeconfig::read_from(path)
+                .map_err(|e| PluginError::Kubeconfig(format!("{}: {e}", path.display())))?,
+        ),
+        None => Kubeconfig::read().ok(),
+    };
+    let user = file
+        .as_ref()
+        .and_then(|kc| kubeconfig_user(kc, args.context.as_deref()));
+    let config = match (&args.kubeconfig, file) {
+        (Some(_), Some(kc)) => kube::Config::from_custom_kubeconfig(kc, &options)
             .await
             .map_err(|e| PluginError::Kubeconfig(e.to_string()))?,
-        None => kube::Config::infer()
+        _ if args.context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| PluginError::Kubeconfig(e.to_string()))?,
+        _ => kube::Config::infer()
             .await
             .map_err(|e| PluginError::Kubeconfig(e.to_string()))?,
     };
     let namespace = config.default_namespace.clone();
     let client =
         kube::Client::try_from(config).map_err(|e| PluginError::Kubeconfig(e.to_string()))?;
-    Ok((client, namespace))
+    Ok(Session {
+        client,
+        namespace,
+        user,
+    })
+}
+
+/// The user of the kubeconfig's `context` (else its current context): the impersonated user
+/// when the user entry has `as`, else the user entry's name.
+fn kubeconfig_user(kc: &Kubeconfig, context: Option<&str>) -> Option<String> {
+    let name = context.or(kc.current_context.as_deref())?;
+    let user = kc
+        .contexts
+        .iter()
+        .find(|c| c.name == name)?
+        .context
+        .as_ref()?
+        .user
+        .clone()?;
+    let impersonated = kc
+        .auth_infos
+        .iter()
+        .find(|a| a.name == user)
+        .and_then(|a| a.auth_info.as_ref()?.impersonate.clone());
+    Some(impersonated.unwrap_or(user))
 }
 
 fn api_error(what: &str, e: &kube::Error) -> PluginError {

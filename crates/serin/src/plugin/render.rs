@@ -6,6 +6,7 @@ use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::decision::{CheckRecord, Decision};
+use crate::api::request::RequestOutcome;
 use crate::api::{Canary, Strategy};
 
 /// Width of the progress bar, in cells.
@@ -214,12 +215,52 @@ pub fn timeline(canary: &Canary, events: &[Event]) -> String {
     if let Some(c) = canary.status.as_ref().and_then(|s| s.promoted_condition()) {
         let _ = writeln!(out, "{}", c.message.as_deref().unwrap_or_default());
     }
+    out.push_str(&requests(canary));
     out.push('\n');
     if lines.is_empty() {
         out.push_str("No events or decisions recorded yet.\n");
     }
     for (t, line) in &lines[start.min(lines.len())..] {
         let _ = writeln!(out, "{}  {line}", time(*t));
+    }
+    out
+}
+
+/// The pause and the last `kubectl serin` request, as the controller recorded them.
+pub fn requests(canary: &Canary) -> String {
+    let mut out = String::new();
+    let Some(status) = canary.status.as_ref() else {
+        return out;
+    };
+    if let Some(p) = &status.paused {
+        let by = if p.by.is_empty() {
+            "an unnamed user"
+        } else {
+            &p.by
+        };
+        let _ = writeln!(out, "Paused by {by} since {}.", time(p.since.0));
+    }
+    if let Some(r) = &status.last_request {
+        let action = r.action.map_or("unreadable request", |a| a.as_str());
+        let outcome = match r.outcome {
+            RequestOutcome::Done => "done".to_string(),
+            RequestOutcome::Waiting => "waiting for the confirm-promotion gate".to_string(),
+            RequestOutcome::Superseded => "superseded".to_string(),
+            RequestOutcome::Refused => match &r.message {
+                Some(m) => format!("refused: {m}"),
+                None => "refused".to_string(),
+            },
+        };
+        let by = if r.by.is_empty() {
+            String::new()
+        } else {
+            format!(" by {}", r.by)
+        };
+        let _ = writeln!(
+            out,
+            "Last request: {action}{by} at {}: {outcome}.",
+            time(r.time.0)
+        );
     }
     out
 }
@@ -310,9 +351,27 @@ fn decision(out: &mut String, d: &Decision, queries: bool) {
     }
 }
 
-/// `kubectl serin why`: the last `last` decisions, oldest first.
+/// The `MetricsReady` condition while the query pre-flight fails: why the run holds at weight 0.
+fn preflight_failure(canary: &Canary) -> Option<String> {
+    let status = canary.status.as_ref()?;
+    let c = status.condition(crate::api::status::METRICS_READY_CONDITION)?;
+    if c.status != crate::api::status::ConditionStatus::False {
+        return None;
+    }
+    Some(format!(
+        "MetricsReady False ({}): {}\n",
+        c.reason,
+        c.message.as_deref().unwrap_or_default()
+    ))
+}
+
+/// `kubectl serin why`: the failing query pre-flight, if any, and the last `last` decisions,
+/// oldest first.
 pub fn why(canary: &Canary, last: usize, queries: bool) -> String {
     let mut out = headline(canary);
+    if let Some(line) = preflight_failure(canary) {
+        out.push_str(&line);
+    }
     out.push('\n');
     let decisions = canary
         .status
@@ -424,6 +483,26 @@ podinfo.test  Progressing  [####------] 20/50  failed checks 1/2
     }
 
     #[test]
+    fn why_names_a_failing_query_preflight() {
+        let condition = |status: &str| {
+            serde_json::json!({"phase": "Progressing", "conditions": [{
+                "type": "MetricsReady", "status": status, "reason": "NoValues",
+                "message": "Query pre-flight: metric error-rate (prometheus) returned no values"}]})
+        };
+        let failing = canary(condition("False"), serde_json::json!({"threshold": 2}));
+        let text = why(&failing, 3, false);
+        assert!(
+            text.lines().nth(1)
+                == Some(
+                    "MetricsReady False (NoValues): Query pre-flight: metric error-rate (prometheus) returned no values"
+                ),
+            "{text}"
+        );
+        let answered = canary(condition("True"), serde_json::json!({"threshold": 2}));
+        assert!(!why(&answered, 3, false).contains("MetricsReady"));
+    }
+
+    #[test]
     fn the_timeline_starts_at_the_current_run() {
         let c = canary(
             serde_json::json!({"phase": "Progressing", "canaryWeight": 20, "decisions": record()}),
@@ -470,6 +549,45 @@ podinfo.test  Progressing  [####------] 20/50  failed checks 1/2
                 "2026-01-01T00:00:50Z  Normal   Halt advancement (x3)",
                 "2026-01-01T00:01:00Z  Step     failedCheck: failed checks 0 → 1 (rollback at 2)",
             ]
+        );
+    }
+
+    #[test]
+    fn the_timeline_shows_the_pause_and_the_last_request() {
+        let c = canary(
+            serde_json::json!({
+                "phase": "WaitingPromotion", "canaryWeight": 20,
+                "paused": {"by": "alice", "since": "2026-01-01T00:02:00Z"},
+                "lastRequest": {"id": "r-1", "action": "promote", "by": "bob",
+                                "outcome": "waiting", "time": "2026-01-01T00:01:00Z"}
+            }),
+            serde_json::json!({"maxWeight": 50, "stepWeight": 10}),
+        );
+        let text = timeline(&c, &[]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1..3],
+            [
+                "Paused by alice since 2026-01-01T00:02:00Z.",
+                "Last request: promote by bob at 2026-01-01T00:01:00Z: waiting for the confirm-promotion gate.",
+            ]
+        );
+        let refused = canary(
+            serde_json::json!({"phase": "Succeeded", "lastRequest": {"id": "r-2",
+                "action": "retry", "by": "bob", "outcome": "refused", "time": "2026-01-01T00:01:00Z",
+                "message": "only a Failed canary can be retried (podinfo.test is in phase Succeeded)"}}),
+            serde_json::json!({}),
+        );
+        assert_eq!(
+            requests(&refused),
+            "Last request: retry by bob at 2026-01-01T00:01:00Z: refused: only a Failed canary can be retried (podinfo.test is in phase Succeeded).\n"
+        );
+        assert_eq!(
+            requests(&canary(
+                serde_json::json!({"phase": "Succeeded"}),
+                serde_json::json!({})
+            )),
+            ""
         );
     }
 }

@@ -225,6 +225,11 @@ impl MetricChecks for Metrics {
     async fn check_providers(&self, _c: &Canary) -> Result<(), String> {
         Ok(())
     }
+    /// The scripted values are the canary's; the simulated primary serves traffic, so every
+    /// query answers for it.
+    async fn preflight(&self, _c: &Canary) -> Result<(), Finding> {
+        Ok(())
+    }
     async fn run_checks(&self, canary: &Canary) -> Result<Measured, FailedCheck> {
         let mut out = Measured::default();
         let Some(analysis) = canary.spec.analysis() else {

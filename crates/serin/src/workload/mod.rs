@@ -1,5 +1,6 @@
-//! Target workloads: Deployments, DaemonSets and Knative Services behind [`TargetController`],
-//! the generated Services, ConfigMap/Secret tracking and the primary autoscalers.
+//! Target workloads: Deployments, DaemonSets, plain Services and Knative Services behind
+//! [`TargetController`], the generated Services, ConfigMap/Secret tracking and the primary
+//! autoscalers.
 
 use std::collections::BTreeMap;
 
@@ -98,6 +99,7 @@ pub mod factory;
 pub mod knative;
 pub mod meta;
 pub mod pod;
+pub mod service_target;
 pub mod services;
 pub mod template;
 
@@ -112,4 +114,5 @@ pub use daemonset::DaemonSetController;
 pub use deployment::DeploymentController;
 pub use factory::target_controller_for;
 pub use knative::KnativeController;
+pub use service_target::ServiceTargetController;
 pub use services::ServiceReconciler;

@@ -301,7 +301,9 @@ impl ServiceReconciler {
                             context: format!("service {name}.{ns} update error"),
                             source,
                         })?;
-                    tracing::info!(canary = %canary_id(canary), "Service {name}.{ns} updated");
+                    // Flagger's text names the Service without its namespace
+                    // (`pkg/router/kubernetes_default.go`).
+                    tracing::info!(canary = %canary_id(canary), "Service {name} updated");
                 }
             }
         }

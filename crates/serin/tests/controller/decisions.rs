@@ -8,23 +8,6 @@ use std::time::Duration;
 use crate::support::*;
 use serde_json::json;
 
-/// Runs the `kubectl-serin` binary built with this test: (success, stdout, stderr).
-async fn run_plugin(argv: Vec<String>) -> (bool, String, String) {
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_kubectl-serin"))
-            .args(&argv)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
 /// Runs `kubectl-serin ARGS -n test` as an operator would (on a real cluster with the admin
 /// kubeconfig, not the controller's restricted one) and returns its standard output.
 async fn plugin(kubeconfig: &Path, args: &[&str]) -> String {

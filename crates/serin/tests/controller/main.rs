@@ -10,20 +10,25 @@
 mod prometheus_support;
 mod support;
 
+mod actions;
 mod adapters;
 mod alerts;
 mod daemonset;
+mod dashboard;
+mod dashboard_routes;
 mod decisions;
 mod deletion;
 mod hostile;
 mod knative;
 mod leader;
 mod mesh;
+mod preflight;
 mod promotion;
 mod real_prometheus;
 mod revision;
 mod rollback;
 mod routers;
+mod service_target;
 mod simulate;
 mod startup;
 mod strategies;

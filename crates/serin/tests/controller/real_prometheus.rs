@@ -73,24 +73,47 @@ impl Exporter {
     }
 }
 
+/// The canary's series as counted, and the primary's (as a real mesh has them: the primary
+/// serves traffic throughout, here all of it fast and successful). Each metric family is one
+/// group, as the text format wants.
 fn exposition(c: &Counts) -> String {
-    let labels = r#"reporter="destination",destination_workload_namespace="test",destination_workload="podinfo""#;
-    let total = c.fast + c.slow;
-    format!(
-        "# TYPE istio_requests_total counter\n\
-         istio_requests_total{{{labels},response_code=\"200\"}} {ok}\n\
-         istio_requests_total{{{labels},response_code=\"500\"}} {errors}\n\
-         # TYPE istio_request_duration_milliseconds histogram\n\
-         istio_request_duration_milliseconds_bucket{{{labels},le=\"100\"}} {fast}\n\
-         istio_request_duration_milliseconds_bucket{{{labels},le=\"1000\"}} {total}\n\
-         istio_request_duration_milliseconds_bucket{{{labels},le=\"+Inf\"}} {total}\n\
-         istio_request_duration_milliseconds_sum{{{labels}}} {sum}\n\
-         istio_request_duration_milliseconds_count{{{labels}}} {total}\n",
-        ok = c.ok,
-        errors = c.errors,
-        fast = c.fast,
-        sum = c.fast * 50 + c.slow * 800,
-    )
+    let primary = Counts {
+        ok: c.ok + c.errors,
+        errors: 0,
+        fast: c.fast + c.slow,
+        slow: 0,
+    };
+    let workloads = [("podinfo", c), ("podinfo-primary", &primary)];
+    let labels = |workload: &str| {
+        format!(
+            r#"reporter="destination",destination_workload_namespace="test",destination_workload="{workload}""#
+        )
+    };
+    let mut out = String::from("# TYPE istio_requests_total counter\n");
+    for (workload, c) in workloads {
+        let labels = labels(workload);
+        out.push_str(&format!(
+            "istio_requests_total{{{labels},response_code=\"200\"}} {ok}\n\
+             istio_requests_total{{{labels},response_code=\"500\"}} {errors}\n",
+            ok = c.ok,
+            errors = c.errors,
+        ));
+    }
+    out.push_str("# TYPE istio_request_duration_milliseconds histogram\n");
+    for (workload, c) in workloads {
+        let labels = labels(workload);
+        let total = c.fast + c.slow;
+        out.push_str(&format!(
+            "istio_request_duration_milliseconds_bucket{{{labels},le=\"100\"}} {fast}\n\
+             istio_request_duration_milliseconds_bucket{{{labels},le=\"1000\"}} {total}\n\
+             istio_request_duration_milliseconds_bucket{{{labels},le=\"+Inf\"}} {total}\n\
+             istio_request_duration_milliseconds_sum{{{labels}}} {sum}\n\
+             istio_request_duration_milliseconds_count{{{labels}}} {total}\n",
+            fast = c.fast,
+            sum = c.fast * 50 + c.slow * 800,
+        ));
+    }
+    out
 }
 
 fn canary(metrics_interval: &str) -> Value {

@@ -205,7 +205,7 @@ fn httproute_weights(route: &Value) -> Option<(i64, i64)> {
     Some((out.0?, out.1?))
 }
 
-fn gateway_api(provider: &'static str, version: &'static str) -> Case {
+pub fn gateway_api(provider: &'static str, version: &'static str) -> Case {
     Case {
         provider,
         crds: include_str!("../fixtures/crds/gatewayapi.yaml"),
@@ -235,6 +235,22 @@ async fn gateway_api_v1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gateway_api_v1beta1() {
     promotion_and_rollback(gateway_api("gatewayapi:v1beta1", "v1beta1")).await;
+}
+
+/// GRPCRoute (Serin only): `gatewayapi:v1` with `service.appProtocol: grpc`. Its weighted rule
+/// has the HTTPRoute's shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gateway_api_grpc_route() {
+    let mut case = gateway_api("gatewayapi:v1", "v1");
+    case.service["appProtocol"] = json!("grpc");
+    case.routing = (
+        "gateway.networking.k8s.io",
+        "v1",
+        "GRPCRoute",
+        "grpcroutes",
+        "podinfo",
+    );
+    promotion_and_rollback(case).await;
 }
 
 /// Weights of a TrafficSplit's backends (integers or quantities).

@@ -775,3 +775,20 @@ pub async fn initialize_in(
     wait_phase(cluster, "podinfo", "Initialized", Duration::from_secs(10)).await;
     (prom, hooks, ctrl, rec)
 }
+
+/// Runs the `kubectl-serin` binary built with this test: (success, stdout, stderr).
+pub async fn run_plugin(argv: Vec<String>) -> (bool, String, String) {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-serin"))
+            .args(&argv)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}

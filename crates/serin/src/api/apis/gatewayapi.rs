@@ -1,5 +1,6 @@
-//! Gateway API `HTTPRoute` (`gateway.networking.k8s.io` v1 and v1beta1, the same shape) and the
-//! Gateway API shapes embedded in a Canary (`service.gatewayRefs`, `service.mirror`).
+//! Gateway API `HTTPRoute` (`gateway.networking.k8s.io` v1 and v1beta1, the same shape),
+//! `GRPCRoute` (v1) and the Gateway API shapes embedded in a Canary (`service.gatewayRefs`,
+//! `service.mirror`).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -287,6 +288,75 @@ third_party_resource! {
         version: "v1beta1",
         kind: "HTTPRoute",
         plural: "httproutes",
+    }
+}
+
+/// Gateway API `GRPCMethodMatch`: a gRPC service and/or method.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcMethodMatch {
+    /// `Exact` or `RegularExpression`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub match_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Gateway API `GRPCRouteMatch` (headers have the shape of HTTPRoute's).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcRouteMatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<GrpcMethodMatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Vec<HttpValueMatch>>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Gateway API `GRPCRouteRule` (filters and backendRefs have the shape of HTTPRoute's).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcRouteRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<Vec<GrpcRouteMatch>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filters: Option<Vec<HttpRouteFilter>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_refs: Option<Vec<HttpBackendRef>>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `spec` of a GRPCRoute.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcRouteSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_refs: Option<Vec<ParentReference>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostnames: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<GrpcRouteRule>>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+third_party_resource! {
+    /// Gateway API GRPCRoute (`gateway.networking.k8s.io/v1`); its status has HTTPRoute's shape.
+    GrpcRoute {
+        spec: GrpcRouteSpec,
+        status: HttpRouteStatus,
+        group: "gateway.networking.k8s.io",
+        version: "v1",
+        kind: "GRPCRoute",
+        plural: "grpcroutes",
     }
 }
 

@@ -279,3 +279,45 @@ fn unknown_values_are_errors_with_the_accepted_list() {
         assert!(err.to_string().contains("expected one of: apisix"), "{err}");
     }
 }
+
+/// A gRPC Canary on `gatewayapi:v1` is routed by a GRPCRoute: what it cannot express is refused
+/// with the router's words; `gatewayapi:v1beta1` (an HTTPRoute) is not concerned.
+#[test]
+fn grpc_route_problems_say_what_to_write() {
+    let check = |provider: &str, service_match: serde_json::Value, analysis: serde_json::Value| {
+        let spec: CanarySpec = serde_json::from_value(serde_json::json!({
+            "provider": provider,
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "service": {"port": 9999, "appProtocol": "GRPC", "match": service_match},
+            "analysis": analysis
+        }))
+        .unwrap();
+        let analysis = spec.analysis().unwrap().clone();
+        errors(&capability_problems(
+            &p(provider),
+            "spec.analysis",
+            &analysis,
+            &spec,
+        ))
+    };
+    let ok_match = serde_json::json!([{"uri": {"exact": "/podinfo.Echo/Say"}}, {"uri": {"prefix": "/grpc.health.v1.Health/"}}]);
+    let ab =
+        serde_json::json!({"iterations": 5, "match": [{"headers": {"x-canary": {"exact": "1"}}}]});
+    assert!(check("gatewayapi:v1", ok_match.clone(), ab.clone()).is_empty());
+    let bad_match =
+        serde_json::json!([{"uri": {"regex": "/podinfo.*"}, "method": {"exact": "POST"}}]);
+    let bad_analysis = serde_json::json!({"iterations": 5,
+        "sessionAffinity": {"cookieName": "c"},
+        "match": [{"queryParams": {"a": {"exact": "1"}}, "uri": {"exact": "/podinfo.Echo"}}]});
+    assert_eq!(
+        check("gatewayapi:v1", bad_match.clone(), bad_analysis.clone()),
+        [
+            format!("spec.analysis.sessionAffinity: {GRPC_AFFINITY_ERROR}"),
+            format!("spec.analysis.match[0].queryParams: {GRPC_QUERY_ERROR}"),
+            format!("spec.analysis.match[0].uri: {GRPC_URI_ERROR}"),
+            format!("spec.service.match[0].method: {GRPC_METHOD_ERROR}"),
+            format!("spec.service.match[0].uri: {GRPC_URI_ERROR}"),
+        ]
+    );
+    assert!(check("gatewayapi:v1beta1", bad_match, bad_analysis).is_empty());
+}

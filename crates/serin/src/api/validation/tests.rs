@@ -90,3 +90,54 @@ fn knative_routes_weights_only() {
         "the knative provider does not support session affinity; remove sessionAffinity"
     ));
 }
+
+/// `analysis.preflight` (Serin's query pre-flight) is known; set without metrics it does
+/// nothing, which is said.
+#[test]
+fn preflight_without_metrics_is_a_warning() {
+    let with = |analysis: serde_json::Value| -> Vec<String> {
+        let spec: CanarySpec = serde_json::from_value(json!({
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "service": {"port": 9898},
+            "analysis": analysis
+        }))
+        .unwrap();
+        validate_canary_spec(&spec, &Options::default())
+            .into_iter()
+            .filter(|p| p.path == "spec.analysis.preflight")
+            .map(|p| format!("{:?}: {}", p.severity, p.message))
+            .collect()
+    };
+    let metrics = json!([{"name": "request-success-rate", "thresholdRange": {"min": 99}}]);
+    assert!(with(json!({"stepWeight": 10, "metrics": metrics, "preflight": false})).is_empty());
+    assert_eq!(
+        with(json!({"stepWeight": 10, "preflight": false})),
+        ["Warning: has no effect: the query pre-flight runs only for an analysis with metrics"]
+    );
+}
+
+/// A plain Service target with another `service.name`: the router would send traffic to Services
+/// nobody creates.
+#[test]
+fn a_service_target_with_another_service_name_is_a_warning() {
+    let with = |name: Option<&str>| {
+        let mut s = spec("gatewayapi:v1");
+        s.target_ref.api_version = "v1".into();
+        s.target_ref.kind = "Service".into();
+        s.service.as_mut().unwrap().name = name.map(str::to_string);
+        validate_canary_spec(&s, &Options::default())
+            .into_iter()
+            .filter(|p| p.path == "spec.service.name")
+            .map(|p| (p.severity, p.message))
+            .collect::<Vec<_>>()
+    };
+    assert!(with(None).is_empty());
+    assert!(with(Some("podinfo")).is_empty());
+    assert_eq!(
+        with(Some("web")),
+        [(
+            Severity::Warning,
+            "the copies of the target Service are podinfo-primary and podinfo-canary, but the router sends traffic to web-primary and web-canary; leave service.name unset with a Service target".to_string()
+        )]
+    );
+}

@@ -10,9 +10,10 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 
 use crate::api::Canary;
 use crate::api::metric_template::MetricTemplate;
-use crate::controller::ports::{FailedCheck, Measured, MetricChecks};
+use crate::controller::ports::{FailedCheck, Finding, Measured, MetricChecks};
 use crate::kube_error::{self, READ_RETRY_DELAYS};
 use crate::metrics::analysis::{self, EnvError, MetricsContext, MetricsEnv, Severity};
+use crate::metrics::preflight;
 use crate::metrics::recorder::Recorder;
 
 /// A failed read in the analysis' terms: server-side and network failures (which outlasted
@@ -143,6 +144,10 @@ impl KubeMetricChecks {
 impl MetricChecks for KubeMetricChecks {
     async fn check_providers(&self, canary: &Canary) -> Result<(), String> {
         analysis::check_providers(canary, &self.context()).await
+    }
+
+    async fn preflight(&self, canary: &Canary) -> Result<(), Finding> {
+        preflight::run(canary, &self.context()).await
     }
 
     async fn run_checks(&self, canary: &Canary) -> Result<Measured, FailedCheck> {

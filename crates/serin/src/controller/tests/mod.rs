@@ -8,6 +8,7 @@ mod failures;
 mod gates;
 mod http;
 mod lifecycle;
+mod requests;
 mod restart;
 mod strategies;
 
@@ -56,6 +57,8 @@ pub struct FakeStore {
     pub writes: Mutex<Vec<CanaryStatus>>,
     /// Fail this many of the next status writes.
     pub fail_writes: AtomicUsize,
+    /// Drop Serin's request fields on write, as an API server with Flagger's CRDs does.
+    pub prune_requests: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -71,10 +74,15 @@ impl StatusStore for FakeStore {
         {
             return Err(PortError::Api("the server is gone".into()));
         }
+        let mut status = status.clone();
+        if self.prune_requests.load(Ordering::SeqCst) {
+            status.last_request = None;
+            status.paused = None;
+        }
         if let Some(c) = lock(&self.canary).as_mut() {
             c.status = Some(status.clone());
         }
-        lock(&self.writes).push(status.clone());
+        lock(&self.writes).push(status);
         Ok(())
     }
     async fn set_finalizer(&self, _c: &Canary, present: bool) -> Result<(), PortError> {
@@ -140,6 +148,9 @@ pub struct FakeMetrics {
     pub queue: Mutex<VecDeque<CheckResult>>,
     pub default: Mutex<CheckResult>,
     pub runs: AtomicUsize,
+    /// Results of the next query pre-flights; when empty, every query answers.
+    pub preflights: Mutex<VecDeque<Result<(), Finding>>>,
+    pub preflight_runs: AtomicUsize,
 }
 
 impl Default for FakeMetrics {
@@ -149,6 +160,8 @@ impl Default for FakeMetrics {
             queue: Mutex::new(VecDeque::new()),
             default: Mutex::new(Ok(vec![("request-success-rate".into(), 99.5)].into())),
             runs: AtomicUsize::new(0),
+            preflights: Mutex::new(VecDeque::new()),
+            preflight_runs: AtomicUsize::new(0),
         }
     }
 }
@@ -164,6 +177,10 @@ impl MetricChecks for FakeMetrics {
             Some(r) => r,
             None => lock(&self.default).clone(),
         }
+    }
+    async fn preflight(&self, _c: &Canary) -> Result<(), Finding> {
+        self.preflight_runs.fetch_add(1, Ordering::SeqCst);
+        lock(&self.preflights).pop_front().unwrap_or(Ok(()))
     }
 }
 

@@ -262,7 +262,7 @@ pub fn canary_id(canary: &Canary) -> String {
 
 /// Whether the built-in check runs for this metric: selected by name, but only when the metric
 /// has neither a `templateRef` nor an inline `query` (Flagger runs both, a bug).
-fn builtin_of(metric: &CanaryMetric) -> Option<BuiltinMetric> {
+pub(in crate::metrics) fn builtin_of(metric: &CanaryMetric) -> Option<BuiltinMetric> {
     if metric.template_ref.is_some() || metric.has_query() {
         return None;
     }
@@ -289,7 +289,7 @@ fn display_address(address: &str) -> String {
     }
 }
 
-fn builtin_client(
+pub(in crate::metrics) fn builtin_client(
     canary: &Canary,
     ctx: &MetricsContext<'_>,
 ) -> Result<Box<dyn MetricsProvider>, String> {
@@ -360,13 +360,13 @@ pub async fn check_providers(canary: &Canary, ctx: &MetricsContext<'_>) -> Resul
     Ok(())
 }
 
-enum TemplateLoadError {
+pub(in crate::metrics) enum TemplateLoadError {
     Template(EnvError),
     Secret(String, EnvError),
     Provider(String, ProviderError),
 }
 
-async fn load_template_provider(
+pub(in crate::metrics) async fn load_template_provider(
     ctx: &MetricsContext<'_>,
     metric: &CanaryMetric,
     namespace: &str,

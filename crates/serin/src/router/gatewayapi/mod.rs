@@ -1,10 +1,11 @@
 //! Gateway API router: the HTTPRoute `<apex>` (`gateway.networking.k8s.io` v1 or v1beta1),
-//! Flagger's `GatewayAPIRouter` / `GatewayAPIV1Beta1Router`.
+//! Flagger's `GatewayAPIRouter` / `GatewayAPIV1Beta1Router`, or for gRPC canaries the GRPCRoute
+//! `<apex>` (v1, Serin only: `service.appProtocol: grpc`).
 //!
-//! [`render`] builds Serin's rules and the patches (pure, golden-tested); [`GatewayApiRouter`]
-//! does one read per call and writes a merge patch of `parentRefs`, `hostnames`, `rules` and the
-//! desired labels/annotations only when something differs. Rules and filters Serin did not
-//! write are kept (see [`render`]).
+//! [`render`] and [`grpc`] build Serin's rules and the patches (pure, golden-tested);
+//! [`GatewayApiRouter`] does one read per call and writes a merge patch of `parentRefs`,
+//! `hostnames`, `rules` and the desired labels/annotations only when something differs. Rules
+//! and filters Serin did not write are kept (see [`render`]).
 
 use async_trait::async_trait;
 use kube::Api;
@@ -13,11 +14,12 @@ use serde_json::Value;
 
 use super::istio::CookieGenerator;
 use super::{Router, RouterError, Routes};
-use crate::api::apis::gatewayapi::HttpRoute;
+use crate::api::apis::gatewayapi::{GrpcRoute, HttpRoute};
 use crate::api::provider::GatewayApiVersion;
 use crate::api::{Canary, CanaryStatus};
 use crate::workload::meta::{canary_id, namespace, patch_params, post_params, random_letters};
 
+pub mod grpc;
 pub mod render;
 
 fn random_cookie_value() -> Result<String, String> {
@@ -109,9 +111,128 @@ impl GatewayApiRouter {
     }
 }
 
+/// The GRPCRoute calls (the same shape as the HTTPRoute ones).
+impl GatewayApiRouter {
+    fn grpc_api(&self, canary: &Canary) -> Api<DynamicObject> {
+        let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "GRPCRoute");
+        let resource = ApiResource::from_gvk_with_plural(&gvk, "grpcroutes");
+        Api::namespaced_with(self.client.clone(), &namespace(canary), &resource)
+    }
+
+    fn grpc_context(canary: &Canary, what: &str) -> String {
+        let n = render::names(canary);
+        format!("GRPCRoute {}.{} {what}", n.apex, n.namespace)
+    }
+
+    async fn grpc_get_opt(&self, canary: &Canary) -> Result<Option<GrpcRoute>, RouterError> {
+        let n = render::names(canary);
+        let raw = self
+            .grpc_api(canary)
+            .get_opt(&n.apex)
+            .await
+            .map_err(|source| RouterError::Api {
+                context: Self::grpc_context(canary, "get query error"),
+                source,
+            })?;
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        serde_json::to_value(&raw)
+            .and_then(serde_json::from_value)
+            .map(Some)
+            .map_err(|e| {
+                RouterError::Routes(format!(
+                    "GRPCRoute {}.{} cannot be read: {e}",
+                    n.apex, n.namespace
+                ))
+            })
+    }
+
+    async fn grpc_get(&self, canary: &Canary) -> Result<GrpcRoute, RouterError> {
+        let n = render::names(canary);
+        self.grpc_get_opt(canary).await?.ok_or_else(|| {
+            RouterError::Routes(format!(
+                "GRPCRoute {}.{} get query error: not found",
+                n.apex, n.namespace
+            ))
+        })
+    }
+
+    async fn grpc_patch(
+        &self,
+        canary: &Canary,
+        patch: &Value,
+        what: &str,
+    ) -> Result<(), RouterError> {
+        let n = render::names(canary);
+        self.grpc_api(canary)
+            .patch(&n.apex, &patch_params(), &Patch::Merge(patch))
+            .await
+            .map_err(|source| RouterError::Api {
+                context: Self::grpc_context(canary, what),
+                source,
+            })?;
+        Ok(())
+    }
+
+    async fn grpc_reconcile(&self, canary: &Canary) -> Result<(), RouterError> {
+        let n = render::names(canary);
+        match self.grpc_get_opt(canary).await? {
+            None => {
+                let desired = grpc::grpc_route(canary, self.set_owner_refs)?;
+                let object: DynamicObject = serde_json::to_value(&desired)
+                    .and_then(serde_json::from_value)
+                    .map_err(|e| {
+                        RouterError::Routes(format!("serialising the GRPCRoute failed: {e}"))
+                    })?;
+                self.grpc_api(canary)
+                    .create(&post_params(), &object)
+                    .await
+                    .map_err(|source| RouterError::Api {
+                        context: Self::grpc_context(canary, "create error"),
+                        source,
+                    })?;
+                tracing::info!(canary = %canary_id(canary), "GRPCRoute {}.{} created", n.apex, n.namespace);
+            }
+            Some(live) => {
+                if let Some(patch) = grpc::grpc_reconcile_patch(canary, &live)? {
+                    self.grpc_patch(canary, &patch, "update error while reconciling")
+                        .await?;
+                    tracing::info!(canary = %canary_id(canary), "GRPCRoute {}.{} updated", n.apex, n.namespace);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn grpc_set_routes(&self, canary: &Canary, routes: Routes) -> Result<(), RouterError> {
+        let live = self.grpc_get(canary).await?;
+        if let Some(patch) = grpc::grpc_set_routes_patch(canary, &live.spec, routes)? {
+            self.grpc_patch(canary, &patch, "update error while setting weights")
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn grpc_get_routes(&self, canary: &Canary) -> Result<Routes, RouterError> {
+        let live = self.grpc_get(canary).await?;
+        render::parents_accepted(
+            "GRPCRoute",
+            canary,
+            live.metadata.generation,
+            live.spec.parent_refs.as_deref(),
+            live.status.as_ref(),
+        )?;
+        grpc::grpc_routes_of(canary, &live.spec)
+    }
+}
+
 #[async_trait]
 impl Router for GatewayApiRouter {
     async fn reconcile(&self, canary: &Canary) -> Result<(), RouterError> {
+        if grpc::wants_grpc_route(canary, self.version) {
+            return self.grpc_reconcile(canary).await;
+        }
         let n = render::names(canary);
         match self.get_opt(canary).await? {
             None => {
@@ -147,6 +268,9 @@ impl Router for GatewayApiRouter {
         status: &mut CanaryStatus,
         routes: Routes,
     ) -> Result<(), RouterError> {
+        if grpc::wants_grpc_route(canary, self.version) {
+            return self.grpc_set_routes(canary, routes).await;
+        }
         let live = self.get(canary).await?;
         let generator = self.cookie_generator;
         render::update_cookies(canary, status, routes, &mut || generator())?;
@@ -160,6 +284,9 @@ impl Router for GatewayApiRouter {
     }
 
     async fn get_routes(&self, canary: &Canary) -> Result<Routes, RouterError> {
+        if grpc::wants_grpc_route(canary, self.version) {
+            return self.grpc_get_routes(canary).await;
+        }
         let live = self.get(canary).await?;
         render::parents_ready(canary, &live)?;
         render::routes_of(canary, &live.spec)

@@ -32,13 +32,13 @@ use crate::workload::meta::{canary_owner_reference, merge_patch_diff, metadata_m
 
 const COOKIE_HEADER: &str = "Cookie";
 const SET_COOKIE_HEADER: &str = "Set-Cookie";
-const REGEX: &str = "RegularExpression";
-const EXACT: &str = "Exact";
+pub(super) const REGEX: &str = "RegularExpression";
+pub(super) const EXACT: &str = "Exact";
 const PATH_PREFIX: &str = "PathPrefix";
-const REQUEST_HEADER_MODIFIER: &str = "RequestHeaderModifier";
-const RESPONSE_HEADER_MODIFIER: &str = "ResponseHeaderModifier";
+pub(super) const REQUEST_HEADER_MODIFIER: &str = "RequestHeaderModifier";
+pub(super) const RESPONSE_HEADER_MODIFIER: &str = "ResponseHeaderModifier";
 const URL_REWRITE: &str = "URLRewrite";
-const REQUEST_MIRROR: &str = "RequestMirror";
+pub(super) const REQUEST_MIRROR: &str = "RequestMirror";
 const CORS: &str = "CORS";
 /// Filter types Serin writes on its rules; others found there are the user's and kept.
 const SERIN_FILTER_TYPES: &[&str] = &[
@@ -66,7 +66,7 @@ pub(super) fn names(canary: &Canary) -> Names {
     }
 }
 
-fn service(canary: &Canary) -> Result<&CanaryService, RouterError> {
+pub(super) fn service(canary: &Canary) -> Result<&CanaryService, RouterError> {
     let svc = canary.spec.service.as_ref().ok_or_else(|| {
         RouterError::Invalid(format!(
             "canary {}.{} has no spec.service",
@@ -82,7 +82,11 @@ fn service(canary: &Canary) -> Result<&CanaryService, RouterError> {
     Ok(svc)
 }
 
-fn value_match(name: &str, sm: &StringMatch, what: &str) -> Result<HttpValueMatch, RouterError> {
+pub(super) fn value_match(
+    name: &str,
+    sm: &StringMatch,
+    what: &str,
+) -> Result<HttpValueMatch, RouterError> {
     let (kind, value) = match (&sm.exact, &sm.regex) {
         (Some(v), _) if !v.is_empty() => (EXACT, v),
         (_, Some(v)) if !v.is_empty() => (REGEX, v),
@@ -211,7 +215,7 @@ fn header_list(map: Option<&BTreeMap<String, String>>) -> Option<Vec<HttpHeader>
     (!list.is_empty()).then_some(list)
 }
 
-fn header_filter(ops: &HeaderOperations) -> HttpHeaderFilter {
+pub(super) fn header_filter(ops: &HeaderOperations) -> HttpHeaderFilter {
     HttpHeaderFilter {
         set: header_list(ops.set.as_ref()),
         add: header_list(ops.add.as_ref()),
@@ -308,7 +312,7 @@ fn filters(svc: &CanaryService, version: GatewayApiVersion) -> Vec<HttpRouteFilt
     out
 }
 
-fn backend_ref(name: &str, weight: i32, port: i32) -> HttpBackendRef {
+pub(super) fn backend_ref(name: &str, weight: i32, port: i32) -> HttpBackendRef {
     HttpBackendRef {
         group: Some(String::new()),
         kind: Some("Service".to_string()),
@@ -701,7 +705,7 @@ pub fn comparable(canary: &Canary, spec: &HttpRouteSpec) -> Value {
     }))
 }
 
-fn is_canary_mirror(f: &HttpRouteFilter, n: &Names) -> bool {
+pub(super) fn is_canary_mirror(f: &HttpRouteFilter, n: &Names) -> bool {
     f.filter_type == REQUEST_MIRROR
         && f.request_mirror
             .as_ref()
@@ -852,14 +856,27 @@ pub fn routes_of(canary: &Canary, spec: &HttpRouteSpec) -> Result<Routes, Router
 /// Flagger's readiness check of `GetRoutes`: every parent that reported an `Accepted` condition
 /// must have accepted the current generation.
 pub fn parents_ready(canary: &Canary, route: &HttpRoute) -> Result<(), RouterError> {
+    parents_accepted(
+        "HTTPRoute",
+        canary,
+        route.metadata.generation,
+        route.spec.parent_refs.as_deref(),
+        route.status.as_ref(),
+    )
+}
+
+/// [`parents_ready`] for any route kind: its generation, `parentRefs` and status.
+pub(super) fn parents_accepted(
+    kind: &str,
+    canary: &Canary,
+    generation: Option<i64>,
+    parent_refs: Option<&[crate::api::apis::gatewayapi::ParentReference]>,
+    status: Option<&crate::api::apis::gatewayapi::HttpRouteStatus>,
+) -> Result<(), RouterError> {
     let n = names(canary);
-    let generation = route.metadata.generation.unwrap_or(0);
-    let parents = route
-        .status
-        .as_ref()
-        .and_then(|s| s.parents.as_deref())
-        .unwrap_or(&[]);
-    for parent_ref in route.spec.parent_refs.iter().flatten() {
+    let generation = generation.unwrap_or(0);
+    let parents = status.and_then(|s| s.parents.as_deref()).unwrap_or(&[]);
+    for parent_ref in parent_refs.unwrap_or(&[]) {
         for parent in parents
             .iter()
             .filter(|p| same_parent(&p.parent_ref, parent_ref))
@@ -869,7 +886,7 @@ pub fn parents_ready(canary: &Canary, route: &HttpRoute) -> Result<(), RouterErr
                     && (c.status != "True" || c.observed_generation.unwrap_or(0) < generation)
                 {
                     return Err(RouterError::Routes(format!(
-                        "HTTPRoute {}.{} parent {} is not ready (status: {}, observed generation: {}, current generation: {})",
+                        "{kind} {}.{} parent {} is not ready (status: {}, observed generation: {}, current generation: {})",
                         n.apex,
                         n.namespace,
                         parent_ref.name,

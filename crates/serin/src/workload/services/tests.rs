@@ -190,3 +190,44 @@ async fn finalize_restores_kubectl_selector_and_skips_owned_services() {
         "a generated apex Service is garbage-collected, not reverted"
     );
 }
+
+/// The log lines of the current thread, for the log-text test below.
+#[derive(Clone)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Flagger logs an update of an existing Service with its name only
+/// (`pkg/router/kubernetes_default.go`); found by `tests/differential/run.sh
+/// revert-on-deletion`.
+#[tokio::test]
+async fn a_service_update_is_logged_as_flagger_logs_it() {
+    let capture = Capture(Default::default());
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let fake = TestCluster::start().await;
+    fake.insert(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": {"selector": {"app": "podinfo"}, "ports": [{"name": "http", "port": 9898}]}
+    }))
+    .await;
+    let r = ServiceReconciler::new(fake.client());
+    let c = fake.store_canary(canary(json!({}))).await;
+    r.reconcile(&c, &meta()).await.unwrap();
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("Service podinfo updated"), "{logs}");
+    assert!(!logs.contains("Service podinfo.test updated"), "{logs}");
+}
