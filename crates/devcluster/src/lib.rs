@@ -18,6 +18,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod faults;
 pub mod gc;
+pub mod knative;
 pub mod kubeconfig;
 pub mod mesh;
 pub mod ops;
@@ -45,6 +46,7 @@ use tokio::sync::watch as tokio_watch;
 use tokio::task::JoinHandle;
 
 pub use faults::{FaultError, Faults};
+pub use knative::KnativeModel;
 pub use requests::{RecordedRequest, RequestLog};
 pub use simulator::{Behaviour, Script, Simulator, StatusModel};
 

@@ -1,5 +1,7 @@
 //! The workload simulator: plays the Deployment and DaemonSet controllers (and the kubelet) by
-//! writing realistic status after a readiness delay, with scripted per-object behaviour.
+//! writing realistic status after a readiness delay, with scripted per-object behaviour, and
+//! Knative Serving's controller for Knative Services when their CRD is installed
+//! (see [`crate::knative`]).
 //!
 //! Scripts come from the test API ([`Simulator::script`]) or from annotations on the object:
 //! `devcluster.serin.dev/ready-delay-ms`, `devcluster.serin.dev/behaviour`
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::knative::{self, KnativeModel};
 use crate::ops::{self, Sub, WriteOpts};
 use crate::store::{Store, name_of, namespace_of, now_rfc3339, rv_of, uid_of};
 
@@ -115,6 +118,7 @@ struct State {
     enabled: bool,
     scripts: HashMap<String, Script>,
     model: StatusModel,
+    knative: KnativeModel,
     settled: Settled,
 }
 
@@ -176,6 +180,7 @@ impl Simulator {
                 enabled: true,
                 scripts: HashMap::new(),
                 model: StatusModel::default(),
+                knative: KnativeModel::default(),
                 settled: Settled::new(),
             }),
         }
@@ -256,7 +261,74 @@ impl Simulator {
         }
         state.model.retain(|uid| seen.contains(uid));
         state.settled.retain(|uid, _| seen.contains(uid));
+        emulate_knative(&mut state.knative, st);
     }
+}
+
+/// Writes the status Knative would give each Knative Service (none while the CRD is not
+/// installed).
+fn emulate_knative(model: &mut KnativeModel, st: &mut Store) {
+    let Some(def) = st.registry.by_key(knative::SERVICES_KEY) else {
+        return;
+    };
+    let revisions = st.registry.by_key(knative::REVISIONS_KEY);
+    let mut seen = HashSet::new();
+    let mut changed: Vec<(Value, Value)> = Vec::new();
+    let mut missing: Vec<Value> = Vec::new();
+    for (_, o) in st.list(knative::SERVICES_KEY, None, None) {
+        seen.insert(uid_of(o).to_string());
+        if o.pointer("/metadata/deletionTimestamp").is_some() {
+            continue;
+        }
+        let status = model.status(o);
+        let latest = status["latestCreatedRevisionName"]
+            .as_str()
+            .unwrap_or_default();
+        if revisions.is_some()
+            && st
+                .get(knative::REVISIONS_KEY, namespace_of(o), latest)
+                .is_none()
+        {
+            missing.push(knative::revision_object(o, latest));
+        }
+        if o.get("status") != Some(&status) {
+            changed.push((o.clone(), status));
+        }
+    }
+    if let Some(rdef) = &revisions {
+        for revision in missing {
+            let ns = namespace_of(&revision).to_string();
+            let created = ops::create(
+                st,
+                rdef,
+                rdef.preferred_version(),
+                &ns,
+                revision,
+                &WriteOpts::default(),
+            );
+            if let Ok(created) = created {
+                let _ = ops::finish_update(
+                    st,
+                    rdef,
+                    &created,
+                    json!({"status": knative::revision_status()}),
+                    Sub::Status,
+                    &WriteOpts::default(),
+                );
+            }
+        }
+    }
+    for (o, status) in changed {
+        let _ = ops::finish_update(
+            st,
+            &def,
+            &o,
+            json!({"status": status}),
+            Sub::Status,
+            &WriteOpts::default(),
+        );
+    }
+    model.retain(|uid| seen.contains(uid));
 }
 
 /// The script that applies to a workload: the test API's, else its annotations', else the
@@ -505,6 +577,7 @@ mod tests {
             enabled: true,
             scripts: HashMap::new(),
             model: StatusModel::default(),
+            knative: KnativeModel::default(),
             settled: Settled::new(),
         }
     }

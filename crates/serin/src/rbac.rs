@@ -143,9 +143,16 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "serving.knative.dev",
         resources: &["services"],
+        verbs: &["get", "list", "watch", "patch"],
+        need: Need::Always,
+        used_by: "workload/knative.rs, router/knative.rs, controller/adapters/metrics.rs, controller/runtime.rs: the Knative target, router, observer and watch",
+    },
+    Rule {
+        group: "serving.knative.dev",
+        resources: &["revisions"],
         verbs: &["get"],
         need: Need::Always,
-        used_by: "controller/adapters/metrics.rs: the Knative observer's revision names",
+        used_by: "workload/knative.rs: Knative revision readiness",
     },
     Rule {
         group: "metrics.keptn.sh",
@@ -448,6 +455,8 @@ mod tests {
             "VirtualService" => ("networking.istio.io", "virtualservices"),
             "DestinationRule" => ("networking.istio.io", "destinationrules"),
             "Ingress" => ("networking.k8s.io", "ingresses"),
+            "KnativeService" => ("serving.knative.dev", "services"),
+            "KnativeRevision" => ("serving.knative.dev", "revisions"),
             _ => return None,
         })
     }

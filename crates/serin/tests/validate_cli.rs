@@ -34,9 +34,7 @@ fn malformed_fixtures_produce_the_expected_messages() {
 }
 
 /// Deprecated spellings and absurd durations are warnings naming the replacement; the
-/// manifests pass (exit status 0). (Providers Serin cannot route yet are a warning too; the only
-/// one left, knative, needs a Knative target Serin refuses, so its unit test is in
-/// `api::validation`.)
+/// manifests pass (exit status 0).
 #[test]
 fn deprecated_spellings_are_warnings() {
     let dir = fixtures_dir().join("warnings");

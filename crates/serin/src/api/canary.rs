@@ -212,20 +212,6 @@ impl CanarySpec {
         target.kind == "Service" && target.api_version.starts_with("serving.knative.dev")
     }
 
-    /// Why Serin cannot run this canary's target yet, in the words the controller uses when it
-    /// refuses it (`None` when the target kind is handled). `serin validate` reports the same
-    /// text, so the two stay in step: the workload factory is the only other place that knows
-    /// the supported kinds. Knative Services are the one kind left.
-    pub fn unsupported_target(&self) -> Option<String> {
-        let target = &self.target_ref;
-        self.targets_knative_service().then(|| {
-            format!(
-                "target {}/{} {} is not supported yet by Serin",
-                target.api_version, target.kind, target.name
-            )
-        })
-    }
-
     /// Name of the primary workload (`<target>-primary`).
     pub fn primary_workload_name(&self) -> String {
         format!("{}-primary", self.target_ref.name)

@@ -183,28 +183,6 @@ impl Provider {
         capabilities(self)
     }
 
-    /// Whether Serin has a router for this provider yet. The router factory's test keeps this
-    /// in step with the factory; `serin validate` warns about the others.
-    pub fn routable_by_serin(&self) -> bool {
-        match self {
-            Provider::Knative => false,
-            Provider::AppMesh(_)
-            | Provider::Istio
-            | Provider::Kubernetes
-            | Provider::Linkerd
-            | Provider::Smi { .. }
-            | Provider::Osm
-            | Provider::Contour
-            | Provider::Gloo
-            | Provider::Nginx
-            | Provider::Skipper
-            | Provider::Traefik
-            | Provider::Kuma
-            | Provider::Apisix
-            | Provider::GatewayApi(_) => true,
-        }
-    }
-
     /// Whether this provider can express traffic mirroring for the canary strategy
     /// (Flagger: only Istio; Gateway API mirrors only in blue/green mode).
     pub fn supports_canary_mirroring(&self) -> bool {
@@ -664,9 +642,6 @@ fn check_match_support(
         ));
     }
 }
-
-/// The providers Serin routes today, for messages.
-pub const ROUTABLE_PROVIDERS: &str = "another provider (istio, gatewayapi:v1, linkerd, nginx, contour, appmesh:v1beta2, ...: every one but knative)";
 
 #[cfg(test)]
 mod tests;

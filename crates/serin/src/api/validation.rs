@@ -14,7 +14,7 @@ use super::apis::istio::{HttpMatchRequest, StringMatch};
 use super::canary::{Canary, CanarySpec};
 use super::duration;
 use super::metric_template::{MetricProviderKind, MetricTemplate};
-use super::provider::{Provider, ROUTABLE_PROVIDERS};
+use super::provider::Provider;
 use super::structural::Problem;
 
 /// Settings the checks depend on.
@@ -48,15 +48,6 @@ pub fn validate_canary_spec(spec: &CanarySpec, options: &Options) -> Vec<Problem
             None
         }
     };
-    if let Some(p) = provider.as_ref().filter(|p| !p.routable_by_serin()) {
-        out.push(Problem::warning(
-            "spec.provider",
-            format!(
-                "the {p} provider is not supported yet by Serin: the controller cannot route this canary; use {ROUTABLE_PROVIDERS} until it is"
-            ),
-        ));
-    }
-
     check_target(spec, provider.as_ref(), &mut out);
     check_generated_names(spec, &mut out);
     check_range(
@@ -68,6 +59,9 @@ pub fn validate_canary_spec(spec: &CanarySpec, options: &Options) -> Vec<Problem
     );
 
     match &spec.service {
+        // A Knative target has no generated Services (Flagger's Knative manifests have no
+        // `service`).
+        None if spec.targets_knative_service() => {}
         None => out.push(Problem::new(
             "spec.service",
             "required field is missing: service.port sets the port of the generated Services",
@@ -213,11 +207,7 @@ fn check_target(spec: &CanarySpec, provider: Option<&Provider>, out: &mut Vec<Pr
     if target.name.is_empty() {
         out.push(Problem::new("spec.targetRef.name", "must not be empty"));
     }
-    if let Some(reason) = spec.unsupported_target() {
-        out.push(Problem::new("spec.targetRef", reason));
-    }
-    let knative_target =
-        target.kind == "Service" && target.api_version.starts_with("serving.knative.dev");
+    let knative_target = spec.targets_knative_service();
     let knative_provider = spec.provider.as_deref() == Some("knative");
     if knative_target && !knative_provider {
         let p = provider.map(|p| p.to_string()).unwrap_or_default();

@@ -7,7 +7,10 @@
 //! (`observedGeneration`, replica counts, `Available`/`Progressing` conditions) after the
 //! ready delay, with the same per-object annotations as the dev cluster
 //! (`devcluster.serin.dev/behaviour`, `.../ready-delay-ms`, ...). The status itself is computed
-//! by [`devcluster::StatusModel`], the dev cluster's own simulator logic.
+//! by [`devcluster::StatusModel`], the dev cluster's own simulator logic. Knative Services
+//! (when their CRD is installed) get the status of the dev cluster's small Knative emulation,
+//! [`devcluster::KnativeModel`]: a revision per template (a `Ready` Revision object when that
+//! CRD is installed), `Ready`, and resolved traffic.
 //!
 //! Ownership rule: a workload is simulated only when it is in the selected namespaces and
 //! matches the label selector (all when none are given), and no other field manager has
@@ -20,7 +23,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use devcluster::{Script, StatusModel};
+use devcluster::{KnativeModel, Script, StatusModel};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use kube::api::{ApiResource, DynamicObject, PostParams};
@@ -30,6 +33,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::Value;
 use tokio::sync::watch;
+
+use crate::api::apis::knative::{KnativeRevision, KnativeService};
+
+/// The kind name [`Simulation::decide`] takes for Knative Services.
+pub const KNATIVE_SERVICE: &str = "KnativeService";
 
 /// The field manager of every status write; objects whose status another manager wrote are
 /// not simulated.
@@ -102,8 +110,12 @@ pub enum Decision {
 #[derive(Debug, Default)]
 pub struct Simulation {
     model: StatusModel,
+    knative: KnativeModel,
     /// uid → (resourceVersion, status) of the last write, or of the last final status seen.
     known: HashMap<String, (String, Value)>,
+    /// `<service uid>/<name>` of the Knative Revisions known to exist (by the Service's uid: a
+    /// Service deleted and created again makes its revisions again).
+    revisions: HashSet<String>,
     seen: HashSet<String>,
 }
 
@@ -114,7 +126,8 @@ fn text<'a>(o: &'a Value, pointer: &str) -> &'a str {
 }
 
 impl Simulation {
-    /// Decides for `o` (a Deployment or, with `kind` `DaemonSet`, a DaemonSet) at `now`.
+    /// Decides for `o` (a Deployment or, with `kind` `DaemonSet` or [`KNATIVE_SERVICE`], a
+    /// DaemonSet or a Knative Service) at `now`.
     pub fn decide(
         &mut self,
         kind: &str,
@@ -134,18 +147,37 @@ impl Simulation {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let status = self.model.status(kind, o, &script, default_delay, now);
+        let (status, is_final) = if kind == KNATIVE_SERVICE {
+            (self.knative.status(o), true)
+        } else {
+            let status = self.model.status(kind, o, &script, default_delay, now);
+            let is_final = devcluster::simulator::is_final(kind, o, &status, &script);
+            (status, is_final)
+        };
         let unchanged = match self.known.get(&uid) {
             Some((known_rv, known_status)) => *known_rv == rv && *known_status == status,
             None => false,
         };
         if unchanged || o.get("status") == Some(&status) {
-            if devcluster::simulator::is_final(kind, o, &status, &script) {
+            if is_final {
                 self.known.insert(uid, (rv, status));
             }
             return Decision::Skip;
         }
         Decision::Write(status)
+    }
+
+    /// The Revision a Knative Service's status names that is not known to exist yet.
+    pub fn revision_to_create(&self, service: &Value) -> Option<String> {
+        let name = text(service, "/status/latestCreatedRevisionName");
+        let key = format!("{}/{name}", text(service, "/metadata/uid"));
+        (!name.is_empty() && !self.revisions.contains(&key)).then(|| name.to_string())
+    }
+
+    /// Records that the Revision `name` of `service` exists.
+    pub fn revision_exists(&mut self, service: &Value, name: &str) {
+        let key = format!("{}/{name}", text(service, "/metadata/uid"));
+        self.revisions.insert(key);
     }
 
     /// Records that `status` was written and the object now has `rv`.
@@ -157,6 +189,7 @@ impl Simulation {
     pub fn end_tick(&mut self) {
         let seen = std::mem::take(&mut self.seen);
         self.model.retain(|uid| seen.contains(uid));
+        self.knative.retain(|uid| seen.contains(uid));
         self.known.retain(|uid, _| seen.contains(uid));
     }
 }
@@ -205,8 +238,11 @@ fn watch_kind(
     tasks.push(tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
-            if let Err(e) = item {
-                tracing::warn!(kind, "watch error: {e}");
+            match item {
+                // The Knative CRD is optional: until it is installed its watch fails quietly.
+                Err(e) if kind == KNATIVE_SERVICE => tracing::debug!(kind, "watch error: {e}"),
+                Err(e) => tracing::warn!(kind, "watch error: {e}"),
+                Ok(_) => {}
             }
         }
     }));
@@ -226,9 +262,10 @@ pub async fn simulate(
 ) -> Result<(), SimulateError> {
     let mut tasks = Vec::new();
     let mut watched = Vec::new();
-    let kinds: [(&'static str, ApiResource); 2] = [
+    let kinds: [(&'static str, ApiResource); 3] = [
         ("Deployment", ApiResource::erase::<Deployment>(&())),
         ("DaemonSet", ApiResource::erase::<DaemonSet>(&())),
+        (KNATIVE_SERVICE, ApiResource::erase::<KnativeService>(&())),
     ];
     let namespaces: Vec<Option<&str>> = if args.namespaces.is_empty() {
         vec![None]
@@ -278,6 +315,13 @@ async fn tick_once(
                 kind: w.kind,
                 message: e.to_string(),
             })?;
+            if w.kind == KNATIVE_SERVICE
+                && may_simulate(&o, namespaces)
+                && let Some(name) = sim.revision_to_create(&o)
+                && ensure_revision(w, &o, &name).await
+            {
+                sim.revision_exists(&o, &name);
+            }
             let Decision::Write(status) = sim.decide(w.kind, &o, namespaces, delay, now) else {
                 continue;
             };
@@ -286,6 +330,59 @@ async fn tick_once(
     }
     sim.end_tick();
     Ok(())
+}
+
+/// Creates the `Ready` Revision `name` of the Knative Service `service` unless it exists; true
+/// when it exists afterwards. Errors (no Revision CRD, ...) are logged and retried next tick.
+async fn ensure_revision(w: &Watched, service: &Value, name: &str) -> bool {
+    let ns = text(service, "/metadata/namespace");
+    let ar = ApiResource::erase::<KnativeRevision>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(w.client.clone(), ns, &ar);
+    match api.get_opt(name).await {
+        // A leftover of a deleted Service of the same name is not this Service's revision: wait
+        // for the garbage collector, then make it.
+        Ok(Some(existing)) => {
+            let uid = text(service, "/metadata/uid");
+            return !existing
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.kind == "Service" && o.uid != uid);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::debug!("Revision {ns}/{name}: {e}");
+            return false;
+        }
+    }
+    let body: DynamicObject =
+        match serde_json::from_value(devcluster::knative::revision_object(service, name)) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("Revision {ns}/{name}: {e}");
+                return false;
+            }
+        };
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    let mut created = match api.create(&pp, &body).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("creating Revision {ns}/{name}: {e}");
+            return false;
+        }
+    };
+    created.data["status"] = devcluster::knative::revision_status();
+    match api.replace_status(name, &pp, &created).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!("writing the status of Revision {ns}/{name}: {e}");
+            false
+        }
+    }
 }
 
 /// Replaces the status of `o`; a conflict (someone wrote it meanwhile) is retried at the next
@@ -441,6 +538,29 @@ mod tests {
         stored["status"] = json!({"observedGeneration": 1});
         assert_eq!(
             sim.decide("Deployment", &stored, &[], Duration::ZERO, t0),
+            Decision::Skip
+        );
+    }
+
+    #[test]
+    fn knative_services_get_a_revision_and_resolved_traffic() {
+        let mut sim = Simulation::default();
+        let svc = json!({"metadata": {"name": "podinfo", "namespace": "d", "uid": "k1", "generation": 1,
+                "resourceVersion": "3"},
+               "spec": {"template": {"spec": {"containers": [{"image": "podinfo:6.0.0"}]}}}});
+        let t0 = Instant::now();
+        let Decision::Write(status) = sim.decide(KNATIVE_SERVICE, &svc, &[], Duration::ZERO, t0)
+        else {
+            panic!("a new Knative Service gets status");
+        };
+        assert_eq!(status["latestReadyRevisionName"], "podinfo-00001");
+        assert_eq!(status["traffic"][0]["revisionName"], "podinfo-00001");
+        sim.written("k1", "4".into(), status.clone());
+        let mut stored = svc.clone();
+        stored["metadata"]["resourceVersion"] = json!("4");
+        stored["status"] = status;
+        assert_eq!(
+            sim.decide(KNATIVE_SERVICE, &stored, &[], Duration::ZERO, t0),
             Decision::Skip
         );
     }

@@ -1,6 +1,6 @@
 //! The kube-runtime controller: a watch on Canaries (optionally in one namespace) plus watches on
-//! Deployments, DaemonSets, ConfigMaps and Secrets mapped to the Canaries that target or track
-//! them, so a new revision reaches the scheduler as fast as the watch delivers it, whatever the
+//! Deployments, DaemonSets, ConfigMaps, Secrets and (when Knative is installed) Knative Services
+//! mapped to the Canaries that target or track them, so a new revision reaches the scheduler as fast as the watch delivers it, whatever the
 //! analysis interval. Each reconcile validates the Canary and runs [`Scheduler::reconcile`];
 //! the scheduler's `requeue_after` becomes the next reconcile, errors back off per object.
 
@@ -22,6 +22,7 @@ use super::ports::{EventKind, Ports};
 use super::scheduler::{Scheduler, SchedulerConfig, SchedulerError};
 use super::{decode, workers};
 use crate::api::alert_provider::AlertProvider;
+use crate::api::apis::knative::KnativeService;
 use crate::api::metric_template::MetricTemplate;
 use crate::api::request::{PAUSE_ANNOTATION, REQUEST_ANNOTATION};
 use crate::api::structural::Severity;
@@ -505,6 +506,28 @@ fn tracking(
         .collect()
 }
 
+/// Whether the API server serves Knative Services (`serving.knative.dev/v1`).
+async fn knative_served(client: &kube::Client) -> bool {
+    match client
+        .list_api_group_resources("serving.knative.dev/v1")
+        .await
+    {
+        Ok(list) => list.resources.iter().any(|r| r.name == "services"),
+        Err(e) => {
+            tracing::debug!("Knative Services are not served, not watched: {e}");
+            false
+        }
+    }
+}
+
+/// What of a Knative Service triggers a reconcile: its latest created revision.
+fn latest_created_revision(service: &KnativeService) -> Option<u64> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    service.latest_created_revision()?.hash(&mut h);
+    Some(h.finish())
+}
+
 /// Logs a watch error of `kind` (the watch retries with back-off by itself).
 fn log_watch_error(kind: &str, e: &watcher::Error) {
     tracing::warn!("{kind} watch: {e}");
@@ -628,6 +651,27 @@ pub async fn run<F>(
             )
         },
     ));
+    // Knative Services trigger on a new latest created revision (Knative's status), when the
+    // API server serves them at start-up; otherwise the per-interval requeue finds it.
+    if knative_served(&client).await {
+        let s = store.clone();
+        let services = watcher(api_for::<KnativeService>(&client, ns), wc.clone())
+            .default_backoff()
+            .touched_objects()
+            .predicate_filter(latest_created_revision, Default::default());
+        triggers.push(triggers_of(
+            "Knative Service",
+            services,
+            move |k: &KnativeService| {
+                targeting(
+                    &s,
+                    "Service",
+                    &k.namespace().unwrap_or_default(),
+                    &k.name_any(),
+                )
+            },
+        ));
+    }
     if options.config_tracking {
         let s = store.clone();
         let configmaps = watcher(api_for::<ConfigMap>(&client, ns), wc.clone())

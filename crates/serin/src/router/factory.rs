@@ -9,6 +9,7 @@ use super::appmesh::render::Selector;
 use super::appmesh::{AppMeshRouter, SelectorSource};
 use super::contour::HttpProxy;
 use super::gloo::GlooRouter;
+use super::knative::KnativeRouter;
 use super::kuma::TrafficRoute;
 use super::nginx::NginxRouter;
 use super::object::ObjectRouter;
@@ -76,8 +77,7 @@ impl RouterFactory {
         self
     }
 
-    /// The router of `provider`, or `RouterError::Invalid` for providers Serin does not
-    /// implement yet.
+    /// The router of `provider` (every provider of the CRD has one).
     pub fn router(&self, provider: &Provider) -> Result<Box<dyn Router>, RouterError> {
         match provider {
             Provider::Istio => Ok(Box::new(IstioRouter::new(
@@ -130,7 +130,7 @@ impl RouterFactory {
                 self.set_owner_refs,
                 Arc::new(self.targets.clone()),
             ))),
-            Provider::Knative => Err(unsupported(provider)),
+            Provider::Knative => Ok(Box::new(KnativeRouter::new(self.targets.client.clone()))),
         }
     }
 }
@@ -168,10 +168,6 @@ impl SelectorSource for TargetSelector {
     }
 }
 
-fn unsupported(provider: &Provider) -> RouterError {
-    RouterError::Invalid(format!("provider {provider} is not supported yet by Serin"))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -179,30 +175,14 @@ mod tests {
     use crate::api::provider::CRD_PROVIDER_VALUES;
     use crate::workload::test_cluster::TestCluster;
 
-    /// Providers without a Serin router yet.
-    const UNSUPPORTED: &[&str] = &["knative"];
-
     #[tokio::test]
-    async fn supported_and_unsupported_providers() {
+    async fn every_provider_has_a_router() {
         let fake = TestCluster::start().await;
         let client = fake.client();
         let factory = RouterFactory::new(client, true);
         for value in CRD_PROVIDER_VALUES {
             let provider: Provider = value.parse().unwrap();
-            let result = factory.router(&provider);
-            assert_eq!(result.is_ok(), provider.routable_by_serin(), "{value}");
-            match *value {
-                v if !UNSUPPORTED.contains(&v) => assert!(result.is_ok(), "{value}"),
-                _ => match result {
-                    Err(RouterError::Invalid(msg)) => {
-                        assert_eq!(
-                            msg,
-                            format!("provider {value} is not supported yet by Serin")
-                        )
-                    }
-                    _ => panic!("{value} should be unsupported"),
-                },
-            }
+            assert!(factory.router(&provider).is_ok(), "{value}");
         }
     }
 }

@@ -70,6 +70,7 @@ pub mod gatewayapi;
 pub mod gloo;
 pub mod ingress;
 pub mod istio;
+pub mod knative;
 pub mod kubernetes;
 pub mod kuma;
 pub mod nginx;

@@ -1,14 +1,13 @@
 //! The one place a target kind becomes a [`TargetController`].
 
 use super::{
-    DaemonSetController, DeploymentController, ServiceTargetController, TargetController,
-    WorkloadConfig, WorkloadError, meta,
+    DaemonSetController, DeploymentController, KnativeController, ServiceTargetController,
+    TargetController, WorkloadConfig, WorkloadError, meta,
 };
 use crate::api::Canary;
 
-/// The target controller of a Canary's `targetRef.kind` (`Deployment`, `DaemonSet` or a plain
-/// `Service`). Knative Service targets are not implemented yet
-/// ([`crate::api::canary::CanarySpec::unsupported_target`]); an unknown kind falls back to the
+/// The target controller of a Canary's `targetRef.kind` (`Deployment`, `DaemonSet`, a Knative
+/// `Service` of `serving.knative.dev` or a plain `Service`); an unknown kind falls back to the
 /// Deployment controller with a warning, as in Flagger.
 pub fn target_controller_for(
     client: kube::Client,
@@ -16,10 +15,10 @@ pub fn target_controller_for(
     canary: &Canary,
 ) -> Result<Box<dyn TargetController>, WorkloadError> {
     let target = &canary.spec.target_ref;
-    if let Some(reason) = canary.spec.unsupported_target() {
-        return Err(WorkloadError::Invalid(reason));
-    }
     match target.kind.as_str() {
+        "Service" if canary.spec.targets_knative_service() => {
+            Ok(Box::new(KnativeController::new(client)))
+        }
         "Deployment" => Ok(Box::new(DeploymentController::new(client, config.clone()))),
         "DaemonSet" => Ok(Box::new(DaemonSetController::new(client, config.clone()))),
         "Service" => Ok(Box::new(ServiceTargetController::new(
@@ -69,12 +68,6 @@ mod tests {
             );
         }
         let knative = canary("serving.knative.dev/v1", "Service");
-        let err = target_controller_for(client, &config, &knative)
-            .err()
-            .unwrap();
-        assert_eq!(
-            err.to_string(),
-            "target serving.knative.dev/v1/Service podinfo is not supported yet by Serin"
-        );
+        assert!(target_controller_for(client, &config, &knative).is_ok());
     }
 }

@@ -1,5 +1,6 @@
-//! Target workloads: Deployments, DaemonSets and plain Services behind [`TargetController`],
-//! the generated Services, ConfigMap/Secret tracking and the primary autoscalers.
+//! Target workloads: Deployments, DaemonSets, plain Services and Knative Services behind
+//! [`TargetController`], the generated Services, ConfigMap/Secret tracking and the primary
+//! autoscalers.
 
 use std::collections::BTreeMap;
 
@@ -95,6 +96,7 @@ pub mod config_tracker;
 pub mod daemonset;
 pub mod deployment;
 pub mod factory;
+pub mod knative;
 pub mod meta;
 pub mod pod;
 pub mod service_target;
@@ -111,5 +113,6 @@ pub use config_tracker::ConfigTracker;
 pub use daemonset::DaemonSetController;
 pub use deployment::DeploymentController;
 pub use factory::target_controller_for;
+pub use knative::KnativeController;
 pub use service_target::ServiceTargetController;
 pub use services::ServiceReconciler;

@@ -19,6 +19,7 @@ mod dashboard_routes;
 mod decisions;
 mod deletion;
 mod hostile;
+mod knative;
 mod leader;
 mod mesh;
 mod preflight;

@@ -1,4 +1,5 @@
-//! Types of other projects' resources that Serin reads and writes: Istio, Gateway API, SMI.
+//! Types of other projects' resources that Serin reads and writes: Istio, Gateway API, SMI,
+//! Knative Serving.
 //!
 //! Serin never replaces a foreign object built from a trimmed copy of its type. Every struct here
 //! keeps the fields it does not model in an `extra` map (flattened, left out of generated schemas),
@@ -6,6 +7,7 @@
 
 pub mod gatewayapi;
 pub mod istio;
+pub mod knative;
 pub mod smi;
 
 use std::collections::BTreeMap;

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::{Options, validate_canary_spec};
 use crate::api::canary::CanarySpec;
-use crate::api::provider::{CRD_PROVIDER_VALUES, Provider};
+use crate::api::provider::CRD_PROVIDER_VALUES;
 use crate::api::structural::Severity;
 
 fn spec(provider: &str) -> CanarySpec {
@@ -17,30 +17,78 @@ fn spec(provider: &str) -> CanarySpec {
     .unwrap()
 }
 
-/// The providers Serin cannot route get a warning naming the ones it can; the others do not.
+/// Serin routes every provider of the CRD: none gets a warning about the provider itself.
 #[test]
-fn unroutable_providers_are_a_warning() {
+fn every_provider_is_routable() {
     for value in CRD_PROVIDER_VALUES {
-        let provider: Provider = value.parse().unwrap();
         let warnings: Vec<String> = validate_canary_spec(&spec(value), &Options::default())
             .into_iter()
             .filter(|p| p.severity == Severity::Warning && p.path == "spec.provider")
             .map(|p| p.message)
             .collect();
-        if provider.routable_by_serin() {
-            assert!(warnings.is_empty(), "{value}: {warnings:?}");
-        } else {
-            assert_eq!(
-                warnings,
-                [format!(
-                    "the {value} provider is not supported yet by Serin: the controller cannot route this canary; use {} until it is",
-                    super::ROUTABLE_PROVIDERS
-                )],
-                "{value}"
-            );
-        }
+        assert!(warnings.is_empty(), "{value}: {warnings:?}");
     }
-    assert!(!Provider::Knative.routable_by_serin());
+}
+
+fn knative_spec(analysis_extra: serde_json::Value) -> CanarySpec {
+    let mut analysis = json!({"interval": "1m", "threshold": 5, "stepWeight": 10, "maxWeight": 50});
+    for (k, v) in analysis_extra.as_object().unwrap() {
+        analysis[k] = v.clone();
+    }
+    serde_json::from_value(json!({
+        "provider": "knative",
+        "targetRef": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "podinfo"},
+        "service": {"port": 80},
+        "analysis": analysis
+    }))
+    .unwrap()
+}
+
+/// A Knative canary is valid with weights or iterations; what Knative cannot route is refused
+/// with what to change.
+#[test]
+fn knative_routes_weights_only() {
+    let errors = |extra| -> Vec<(String, String)> {
+        validate_canary_spec(&knative_spec(extra), &Options::default())
+            .into_iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| (p.path, p.message))
+            .collect()
+    };
+    assert_eq!(errors(json!({})), []);
+    let mut no_service = knative_spec(json!({}));
+    no_service.service = None;
+    let problems = validate_canary_spec(&no_service, &Options::default());
+    assert!(
+        problems.is_empty(),
+        "Flagger's Knative manifests have no service: {problems:?}"
+    );
+    assert_eq!(
+        errors(json!({"stepWeight": null, "maxWeight": null, "iterations": 5})),
+        []
+    );
+    let ab = errors(
+        json!({"stepWeight": null, "maxWeight": null, "iterations": 5, "match": [{"headers": {"x-canary": {"exact": "1"}}}]}),
+    );
+    assert_eq!(ab.len(), 1, "{ab:?}");
+    assert_eq!(ab[0].0, "spec.analysis.match");
+    assert!(
+        ab[0].1.starts_with("the knative provider does not support routing by match conditions; remove analysis.match"),
+        "{}",
+        ab[0].1
+    );
+    let mirror = errors(json!({"mirror": true}));
+    assert_eq!(mirror.len(), 1, "{mirror:?}");
+    assert!(
+        mirror[0]
+            .1
+            .starts_with("the knative provider cannot mirror traffic")
+    );
+    let affinity = errors(json!({"sessionAffinity": {"cookieName": "canary"}}));
+    assert_eq!(affinity.len(), 1, "{affinity:?}");
+    assert!(affinity[0].1.starts_with(
+        "the knative provider does not support session affinity; remove sessionAffinity"
+    ));
 }
 
 /// `analysis.preflight` (Serin's query pre-flight) is known; set without metrics it does
