@@ -15,8 +15,8 @@ use serde_json::{Map, Value, json};
 
 use super::super::{RouterError, Routes};
 use super::render::{
-    EXACT, Names, REQUEST_HEADER_MODIFIER, REQUEST_MIRROR, RESPONSE_HEADER_MODIFIER, backend_ref,
-    header_filter, is_canary_mirror, names, service, value_match,
+    EXACT, Names, REQUEST_HEADER_MODIFIER, REQUEST_MIRROR, RESPONSE_HEADER_MODIFIER,
+    apex_metadata_patch, backend_ref, header_filter, is_canary_mirror, names, service, value_match,
 };
 use crate::api::Canary;
 use crate::api::apis::gatewayapi::{
@@ -30,7 +30,7 @@ use crate::api::provider::{
 };
 use crate::api::service::{CanaryService, grpc_method_of};
 use crate::router::object::{apex_annotations, apex_labels};
-use crate::workload::meta::{canary_owner_reference, metadata_map_patch, prune};
+use crate::workload::meta::{canary_owner_reference, prune};
 
 /// Whether a Canary routed by Gateway API `version` gets a GRPCRoute: `gatewayapi:v1` with
 /// `service.appProtocol: grpc` (any case). GRPCRoute has no v1beta1 version, so
@@ -307,26 +307,8 @@ pub fn grpc_reconcile_patch(
     let routes = grpc_routes_of(canary, &live.spec).unwrap_or(Routes::new(100, 0, false));
     let desired = desired_spec(canary, routes, live_rules)?;
     let mut patch = Map::new();
-    let mut meta = Map::new();
-    let controlled = crate::workload::meta::is_controlled_by(&live.metadata, canary);
-    if let Some(p) = metadata_map_patch(
-        live.metadata.labels.as_ref(),
-        &apex_labels(canary),
-        controlled,
-        &[],
-    ) {
-        meta.insert("labels".into(), p);
-    }
-    if let Some(p) = metadata_map_patch(
-        live.metadata.annotations.as_ref(),
-        &apex_annotations(canary),
-        false,
-        &[],
-    ) {
-        meta.insert("annotations".into(), p);
-    }
-    if !meta.is_empty() {
-        patch.insert("metadata".into(), Value::Object(meta));
+    if let Some(meta) = apex_metadata_patch(canary, &live.metadata) {
+        patch.insert("metadata".into(), meta);
     }
     if comparable(canary, &live.spec) != comparable(canary, &desired) {
         patch.insert("spec".into(), owned_spec(&desired));

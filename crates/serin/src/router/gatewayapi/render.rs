@@ -712,6 +712,23 @@ pub(super) fn is_canary_mirror(f: &HttpRouteFilter, n: &Names) -> bool {
             .is_some_and(|m| m.backend_ref.name == n.canary)
 }
 
+/// The metadata part of a route's `Reconcile` patch (HTTPRoute and GRPCRoute alike), or `None`
+/// when it is up to date: labels set to `service.apex.labels` (others removed only from a route
+/// this Canary controls); annotations merged (others' kept, as in Flagger).
+pub(super) fn apex_metadata_patch(canary: &Canary, live: &ObjectMeta) -> Option<Value> {
+    let controlled = crate::workload::meta::is_controlled_by(live, canary);
+    let mut meta = Map::new();
+    if let Some(p) = metadata_map_patch(live.labels.as_ref(), &apex_labels(canary), controlled, &[])
+    {
+        meta.insert("labels".into(), p);
+    }
+    let annotations = apex_annotations(canary);
+    if let Some(p) = metadata_map_patch(live.annotations.as_ref(), &annotations, false, &[]) {
+        meta.insert("annotations".into(), p);
+    }
+    (!meta.is_empty()).then_some(Value::Object(meta))
+}
+
 /// The merge patch `Reconcile` sends to an existing HTTPRoute, or `None` when it is up to date.
 /// A spec difference (modulo weights, mirroring and cookie rules) rewrites `parentRefs`,
 /// `hostnames` and `rules`, keeping the live weights and what others wrote. Labels are set to
@@ -727,26 +744,8 @@ pub fn reconcile_patch(
     let status = canary.status.clone().unwrap_or_default();
     let desired = desired_spec(canary, version, routes, &status, live_rules)?;
     let mut patch = Map::new();
-    let mut meta = Map::new();
-    let controlled = crate::workload::meta::is_controlled_by(&live.metadata, canary);
-    if let Some(p) = metadata_map_patch(
-        live.metadata.labels.as_ref(),
-        &apex_labels(canary),
-        controlled,
-        &[],
-    ) {
-        meta.insert("labels".into(), p);
-    }
-    if let Some(p) = metadata_map_patch(
-        live.metadata.annotations.as_ref(),
-        &apex_annotations(canary),
-        false,
-        &[],
-    ) {
-        meta.insert("annotations".into(), p);
-    }
-    if !meta.is_empty() {
-        patch.insert("metadata".into(), Value::Object(meta));
+    if let Some(meta) = apex_metadata_patch(canary, &live.metadata) {
+        patch.insert("metadata".into(), meta);
     }
     if comparable(canary, &live.spec) != comparable(canary, &desired) {
         patch.insert("spec".into(), owned_spec(&desired)?);
