@@ -7,7 +7,7 @@ pub mod cli;
 pub mod controller;
 pub mod dashboard;
 pub mod demo;
-pub mod kube_error;
+pub mod k8s;
 pub mod loadtester;
 pub mod metrics;
 pub mod notify;

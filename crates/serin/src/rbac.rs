@@ -124,7 +124,7 @@ pub const RULES: &[Rule] = &[
         resources: &["canaries/finalizers"],
         verbs: &["update"],
         need: Need::Always,
-        used_by: "workload/meta.rs: ownerReferences with blockOwnerDeletion on generated objects",
+        used_by: "k8s/meta.rs: ownerReferences with blockOwnerDeletion on generated objects",
     },
     Rule {
         group: "flagger.app",

@@ -190,7 +190,7 @@ impl LeaderElector {
                 Ok(false) => {}
                 Err(e) => tracing::error!(
                     "error retrieving resource lock: {}",
-                    crate::kube_error::describe(&e)
+                    crate::k8s::error::describe(&e)
                 ),
             }
             tokio::select! {
@@ -221,7 +221,7 @@ impl LeaderElector {
                     )));
                 }
                 Err(e) => {
-                    tracing::error!("failed to renew lease: {}", crate::kube_error::describe(&e));
+                    tracing::error!("failed to renew lease: {}", crate::k8s::error::describe(&e));
                     if last_renew.elapsed() > self.config.renew_deadline {
                         return Err(LeaderError::Lost(format!(
                             "failed to renew lease {}/{} within {}s",
@@ -261,7 +261,7 @@ impl LeaderElector {
             ),
             Err(e) => tracing::warn!(
                 "failed to release lease: {}",
-                crate::kube_error::describe(&e)
+                crate::k8s::error::describe(&e)
             ),
         }
     }

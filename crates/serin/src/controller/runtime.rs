@@ -45,13 +45,13 @@ pub const MIN_KUBERNETES: (u64, u64) = (1, 11);
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// The API server's version cannot be read.
-    #[error("error getting the Kubernetes version: {}", crate::kube_error::describe(.0))]
+    #[error("error getting the Kubernetes version: {}", crate::k8s::error::describe(.0))]
     Version(#[source] kube::Error),
     /// The API server is older than [`MIN_KUBERNETES`] or its version cannot be parsed.
     #[error("Kubernetes version {0} does not match constraint ^1.11.0")]
     UnsupportedVersion(String),
     /// A CRD is missing or cannot be listed (Flagger: `… CRD is not registered`).
-    #[error("{kind} CRD is not registered: {}", crate::kube_error::describe(.source))]
+    #[error("{kind} CRD is not registered: {}", crate::k8s::error::describe(.source))]
     CrdMissing {
         kind: &'static str,
         #[source]

@@ -15,7 +15,7 @@ use crate::api::Canary;
 use crate::api::request::{
     PAUSE_ANNOTATION, PLUGIN_FIELD_MANAGER, PauseNote, REQUEST_ANNOTATION, Request, RequestAction,
 };
-use crate::kube_error;
+use crate::k8s;
 
 /// A write command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,12 +141,12 @@ pub async fn send(
     };
     match api.patch(name, &params, &Patch::Merge(patch)).await {
         Ok(_) => Ok(()),
-        Err(e) => Err(PluginError::Api(match kube_error::status_code(&e) {
+        Err(e) => Err(PluginError::Api(match k8s::error::status_code(&e) {
             Some(403) => forbidden(by, namespace),
             Some(404) => format!("canary {name} not found in namespace {namespace}"),
             _ => format!(
                 "writing the request on canary {name} in namespace {namespace}: {}",
-                kube_error::describe(&e)
+                k8s::error::describe(&e)
             ),
         })),
     }

@@ -26,7 +26,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::api::Canary;
 use crate::controller::ports::{Clock, SystemClock};
-use crate::kube_error;
+use crate::k8s;
 
 /// Canary views and requests for kubectl: `kubectl serin get|status|why|promote|abort|retry|pause|resume`.
 #[derive(Debug, Parser)]
@@ -256,7 +256,7 @@ fn kubeconfig_user(kc: &Kubeconfig, context: Option<&str>) -> Option<String> {
 }
 
 fn api_error(what: &str, e: &kube::Error) -> PluginError {
-    match kube_error::status_code(e) {
+    match k8s::error::status_code(e) {
         Some(401) => PluginError::Api(format!(
             "{what}: the API server did not accept your credentials"
         )),
@@ -266,7 +266,7 @@ fn api_error(what: &str, e: &kube::Error) -> PluginError {
         Some(404) => PluginError::Api(format!(
             "{what}: the Canary resource is not installed (apply the CRDs first)"
         )),
-        _ => PluginError::Api(format!("{what}: {}", kube_error::describe(e))),
+        _ => PluginError::Api(format!("{what}: {}", k8s::error::describe(e))),
     }
 }
 

@@ -14,7 +14,7 @@ use super::dynamic::DynamicApi;
 use super::object::{reject_no_weights, without_weights};
 use super::{Router, RouterError, Routes};
 use crate::api::{Canary, CanaryStatus};
-use crate::workload::meta::{canary_id, canary_owner_reference, merge_patch_diff, namespace};
+use crate::k8s::meta::{canary_id, canary_owner_reference, merge_patch_diff, namespace};
 
 const KIND: &str = "ApisixRoute";
 const MAX_PRIORITY: i64 = 10000;
@@ -273,9 +273,9 @@ impl Router for ApisixRouter {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::k8s::meta::apply_merge_patch;
     use crate::router::golden::assert_golden;
     use crate::router::object::testing::canary as base_canary;
-    use crate::workload::meta::apply_merge_patch;
     use crate::workload::test_cluster::TestCluster;
 
     fn canary() -> Canary {

@@ -5,7 +5,7 @@ use kube::api::{ApiResource, DynamicObject, Patch};
 use serde_json::Value;
 
 use super::RouterError;
-use crate::workload::meta::{patch_params, post_params};
+use crate::k8s::meta::{patch_params, post_params};
 
 /// Objects of one kind in one namespace, read and written as JSON.
 pub struct DynamicApi {

@@ -17,7 +17,7 @@ use super::dynamic::DynamicApi;
 use super::object::{ObjectRouter, RoutingObject, port, reject_no_weights, without_weights};
 use super::{Router, RouterError, Routes};
 use crate::api::{Canary, CanaryStatus};
-use crate::workload::meta::{canary_id, canary_owner_reference, namespace};
+use crate::k8s::meta::{canary_id, canary_owner_reference, namespace};
 
 /// Settings copied from `spec.upstreamRef` into new Upstreams.
 const COPIED: &[&str] = &[

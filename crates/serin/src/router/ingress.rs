@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::RouterError;
 use crate::api::Canary;
-use crate::workload::meta::{canary_id, namespace, patch_params, post_params};
+use crate::k8s::meta::{canary_id, namespace, patch_params, post_params};
 
 /// The Ingress `spec.ingressRef` names, or the error Flagger gives without one.
 pub fn ingress_ref(canary: &Canary) -> Result<&str, RouterError> {

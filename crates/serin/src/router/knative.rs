@@ -13,9 +13,9 @@ use serde_json::json;
 use super::{Router, RouterError, Routes};
 use crate::api::apis::knative::{self, KnativeService, TrafficTarget};
 use crate::api::{Canary, CanaryStatus};
+use crate::k8s::meta::canary_id;
 use crate::workload::WorkloadError;
 use crate::workload::knative::{KnativeServices, primary_annotation_patch};
-use crate::workload::meta::canary_id;
 
 /// The router of the `knative` provider; the Knative Service lives in the workload cluster.
 pub struct KnativeRouter {

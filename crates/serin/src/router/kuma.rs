@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::object::{RoutingObject, port, without_weights};
 use super::{RouterError, Routes};
 use crate::api::Canary;
-use crate::workload::meta::namespace;
+use crate::k8s::meta::namespace;
 
 const SERVICE_TAG: &str = "kuma.io/service";
 

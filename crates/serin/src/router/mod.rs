@@ -33,7 +33,7 @@ pub enum RouterError {
     #[error("{0}")]
     Routes(String),
     /// A Kubernetes API call failed.
-    #[error("{context}: {}", crate::kube_error::describe(.source))]
+    #[error("{context}: {}", crate::k8s::error::describe(.source))]
     Api {
         context: String,
         #[source]

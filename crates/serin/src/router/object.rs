@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Router, RouterError, Routes};
 use crate::api::{Canary, CanaryStatus};
-use crate::workload::meta::{
+use crate::k8s::meta::{
     FLUX_HELM_DRIFT_DETECTION, FLUX_KUSTOMIZE_RECONCILE, canary_id, canary_owner_reference,
     is_controlled_by, merge_patch_diff, metadata_map_patch, namespace, patch_params, post_params,
     prune,
@@ -175,7 +175,7 @@ pub fn reconcile_patch<R: RoutingObject + ?Sized>(
         meta.annotations.as_ref(),
         &r.annotations(canary),
         controlled,
-        &[crate::workload::meta::KUBECTL_LAST_APPLIED],
+        &[crate::k8s::meta::KUBECTL_LAST_APPLIED],
     ) {
         m.insert("annotations".into(), p);
     }
@@ -363,7 +363,7 @@ pub fn without_weights(v: &Value) -> Value {
 pub(crate) mod testing {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::workload::meta::apply_merge_patch;
+    use crate::k8s::meta::apply_merge_patch;
 
     /// A Canary `podinfo` in `test` for `provider`; `service` and `analysis` are merged into the
     /// defaults (port 9898; stepWeight 10, maxWeight 50).

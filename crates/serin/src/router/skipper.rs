@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::ingress::{Ingresses, canary_ingress_name, ingress_ref};
 use super::{Router, RouterError, Routes};
 use crate::api::{Canary, CanaryStatus};
-use crate::workload::meta::{
+use crate::k8s::meta::{
     FLUX_HELM_DRIFT_DETECTION, FLUX_KUSTOMIZE_RECONCILE, KUBECTL_LAST_APPLIED,
     canary_owner_reference, merge_patch_diff, namespace,
 };
@@ -249,9 +249,9 @@ impl Router for SkipperRouter {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::k8s::meta::apply_merge_patch;
     use crate::router::golden::assert_golden;
     use crate::router::object::testing::canary as base_canary;
-    use crate::workload::meta::apply_merge_patch;
     use crate::workload::test_cluster::TestCluster;
 
     fn canary() -> Canary {

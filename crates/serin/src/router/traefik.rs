@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::object::{RoutingObject, port, reject_no_weights, without_weights};
 use super::{RouterError, Routes};
 use crate::api::Canary;
-use crate::workload::meta::namespace;
+use crate::k8s::meta::namespace;
 
 pub struct TraefikService;
 

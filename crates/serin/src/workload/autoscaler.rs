@@ -13,12 +13,13 @@ use kube::Api;
 use kube::api::{ApiResource, DynamicObject, Patch};
 use serde_json::{Map, Value, json};
 
-use super::meta::{
-    WorkloadConfig, canary_id, exact_metadata_patch, filter_toolkit, merge_patch_diff, namespace,
-    patch_params, post_params, require_owner_reference,
-};
 use super::{ScalerReconciler, WorkloadError};
 use crate::api::Canary;
+use crate::k8s::meta::{
+    canary_id, exact_metadata_patch, filter_toolkit, merge_patch_diff, namespace, patch_params,
+    post_params, require_owner_reference,
+};
+use crate::workload::WorkloadConfig;
 
 /// KEDA's annotation that freezes a ScaledObject's workload at the given replica count.
 pub const PAUSED_REPLICAS_ANNOTATION: &str = "autoscaling.keda.sh/paused-replicas";

@@ -11,11 +11,12 @@ use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use super::WorkloadError;
-use super::meta::{
-    FIELD_MANAGER, WorkloadConfig, canary_id, include_by_prefix, merge_patch_diff, namespace,
+use crate::api::Canary;
+use crate::k8s::meta::{
+    FIELD_MANAGER, canary_id, include_by_prefix, merge_patch_diff, namespace,
     require_owner_reference,
 };
-use crate::api::Canary;
+use crate::workload::WorkloadConfig;
 
 /// Annotation that excludes a ConfigMap/Secret from tracking when its value starts with `disable`.
 pub const CONFIG_TRACKING_ANNOTATION: &str = "flagger.app/config-tracking";
@@ -162,7 +163,7 @@ pub fn go_json(value: &Value) -> String {
 }
 
 fn checksum_of(text: &str) -> String {
-    let mut hex = super::meta::sha256_hex(text.as_bytes());
+    let mut hex = crate::k8s::meta::sha256_hex(text.as_bytes());
     hex.truncate(16);
     hex
 }

@@ -12,17 +12,18 @@ use kube::api::Patch;
 use serde_json::{Value, json};
 
 use super::config_tracker::{ConfigTracker, TrackedConfigs};
-use super::meta::patch_params;
-use super::meta::{
-    WorkloadConfig, filter_toolkit, merge_patch_diff, namespace, primary_labels,
-    require_owner_reference, revision_hash,
-};
 use super::pod::{self, selector_label};
 use super::template::{
     NotReady, PrimaryTemplate, is_system_annotation, new_flagger_id, primary_template,
 };
 use super::{Revision, TargetController, TargetMetadata, WorkloadError};
 use crate::api::Canary;
+use crate::k8s::meta::patch_params;
+use crate::k8s::meta::{
+    filter_toolkit, merge_patch_diff, namespace, primary_labels, require_owner_reference,
+    revision_hash,
+};
+use crate::workload::WorkloadConfig;
 
 /// Node-selector key that no node carries: setting it on the target's pod template scales a
 /// DaemonSet to zero.

@@ -11,17 +11,17 @@ use kube::api::{DynamicObject, Patch};
 use serde_json::{Value, json};
 
 use super::config_tracker::{ConfigTracker, TrackedConfigs};
-use super::meta::patch_params;
-use super::meta::{
-    WorkloadConfig, merge_patch_diff, namespace, primary_labels, require_owner_reference,
-    revision_hash,
-};
 use super::pod::{self, selector_label};
 use super::template::{
     NotReady, PrimaryTemplate, is_system_annotation, new_flagger_id, primary_template,
 };
 use super::{Revision, TargetController, TargetMetadata, WorkloadError};
 use crate::api::Canary;
+use crate::k8s::meta::patch_params;
+use crate::k8s::meta::{
+    merge_patch_diff, namespace, primary_labels, require_owner_reference, revision_hash,
+};
+use crate::workload::WorkloadConfig;
 
 /// The primary Deployment Flagger creates from `target`.
 pub fn build_primary(
@@ -46,7 +46,7 @@ pub fn build_primary(
             affinity: Some((&config.selector_labels, target_name)),
         },
     );
-    let annotations = super::meta::filter_toolkit(target.metadata.annotations.as_ref());
+    let annotations = crate::k8s::meta::filter_toolkit(target.metadata.annotations.as_ref());
     Ok(Deployment {
         metadata: ObjectMeta {
             name: Some(canary.spec.primary_workload_name()),

@@ -2,9 +2,10 @@
 
 use super::{
     DaemonSetController, DeploymentController, KnativeController, ServiceTargetController,
-    TargetController, WorkloadConfig, WorkloadError, meta,
+    TargetController, WorkloadConfig, WorkloadError,
 };
 use crate::api::Canary;
+use crate::k8s::meta;
 
 /// The target controller of a Canary's `targetRef.kind` (`Deployment`, `DaemonSet`, a Knative
 /// `Service` of `serving.knative.dev` or a plain `Service`); an unknown kind falls back to the

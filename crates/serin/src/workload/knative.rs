@@ -14,12 +14,12 @@ use kube::Api;
 use kube::api::Patch;
 use serde_json::{Value, json};
 
-use super::meta::{canary_id, namespace, patch_params};
 use super::{Revision, TargetController, TargetMetadata, WorkloadError};
 use crate::api::apis::knative::{
     self, KnativeRevision, KnativeService, PRIMARY_REVISION_ANNOTATION,
 };
 use crate::api::{Canary, CanaryPhase};
+use crate::k8s::meta::{canary_id, namespace, patch_params};
 
 /// Reads and patches the Knative Service a Canary targets (shared with the Knative router).
 #[derive(Clone)]

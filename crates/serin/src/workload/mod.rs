@@ -41,7 +41,7 @@ pub enum WorkloadError {
     #[error("{0}")]
     Invalid(String),
     /// A Kubernetes API call failed.
-    #[error("{context}: {}", crate::kube_error::describe(.source))]
+    #[error("{context}: {}", crate::k8s::error::describe(.source))]
     Api {
         context: String,
         #[source]
@@ -92,12 +92,12 @@ pub trait ScalerReconciler: Send + Sync {
 }
 
 pub mod autoscaler;
+pub mod config;
 pub mod config_tracker;
 pub mod daemonset;
 pub mod deployment;
 pub mod factory;
 pub mod knative;
-pub mod meta;
 pub mod pod;
 pub mod service_target;
 pub mod services;
@@ -106,7 +106,7 @@ pub mod template;
 #[cfg(test)]
 pub(crate) mod test_cluster;
 
-pub use meta::WorkloadConfig;
+pub use config::WorkloadConfig;
 
 pub use autoscaler::{HpaReconciler, ScaledObjectReconciler, scaler_for};
 pub use config_tracker::ConfigTracker;

@@ -12,10 +12,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::config_tracker::{ConfigTracker, TrackedConfigs};
-use super::meta::{WorkloadConfig, canary_id, namespace, post_params};
 use super::template::discovered_ports;
 use super::{TargetMetadata, WorkloadError};
 use crate::api::Canary;
+use crate::k8s::meta::{canary_id, namespace, post_params};
+use crate::workload::WorkloadConfig;
 
 /// A namespaced workload with a label selector and a pod template.
 pub trait PodWorkload:

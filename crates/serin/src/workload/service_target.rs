@@ -14,12 +14,13 @@ use kube::Api;
 use kube::api::Patch;
 use serde_json::{Map, Value, json};
 
-use super::meta::{
-    KUBECTL_LAST_APPLIED, WorkloadConfig, canary_id, exact_metadata_patch, filter_toolkit,
-    merge_patch_diff, namespace, patch_params, post_params, require_owner_reference, revision_hash,
-};
 use super::{Revision, TargetController, TargetMetadata, WorkloadError};
 use crate::api::Canary;
+use crate::k8s::meta::{
+    KUBECTL_LAST_APPLIED, canary_id, exact_metadata_patch, filter_toolkit, merge_patch_diff,
+    namespace, patch_params, post_params, require_owner_reference, revision_hash,
+};
+use crate::workload::WorkloadConfig;
 
 /// Spec fields the API server gives each Service on its own: never copied from the target and
 /// never changed on a copy (a copy keeps its own cluster IPs and health-check node port).

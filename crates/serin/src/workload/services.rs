@@ -11,14 +11,14 @@ use kube::Api;
 use kube::api::{Patch, PostParams};
 use serde_json::{Map, Value, json};
 
-use super::meta::{
+use super::{TargetMetadata, WorkloadError};
+use crate::api::Canary;
+use crate::api::service::{CanaryService, CustomMetadata};
+use crate::k8s::meta::{
     FIELD_MANAGER, FLUX_HELM_DRIFT_DETECTION, FLUX_KUSTOMIZE_RECONCILE, KUBECTL_LAST_APPLIED,
     canary_id, canary_owner_reference, is_controlled_by, is_controlled_by_a_canary,
     merge_patch_diff, namespace, patch_params,
 };
-use super::{TargetMetadata, WorkloadError};
-use crate::api::Canary;
-use crate::api::service::{CanaryService, CustomMetadata};
 
 /// Which generated Service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,7 +195,7 @@ pub fn service_update_patch(canary: &Canary, live: &Service, desired: &Service) 
                 None => desired.remove(k),
             };
         }
-        super::meta::metadata_map_patch(Some(&live), &desired, remove_others, &[])
+        crate::k8s::meta::metadata_map_patch(Some(&live), &desired, remove_others, &[])
     };
     if controlled {
         if let Some(p) = managed(
@@ -216,9 +216,12 @@ pub fn service_update_patch(canary: &Canary, live: &Service, desired: &Service) 
         }
     } else if !spec.is_empty() {
         let flux = desired_annotations(None);
-        if let Some(p) =
-            super::meta::metadata_map_patch(live.metadata.annotations.as_ref(), &flux, false, &[])
-        {
+        if let Some(p) = crate::k8s::meta::metadata_map_patch(
+            live.metadata.annotations.as_ref(),
+            &flux,
+            false,
+            &[],
+        ) {
             meta.insert("annotations".into(), p);
         }
     }

@@ -9,8 +9,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::WorkloadError;
 use super::config_tracker::{TrackedConfigs, rewrite_pod_spec};
-use super::meta::{primary_labels, primary_pod_annotations};
 use crate::api::Canary;
+use crate::k8s::meta::{primary_labels, primary_pod_annotations};
 
 /// Containers whose ports are never discovered (mesh sidecars).
 const SIDECARS: &[&str] = &["istio-proxy", "envoy"];
@@ -171,5 +171,5 @@ impl NotReady {
 
 /// A fresh `flagger-id`.
 pub fn new_flagger_id() -> Result<String, WorkloadError> {
-    super::meta::uuid_v4().map_err(WorkloadError::Invalid)
+    crate::k8s::meta::uuid_v4().map_err(WorkloadError::Invalid)
 }

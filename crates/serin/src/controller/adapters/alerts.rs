@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::kube_error;
+use crate::k8s;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
@@ -80,18 +80,18 @@ async fn provider_notifier(
         .to_string();
     let providers = Api::<AlertProvider>::namespaced(client.clone(), &namespace);
     let provider =
-        kube_error::retry_transient(&kube_error::READ_RETRY_DELAYS, || providers.get(name))
+        k8s::error::retry_transient(&k8s::error::READ_RETRY_DELAYS, || providers.get(name))
             .await
             .map_err(|e| {
                 format!(
                     "alert provider {name}.{namespace} error: {}",
-                    kube_error::describe(&e)
+                    k8s::error::describe(&e)
                 )
             })?;
     let secret_data = match &provider.spec.secret_ref {
         Some(secret_ref) => {
             let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
-            let secret = kube_error::retry_transient(&kube_error::READ_RETRY_DELAYS, || {
+            let secret = k8s::error::retry_transient(&k8s::error::READ_RETRY_DELAYS, || {
                 secrets.get(&secret_ref.name)
             })
             .await
@@ -99,7 +99,7 @@ async fn provider_notifier(
                 format!(
                     "alert provider {name}.{namespace} secretRef {} error: {}",
                     secret_ref.name,
-                    kube_error::describe(&e)
+                    k8s::error::describe(&e)
                 )
             })?;
             let data = secret.data.unwrap_or_default();

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::kube_error;
+use crate::k8s;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -117,7 +117,7 @@ impl KubeEventSink {
             Err(e) => tracing::warn!(
                 canary = %format!("{}.{namespace}", canary.name_any()),
                 "event recording failed: {}",
-                kube_error::describe(&e)
+                k8s::error::describe(&e)
             ),
         }
     }

@@ -11,7 +11,8 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use crate::api::Canary;
 use crate::api::metric_template::MetricTemplate;
 use crate::controller::ports::{FailedCheck, Finding, Measured, MetricChecks};
-use crate::kube_error::{self, READ_RETRY_DELAYS};
+use crate::k8s;
+use crate::k8s::error::READ_RETRY_DELAYS;
 use crate::metrics::analysis::{self, EnvError, MetricsContext, MetricsEnv, Severity};
 use crate::metrics::preflight;
 use crate::metrics::recorder::Recorder;
@@ -20,12 +21,12 @@ use crate::metrics::recorder::Recorder;
 /// the retries) are transient and said in words; other answers keep the server's message,
 /// as Flagger shows it (`metrictemplates.flagger.app "x" not found`).
 fn env_error(e: &kube::Error) -> EnvError {
-    if kube_error::is_transient(e) {
-        return EnvError::transient(kube_error::describe(e).to_string());
+    if k8s::error::is_transient(e) {
+        return EnvError::transient(k8s::error::describe(e).to_string());
     }
     match e {
         kube::Error::Api(s) => EnvError::from(s.message.clone()),
-        other => EnvError::from(kube_error::describe(other).to_string()),
+        other => EnvError::from(k8s::error::describe(other).to_string()),
     }
 }
 
@@ -47,7 +48,7 @@ impl KubeMetricsEnv {
 impl MetricsEnv for KubeMetricsEnv {
     async fn template(&self, namespace: &str, name: &str) -> Result<MetricTemplate, EnvError> {
         let api = Api::<MetricTemplate>::namespaced(self.client.clone(), namespace);
-        kube_error::retry_transient(&READ_RETRY_DELAYS, || api.get(name))
+        k8s::error::retry_transient(&READ_RETRY_DELAYS, || api.get(name))
             .await
             .map_err(|e| env_error(&e))
     }
@@ -58,7 +59,7 @@ impl MetricsEnv for KubeMetricsEnv {
         name: &str,
     ) -> Result<BTreeMap<String, Vec<u8>>, EnvError> {
         let api = Api::<Secret>::namespaced(self.client.clone(), namespace);
-        let secret = kube_error::retry_transient(&READ_RETRY_DELAYS, || api.get(name))
+        let secret = k8s::error::retry_transient(&READ_RETRY_DELAYS, || api.get(name))
             .await
             .map_err(|e| env_error(&e))?;
         let mut data: BTreeMap<String, Vec<u8>> = secret
@@ -82,7 +83,7 @@ impl MetricsEnv for KubeMetricsEnv {
         let resource = ApiResource::from_gvk_with_plural(&gvk, "services");
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), namespace, &resource);
-        let svc = kube_error::retry_transient(&READ_RETRY_DELAYS, || api.get(name))
+        let svc = k8s::error::retry_transient(&READ_RETRY_DELAYS, || api.get(name))
             .await
             .map_err(|e| env_error(&e))?;
         svc.data

@@ -1,7 +1,7 @@
 //! [`StatusStore`] over the API server: fresh reads, status writes on the `status` subresource
 //! and the finalizer, all retrying optimistic-concurrency conflicts.
 
-use crate::kube_error;
+use crate::k8s;
 use async_trait::async_trait;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -47,7 +47,7 @@ impl StatusStore for KubeStatusStore {
         self.api(namespace).get_opt(name).await.map_err(|e| {
             PortError::Api(format!(
                 "canary {name}.{namespace} get query error: {}",
-                kube_error::describe(&e)
+                k8s::error::describe(&e)
             ))
         })
     }
@@ -78,7 +78,7 @@ impl StatusStore for KubeStatusStore {
                 Err(e) => {
                     return Err(PortError::Api(format!(
                         "canary {name}.{ns} status update error: {}",
-                        kube_error::describe(&e)
+                        k8s::error::describe(&e)
                     )));
                 }
             }
@@ -86,7 +86,7 @@ impl StatusStore for KubeStatusStore {
         Err(PortError::Api(format!(
             "canary {name}.{ns} status update error: {}",
             last_error
-                .map(|e| kube_error::describe(&e).to_string())
+                .map(|e| k8s::error::describe(&e).to_string())
                 .unwrap_or_default()
         )))
     }
@@ -129,7 +129,7 @@ impl StatusStore for KubeStatusStore {
                 Err(e) => {
                     return Err(PortError::Api(format!(
                         "canary {name}.{ns} finalizer update error: {}",
-                        kube_error::describe(&e)
+                        k8s::error::describe(&e)
                     )));
                 }
             }
@@ -137,7 +137,7 @@ impl StatusStore for KubeStatusStore {
         Err(PortError::Api(format!(
             "canary {name}.{ns} finalizer update error: {}",
             last_error
-                .map(|e| kube_error::describe(&e).to_string())
+                .map(|e| k8s::error::describe(&e).to_string())
                 .unwrap_or_default()
         )))
     }

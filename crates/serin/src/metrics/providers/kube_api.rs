@@ -35,7 +35,7 @@ fn api_error(kind: &str, err: kube::Error) -> ProviderError {
             status: status.code,
             body: format!("{kind}: {}", status.message),
         },
-        other => ProviderError::Request(format!("{kind}: {}", crate::kube_error::describe(&other))),
+        other => ProviderError::Request(format!("{kind}: {}", crate::k8s::error::describe(&other))),
     }
 }
 

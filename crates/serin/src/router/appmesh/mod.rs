@@ -17,7 +17,7 @@ use super::dynamic::DynamicApi;
 use super::{Router, RouterError, Routes};
 use crate::api::provider::AppMeshVersion;
 use crate::api::{Canary, CanaryStatus};
-use crate::workload::meta::{canary_id, namespace};
+use crate::k8s::meta::{canary_id, namespace};
 
 pub mod render;
 

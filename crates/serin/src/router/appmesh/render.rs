@@ -15,12 +15,12 @@ use serde_json::{Map, Value, json};
 
 use crate::api::Canary;
 use crate::api::provider::AppMeshVersion;
-use crate::router::object::{apex_annotations, apex_labels, without_weights};
-use crate::router::{RouterError, Routes};
-use crate::workload::meta::{
+use crate::k8s::meta::{
     KUBECTL_LAST_APPLIED, canary_owner_reference, is_controlled_by, merge_patch_diff,
     metadata_map_patch, namespace, prune,
 };
+use crate::router::object::{apex_annotations, apex_labels, without_weights};
+use crate::router::{RouterError, Routes};
 
 /// The Canary annotation that turns on the virtual nodes' Envoy access log.
 pub const ACCESS_LOG_ANNOTATION: &str = "appmesh.flagger.app/accesslog";

@@ -5,10 +5,10 @@ use serde_json::{Value, json};
 use super::render::*;
 use crate::api::Canary;
 use crate::api::provider::AppMeshVersion;
+use crate::k8s::meta::apply_merge_patch;
 use crate::router::golden::assert_golden;
 use crate::router::object::testing::canary;
 use crate::router::{RouterError, Routes};
-use crate::workload::meta::apply_merge_patch;
 
 const V2: AppMeshVersion = AppMeshVersion::V1beta2;
 const V1: AppMeshVersion = AppMeshVersion::V1beta1;

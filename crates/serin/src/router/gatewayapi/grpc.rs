@@ -29,8 +29,8 @@ use crate::api::provider::{
     GRPC_AFFINITY_ERROR, GRPC_METHOD_ERROR, GRPC_QUERY_ERROR, GRPC_URI_ERROR,
 };
 use crate::api::service::{CanaryService, grpc_method_of};
+use crate::k8s::meta::{canary_owner_reference, prune};
 use crate::router::object::{apex_annotations, apex_labels};
-use crate::workload::meta::{canary_owner_reference, prune};
 
 /// Whether a Canary routed by Gateway API `version` gets a GRPCRoute: `gatewayapi:v1` with
 /// `service.appProtocol: grpc` (any case). GRPCRoute has no v1beta1 version, so

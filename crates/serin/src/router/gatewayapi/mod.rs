@@ -17,7 +17,7 @@ use super::{Router, RouterError, Routes};
 use crate::api::apis::gatewayapi::{GrpcRoute, HttpRoute};
 use crate::api::provider::GatewayApiVersion;
 use crate::api::{Canary, CanaryStatus};
-use crate::workload::meta::{canary_id, namespace, patch_params, post_params, random_letters};
+use crate::k8s::meta::{canary_id, namespace, patch_params, post_params, random_letters};
 
 pub mod grpc;
 pub mod render;

@@ -27,8 +27,8 @@ use crate::api::apis::istio::{CorsPolicy, HeaderOperations, HttpMatchRequest, St
 use crate::api::provider::GatewayApiVersion;
 use crate::api::service::CanaryService;
 use crate::api::{Canary, CanaryStatus, duration};
+use crate::k8s::meta::{canary_owner_reference, merge_patch_diff, metadata_map_patch, prune};
 use crate::router::object::{apex_annotations, apex_labels};
-use crate::workload::meta::{canary_owner_reference, merge_patch_diff, metadata_map_patch, prune};
 
 const COOKIE_HEADER: &str = "Cookie";
 const SET_COOKIE_HEADER: &str = "Set-Cookie";
@@ -716,7 +716,7 @@ pub(super) fn is_canary_mirror(f: &HttpRouteFilter, n: &Names) -> bool {
 /// when it is up to date: labels set to `service.apex.labels` (others removed only from a route
 /// this Canary controls); annotations merged (others' kept, as in Flagger).
 pub(super) fn apex_metadata_patch(canary: &Canary, live: &ObjectMeta) -> Option<Value> {
-    let controlled = crate::workload::meta::is_controlled_by(live, canary);
+    let controlled = crate::k8s::meta::is_controlled_by(live, canary);
     let mut meta = Map::new();
     if let Some(p) = metadata_map_patch(live.labels.as_ref(), &apex_labels(canary), controlled, &[])
     {

@@ -16,9 +16,7 @@ use serde_json::{Value, json};
 use super::{Router, RouterError, Routes};
 use crate::api::apis::istio::{DestinationRule, VirtualService};
 use crate::api::{Canary, CanaryStatus};
-use crate::workload::meta::{
-    FIELD_MANAGER, canary_id, is_controlled_by, namespace, random_letters,
-};
+use crate::k8s::meta::{FIELD_MANAGER, canary_id, is_controlled_by, namespace, random_letters};
 
 pub mod render;
 

@@ -13,10 +13,10 @@ use crate::api::apis::istio::{
 };
 use crate::api::service::CanaryService;
 use crate::api::{Canary, CanaryStatus, duration};
-use crate::router::object::{apex_annotations, apex_labels};
-use crate::workload::meta::{
+use crate::k8s::meta::{
     KUBECTL_LAST_APPLIED, canary_owner_reference, merge_patch_diff, metadata_map_patch, prune,
 };
+use crate::router::object::{apex_annotations, apex_labels};
 
 /// Annotation holding the spec of an adopted VirtualService as it was before Serin first
 /// changed it (restored on deletion with `revertOnDeletion`).

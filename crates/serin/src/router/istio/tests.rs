@@ -14,9 +14,9 @@ const VS_API: &str = "networking.istio.io/v1beta1";
 /// A Canary for target `podinfo` in `test`; `service` and `analysis` are merged into the defaults.
 fn canary(service: Value, analysis: Value) -> Canary {
     let mut svc = json!({"port": 9898});
-    crate::workload::meta::apply_merge_patch(&mut svc, &service);
+    crate::k8s::meta::apply_merge_patch(&mut svc, &service);
     let mut an = json!({"interval": "1m", "threshold": 5, "stepWeight": 10, "maxWeight": 50});
-    crate::workload::meta::apply_merge_patch(&mut an, &analysis);
+    crate::k8s::meta::apply_merge_patch(&mut an, &analysis);
     serde_json::from_value(json!({
         "apiVersion": "flagger.app/v1beta1",
         "kind": "Canary",
@@ -589,7 +589,7 @@ async fn finalize_prefers_kubectl_last_applied_and_tolerates_missing_objects() {
 
     let mut user = user_vs();
     let applied = json!({"apiVersion": VS_API, "kind": "VirtualService", "spec": {"hosts": ["from-kubectl"]}});
-    user["metadata"]["annotations"][crate::workload::meta::KUBECTL_LAST_APPLIED] =
+    user["metadata"]["annotations"][crate::k8s::meta::KUBECTL_LAST_APPLIED] =
         json!(applied.to_string());
     fake.insert(user).await;
     router.reconcile(&c).await.unwrap();

@@ -26,7 +26,7 @@ fn hpa_ref() -> Value {
 fn so_ref(extra: Value) -> Value {
     let mut r =
         json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "podinfo"});
-    crate::workload::meta::apply_merge_patch(&mut r, &extra);
+    crate::k8s::meta::apply_merge_patch(&mut r, &extra);
     r
 }
 
@@ -99,7 +99,7 @@ fn golden_primary_hpa_with_replica_overrides() {
                           "primaryScalerReplicas": {"minReplicas": 3}}),
     );
     let source: HorizontalPodAutoscaler = serde_json::from_value(hpa(Some(2), 4)).unwrap();
-    let owner = crate::workload::meta::require_owner_reference(&c).unwrap();
+    let owner = crate::k8s::meta::require_owner_reference(&c).unwrap();
     assert_golden(
         "workload/testdata/autoscaler/primary-hpa.yaml",
         &build_primary_hpa(&c, &source, owner),
@@ -125,7 +125,7 @@ fn query_rewriting() {
 fn golden_primary_scaled_object() {
     let c = canary(so_ref(json!({"primaryScalerReplicas": {"maxReplicas": 9}})));
     let source: DynamicObject = serde_json::from_value(scaled_object()).unwrap();
-    let owner = crate::workload::meta::require_owner_reference(&c).unwrap();
+    let owner = crate::k8s::meta::require_owner_reference(&c).unwrap();
     assert_golden(
         "workload/testdata/autoscaler/primary-scaledobject.yaml",
         &build_primary_scaled_object(&c, &source, owner),

@@ -63,7 +63,7 @@ fn golden_primary_daemonset() {
         .secrets
         .insert("podinfo-secret".into(), Default::default());
     let c = canary();
-    let owner = crate::workload::meta::require_owner_reference(&c).unwrap();
+    let owner = crate::k8s::meta::require_owner_reference(&c).unwrap();
     let primary = build_primary(
         &c,
         &t,
@@ -145,7 +145,7 @@ fn readiness_rules() {
     let base = json!({"currentNumberScheduled": 0, "numberMisscheduled": 0, "numberReady": 0, "observedGeneration": 1});
     let with = |extra: Value| {
         let mut s = base.clone();
-        crate::workload::meta::apply_merge_patch(&mut s, &extra);
+        crate::k8s::meta::apply_merge_patch(&mut s, &extra);
         ds_status(s, 1)
     };
     assert_eq!(

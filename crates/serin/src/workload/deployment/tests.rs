@@ -17,7 +17,7 @@ fn canary(extra: Value) -> Canary {
             "analysis": {"interval": "1m", "threshold": 5, "stepWeight": 10}
         }
     });
-    crate::workload::meta::apply_merge_patch(&mut c, &json!({"spec": extra}));
+    crate::k8s::meta::apply_merge_patch(&mut c, &json!({"spec": extra}));
     serde_json::from_value(c).unwrap()
 }
 
@@ -86,7 +86,7 @@ fn config() -> WorkloadConfig {
 #[test]
 fn golden_primary_deployment() {
     let c = canary(json!({}));
-    let owner = crate::workload::meta::require_owner_reference(&c).unwrap();
+    let owner = crate::k8s::meta::require_owner_reference(&c).unwrap();
     let primary = build_primary(
         &c,
         &target(),
@@ -270,7 +270,7 @@ fn template_hash_tracks_only_the_pod_template() {
 #[test]
 fn promote_patch_copies_template_replicas_and_filtered_metadata() {
     let c = canary(json!({}));
-    let owner = crate::workload::meta::require_owner_reference(&c).unwrap();
+    let owner = crate::k8s::meta::require_owner_reference(&c).unwrap();
     let mut primary = build_primary(&c, &target(), &config(), &tracked(), "id-1", owner).unwrap();
     primary
         .metadata

@@ -68,7 +68,7 @@ fn rendered_initialize_patch() {
     let patch = initialize_patch(&fresh, "podinfo-00001").unwrap();
     assert_golden("workload/testdata/knative/initialize.yaml", &patch);
     let mut value = serde_json::to_value(&fresh).unwrap();
-    crate::workload::meta::apply_merge_patch(&mut value, &patch);
+    crate::k8s::meta::apply_merge_patch(&mut value, &patch);
     let done: KnativeService = serde_json::from_value(value).unwrap();
     assert_eq!(initialize_patch(&done, "podinfo-00001"), None);
 }

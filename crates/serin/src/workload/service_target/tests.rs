@@ -3,8 +3,8 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::k8s::meta::apply_merge_patch;
 use crate::router::golden::assert_golden;
-use crate::workload::meta::apply_merge_patch;
 use crate::workload::test_cluster::TestCluster;
 
 fn canary(extra: Value) -> Canary {

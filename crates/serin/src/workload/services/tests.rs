@@ -9,7 +9,7 @@ use crate::workload::test_cluster::TestCluster;
 
 fn canary(service: Value) -> Canary {
     let mut svc = json!({"port": 9898});
-    crate::workload::meta::apply_merge_patch(&mut svc, &service);
+    crate::k8s::meta::apply_merge_patch(&mut svc, &service);
     serde_json::from_value(json!({
         "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
         "metadata": {"name": "podinfo", "namespace": "test", "uid": "canary-uid"},

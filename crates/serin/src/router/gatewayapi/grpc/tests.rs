@@ -5,9 +5,9 @@ use serde_json::{Value, json};
 use super::super::GatewayApiRouter;
 use super::*;
 use crate::api::CanaryStatus;
+use crate::k8s::meta::apply_merge_patch;
 use crate::router::Router;
 use crate::router::golden::assert_golden;
-use crate::workload::meta::apply_merge_patch;
 use crate::workload::test_cluster::TestCluster;
 
 const CRDS: &str = include_str!("../../../../tests/fixtures/crds/gatewayapi.yaml");

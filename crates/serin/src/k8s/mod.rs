@@ -1,0 +1,9 @@
+//! Kubernetes plumbing shared by the controller, the routers and the workloads (none of which
+//! it depends on):
+//!
+//! * [`meta`]: helpers for the objects Serin generates (labels, owner references, write
+//!   parameters, canonical JSON, merge patches);
+//! * [`error`]: API errors in words, their category and the retry of transient reads.
+
+pub mod error;
+pub mod meta;
