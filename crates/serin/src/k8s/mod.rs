@@ -3,7 +3,9 @@
 //!
 //! * [`meta`]: helpers for the objects Serin generates (labels, owner references, write
 //!   parameters, canonical JSON, merge patches);
-//! * [`error`]: API errors in words, their category and the retry of transient reads.
+//! * [`error`]: API errors in words, their category and the retry of transient reads;
+//! * [`cache`]: the watch caches reconciles read from, with read-your-writes.
 
+pub mod cache;
 pub mod error;
 pub mod meta;

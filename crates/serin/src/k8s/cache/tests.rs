@@ -1,0 +1,274 @@
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use devcluster::{Config, DevCluster};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{ApiResource, DynamicObject};
+use serde_json::json;
+
+use super::*;
+
+async fn cluster() -> (DevCluster, kube::Client) {
+    let cluster = DevCluster::start_with(Config {
+        namespaces: vec!["default".into(), "test".into(), "other".into()],
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    cluster.simulator().set_enabled(false);
+    let mut config = kube::Config::new(cluster.url().parse().unwrap());
+    config.default_namespace = "test".into();
+    config.auth_info.token = Some(cluster.token().to_string().into());
+    config.root_cert = Some(vec![cluster.ca_der().to_vec()]);
+    let client = kube::Client::try_from(config).unwrap();
+    (cluster, client)
+}
+
+fn config_map(name: &str, value: &str) -> ConfigMap {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name},
+        "data": {"k": value},
+    }))
+    .unwrap()
+}
+
+fn value(cm: &ConfigMap) -> String {
+    cm.data.as_ref().unwrap()["k"].clone()
+}
+
+/// GETs of ConfigMaps the cluster answered since the last call.
+fn gets(cluster: &DevCluster) -> usize {
+    cluster
+        .requests()
+        .take()
+        .iter()
+        .filter(|r| r.verb == "get" && r.path.contains("configmaps"))
+        .count()
+}
+
+/// Reads until the kind's watch has synced (the first reads go to the API server).
+async fn until_cached(cache: &Cache, api: &Api<ConfigMap>, name: &str) {
+    for _ in 0..200 {
+        if cache.read(api, &(), name).await.unwrap().1 == Source::Cache {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the ConfigMap watch never synced");
+}
+
+#[tokio::test]
+async fn reads_come_from_the_watch_once_it_synced() {
+    let (cluster, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "test");
+    api.create(&PostParams::default(), &config_map("a", "1"))
+        .await
+        .unwrap();
+    let cache = Cache::new(None);
+    until_cached(&cache, &api, "a").await;
+    cluster.requests().set_enabled(true);
+    for _ in 0..5 {
+        let cm = cache.get(&api, "a").await.unwrap().unwrap();
+        assert_eq!(value(&cm), "1");
+        assert!(cm.metadata.managed_fields.is_none());
+    }
+    assert_eq!(gets(&cluster), 0, "no GET once cached");
+
+    // A change by someone else arrives through the watch.
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "2"}})),
+    )
+    .await
+    .unwrap();
+    let mut seen = String::new();
+    for _ in 0..200 {
+        seen = value(&cache.get(&api, "a").await.unwrap().unwrap());
+        if seen == "2" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen, "2");
+    assert_eq!(gets(&cluster), 0);
+}
+
+fn versioned(value: &str, rv: &str) -> ConfigMap {
+    let mut cm = config_map("a", value);
+    cm.metadata.namespace = Some("test".into());
+    cm.metadata.resource_version = Some(rv.into());
+    cm
+}
+
+fn key() -> ObjectKey {
+    (
+        TypeId::of::<ConfigMap>(),
+        "/api/v1/configmaps".into(),
+        "test".into(),
+        "a".into(),
+    )
+}
+
+#[test]
+fn a_write_stands_in_until_the_watch_delivers_it() {
+    let cache = Cache::new(None);
+    let inner = cache.inner.as_ref().unwrap();
+    inner.remember(key(), Some(&versioned("2", "7")));
+    // The watch still has the version from before the write.
+    let older = versioned("1", "5");
+    let read = inner.written::<ConfigMap>(&key(), Some(&older));
+    assert_eq!(read.flatten().map(|c| value(&c)), Some("2".to_string()));
+    // Not delivered at all yet (a create).
+    let read = inner.written::<ConfigMap>(&key(), None);
+    assert_eq!(read.flatten().map(|c| value(&c)), Some("2".to_string()));
+    // Delivered (or overtaken by a later write of someone else): the watch wins, for good.
+    assert!(
+        inner
+            .written::<ConfigMap>(&key(), Some(&versioned("3", "9")))
+            .is_none()
+    );
+    assert!(inner.written::<ConfigMap>(&key(), Some(&older)).is_none());
+}
+
+#[test]
+fn a_delete_hides_the_object_until_the_watch_drops_it() {
+    let cache = Cache::new(None);
+    let inner = cache.inner.as_ref().unwrap();
+    inner.remember::<ConfigMap>(key(), None);
+    let live = versioned("1", "5");
+    assert_eq!(inner.written::<ConfigMap>(&key(), Some(&live)), Some(None));
+    assert!(inner.written::<ConfigMap>(&key(), None).is_none());
+    assert!(inner.written::<ConfigMap>(&key(), Some(&live)).is_none());
+}
+
+#[tokio::test]
+async fn writes_through_the_cache_are_read_back() {
+    let (_cluster, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "test");
+    api.create(&PostParams::default(), &config_map("a", "1"))
+        .await
+        .unwrap();
+    let cache = Cache::new(None);
+    until_cached(&cache, &api, "a").await;
+    let patched = cache
+        .patch(
+            &api,
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"k": "2"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(value(&patched), "2");
+    let (cm, source) = cache.read(&api, &(), "a").await.unwrap();
+    assert_eq!(
+        (value(&cm.unwrap()), source),
+        ("2".to_string(), Source::Cache)
+    );
+    cache
+        .delete(&api, "a", &DeleteParams::default())
+        .await
+        .unwrap();
+    // Gone, whether the watch delivered the deletion yet or not.
+    assert_eq!(cache.get(&api, "a").await.unwrap(), None);
+    let created = cache
+        .create(&api, &PostParams::default(), &config_map("b", "1"))
+        .await
+        .unwrap();
+    assert_eq!(value(&created), "1");
+    let (cm, source) = cache.read(&api, &(), "b").await.unwrap();
+    assert_eq!(
+        (value(&cm.unwrap()), source),
+        ("1".to_string(), Source::Cache)
+    );
+}
+
+#[tokio::test]
+async fn an_object_missing_from_the_watch_is_confirmed_with_a_get() {
+    let (cluster, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "test");
+    api.create(&PostParams::default(), &config_map("a", "1"))
+        .await
+        .unwrap();
+    let cache = Cache::new(None);
+    until_cached(&cache, &api, "a").await;
+    cluster.requests().set_enabled(true);
+    assert_eq!(cache.get(&api, "missing").await.unwrap(), None);
+    assert_eq!(gets(&cluster), 1);
+}
+
+#[tokio::test]
+async fn reads_outside_the_controllers_namespace_go_to_the_api_server() {
+    let (cluster, client) = cluster().await;
+    let other: Api<ConfigMap> = Api::namespaced(client, "other");
+    other
+        .create(&PostParams::default(), &config_map("a", "1"))
+        .await
+        .unwrap();
+    let cache = Cache::new(Some("test".into()));
+    cluster.requests().set_enabled(true);
+    for _ in 0..3 {
+        assert!(cache.get(&other, "a").await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gets(&cluster), 3);
+}
+
+#[tokio::test]
+async fn dynamic_kinds_are_cached_by_their_api_resource() {
+    let (cluster, client) = cluster().await;
+    let typed: Api<ConfigMap> = Api::namespaced(client.clone(), "test");
+    typed
+        .create(&PostParams::default(), &config_map("a", "1"))
+        .await
+        .unwrap();
+    let resource = ApiResource::erase::<ConfigMap>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(client, "test", &resource);
+    let cache = Cache::new(None);
+    let mut source = Source::Api;
+    for _ in 0..200 {
+        source = cache.read(&api, &resource, "a").await.unwrap().1;
+        if source == Source::Cache {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(source, Source::Cache);
+    let object = cache.get_with(&api, &resource, "a").await.unwrap().unwrap();
+    assert_eq!(object.data["data"]["k"], "1");
+    cluster.requests().set_enabled(true);
+    assert_eq!(gets(&cluster), 0);
+}
+
+#[tokio::test]
+async fn a_disabled_cache_always_reads_the_api_server() {
+    let (cluster, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "test");
+    api.create(&PostParams::default(), &config_map("a", "1"))
+        .await
+        .unwrap();
+    let cache = Cache::disabled();
+    cluster.requests().set_enabled(true);
+    for _ in 0..2 {
+        let (cm, source) = cache.read(&api, &(), "a").await.unwrap();
+        assert_eq!(source, Source::Api);
+        assert!(cm.is_some());
+    }
+    assert_eq!(gets(&cluster), 2);
+}
+
+#[test]
+fn collections_drop_the_namespace() {
+    assert_eq!(
+        collection("/apis/apps/v1/namespaces/x/deployments"),
+        "/apis/apps/v1/deployments"
+    );
+    assert_eq!(collection("/api/v1/namespaces"), "/api/v1/namespaces");
+    assert_eq!(
+        collection("/apis/kuma.io/v1alpha1/trafficroutes"),
+        "/apis/kuma.io/v1alpha1/trafficroutes"
+    );
+}
