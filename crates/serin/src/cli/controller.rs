@@ -21,6 +21,7 @@ use crate::controller::leader::{LeaderConfig, LeaderElector, LeaderError};
 use crate::controller::runtime::{self, RuntimeError, RuntimeOptions};
 use crate::controller::webhook::WebhookError;
 use crate::dashboard::{Dashboard, DashboardArgs, DashboardError};
+use crate::k8s::cache::Cache;
 use crate::metrics::providers::MetricsProvider;
 use crate::metrics::providers::prometheus::PrometheusProvider;
 use crate::metrics::recorder::Recorder;
@@ -294,6 +295,8 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
             annotations_prefix: args.ingress_annotations_prefix.clone(),
         },
     };
+    // What reconciles read comes from watches (`k8s::cache`), restricted like the controller.
+    let cache = Cache::new(args.namespace.clone());
     let mut ports = adapters::kube_ports(
         client.clone(),
         mesh_client,
@@ -319,6 +322,7 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
             &args.control_loop_interval,
         )?,
         observer: dashboard.as_ref().map(Dashboard::observer),
+        cache,
     };
 
     let controller = runtime::run(

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{ApiResource, DynamicObject, ListParams};
-use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, Resource, ResourceExt};
 
@@ -28,6 +28,7 @@ use crate::api::request::{PAUSE_ANNOTATION, REQUEST_ANNOTATION};
 use crate::api::structural::Severity;
 use crate::api::validation::{self, Options};
 use crate::api::{Canary, Provider};
+use crate::k8s::cache::Cache;
 use crate::metrics::recorder::Recorder;
 use crate::telemetry::server::Readiness;
 
@@ -102,6 +103,9 @@ pub struct RuntimeOptions {
     pub control_loop_interval: Duration,
     /// Who else sees the Canary watch (`-dashboard-port`); `None` when nobody does.
     pub observer: Option<Observer>,
+    /// The watch caches the ports read from: the Canary, Deployment and DaemonSet watches
+    /// below feed theirs (disabled: the ports read with GETs).
+    pub cache: Cache,
 }
 
 impl Default for RuntimeOptions {
@@ -113,6 +117,7 @@ impl Default for RuntimeOptions {
             config_tracking: true,
             control_loop_interval: Duration::from_secs(10),
             observer: None,
+            cache: Cache::disabled(),
         }
     }
 }
@@ -596,14 +601,19 @@ pub async fn run<F>(
             };
             futures::future::ready(decoded)
         });
-    // The Canary cache holds every version; only changes that can matter to a reconcile
-    // trigger one (not the controller's own status writes: the scheduler requeues itself).
-    let (store, writer) = reflector::store();
+    // The Canary cache holds every version (the ports read Canaries from it); only changes
+    // that can matter to a reconcile trigger one (not the controller's own status writes: the
+    // scheduler requeues itself).
+    let (store, canary_events) = options.cache.reflect(
+        &Api::<Canary>::all(client.clone()),
+        (),
+        canary_events,
+    );
     let observer = options.observer.clone();
     if let Some(Observer(o)) = &observer {
         o.cache(store.clone());
     }
-    let canary_changes = reflector(writer, canary_events)
+    let canary_changes = canary_events
         .inspect(move |event| {
             if let (Some(Observer(o)), Ok(event)) = (&observer, event) {
                 o.event(event);
@@ -616,10 +626,16 @@ pub async fn run<F>(
     })];
 
     // Workloads trigger on spec changes only (a new pod template, a scale), not on the status
-    // updates of their rollouts: readiness is polled once per interval, as in Flagger.
+    // updates of their rollouts: readiness is polled once per interval, as in Flagger. Their
+    // caches keep every version (the readiness the next tick reads).
     let s = store.clone();
-    let deployments = watcher(api_for::<Deployment>(&client, ns), wc.clone())
-        .default_backoff()
+    let api = api_for::<Deployment>(&client, ns);
+    let (_, deployments) = options.cache.reflect(
+        &api,
+        (),
+        watcher(api.clone(), wc.clone()).default_backoff(),
+    );
+    let deployments = deployments
         .touched_objects()
         .predicate_filter(predicates::generation, Default::default());
     triggers.push(triggers_of(
@@ -635,8 +651,13 @@ pub async fn run<F>(
         },
     ));
     let s = store.clone();
-    let daemonsets = watcher(api_for::<DaemonSet>(&client, ns), wc.clone())
-        .default_backoff()
+    let api = api_for::<DaemonSet>(&client, ns);
+    let (_, daemonsets) = options.cache.reflect(
+        &api,
+        (),
+        watcher(api.clone(), wc.clone()).default_backoff(),
+    );
+    let daemonsets = daemonsets
         .touched_objects()
         .predicate_filter(predicates::generation, Default::default());
     triggers.push(triggers_of(
