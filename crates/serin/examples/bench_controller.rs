@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use bench_common::{
     BoxError, Pending, clock_ticks_per_second, create_objects, free_port, latency_summary,
-    metric_value, name, parse_duration, phases, proc_cpu_ticks, proc_status_kb, set_image,
-    spawn_detection_watch,
+    metric_value, name, parse_duration, proc_cpu_ticks, proc_status_kb, set_image,
+    spawn_canary_tracker, spawn_detection_watch,
 };
 use clap::Parser;
 use devcluster::{Config, DevCluster};
@@ -85,6 +85,11 @@ struct Args {
     /// remote API server would; the dev cluster's `--latency-ms`).
     #[arg(long, default_value = "0ms", value_parser = parse_duration)]
     latency: Duration,
+}
+
+/// `10s` → 10 s (the Canaries' interval; Go durations in whole units are enough here).
+fn interval_of(s: &str) -> Duration {
+    parse_duration(s).unwrap_or(Duration::from_secs(10))
 }
 
 /// Per-request counts of the controller (requests without [`BENCH_HEADER`]).
@@ -320,6 +325,7 @@ async fn run() -> Result<(), BoxError> {
         c.total
     };
 
+    let track = spawn_canary_tracker(client.clone(), NS);
     let port = free_port()?;
     let metrics_url = format!("http://127.0.0.1:{port}/metrics");
     let log_path = work.join("controller.log");
@@ -336,6 +342,7 @@ async fn run() -> Result<(), BoxError> {
         .stdout(log)
         .kill_on_drop(true)
         .spawn()?;
+    let started = Instant::now();
     let pid = child.id().ok_or("controller exited at once")?;
     println!("controller pid {pid}, log {}", log_path.display());
 
@@ -345,7 +352,7 @@ async fn run() -> Result<(), BoxError> {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("controller exited: {status}; see {}", log_path.display()).into());
         }
-        let p = phases(&client, NS).await?;
+        let p = track.lock().unwrap_or_else(|e| e.into_inner()).phases(n);
         drain_requests(&counts);
         if p.get("Initialized").copied().unwrap_or(0) == n {
             break;
@@ -356,12 +363,36 @@ async fn run() -> Result<(), BoxError> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let init_secs = t.elapsed().as_secs_f64();
+    let first: Vec<f64> = track
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .first_status
+        .values()
+        .map(|at| at.duration_since(started).as_secs_f64())
+        .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let init_requests = drain_requests(&counts);
     let idle = snapshot(pid, fetch_metrics(&metrics_url).await?, init_requests)?;
     println!(
         "all {n} Initialized {init_secs:.1} s after the controller started; {init_requests} controller requests so far; RSS {:.1} MB",
         idle.rss_kb as f64 / 1024.0
+    );
+    latency_summary(
+        "first reconcile (first status) after the controller started",
+        first,
+        n,
+    );
+    // Idle: every Canary Initialized, nothing to analyse; one interval and a half.
+    let idle_window = interval_of(&args.interval).mul_f64(1.5);
+    let idle_from = drain_requests(&counts);
+    let idle_cpu = proc_cpu_ticks(pid)?;
+    tokio::time::sleep(idle_window).await;
+    let idle_requests = drain_requests(&counts) - idle_from;
+    let idle_cpu = (proc_cpu_ticks(pid)? - idle_cpu) as f64 / clock_ticks_per_second();
+    println!(
+        "idle ({:.0} s, all Initialized): {idle_requests} controller requests ({:.1}/s), CPU {idle_cpu:.2} s",
+        idle_window.as_secs_f64(),
+        idle_requests as f64 / idle_window.as_secs_f64(),
     );
 
     // Detection watch, then the new revisions of all Canaries spread over `spread`.
@@ -456,7 +487,7 @@ async fn run() -> Result<(), BoxError> {
         fetch_metrics(&metrics_url).await?,
         drain_requests(&counts),
     )?;
-    let final_phases = phases(&client, NS).await?;
+    let final_phases = track.lock().unwrap_or_else(|e| e.into_inner()).phases(n);
 
     // Report.
     let window = end.at.duration_since(start.at).as_secs_f64();

@@ -274,3 +274,57 @@ pub fn latency_summary(label: &str, mut values: Vec<f64>, expected: usize) {
         values.last().copied().unwrap_or(f64::NAN) * 1000.0,
     );
 }
+
+/// What a watch on the Canaries saw: each Canary's phase and when its first status arrived.
+#[derive(Default)]
+pub struct CanaryTrack {
+    pub phase: HashMap<String, String>,
+    pub first_status: HashMap<String, Instant>,
+}
+
+impl CanaryTrack {
+    /// Canaries per phase (`""` = no status yet).
+    pub fn phases(&self, n: usize) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for phase in self.phase.values() {
+            *out.entry(phase.clone()).or_insert(0) += 1;
+        }
+        let unseen = n.saturating_sub(self.phase.len());
+        if unseen > 0 {
+            *out.entry(String::new()).or_insert(0) += unseen;
+        }
+        out.retain(|_, v| *v > 0);
+        out
+    }
+}
+
+/// Follows the Canaries of `ns` with a watch (no polling lists, which at 10,000 Canaries would
+/// load the API server more than the controller does).
+pub fn spawn_canary_tracker(client: Client, ns: &str) -> Arc<Mutex<CanaryTrack>> {
+    let track = Arc::new(Mutex::new(CanaryTrack::default()));
+    let api: Api<Canary> = Api::namespaced(client, ns);
+    let t = track.clone();
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
+        while let Some(event) = events.next().await {
+            let canary = match event {
+                Ok(watcher::Event::Apply(c) | watcher::Event::InitApply(c)) => c,
+                _ => continue,
+            };
+            let Some(name) = canary.metadata.name.clone() else {
+                continue;
+            };
+            let phase = canary
+                .status
+                .as_ref()
+                .map(|s| s.phase.as_str().to_string())
+                .unwrap_or_default();
+            let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+            if canary.status.is_some() {
+                t.first_status.entry(name.clone()).or_insert_with(Instant::now);
+            }
+            t.phase.insert(name, phase);
+        }
+    });
+    track
+}
