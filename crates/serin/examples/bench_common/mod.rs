@@ -321,7 +321,9 @@ pub fn spawn_canary_tracker(client: Client, ns: &str) -> Arc<Mutex<CanaryTrack>>
                 .unwrap_or_default();
             let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
             if canary.status.is_some() {
-                t.first_status.entry(name.clone()).or_insert_with(Instant::now);
+                t.first_status
+                    .entry(name.clone())
+                    .or_insert_with(Instant::now);
             }
             t.phase.insert(name, phase);
         }

@@ -28,7 +28,7 @@ use crate::api::request::{PAUSE_ANNOTATION, REQUEST_ANNOTATION};
 use crate::api::structural::Severity;
 use crate::api::validation::{self, Options};
 use crate::api::{Canary, Provider};
-use crate::k8s::cache::Cache;
+use crate::k8s::cache::{Cache, Keep};
 use crate::metrics::recorder::Recorder;
 use crate::telemetry::server::Readiness;
 
@@ -607,6 +607,7 @@ pub async fn run<F>(
     let (store, canary_events) = options.cache.reflect(
         &Api::<Canary>::all(client.clone()),
         (),
+        Keep::All,
         canary_events,
     );
     let observer = options.observer.clone();
@@ -627,12 +628,13 @@ pub async fn run<F>(
 
     // Workloads trigger on spec changes only (a new pod template, a scale), not on the status
     // updates of their rollouts: readiness is polled once per interval, as in Flagger. Their
-    // caches keep every version (the readiness the next tick reads).
+    // caches keep the targets and primaries (what reconciles read), every version of them.
     let s = store.clone();
     let api = api_for::<Deployment>(&client, ns);
     let (_, deployments) = options.cache.reflect(
         &api,
         (),
+        Keep::Managed,
         watcher(api.clone(), wc.clone()).default_backoff(),
     );
     let deployments = deployments
@@ -655,6 +657,7 @@ pub async fn run<F>(
     let (_, daemonsets) = options.cache.reflect(
         &api,
         (),
+        Keep::Managed,
         watcher(api.clone(), wc.clone()).default_backoff(),
     );
     let daemonsets = daemonsets

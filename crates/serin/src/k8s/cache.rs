@@ -7,29 +7,33 @@
 //! controller (`-namespace`), so only kinds Serin actually reads are watched. Until a kind's
 //! watch has listed everything, its reads go to the API server.
 //!
+//! Memory stays bounded by what Serin manages: a store keeps only the objects a reconcile has
+//! read or written (and the Canaries, all of them); the watch's events for other objects of the
+//! kind (other teams' Services, Deployments without a Canary) still trigger what they trigger
+//! but are not kept. `metadata.managedFields` is dropped from kept objects (Serin never reads
+//! it); the rest is kept because the routers and workloads compare whole specs and metadata.
+//!
 //! Freshness rules, in one place rather than at every read:
 //!
-//! * **Read your writes.** A write made through [`Cache::patch`], [`Cache::create`],
-//!   [`Cache::replace`] or [`Cache::delete`] (or reported with [`Cache::wrote`]) is what later
-//!   reads return until the watch has delivered that version or a later one (compared by
-//!   `resourceVersion`, which kube-apiserver and the dev cluster number in order) or
-//!   [`WRITE_TTL`] has passed. A step that writes the routes and reads them back, or a rollback
-//!   right after a step, never decides on the version from before its own write.
-//! * **Absent means absent.** An object missing from a synced store is confirmed with one GET
-//!   (the watch may not have delivered a create made a moment ago by a user or another
-//!   controller); what the GET finds is kept like a write. In steady state every object a step
-//!   reads exists, so this costs nothing per step.
-//!
-//! Memory: `metadata.managedFields` is dropped from cached objects (Serin never reads it); the
-//! rest is kept because the routers and workloads compare whole specs and metadata.
+//! * **Read your writes.** The result of a write made through [`Cache::patch`],
+//!   [`Cache::create`], [`Cache::replace`] or [`Cache::delete`] (or reported with
+//!   [`Cache::wrote`]) goes into the store at once, so a step that writes the routes and reads
+//!   them back, or a rollback right after a step, never decides on the version from before its
+//!   own write.
+//! * **Never back in time.** A store does not take a version of an object older than the one it
+//!   has (`resourceVersion`s compared as numbers, which is how kube-apiserver (etcd) and the dev
+//!   cluster number them; when they are not numbers every event is taken).
+//! * **Absent means absent.** An object missing from a store is confirmed with one GET (it may
+//!   not have been of interest before, or the watch has not delivered a create made a moment
+//!   ago); what the GET finds is kept. In steady state every object a step reads is kept, so
+//!   this costs nothing per step.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -39,12 +43,6 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-
-/// How long a write of Serin's own stands in for the watch's version of the object at most
-/// (when the watch is slower than this, or `resourceVersion`s do not compare as numbers).
-pub const WRITE_TTL: Duration = Duration::from_secs(10);
-/// Remembered writes beyond which expired ones are dropped at the next write.
-const WRITES_PRUNE_AT: usize = 1024;
 
 /// What a kind must be to be cached.
 pub trait Cacheable:
@@ -91,13 +89,10 @@ impl Debug for Cache {
 /// A kind: `TypeId` of the Rust type and its collection path without namespace
 /// (`/apis/apps/v1/deployments`).
 type KindKey = (TypeId, String);
-/// An object: its kind, namespace (empty when cluster-scoped) and name.
-type ObjectKey = (TypeId, String, String, String);
 
 struct Inner {
     namespace: Option<String>,
     kinds: Mutex<HashMap<KindKey, Arc<dyn Any + Send + Sync>>>,
-    writes: Mutex<HashMap<ObjectKey, Written>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -114,18 +109,117 @@ impl Drop for Inner {
     }
 }
 
-/// One kind's store and whether its watch has listed everything once.
-struct Kind<K: Cacheable> {
-    store: Store<K>,
-    dyntype: K::DynamicType,
-    synced: Arc<AtomicBool>,
+/// Which objects of a kind a store keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// Every object the watch delivers (the Canaries).
+    All,
+    /// Only objects a reconcile has read or written.
+    Managed,
 }
 
-/// A write of Serin's own (or an object confirmed with a GET): the object, `None` when deleted.
-struct Written {
-    object: Option<Arc<dyn Any + Send + Sync>>,
-    resource_version: Option<u64>,
-    at: Instant,
+/// One kind's store, its writer (shared by the watch and Serin's own writes), which objects it
+/// keeps and whether its watch has listed everything once.
+struct Kind<K: Cacheable> {
+    store: Store<K>,
+    writer: Mutex<Writer<K>>,
+    dyntype: K::DynamicType,
+    synced: AtomicBool,
+    /// `(namespace, name)` of the objects kept; `None` = all.
+    managed: Option<Mutex<HashSet<(String, String)>>>,
+}
+
+impl<K: Cacheable> Kind<K> {
+    fn new(dyntype: K::DynamicType, keep: Keep) -> Self {
+        let writer = Writer::new(dyntype.clone());
+        Self {
+            store: writer.as_reader(),
+            writer: Mutex::new(writer),
+            dyntype,
+            synced: AtomicBool::new(false),
+            managed: (keep == Keep::Managed).then(|| Mutex::new(HashSet::new())),
+        }
+    }
+
+    fn reference(&self, namespace: &str, name: &str) -> ObjectRef<K> {
+        let reference = ObjectRef::new_with(name, self.dyntype.clone());
+        if namespace.is_empty() {
+            reference
+        } else {
+            reference.within(namespace)
+        }
+    }
+
+    fn is_kept(&self, object: &K) -> bool {
+        self.managed.as_ref().is_none_or(|managed| {
+            managed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&names(object))
+        })
+    }
+
+    fn keep(&self, namespace: &str, name: &str) {
+        if let Some(managed) = &self.managed {
+            managed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((namespace.to_string(), name.to_string()));
+        }
+    }
+
+    fn forget(&self, object: &K) {
+        if let Some(managed) = &self.managed {
+            managed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&names(object));
+        }
+    }
+
+    /// Whether the store already has a later version of `object`.
+    fn has_newer(&self, object: &K) -> bool {
+        let (ns, name) = names(object);
+        let Some(kept) = self.store.get(&self.reference(&ns, &name)) else {
+            return false;
+        };
+        matches!(
+            (resource_version(kept.as_ref()), resource_version(object)),
+            (Some(kept), Some(new)) if kept > new
+        )
+    }
+
+    /// Applies one event of the watch, or one of Serin's own writes.
+    fn apply(&self, event: &watcher::Event<K>) {
+        match event {
+            watcher::Event::Apply(object) => {
+                if !self.is_kept(object) || self.has_newer(object) {
+                    return;
+                }
+            }
+            watcher::Event::InitApply(object) => {
+                if !self.is_kept(object) {
+                    return;
+                }
+            }
+            watcher::Event::Delete(object) => self.forget(object),
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply_watcher_event(event);
+        if matches!(event, watcher::Event::InitDone) {
+            self.synced.store(true, Ordering::Release);
+        }
+    }
+}
+
+fn names<K: Resource>(object: &K) -> (String, String) {
+    (
+        object.meta().namespace.clone().unwrap_or_default(),
+        object.meta().name.clone().unwrap_or_default(),
+    )
 }
 
 /// Where a read was answered (for tests and the benchmark's accounting).
@@ -148,7 +242,6 @@ impl Cache {
             inner: Some(Arc::new(Inner {
                 namespace: namespace.filter(|ns| !ns.is_empty()),
                 kinds: Mutex::new(HashMap::new()),
-                writes: Mutex::new(HashMap::new()),
                 tasks: Mutex::new(Vec::new()),
             })),
         }
@@ -194,53 +287,52 @@ impl Cache {
         let Some(kind) = inner.kind(api, dyntype) else {
             return api.get_opt(name).await.map(|o| (o, Source::Api));
         };
+        let ns = api.namespace().unwrap_or_default();
+        kind.keep(ns, name);
         if !kind.synced.load(Ordering::Acquire) {
             return api.get_opt(name).await.map(|o| (o, Source::Api));
         }
-        let ns = api.namespace().unwrap_or_default();
-        let key = object_key::<K>(api, name);
-        let reference = ObjectRef::new_with(name, kind.dyntype.clone());
-        let reference = if ns.is_empty() {
-            reference
-        } else {
-            reference.within(ns)
-        };
-        let cached = kind.store.get(&reference);
-        if let Some(written) = inner.written::<K>(&key, cached.as_deref()) {
-            return Ok((written, Source::Cache));
+        if let Some(object) = kind.store.get(&kind.reference(ns, name)) {
+            return Ok((Some((*object).clone()), Source::Cache));
         }
-        match cached {
-            Some(object) => Ok(((*object).clone(), Source::Cache)).map(|(o, s)| (Some(o), s)),
-            None => {
-                // Absent from the watch: confirm, the watch may not have delivered a create yet.
-                let live = api.get_opt(name).await?;
-                if let Some(object) = &live {
-                    inner.remember(key, Some(object));
-                }
-                Ok((live, Source::Api))
+        // Not kept yet, or a create the watch has not delivered: confirm, and keep it.
+        let live = api.get_opt(name).await?;
+        if let Some(object) = &live {
+            kind.apply(&watcher::Event::Apply(strip(object.clone())));
+        }
+        Ok((live, Source::Api))
+    }
+
+    /// Puts a write's result into the store (when the kind is cached): later reads see it
+    /// even before the watch delivers it.
+    pub fn wrote<K: Cacheable>(&self, api: &Api<K>, object: &K) {
+        if let Some(kind) = self.cached_kind(api) {
+            kind.keep(api.namespace().unwrap_or_default(), &object.name_any());
+            kind.apply(&watcher::Event::Apply(strip(object.clone())));
+        }
+    }
+
+    /// Takes `name` out of the store (when the kind is cached).
+    pub fn deleted<K: Cacheable>(&self, api: &Api<K>, name: &str) {
+        if let Some(kind) = self.cached_kind(api) {
+            let reference = kind.reference(api.namespace().unwrap_or_default(), name);
+            if let Some(object) = kind.store.get(&reference) {
+                kind.apply(&watcher::Event::Delete((*object).clone()));
             }
         }
     }
 
-    /// Records a write's result so that reads return it until the watch catches up.
-    pub fn wrote<K: Cacheable>(&self, api: &Api<K>, object: &K) {
-        if let Some(inner) = &self.inner
-            && inner.caches::<K>(api)
-        {
-            inner.remember(object_key::<K>(api, &object.name_any()), Some(object));
-        }
+    fn cached_kind<K: Cacheable>(&self, api: &Api<K>) -> Option<Arc<Kind<K>>> {
+        let inner = self.inner.as_ref()?;
+        let kinds = inner.kinds.lock().unwrap_or_else(|e| e.into_inner());
+        kinds
+            .get(&kind_key::<K>(api))?
+            .clone()
+            .downcast::<Kind<K>>()
+            .ok()
     }
 
-    /// Records that `name` was deleted.
-    pub fn deleted<K: Cacheable>(&self, api: &Api<K>, name: &str) {
-        if let Some(inner) = &self.inner
-            && inner.caches::<K>(api)
-        {
-            inner.remember::<K>(object_key::<K>(api, name), None);
-        }
-    }
-
-    /// `api.patch`, remembered ([`Cache::wrote`]).
+    /// `api.patch`, kept ([`Cache::wrote`]).
     pub async fn patch<K, P>(
         &self,
         api: &Api<K>,
@@ -257,7 +349,7 @@ impl Cache {
         Ok(object)
     }
 
-    /// `api.patch_status`, remembered ([`Cache::wrote`]).
+    /// `api.patch_status`, kept ([`Cache::wrote`]).
     pub async fn patch_status<K, P>(
         &self,
         api: &Api<K>,
@@ -274,7 +366,7 @@ impl Cache {
         Ok(object)
     }
 
-    /// `api.create`, remembered ([`Cache::wrote`]).
+    /// `api.create`, kept ([`Cache::wrote`]).
     pub async fn create<K>(
         &self,
         api: &Api<K>,
@@ -289,7 +381,7 @@ impl Cache {
         Ok(created)
     }
 
-    /// `api.replace`, remembered ([`Cache::wrote`]).
+    /// `api.replace`, kept ([`Cache::wrote`]).
     pub async fn replace<K>(
         &self,
         api: &Api<K>,
@@ -305,7 +397,7 @@ impl Cache {
         Ok(replaced)
     }
 
-    /// `api.delete`, remembered ([`Cache::deleted`]); a missing object is not an error here
+    /// `api.delete`, kept out ([`Cache::deleted`]); a missing object is not an error here
     /// either way, the caller decides.
     pub async fn delete<K>(
         &self,
@@ -323,43 +415,40 @@ impl Cache {
 
     /// Caches `api`'s kind from a watch the caller runs (the controller's own watches, which
     /// also trigger reconciles): the returned stream applies every event to the kind's store
-    /// and passes it on; the caller must poll it. Returns the store too.
+    /// and passes it on unchanged; the caller must poll it. `keep` says which objects the store
+    /// keeps. Returns the store too.
     pub fn reflect<K, S>(
         &self,
         api: &Api<K>,
         dyntype: K::DynamicType,
+        keep: Keep,
         events: S,
     ) -> (Store<K>, impl Stream<Item = S::Item> + Send + use<K, S>)
     where
         K: Cacheable,
         S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
     {
-        let writer = Writer::new(dyntype.clone());
-        let store = writer.as_reader();
-        let synced = Arc::new(AtomicBool::new(false));
+        let kind = Arc::new(Kind::new(dyntype, keep));
         if let Some(inner) = &self.inner {
-            let kind = Kind {
-                store: store.clone(),
-                dyntype,
-                synced: synced.clone(),
-            };
             inner
                 .kinds
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(kind_key::<K>(api), Arc::new(kind));
+                .insert(kind_key::<K>(api), kind.clone());
         }
-        (store, reflect_into(writer, synced, events))
+        (kind.store.clone(), reflect_into(kind, events))
     }
 }
 
-/// Applies the watch's events to `writer` (without managed fields) and marks the kind synced
-/// once the first list is complete.
-fn reflect_into<K, S>(
-    mut writer: Writer<K>,
-    synced: Arc<AtomicBool>,
-    events: S,
-) -> impl Stream<Item = S::Item> + Send
+/// `object` as kept: without managed fields.
+fn strip<K: Resource>(mut object: K) -> K {
+    object.meta_mut().managed_fields = None;
+    object
+}
+
+/// Applies the watch's events to the kind's store (kept objects, without managed fields) and
+/// passes them on.
+fn reflect_into<K, S>(kind: Arc<Kind<K>>, events: S) -> impl Stream<Item = S::Item> + Send
 where
     K: Cacheable,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
@@ -368,10 +457,7 @@ where
         .modify(|object: &mut K| object.meta_mut().managed_fields = None)
         .inspect(move |event| {
             if let Ok(event) = event {
-                writer.apply_watcher_event(event);
-                if matches!(event, watcher::Event::InitDone) {
-                    synced.store(true, Ordering::Release);
-                }
+                kind.apply(event);
             }
         })
 }
@@ -398,19 +484,13 @@ impl Inner {
             (Some(_), Some(scope)) => api.clone().constrain(scope),
             (Some(_), None) => api.clone().unconstrain(),
         };
-        let writer = Writer::new(dyntype.clone());
-        let synced = Arc::new(AtomicBool::new(false));
-        let kind = Arc::new(Kind {
-            store: writer.as_reader(),
-            dyntype: dyntype.clone(),
-            synced: synced.clone(),
-        });
+        let kind = Arc::new(Kind::new(dyntype.clone(), Keep::Managed));
         kinds.insert(key.clone(), kind.clone());
         drop(kinds);
         let what = key.1.clone();
         tracing::debug!("watching {what} for the cache");
         let events = watcher(watch_api, watcher::Config::default()).default_backoff();
-        let stream = reflect_into(writer, synced, events);
+        let stream = reflect_into(kind.clone(), events);
         let task = tokio::spawn(async move {
             let mut reported = false;
             let mut stream = std::pin::pin!(stream);
@@ -431,59 +511,6 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner())
             .push(task);
         Some(kind)
-    }
-
-    /// Whether `api`'s kind has a cache (writes of other kinds need not be remembered).
-    fn caches<K: Cacheable>(&self, api: &Api<K>) -> bool {
-        self.kinds
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&kind_key::<K>(api))
-    }
-
-    fn remember<K: Cacheable>(&self, key: ObjectKey, object: Option<&K>) {
-        let now = Instant::now();
-        let written = Written {
-            resource_version: object.and_then(resource_version),
-            object: object.map(|o| Arc::new(o.clone()) as Arc<dyn Any + Send + Sync>),
-            at: now,
-        };
-        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-        if writes.len() >= WRITES_PRUNE_AT {
-            writes.retain(|_, w| now.duration_since(w.at) < WRITE_TTL);
-        }
-        writes.insert(key, written);
-    }
-
-    /// The remembered write of `key` when it is still newer than what the watch delivered
-    /// (`cached`): `Some(None)` = deleted. Forgets it once the watch caught up.
-    fn written<K: Cacheable>(&self, key: &ObjectKey, cached: Option<&K>) -> Option<Option<K>> {
-        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-        let written = writes.get(key)?;
-        let caught_up = match (&written.object, cached) {
-            (_, _) if written.at.elapsed() >= WRITE_TTL => true,
-            // Deleted, and gone from the watch too.
-            (None, None) => true,
-            (Some(_), Some(cached)) => match (written.resource_version, resource_version(cached)) {
-                (Some(w), Some(c)) => c >= w,
-                _ => false,
-            },
-            _ => false,
-        };
-        if caught_up {
-            writes.remove(key);
-            return None;
-        }
-        match &written.object {
-            None => Some(None),
-            Some(object) => match object.clone().downcast::<K>() {
-                Ok(object) => Some(Some((*object).clone())),
-                Err(_) => {
-                    writes.remove(key);
-                    None
-                }
-            },
-        }
     }
 }
 
@@ -506,15 +533,6 @@ fn collection(url: &str) -> String {
 
 fn kind_key<K: Resource + 'static>(api: &Api<K>) -> KindKey {
     (TypeId::of::<K>(), collection(api.resource_url()))
-}
-
-fn object_key<K: Resource + 'static>(api: &Api<K>, name: &str) -> ObjectKey {
-    (
-        TypeId::of::<K>(),
-        collection(api.resource_url()),
-        api.namespace().unwrap_or_default().to_string(),
-        name.to_string(),
-    )
 }
 
 #[cfg(test)]

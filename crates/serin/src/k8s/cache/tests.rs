@@ -103,45 +103,53 @@ fn versioned(value: &str, rv: &str) -> ConfigMap {
     cm
 }
 
-fn key() -> ObjectKey {
-    (
-        TypeId::of::<ConfigMap>(),
-        "/api/v1/configmaps".into(),
-        "test".into(),
-        "a".into(),
-    )
+fn kept(kind: &Kind<ConfigMap>) -> Option<String> {
+    kind.store
+        .get(&kind.reference("test", "a"))
+        .map(|c| value(&c))
+}
+
+fn synced(keep: Keep) -> Kind<ConfigMap> {
+    let kind = Kind::new((), keep);
+    kind.apply(&watcher::Event::Init);
+    kind.apply(&watcher::Event::InitDone);
+    kind
 }
 
 #[test]
-fn a_write_stands_in_until_the_watch_delivers_it() {
-    let cache = Cache::new(None);
-    let inner = cache.inner.as_ref().unwrap();
-    inner.remember(key(), Some(&versioned("2", "7")));
-    // The watch still has the version from before the write.
-    let older = versioned("1", "5");
-    let read = inner.written::<ConfigMap>(&key(), Some(&older));
-    assert_eq!(read.flatten().map(|c| value(&c)), Some("2".to_string()));
-    // Not delivered at all yet (a create).
-    let read = inner.written::<ConfigMap>(&key(), None);
-    assert_eq!(read.flatten().map(|c| value(&c)), Some("2".to_string()));
-    // Delivered (or overtaken by a later write of someone else): the watch wins, for good.
-    assert!(
-        inner
-            .written::<ConfigMap>(&key(), Some(&versioned("3", "9")))
-            .is_none()
-    );
-    assert!(inner.written::<ConfigMap>(&key(), Some(&older)).is_none());
+fn a_store_never_goes_back_in_time() {
+    let kind = synced(Keep::All);
+    kind.apply(&watcher::Event::Apply(versioned("2", "7")));
+    // An event from before Serin's own write arrives late.
+    kind.apply(&watcher::Event::Apply(versioned("1", "5")));
+    assert_eq!(kept(&kind).as_deref(), Some("2"));
+    kind.apply(&watcher::Event::Apply(versioned("3", "9")));
+    assert_eq!(kept(&kind).as_deref(), Some("3"));
+    kind.apply(&watcher::Event::Delete(versioned("3", "10")));
+    assert_eq!(kept(&kind), None);
 }
 
 #[test]
-fn a_delete_hides_the_object_until_the_watch_drops_it() {
-    let cache = Cache::new(None);
-    let inner = cache.inner.as_ref().unwrap();
-    inner.remember::<ConfigMap>(key(), None);
-    let live = versioned("1", "5");
-    assert_eq!(inner.written::<ConfigMap>(&key(), Some(&live)), Some(None));
-    assert!(inner.written::<ConfigMap>(&key(), None).is_none());
-    assert!(inner.written::<ConfigMap>(&key(), Some(&live)).is_none());
+fn only_managed_objects_are_kept() {
+    let kind = synced(Keep::Managed);
+    kind.apply(&watcher::Event::Apply(versioned("1", "5")));
+    assert_eq!(kept(&kind), None, "nobody read it");
+    kind.keep("test", "a");
+    kind.apply(&watcher::Event::Apply(versioned("2", "6")));
+    assert_eq!(kept(&kind).as_deref(), Some("2"));
+    // A relist keeps what is managed.
+    kind.apply(&watcher::Event::Init);
+    kind.apply(&watcher::Event::InitApply(versioned("3", "8")));
+    let mut other = versioned("x", "8");
+    other.metadata.name = Some("b".into());
+    kind.apply(&watcher::Event::InitApply(other));
+    kind.apply(&watcher::Event::InitDone);
+    assert_eq!(kept(&kind).as_deref(), Some("3"));
+    assert_eq!(kind.store.len(), 1);
+    // Deleted: no longer managed (a re-created object is kept again once read).
+    kind.apply(&watcher::Event::Delete(versioned("3", "9")));
+    kind.apply(&watcher::Event::Apply(versioned("4", "10")));
+    assert_eq!(kept(&kind), None);
 }
 
 #[tokio::test]
