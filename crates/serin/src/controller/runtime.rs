@@ -535,7 +535,10 @@ fn latest_created_revision(service: &KnativeService) -> Option<u64> {
 
 /// Logs a watch error of `kind` (the watch retries with back-off by itself).
 fn log_watch_error(kind: &str, e: &watcher::Error) {
-    tracing::warn!("{kind} watch: {e}");
+    tracing::warn!(
+        "{kind} watch: {}",
+        crate::k8s::cache::describe_watch_error(e)
+    );
 }
 
 /// The Canaries a stream of `kind` objects points at, through `map`; watch errors are logged.

@@ -498,10 +498,15 @@ impl Inner {
                 match event {
                     Err(e) if !reported => {
                         // Reads keep going to the API server meanwhile; the watch retries.
-                        tracing::warn!("cache watch of {what}: {e}");
+                        tracing::warn!(
+                            "cannot watch {what} for the cache, reading it with GETs meanwhile: {}",
+                            describe_watch_error(&e)
+                        );
                         reported = true;
                     }
-                    Err(e) => tracing::debug!("cache watch of {what}: {e}"),
+                    Err(e) => {
+                        tracing::debug!("cache watch of {what}: {}", describe_watch_error(&e))
+                    }
                     Ok(_) => reported = false,
                 }
             }
@@ -511,6 +516,22 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner())
             .push(task);
         Some(kind)
+    }
+}
+
+/// A watch error in words (the API error described, not kube-rs' debug form).
+pub fn describe_watch_error(e: &watcher::Error) -> String {
+    match e {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => crate::k8s::error::describe(e).to_string(),
+        watcher::Error::WatchError(status) => {
+            format!(
+                "the API server ended the watch: HTTP {} {}",
+                status.code, status.message
+            )
+        }
+        watcher::Error::NoResourceVersion => e.to_string(),
     }
 }
 
