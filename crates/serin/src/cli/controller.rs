@@ -20,6 +20,7 @@ use crate::controller::adapters::{self, AdapterConfig};
 use crate::controller::leader::{LeaderConfig, LeaderElector, LeaderError};
 use crate::controller::runtime::{self, RuntimeError, RuntimeOptions};
 use crate::controller::webhook::WebhookError;
+use crate::controller::workers::{API_CONCURRENCY, ApiRequestLayer};
 use crate::dashboard::{Dashboard, DashboardArgs, DashboardError};
 use crate::k8s::cache::Cache;
 use crate::metrics::providers::MetricsProvider;
@@ -181,8 +182,11 @@ async fn client_from(
             .await
             .map_err(|e| ControllerError::Client(e.to_string()))?,
     };
-    let client = kube::Client::try_from(config.clone())
-        .map_err(|e| ControllerError::Client(e.to_string()))?;
+    // API requests wait without holding a reconcile's worker (`controller/workers.rs`).
+    let client = kube::client::ClientBuilder::try_from(config.clone())
+        .map_err(|e| ControllerError::Client(e.to_string()))?
+        .with_layer(&ApiRequestLayer::new(API_CONCURRENCY))
+        .build();
     Ok((client, config))
 }
 

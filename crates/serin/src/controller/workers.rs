@@ -116,6 +116,76 @@ pub async fn waiting<F: Future>(wait: F) -> F::Output {
     out
 }
 
+/// Kubernetes API requests in flight at most, all reconciles together ([`ApiRequestLayer`]).
+pub const API_CONCURRENCY: usize = 64;
+
+/// The Kubernetes client's layer that makes its requests wait like webhooks do: a request in
+/// flight gives its reconcile's worker permit back until the answer's headers arrive (a remote
+/// API server's latency is waiting, not work), and at most `limit` requests are in flight at
+/// once, so that up to [`Limits::in_flight`] reconciles do not open as many connections. Watches
+/// take a slot only until their stream starts.
+#[derive(Clone, Debug)]
+pub struct ApiRequestLayer {
+    slots: Arc<Semaphore>,
+}
+
+impl ApiRequestLayer {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(limit.max(1))),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for ApiRequestLayer {
+    type Service = ApiRequests<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ApiRequests {
+            inner,
+            slots: self.slots.clone(),
+        }
+    }
+}
+
+/// See [`ApiRequestLayer`].
+#[derive(Clone, Debug)]
+pub struct ApiRequests<S> {
+    inner: S,
+    slots: Arc<Semaphore>,
+}
+
+impl<S, Request> tower::Service<Request> for ApiRequests<S>
+where
+    S: tower::Service<Request>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The client polls this future in the reconcile's task (kube's buffer hands it back),
+        // so `waiting` finds that reconcile's permit.
+        let response = self.inner.call(request);
+        let slots = self.slots.clone();
+        Box::pin(waiting(async move {
+            // The semaphore is never closed; without a slot the request still runs.
+            let _slot = slots.acquire_owned().await.ok();
+            response.await
+        }))
+    }
+}
+
 /// Webhook calls (gates, rollout hooks, event webhooks) that wait without a worker.
 pub struct WaitingWebhooks(pub Arc<dyn WebhookClient>);
 
@@ -448,5 +518,68 @@ mod tests {
         .await;
         assert_eq!(out, (1, 0), "released while waiting, taken again after");
         assert_eq!(workers.available_permits(), 1);
+    }
+
+    /// A service whose answers take `delay`, counting requests in flight at once.
+    #[derive(Clone)]
+    struct SlowApi {
+        delay: Duration,
+        in_flight: Arc<Mutex<(usize, usize)>>,
+    }
+
+    impl tower::Service<u32> for SlowApi {
+        type Response = u32;
+        type Error = std::convert::Infallible;
+        type Future = futures::future::BoxFuture<'static, Result<u32, Self::Error>>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: u32) -> Self::Future {
+            let (delay, in_flight) = (self.delay, self.in_flight.clone());
+            Box::pin(async move {
+                {
+                    let mut n = in_flight.lock().unwrap();
+                    n.0 += 1;
+                    n.1 = n.1.max(n.0);
+                }
+                tokio::time::sleep(delay).await;
+                in_flight.lock().unwrap().0 -= 1;
+                Ok(request)
+            })
+        }
+    }
+
+    /// One worker, ten reconciles of ten 50 ms API requests each: with requests that held the
+    /// worker they would take 5 s one after another; waiting without it they overlap, up to
+    /// the layer's limit of requests in flight.
+    #[tokio::test(start_paused = true)]
+    async fn api_requests_wait_without_a_worker_and_within_the_limit() {
+        use tower::{Layer, ServiceExt};
+        let in_flight = Arc::new(Mutex::new((0, 0)));
+        let api = ApiRequestLayer::new(4).layer(SlowApi {
+            delay: Duration::from_millis(50),
+            in_flight: in_flight.clone(),
+        });
+        let workers = Arc::new(Semaphore::new(1));
+        let started = Instant::now();
+        let mut reconciles = JoinSet::new();
+        for _ in 0..10 {
+            let (api, workers) = (api.clone(), workers.clone());
+            reconciles.spawn(working(workers, async move {
+                for i in 0..10 {
+                    api.clone().oneshot(i).await.unwrap();
+                }
+            }));
+        }
+        while reconciles.join_next().await.is_some() {}
+        let took = started.elapsed();
+        // 100 requests, 4 at a time, 50 ms each.
+        assert!(took < Duration::from_millis(1500), "took {took:?}");
+        assert_eq!(in_flight.lock().unwrap().1, 4);
     }
 }
