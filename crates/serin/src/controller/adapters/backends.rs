@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::api::{Canary, Provider};
 use crate::controller::ports::{Backends, PortError, ServiceRouter};
+use crate::k8s::cache::Cache;
 use crate::router::{Router, RouterError, RouterFactory};
 use crate::workload::{
     self, ScalerReconciler, ServiceReconciler, TargetController, TargetMetadata, WorkloadConfig,
@@ -33,6 +34,7 @@ pub struct KubeBackends {
     client: kube::Client,
     config: WorkloadConfig,
     routers: RouterFactory,
+    cache: Cache,
 }
 
 impl KubeBackends {
@@ -41,21 +43,46 @@ impl KubeBackends {
             client,
             config,
             routers,
+            cache: Cache::disabled(),
         }
+    }
+
+    /// Target controllers, scalers and generated Services read through `cache` (the routers
+    /// get theirs from the router factory).
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    fn target_controller(
+        &self,
+        canary: &Canary,
+    ) -> Result<Box<dyn TargetController>, WorkloadError> {
+        workload::target_controller_with_cache(
+            self.client.clone(),
+            &self.config,
+            canary,
+            self.cache.clone(),
+        )
     }
 }
 
 impl Backends for KubeBackends {
     fn target(&self, canary: &Canary) -> Result<Arc<dyn TargetController>, PortError> {
-        workload::target_controller_for(self.client.clone(), &self.config, canary)
+        self.target_controller(canary)
             .map(Arc::from)
             .map_err(port_error)
     }
 
     fn scaler(&self, canary: &Canary) -> Result<Option<Arc<dyn ScalerReconciler>>, PortError> {
-        workload::scaler_for(self.client.clone(), &self.config, canary)
-            .map(|s| s.map(Arc::from))
-            .map_err(port_error)
+        workload::scaler_with_cache(
+            self.client.clone(),
+            &self.config,
+            canary,
+            self.cache.clone(),
+        )
+        .map(|s| s.map(Arc::from))
+        .map_err(port_error)
     }
 
     fn services(&self, canary: &Canary) -> Option<Arc<dyn ServiceRouter>> {
@@ -63,9 +90,8 @@ impl Backends for KubeBackends {
             return None;
         }
         Some(Arc::new(KubeServiceRouter {
-            services: ServiceReconciler::new(self.client.clone()),
-            client: self.client.clone(),
-            config: self.config.clone(),
+            services: ServiceReconciler::new(self.client.clone()).with_cache(self.cache.clone()),
+            backends: self.clone(),
         }))
     }
 
@@ -81,8 +107,8 @@ impl Backends for KubeBackends {
 #[derive(Clone)]
 pub struct KubeServiceRouter {
     services: ServiceReconciler,
-    client: kube::Client,
-    config: WorkloadConfig,
+    /// Builds the target controller that [`ServiceRouter::finalize`] asks for the selector label.
+    backends: KubeBackends,
 }
 
 #[async_trait]
@@ -111,7 +137,9 @@ impl ServiceRouter for KubeServiceRouter {
 
     /// Reads the target's metadata (selector label) again to restore the apex Service.
     async fn finalize(&self, canary: &Canary) -> Result<(), RouterError> {
-        let target = workload::target_controller_for(self.client.clone(), &self.config, canary)
+        let target = self
+            .backends
+            .target_controller(canary)
             .map_err(router_error)?;
         let metadata = target.metadata(canary).await.map_err(router_error)?;
         self.services

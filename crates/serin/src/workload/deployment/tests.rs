@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::router::golden::assert_golden;
+use crate::workload::TargetController;
 use crate::workload::template::discovered_ports;
 use crate::workload::test_cluster::TestCluster;
 
