@@ -148,3 +148,85 @@ impl ServiceRouter for KubeServiceRouter {
             .map_err(router_error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use k8s_openapi::api::core::v1::Service;
+    use kube::Api;
+    use serde_json::json;
+
+    use super::*;
+    use crate::workload::test_cluster::{TestCluster, until_cached};
+
+    /// The target, its HPA and the Canary.
+    async fn cluster() -> (TestCluster, Canary) {
+        let fake = TestCluster::start().await;
+        fake.insert(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "podinfo"}},
+                "template": {"metadata": {"labels": {"app": "podinfo"}},
+                    "spec": {"containers": [{"name": "podinfo", "image": "podinfo:1"}]}}}}))
+            .await;
+        fake.insert(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"}, "maxReplicas": 4}}))
+        .await;
+        let canary: Canary = serde_json::from_value(json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "autoscalerRef": {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "podinfo"},
+                "service": {"port": 9898}
+            }
+        }))
+        .unwrap();
+        let canary = fake.store_canary(canary).await;
+        (fake, canary)
+    }
+
+    /// What a step asks of the workload side: the target, its autoscaler and the Services.
+    async fn step(backends: &KubeBackends, canary: &Canary) {
+        let target = backends.target(canary).unwrap();
+        let metadata = target.metadata(canary).await.unwrap();
+        target.initialize(canary, false).await.unwrap();
+        target.revision(canary).await.unwrap();
+        let scaler = backends.scaler(canary).unwrap().unwrap();
+        scaler.reconcile_primary(canary, false).await.unwrap();
+        let services = backends.services(canary).unwrap();
+        services.initialize(canary, &metadata).await.unwrap();
+        services.reconcile(canary, &metadata).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn everything_built_with_a_cache_reads_through_it() {
+        let (fake, canary) = cluster().await;
+        let client = fake.client();
+        let cache = Cache::new(None);
+        let backends = KubeBackends::new(
+            client.clone(),
+            WorkloadConfig::default(),
+            RouterFactory::new(client.clone(), true),
+        )
+        .with_cache(cache.clone());
+        step(&backends, &canary).await;
+        step(&backends, &canary).await;
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), "test");
+        until_cached(&cache, &deployments, &(), "podinfo").await;
+        until_cached(&cache, &deployments, &(), "podinfo-primary").await;
+        let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), "test");
+        until_cached(&cache, &hpas, &(), "podinfo").await;
+        until_cached(&cache, &hpas, &(), "podinfo-primary").await;
+        let services: Api<Service> = Api::namespaced(client, "test");
+        for name in ["podinfo", "podinfo-canary", "podinfo-primary"] {
+            until_cached(&cache, &services, &(), name).await;
+        }
+        fake.clear_writes();
+        step(&backends, &canary).await;
+        assert_eq!(fake.reads(), Vec::<String>::new());
+        assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+    }
+}

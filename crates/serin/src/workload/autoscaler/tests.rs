@@ -292,7 +292,10 @@ async fn cached_reconciles_read_no_autoscaler_from_the_api_server() {
     fake.insert(scaled_object()).await;
     let cache = Cache::new(None);
     let hpa_canary = fake.store_canary(canary(hpa_ref())).await;
-    let so_canary = canary(so_ref(json!({})));
+    // The same stored Canary owns both primaries (the garbage collector deletes objects whose
+    // owner does not exist).
+    let mut so_canary = hpa_canary.clone();
+    so_canary.spec.autoscaler_ref = canary(so_ref(json!({}))).spec.autoscaler_ref;
     let hpas =
         HpaReconciler::new(fake.client(), WorkloadConfig::default()).with_cache(cache.clone());
     let sos = ScaledObjectReconciler::new(fake.client(), WorkloadConfig::default())
