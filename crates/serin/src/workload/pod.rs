@@ -28,8 +28,8 @@ use crate::workload::WorkloadConfig;
 pub enum Scale {
     /// No pods at all (`spec.replicas: 0`, or a node selector no node matches).
     Zero,
-    /// Running again; `replicas` is the count for kinds that scale by
-    /// [`PodWorkload::REPLICATED`] count and ignored by the others.
+    /// Running again, with `replicas` pods for [`PodWorkload::REPLICATED`] kinds (the others
+    /// ignore the count).
     Up { replicas: i32 },
 }
 
