@@ -77,6 +77,23 @@ pub fn status_code(err: &kube::Error) -> Option<u16> {
     }
 }
 
+/// The error `api.get(name)` returns for a missing object (404 `NotFound`, message as
+/// kube-apiserver words it: `deployments.apps "podinfo" not found`), for reads answered from a
+/// cache that found nothing, so that callers and their texts stay the same.
+pub fn not_found<K: kube::Resource>(dyntype: &K::DynamicType, name: &str) -> kube::Error {
+    let group = K::group(dyntype);
+    let plural = K::plural(dyntype);
+    let resource = if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    };
+    let mut status =
+        kube::core::Status::failure(&format!("{resource} \"{name}\" not found"), "NotFound");
+    status.code = 404;
+    kube::Error::Api(Box::new(status))
+}
+
 /// Pauses between the attempts of a read of Serin's own inputs (MetricTemplate, AlertProvider,
 /// Secret): four attempts within about 1.3 s, short enough to stay inside one analysis step.
 pub const READ_RETRY_DELAYS: [Duration; 3] = [
@@ -212,6 +229,21 @@ mod tests {
             startup.to_string(),
             "Canary CRD is not registered: the API server answered HTTP 404 Not Found (NotFound): the server could not find the requested resource"
         );
+    }
+
+    #[test]
+    fn a_missing_object_reads_like_the_api_servers_404() {
+        use k8s_openapi::api::apps::v1::Deployment;
+        use k8s_openapi::api::core::v1::Service;
+        assert_eq!(
+            describe(&not_found::<Deployment>(&(), "podinfo")).to_string(),
+            "the API server answered HTTP 404 Not Found (NotFound): deployments.apps \"podinfo\" not found"
+        );
+        assert_eq!(
+            describe(&not_found::<Service>(&(), "podinfo")).to_string(),
+            "the API server answered HTTP 404 Not Found (NotFound): services \"podinfo\" not found"
+        );
+        assert_eq!(status_code(&not_found::<Service>(&(), "x")), Some(404));
     }
 
     #[test]

@@ -15,6 +15,8 @@ use serde_json::{Map, Value, json};
 
 use super::{ScalerReconciler, WorkloadError};
 use crate::api::Canary;
+use crate::k8s::cache::Cache;
+use crate::k8s::error::not_found;
 use crate::k8s::meta::{
     canary_id, exact_metadata_patch, filter_toolkit, merge_patch_diff, namespace, patch_params,
     post_params, require_owner_reference,
@@ -35,24 +37,117 @@ pub fn scaled_object_resource() -> ApiResource {
     }
 }
 
-/// The scaler reconciler of a Canary's `autoscalerRef`, if any.
+/// The scaler reconciler of a Canary's `autoscalerRef`, if any, reading from the API server.
 pub fn scaler_for(
     client: kube::Client,
     config: &WorkloadConfig,
     canary: &Canary,
 ) -> Result<Option<Box<dyn ScalerReconciler>>, WorkloadError> {
+    scaler_with_cache(client, config, canary, Cache::disabled())
+}
+
+/// [`scaler_for`], reading through `cache`.
+pub fn scaler_with_cache(
+    client: kube::Client,
+    config: &WorkloadConfig,
+    canary: &Canary,
+    cache: Cache,
+) -> Result<Option<Box<dyn ScalerReconciler>>, WorkloadError> {
     let Some(r) = canary.spec.autoscaler_ref.as_ref() else {
         return Ok(None);
     };
     match r.kind.as_str() {
-        "HorizontalPodAutoscaler" => Ok(Some(Box::new(HpaReconciler::new(client, config.clone())))),
-        "ScaledObject" => Ok(Some(Box::new(ScaledObjectReconciler::new(
-            client,
-            config.clone(),
-        )))),
-        other => Err(WorkloadError::Invalid(format!(
-            "autoscalerRef kind {other} is not supported (HorizontalPodAutoscaler or ScaledObject)"
+        "HorizontalPodAutoscaler" => Ok(Some(Box::new(
+            HpaReconciler::new(client, config.clone()).with_cache(cache),
         ))),
+        "ScaledObject" => Ok(Some(Box::new(
+            ScaledObjectReconciler::new(client, config.clone()).with_cache(cache),
+        ))),
+        other => Err(unsupported_kind(other)),
+    }
+}
+
+fn unsupported_kind(kind: &str) -> WorkloadError {
+    WorkloadError::Invalid(format!(
+        "autoscalerRef kind {kind} is not supported (HorizontalPodAutoscaler or ScaledObject)"
+    ))
+}
+
+fn get_error(kind: &str, name: &str, ns: &str, source: kube::Error) -> WorkloadError {
+    WorkloadError::Api {
+        context: format!("{kind} {name}.{ns} get query error"),
+        source,
+    }
+}
+
+/// Reads the target's HPA; the API server's 404 text when it is missing.
+async fn get_hpa(
+    api: &Api<HorizontalPodAutoscaler>,
+    cache: &Cache,
+    name: &str,
+    ns: &str,
+) -> Result<HorizontalPodAutoscaler, WorkloadError> {
+    const KIND: &str = "HorizontalPodAutoscaler";
+    cache
+        .get(api, name)
+        .await
+        .map_err(|e| get_error(KIND, name, ns, e))?
+        .ok_or_else(|| {
+            get_error(
+                KIND,
+                name,
+                ns,
+                not_found::<HorizontalPodAutoscaler>(&(), name),
+            )
+        })
+}
+
+/// Reads the target's ScaledObject; the API server's 404 text when it is missing.
+async fn get_scaled_object(
+    api: &Api<DynamicObject>,
+    cache: &Cache,
+    name: &str,
+    ns: &str,
+) -> Result<DynamicObject, WorkloadError> {
+    const KIND: &str = "ScaledObject";
+    let resource = scaled_object_resource();
+    cache
+        .get_with(api, &resource, name)
+        .await
+        .map_err(|e| get_error(KIND, name, ns, e))?
+        .ok_or_else(|| get_error(KIND, name, ns, not_found::<DynamicObject>(&resource, name)))
+}
+
+fn scaled_object_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &scaled_object_resource())
+}
+
+/// The minimum replicas of the target's autoscaler (HPA `minReplicas`, KEDA
+/// `minReplicaCount`), `None` without `autoscalerRef`: what a primary workload scaled up from
+/// zero falls back to.
+pub async fn min_replicas(
+    client: &kube::Client,
+    cache: &Cache,
+    canary: &Canary,
+) -> Result<Option<i32>, WorkloadError> {
+    let Some(r) = canary.spec.autoscaler_ref.as_ref() else {
+        return Ok(None);
+    };
+    let ns = namespace(canary);
+    match r.kind.as_str() {
+        "HorizontalPodAutoscaler" => {
+            let api = Api::namespaced(client.clone(), &ns);
+            let hpa = get_hpa(&api, cache, &r.name, &ns).await?;
+            Ok(hpa.spec.and_then(|s| s.min_replicas))
+        }
+        "ScaledObject" => {
+            let so =
+                get_scaled_object(&scaled_object_api(client, &ns), cache, &r.name, &ns).await?;
+            Ok(so.data["spec"]["minReplicaCount"]
+                .as_i64()
+                .and_then(|v| i32::try_from(v).ok()))
+        }
+        other => Err(unsupported_kind(other)),
     }
 }
 
@@ -157,11 +252,22 @@ pub fn hpa_update_patch(
 pub struct HpaReconciler {
     client: kube::Client,
     config: WorkloadConfig,
+    cache: Cache,
 }
 
 impl HpaReconciler {
     pub fn new(client: kube::Client, config: WorkloadConfig) -> Self {
-        Self { client, config }
+        Self {
+            client,
+            config,
+            cache: Cache::disabled(),
+        }
+    }
+
+    /// Reads the HPAs through `cache`.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
     }
 }
 
@@ -173,26 +279,19 @@ impl ScalerReconciler for HpaReconciler {
         };
         let ns = namespace(canary);
         let api: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), &ns);
-        let source = api
-            .get(&r.name)
-            .await
-            .map_err(|source| WorkloadError::Api {
-                context: format!("HorizontalPodAutoscaler {}.{ns} get query error", r.name),
-                source,
-            })?;
+        let source = get_hpa(&api, &self.cache, &r.name, &ns).await?;
         let primary_name = format!("{}-primary", r.name);
-        let live = api
-            .get_opt(&primary_name)
+        let live = self
+            .cache
+            .get(&api, &primary_name)
             .await
-            .map_err(|source| WorkloadError::Api {
-                context: format!("HorizontalPodAutoscaler {primary_name}.{ns} get query error"),
-                source,
-            })?;
+            .map_err(|e| get_error("HorizontalPodAutoscaler", &primary_name, &ns, e))?;
         match live {
             None => {
                 let owner = require_owner_reference(canary).map_err(WorkloadError::Invalid)?;
                 let primary = build_primary_hpa(canary, &source, owner);
-                api.create(&post_params(), &primary)
+                self.cache
+                    .create(&api, &post_params(), &primary)
                     .await
                     .map_err(|source| WorkloadError::Api {
                         context: format!(
@@ -204,7 +303,8 @@ impl ScalerReconciler for HpaReconciler {
             }
             Some(live) if !init => {
                 if let Some(patch) = hpa_update_patch(canary, &source, &live, &self.config) {
-                    api.patch(&primary_name, &patch_params(), &Patch::Merge(&patch))
+                    self.cache
+                        .patch(&api, &primary_name, &patch_params(), &Patch::Merge(&patch))
                         .await
                         .map_err(|source| WorkloadError::Api {
                             context: format!(
@@ -382,37 +482,36 @@ pub fn scaled_object_update_patch(
 pub struct ScaledObjectReconciler {
     client: kube::Client,
     config: WorkloadConfig,
+    cache: Cache,
 }
 
 impl ScaledObjectReconciler {
     pub fn new(client: kube::Client, config: WorkloadConfig) -> Self {
-        Self { client, config }
+        Self {
+            client,
+            config,
+            cache: Cache::disabled(),
+        }
+    }
+
+    /// Reads the ScaledObjects through `cache`.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
     }
 
     fn api(&self, canary: &Canary) -> Api<DynamicObject> {
-        Api::namespaced_with(
-            self.client.clone(),
-            &namespace(canary),
-            &scaled_object_resource(),
-        )
+        scaled_object_api(&self.client, &namespace(canary))
     }
 
     async fn get_source(&self, canary: &Canary) -> Result<Option<DynamicObject>, WorkloadError> {
         let Some(r) = canary.spec.autoscaler_ref.as_ref() else {
             return Ok(None);
         };
-        self.api(canary)
-            .get(&r.name)
+        let ns = namespace(canary);
+        get_scaled_object(&self.api(canary), &self.cache, &r.name, &ns)
             .await
             .map(Some)
-            .map_err(|source| WorkloadError::Api {
-                context: format!(
-                    "ScaledObject {}.{} get query error",
-                    r.name,
-                    namespace(canary)
-                ),
-                source,
-            })
     }
 
     async fn set_paused(&self, canary: &Canary, paused: bool) -> Result<(), WorkloadError> {
@@ -431,8 +530,9 @@ impl ScaledObjectReconciler {
             (true, _) => json!("0"),
             (false, Some(_)) => Value::Null,
         };
-        self.api(canary)
+        self.cache
             .patch(
+                &self.api(canary),
                 &name,
                 &patch_params(),
                 &Patch::Merge(
@@ -460,13 +560,11 @@ impl ScalerReconciler for ScaledObjectReconciler {
             source.metadata.name.as_deref().unwrap_or_default()
         );
         let api = self.api(canary);
-        let live = api
-            .get_opt(&primary_name)
+        let live = self
+            .cache
+            .get_with(&api, &scaled_object_resource(), &primary_name)
             .await
-            .map_err(|source| WorkloadError::Api {
-                context: format!("ScaledObject {primary_name}.{ns} get query error"),
-                source,
-            })?;
+            .map_err(|e| get_error("ScaledObject", &primary_name, &ns, e))?;
         match live {
             None => {
                 let owner = require_owner_reference(canary).map_err(WorkloadError::Invalid)?;
@@ -476,7 +574,8 @@ impl ScalerReconciler for ScaledObjectReconciler {
                         "ScaledObject {primary_name}.{ns} cannot be built: {e}"
                     ))
                 })?;
-                api.create(&post_params(), &obj)
+                self.cache
+                    .create(&api, &post_params(), &obj)
                     .await
                     .map_err(|source| WorkloadError::Api {
                         context: format!("creating ScaledObject {primary_name}.{ns} failed"),
@@ -488,7 +587,8 @@ impl ScalerReconciler for ScaledObjectReconciler {
                 if let Some(patch) =
                     scaled_object_update_patch(canary, &source, &live, &self.config)
                 {
-                    api.patch(&primary_name, &patch_params(), &Patch::Merge(&patch))
+                    self.cache
+                        .patch(&api, &primary_name, &patch_params(), &Patch::Merge(&patch))
                         .await
                         .map_err(|source| WorkloadError::Api {
                             context: format!("updating ScaledObject {primary_name}.{ns} failed"),

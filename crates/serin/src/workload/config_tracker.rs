@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::WorkloadError;
 use crate::api::Canary;
+use crate::k8s::cache::{Cache, Cacheable};
 use crate::k8s::meta::{
     FIELD_MANAGER, canary_id, include_by_prefix, merge_patch_diff, namespace,
     require_owner_reference,
@@ -361,11 +362,17 @@ pub fn copy_patch<T: serde::Serialize>(
 }
 
 /// Reads tracked configs and writes the `-primary` copies. A disabled tracker tracks nothing.
+///
+/// ConfigMaps are read through the [`Cache`]; Secrets always from the API server: caching them
+/// would keep every Secret of the watched namespaces (tokens, certificates, credentials of
+/// other applications) in the controller's memory, a cost in memory and exposure that the one
+/// GET per tracked Secret and step does not justify.
 #[derive(Clone)]
 pub struct ConfigTracker {
     client: kube::Client,
     enabled: bool,
     include_label_prefix: Vec<String>,
+    cache: Cache,
 }
 
 impl ConfigTracker {
@@ -374,7 +381,14 @@ impl ConfigTracker {
             client,
             enabled: config.config_tracking,
             include_label_prefix: config.include_label_prefix.clone(),
+            cache: Cache::disabled(),
         }
+    }
+
+    /// Reads and writes ConfigMaps through `cache` (Secrets stay uncached).
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// The tracked ConfigMaps and Secrets referenced by `spec` (missing optional ones are skipped,
@@ -393,7 +407,7 @@ impl ConfigTracker {
         let refs = discover(spec);
         let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), &ns);
         for (name, optional) in &refs.configmaps {
-            match cms.get_opt(name).await {
+            match self.cache.get(&cms, name).await {
                 Ok(Some(cm)) => {
                     if !tracking_disabled(&cm.metadata) {
                         tracked.configmaps.insert(name.clone(), cm);
@@ -417,6 +431,7 @@ impl ConfigTracker {
         }
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
         for (name, optional) in &refs.secrets {
+            // Uncached on purpose (see the type's docs).
             match secrets.get_opt(name).await {
                 Ok(Some(s)) => {
                     if !tracking_disabled(&s.metadata) && is_tracked_secret_type(&s) {
@@ -456,22 +471,23 @@ impl ConfigTracker {
         let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), &ns);
         for (name, cm) in &tracked.configmaps {
             let copy_name = format!("{name}-primary");
-            let live = cms
-                .get_opt(&copy_name)
-                .await
-                .map_err(|source| WorkloadError::Api {
-                    context: format!("configmap {copy_name}.{ns} get query error"),
-                    source,
-                })?;
+            let live =
+                self.cache
+                    .get(&cms, &copy_name)
+                    .await
+                    .map_err(|source| WorkloadError::Api {
+                        context: format!("configmap {copy_name}.{ns} get query error"),
+                        source,
+                    })?;
             let desired =
                 primary_configmap(cm, &ns, &owner, live.as_ref(), &self.include_label_prefix);
             write_copy(
+                &self.cache,
                 &cms,
                 &copy_name,
                 live.as_ref(),
                 &desired,
-                &["data", "binaryData"],
-                "ConfigMap",
+                &CONFIGMAP_COPY,
                 canary,
             )
             .await?;
@@ -488,12 +504,12 @@ impl ConfigTracker {
                 })?;
             let desired = primary_secret(s, &ns, &owner, live.as_ref(), &self.include_label_prefix);
             write_copy(
+                &Cache::disabled(),
                 &secrets,
                 &copy_name,
                 live.as_ref(),
                 &desired,
-                &["data", "type"],
-                "Secret",
+                &SECRET_COPY,
                 canary,
             )
             .await?;
@@ -502,26 +518,44 @@ impl ConfigTracker {
     }
 }
 
+/// A kind of `-primary` copy: its name in messages and the fields that hold its data.
+struct CopyKind {
+    kind: &'static str,
+    data_fields: &'static [&'static str],
+}
+
+const CONFIGMAP_COPY: CopyKind = CopyKind {
+    kind: "ConfigMap",
+    data_fields: &["data", "binaryData"],
+};
+
+const SECRET_COPY: CopyKind = CopyKind {
+    kind: "Secret",
+    data_fields: &["data", "type"],
+};
+
 async fn write_copy<K>(
+    cache: &Cache,
     api: &Api<K>,
     name: &str,
     live: Option<&K>,
     desired: &K,
-    data_fields: &[&str],
-    kind: &str,
+    copy: &CopyKind,
     canary: &Canary,
 ) -> Result<(), WorkloadError>
 where
-    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Cacheable + serde::Serialize,
 {
     let ns = namespace(canary);
+    let kind = copy.kind;
     match live {
         None => {
             let pp = PostParams {
                 field_manager: Some(FIELD_MANAGER.to_string()),
                 ..Default::default()
             };
-            api.create(&pp, desired)
+            cache
+                .create(api, &pp, desired)
                 .await
                 .map_err(|source| WorkloadError::Api {
                     context: format!("creating {kind} {name}.{ns} failed"),
@@ -529,14 +563,15 @@ where
                 })?;
         }
         Some(live) => {
-            let Some(patch) = copy_patch(live, desired, data_fields) else {
+            let Some(patch) = copy_patch(live, desired, copy.data_fields) else {
                 return Ok(());
             };
             let pp = PatchParams {
                 field_manager: Some(FIELD_MANAGER.to_string()),
                 ..Default::default()
             };
-            api.patch(name, &pp, &Patch::Merge(&patch))
+            cache
+                .patch(api, name, &pp, &Patch::Merge(&patch))
                 .await
                 .map_err(|source| WorkloadError::Api {
                     context: format!("updating {kind} {name}.{ns} failed"),

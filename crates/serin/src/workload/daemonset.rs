@@ -1,27 +1,23 @@
-//! DaemonSet targets (Flagger's `DaemonSetController`): the primary DaemonSet
-//! `<target>-primary`, promotion, scaling to zero with an unsatisfiable node selector, readiness
-//! and revision hashing.
+//! DaemonSet targets (Flagger's `DaemonSetController`): what is particular to a DaemonSet behind
+//! the generic [`PrimaryController`] — the primary DaemonSet `<target>-primary`, its promoted
+//! fields, readiness, revision hashing and scaling to zero with an unsatisfiable node selector.
 
-use async_trait::async_trait;
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
-use kube::Api;
-use kube::api::Patch;
 use serde_json::{Value, json};
 
-use super::config_tracker::{ConfigTracker, TrackedConfigs};
-use super::pod::{self, selector_label};
-use super::template::{
-    NotReady, PrimaryTemplate, is_system_annotation, new_flagger_id, primary_template,
-};
-use super::{Revision, TargetController, TargetMetadata, WorkloadError};
+use super::WorkloadError;
+use super::config_tracker::TrackedConfigs;
+use super::pod::{PodWorkload, Scale, selector_label};
+use super::primary::PrimaryController;
+use super::template::{NotReady, PrimaryTemplate, is_system_annotation, primary_template};
 use crate::api::Canary;
-use crate::k8s::meta::patch_params;
 use crate::k8s::meta::{
-    filter_toolkit, merge_patch_diff, namespace, primary_labels, require_owner_reference,
-    revision_hash,
+    filter_toolkit, merge_patch_diff, namespace, primary_labels, revision_hash,
 };
 use crate::workload::WorkloadConfig;
 
@@ -213,197 +209,93 @@ pub fn template_hash(ds: &DaemonSet) -> String {
 }
 
 /// The DaemonSet target controller.
-#[derive(Clone)]
-pub struct DaemonSetController {
-    client: kube::Client,
-    config: WorkloadConfig,
-    tracker: ConfigTracker,
-}
+pub type DaemonSetController = PrimaryController<DaemonSet>;
 
-impl DaemonSetController {
-    pub fn new(client: kube::Client, config: WorkloadConfig) -> Self {
-        let tracker = ConfigTracker::new(client.clone(), &config);
-        Self {
-            client,
-            config,
-            tracker,
-        }
+impl PodWorkload for DaemonSet {
+    const KIND: &'static str = "daemonset";
+    const REPLICATED: bool = false;
+
+    fn match_labels(&self) -> Option<&BTreeMap<String, String>> {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.selector.match_labels.as_ref())
     }
 
-    fn api(&self, canary: &Canary) -> Api<DaemonSet> {
-        Api::namespaced(self.client.clone(), &namespace(canary))
+    fn pod_spec(&self) -> Option<&PodSpec> {
+        self.spec.as_ref().and_then(|s| s.template.spec.as_ref())
     }
 
-    async fn get(&self, canary: &Canary, name: &str) -> Result<DaemonSet, WorkloadError> {
-        pod::get(&self.client, canary, name).await
+    fn replicas(&self) -> Option<i32> {
+        None
     }
 
-    async fn target_configs(
-        &self,
+    fn check_target(&self) -> Result<(), WorkloadError> {
+        check_update_strategy(self)
+    }
+
+    fn build_primary(
         canary: &Canary,
-        target: &DaemonSet,
-    ) -> Result<TrackedConfigs, WorkloadError> {
-        pod::target_configs(&self.tracker, canary, target).await
+        target: &Self,
+        config: &WorkloadConfig,
+        tracked: &TrackedConfigs,
+        flagger_id: &str,
+        owner: OwnerReference,
+    ) -> Result<Self, WorkloadError> {
+        build_primary(canary, target, config, tracked, flagger_id, owner)
     }
 
-    async fn set_scale_to_zero(&self, canary: &Canary, zero: bool) -> Result<(), WorkloadError> {
-        let name = canary.spec.target_ref.name.clone();
-        let target = self.get(canary, &name).await?;
-        if is_scaled_to_zero(&target) == zero {
-            return Ok(());
-        }
-        let value = if zero { json!("true") } else { Value::Null };
-        let patch =
-            json!({"spec": {"template": {"spec": {"nodeSelector": {SCALE_TO_ZERO_KEY: value}}}}});
-        self.api(canary)
-            .patch(&name, &patch_params(), &Patch::Merge(&patch))
-            .await
-            .map_err(|source| WorkloadError::Api {
-                context: format!("updating daemonset {name}.{} failed", namespace(canary)),
-                source,
-            })?;
-        Ok(())
-    }
-
-    fn readiness_of(
-        &self,
+    fn promote_patch(
         canary: &Canary,
-        ds: &DaemonSet,
-        threshold: i32,
-    ) -> Result<(), NotReady> {
+        target: &Self,
+        primary: &Self,
+        config: &WorkloadConfig,
+        tracked: &TrackedConfigs,
+        flagger_id: &str,
+    ) -> Result<Option<Value>, WorkloadError> {
+        promote_patch(canary, target, primary, config, tracked, flagger_id)
+    }
+
+    /// The progress deadline runs from the Canary's `status.lastTransitionTime`.
+    fn readiness(&self, canary: &Canary, threshold: i32, now: Timestamp) -> Result<(), NotReady> {
         let last_transition = canary
             .status
             .as_ref()
             .and_then(|s| s.last_transition_time.as_ref())
             .map(|t| t.0);
         daemonset_readiness(
-            ds,
+            self,
             last_transition,
             canary.spec.progress_deadline_seconds(),
             threshold,
-            Timestamp::now(),
+            now,
         )
     }
-}
 
-#[async_trait]
-impl TargetController for DaemonSetController {
-    async fn metadata(&self, canary: &Canary) -> Result<TargetMetadata, WorkloadError> {
-        let target = self.get(canary, &canary.spec.target_ref.name).await?;
-        pod::target_metadata(&self.config, canary, &target)
+    fn primary_not_ready(name_ns: &str) -> String {
+        format!("primary daemonset {name_ns} not ready")
     }
 
-    async fn initialize(
-        &self,
-        canary: &Canary,
-        wait_primary_ready: bool,
-    ) -> Result<(), WorkloadError> {
-        let primary_name = canary.spec.primary_workload_name();
-        if pod::get_opt::<DaemonSet>(&self.client, canary, &primary_name)
-            .await?
-            .is_none()
-        {
-            let target = self.get(canary, &canary.spec.target_ref.name).await?;
-            check_update_strategy(&target)?;
-            selector_label(&self.config, &target)?;
-            let tracked = self.target_configs(canary, &target).await?;
-            self.tracker.sync_primary_configs(canary, &tracked).await?;
-            let owner = require_owner_reference(canary).map_err(WorkloadError::Invalid)?;
-            let primary = build_primary(
-                canary,
-                &target,
-                &self.config,
-                &tracked,
-                &new_flagger_id()?,
-                owner,
-            )?;
-            pod::create_primary(&self.client, canary, &primary).await?;
+    /// Flagger's spelling (`damonset`) is kept: events carry it.
+    fn canary_not_ready(name_ns: &str, retriable: bool) -> String {
+        format!("canary damonset {name_ns} not ready with retryable {retriable}")
+    }
+
+    fn template_hash(&self) -> String {
+        template_hash(self)
+    }
+
+    /// Scales with the node selector [`SCALE_TO_ZERO_KEY`], which no node carries.
+    fn scale_patch(&self, scale: Scale) -> Option<Value> {
+        let zero = scale == Scale::Zero;
+        if is_scaled_to_zero(self) == zero {
+            return None;
         }
-        if wait_primary_ready {
-            self.is_primary_ready(canary).await?;
-        }
-        Ok(())
+        let value = if zero { json!("true") } else { Value::Null };
+        Some(json!({"spec": {"template": {"spec": {"nodeSelector": {SCALE_TO_ZERO_KEY: value}}}}}))
     }
 
-    async fn promote(&self, canary: &Canary) -> Result<(), WorkloadError> {
-        let target = self.get(canary, &canary.spec.target_ref.name).await?;
-        let primary_name = canary.spec.primary_workload_name();
-        let primary = self.get(canary, &primary_name).await?;
-        let tracked = self.target_configs(canary, &target).await?;
-        self.tracker.sync_primary_configs(canary, &tracked).await?;
-        if let Some(patch) = promote_patch(
-            canary,
-            &target,
-            &primary,
-            &self.config,
-            &tracked,
-            &new_flagger_id()?,
-        )? {
-            self.api(canary)
-                .patch(&primary_name, &patch_params(), &Patch::Merge(&patch))
-                .await
-                .map_err(|source| WorkloadError::Api {
-                    context: format!(
-                        "updating daemonset {primary_name}.{} template spec failed",
-                        namespace(canary)
-                    ),
-                    source,
-                })?;
-        }
-        Ok(())
-    }
-
-    async fn is_primary_ready(&self, canary: &Canary) -> Result<(), WorkloadError> {
-        let name = canary.spec.primary_workload_name();
-        let primary = self.get(canary, &name).await?;
-        let threshold = canary
-            .spec
-            .analysis()
-            .map_or(100, |a| a.primary_ready_threshold());
-        self.readiness_of(canary, &primary, threshold).map_err(|e| {
-            e.into_error(&format!(
-                "primary daemonset {name}.{} not ready",
-                namespace(canary)
-            ))
-        })
-    }
-
-    async fn is_canary_ready(&self, canary: &Canary) -> Result<(), WorkloadError> {
-        let name = &canary.spec.target_ref.name;
-        let target = self.get(canary, name).await?;
-        let threshold = canary
-            .spec
-            .analysis()
-            .map_or(100, |a| a.canary_ready_threshold());
-        self.readiness_of(canary, &target, threshold).map_err(|e| {
-            let prefix = format!(
-                "canary damonset {name}.{} not ready with retryable {}",
-                namespace(canary),
-                e.retriable
-            );
-            e.into_error(&prefix)
-        })
-    }
-
-    async fn revision(&self, canary: &Canary) -> Result<Revision, WorkloadError> {
-        let target = self.get(canary, &canary.spec.target_ref.name).await?;
-        let tracked = self.target_configs(canary, &target).await?;
-        Ok(Revision {
-            spec_hash: template_hash(&target),
-            tracked_configs: tracked.checksums(),
-        })
-    }
-
-    async fn scale_to_zero(&self, canary: &Canary) -> Result<(), WorkloadError> {
-        self.set_scale_to_zero(canary, true).await
-    }
-
-    async fn scale_from_zero(&self, canary: &Canary) -> Result<(), WorkloadError> {
-        self.set_scale_to_zero(canary, false).await
-    }
-
-    async fn finalize(&self, canary: &Canary) -> Result<(), WorkloadError> {
-        self.scale_from_zero(canary).await
+    fn scale_error(name_ns: &str, _scale: Scale) -> String {
+        format!("updating daemonset {name_ns} failed")
     }
 }
 

@@ -1,26 +1,23 @@
-//! Deployment targets (Flagger's `DeploymentController`): the primary Deployment
-//! `<target>-primary`, promotion, scaling to and from zero, readiness and revision hashing.
+//! Deployment targets (Flagger's `DeploymentController`): what is particular to a Deployment
+//! behind the generic [`PrimaryController`] — the primary Deployment `<target>-primary`, its
+//! promoted fields, readiness, revision hashing and scaling by `spec.replicas`.
 
-use async_trait::async_trait;
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
-use kube::Api;
-use kube::api::{DynamicObject, Patch};
 use serde_json::{Value, json};
 
-use super::config_tracker::{ConfigTracker, TrackedConfigs};
-use super::pod::{self, selector_label};
-use super::template::{
-    NotReady, PrimaryTemplate, is_system_annotation, new_flagger_id, primary_template,
-};
-use super::{Revision, TargetController, TargetMetadata, WorkloadError};
+use super::WorkloadError;
+use super::config_tracker::TrackedConfigs;
+use super::pod::{PodWorkload, Scale, selector_label};
+use super::primary::PrimaryController;
+pub use super::primary::scale_from_zero_replicas;
+use super::template::{NotReady, PrimaryTemplate, is_system_annotation, primary_template};
 use crate::api::Canary;
-use crate::k8s::meta::patch_params;
-use crate::k8s::meta::{
-    merge_patch_diff, namespace, primary_labels, require_owner_reference, revision_hash,
-};
+use crate::k8s::meta::{merge_patch_diff, namespace, primary_labels, revision_hash};
 use crate::workload::WorkloadConfig;
 
 /// The primary Deployment Flagger creates from `target`.
@@ -214,23 +211,6 @@ pub fn deployment_readiness(
     Ok(())
 }
 
-/// Replicas for `ScaleFromZero`: the target's when positive; else without autoscaler the
-/// primary's (or 1); else the autoscaler minimum when above 1 (or 1).
-pub fn scale_from_zero_replicas(
-    target_replicas: Option<i32>,
-    has_autoscaler: bool,
-    primary_replicas: Option<i32>,
-    autoscaler_min: Option<i32>,
-) -> i32 {
-    if let Some(r) = target_replicas.filter(|r| *r > 0) {
-        return r;
-    }
-    if !has_autoscaler {
-        return primary_replicas.filter(|r| *r > 0).unwrap_or(1);
-    }
-    autoscaler_min.filter(|m| *m > 1).unwrap_or(1)
-}
-
 /// The revision hash of a Deployment target: the canonical hash of its pod template.
 pub fn template_hash(dep: &Deployment) -> String {
     let template = dep.spec.as_ref().map(|s| &s.template);
@@ -238,272 +218,83 @@ pub fn template_hash(dep: &Deployment) -> String {
 }
 
 /// The Deployment target controller.
-#[derive(Clone)]
-pub struct DeploymentController {
-    client: kube::Client,
-    config: WorkloadConfig,
-    tracker: ConfigTracker,
-}
+pub type DeploymentController = PrimaryController<Deployment>;
 
-impl DeploymentController {
-    pub fn new(client: kube::Client, config: WorkloadConfig) -> Self {
-        let tracker = ConfigTracker::new(client.clone(), &config);
-        Self {
-            client,
-            config,
-            tracker,
-        }
+impl PodWorkload for Deployment {
+    const KIND: &'static str = "deployment";
+    const REPLICATED: bool = true;
+
+    fn match_labels(&self) -> Option<&BTreeMap<String, String>> {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.selector.match_labels.as_ref())
     }
 
-    fn api(&self, canary: &Canary) -> Api<Deployment> {
-        Api::namespaced(self.client.clone(), &namespace(canary))
+    fn pod_spec(&self) -> Option<&PodSpec> {
+        self.spec.as_ref().and_then(|s| s.template.spec.as_ref())
     }
 
-    async fn get(&self, canary: &Canary, name: &str) -> Result<Deployment, WorkloadError> {
-        pod::get(&self.client, canary, name).await
+    fn replicas(&self) -> Option<i32> {
+        self.spec.as_ref().and_then(|s| s.replicas)
     }
 
-    async fn get_opt(
-        &self,
+    fn build_primary(
         canary: &Canary,
-        name: &str,
-    ) -> Result<Option<Deployment>, WorkloadError> {
-        pod::get_opt(&self.client, canary, name).await
+        target: &Self,
+        config: &WorkloadConfig,
+        tracked: &TrackedConfigs,
+        flagger_id: &str,
+        owner: OwnerReference,
+    ) -> Result<Self, WorkloadError> {
+        build_primary(canary, target, config, tracked, flagger_id, owner)
     }
 
-    async fn set_replicas(
-        &self,
+    fn promote_patch(
         canary: &Canary,
-        dep: &Deployment,
-        replicas: i32,
-    ) -> Result<(), WorkloadError> {
-        if dep.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
-            return Ok(());
-        }
-        let name = dep.metadata.name.clone().unwrap_or_default();
-        self.api(canary)
-            .patch(
-                &name,
-                &patch_params(),
-                &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-            )
-            .await
-            .map_err(|source| WorkloadError::Api {
-                context: format!("scaling {name}.{} to {replicas} failed", namespace(canary)),
-                source,
-            })?;
-        Ok(())
+        target: &Self,
+        primary: &Self,
+        config: &WorkloadConfig,
+        tracked: &TrackedConfigs,
+        flagger_id: &str,
+    ) -> Result<Option<Value>, WorkloadError> {
+        promote_patch(canary, target, primary, config, tracked, flagger_id)
     }
 
-    /// The minimum replicas of the target's autoscaler (HPA `minReplicas`, KEDA
-    /// `minReplicaCount`).
-    async fn autoscaler_min(&self, canary: &Canary) -> Result<Option<i32>, WorkloadError> {
-        let Some(r) = canary.spec.autoscaler_ref.as_ref() else {
-            return Ok(None);
-        };
-        let ns = namespace(canary);
-        match r.kind.as_str() {
-            "HorizontalPodAutoscaler" => {
-                let api: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), &ns);
-                let hpa = api
-                    .get(&r.name)
-                    .await
-                    .map_err(|source| WorkloadError::Api {
-                        context: format!("HorizontalPodAutoscaler {}.{ns} get query error", r.name),
-                        source,
-                    })?;
-                Ok(hpa.spec.and_then(|s| s.min_replicas))
-            }
-            "ScaledObject" => {
-                let api: Api<DynamicObject> = Api::namespaced_with(
-                    self.client.clone(),
-                    &ns,
-                    &super::autoscaler::scaled_object_resource(),
-                );
-                let so = api
-                    .get(&r.name)
-                    .await
-                    .map_err(|source| WorkloadError::Api {
-                        context: format!("ScaledObject {}.{ns} get query error", r.name),
-                        source,
-                    })?;
-                Ok(so.data["spec"]["minReplicaCount"]
-                    .as_i64()
-                    .and_then(|v| i32::try_from(v).ok()))
-            }
-            other => Err(WorkloadError::Invalid(format!(
-                "autoscalerRef kind {other} is not supported (HorizontalPodAutoscaler or ScaledObject)"
-            ))),
-        }
-    }
-
-    async fn target_configs(
-        &self,
-        canary: &Canary,
-        target: &Deployment,
-    ) -> Result<TrackedConfigs, WorkloadError> {
-        pod::target_configs(&self.tracker, canary, target).await
-    }
-
-    fn readiness_of(
-        &self,
-        canary: &Canary,
-        dep: &Deployment,
-        threshold: i32,
-    ) -> Result<(), NotReady> {
+    fn readiness(&self, canary: &Canary, threshold: i32, now: Timestamp) -> Result<(), NotReady> {
         deployment_readiness(
-            dep,
+            self,
             canary.spec.progress_deadline_seconds(),
             threshold,
-            Timestamp::now(),
+            now,
         )
+    }
+
+    fn primary_not_ready(name_ns: &str) -> String {
+        format!("{name_ns} not ready")
+    }
+
+    fn canary_not_ready(name_ns: &str, _retriable: bool) -> String {
+        format!("canary deployment {name_ns} not ready")
+    }
+
+    fn template_hash(&self) -> String {
+        template_hash(self)
+    }
+
+    fn scale_patch(&self, scale: Scale) -> Option<Value> {
+        let replicas = replicas_of(scale);
+        (self.replicas() != Some(replicas)).then(|| json!({"spec": {"replicas": replicas}}))
+    }
+
+    fn scale_error(name_ns: &str, scale: Scale) -> String {
+        format!("scaling {name_ns} to {} failed", replicas_of(scale))
     }
 }
 
-#[async_trait]
-impl TargetController for DeploymentController {
-    async fn metadata(&self, canary: &Canary) -> Result<TargetMetadata, WorkloadError> {
-        let target = self.get(canary, &canary.spec.target_ref.name).await?;
-        pod::target_metadata(&self.config, canary, &target)
-    }
-
-    async fn initialize(
-        &self,
-        canary: &Canary,
-        wait_primary_ready: bool,
-    ) -> Result<(), WorkloadError> {
-        let primary_name = canary.spec.primary_workload_name();
-        if self.get_opt(canary, &primary_name).await?.is_none() {
-            let target = self.get(canary, &canary.spec.target_ref.name).await?;
-            selector_label(&self.config, &target)?;
-            let tracked = self.target_configs(canary, &target).await?;
-            self.tracker.sync_primary_configs(canary, &tracked).await?;
-            let owner = require_owner_reference(canary).map_err(WorkloadError::Invalid)?;
-            let primary = build_primary(
-                canary,
-                &target,
-                &self.config,
-                &tracked,
-                &new_flagger_id()?,
-                owner,
-            )?;
-            pod::create_primary(&self.client, canary, &primary).await?;
-        }
-        if wait_primary_ready {
-            self.is_primary_ready(canary).await?;
-        }
-        Ok(())
-    }
-
-    async fn promote(&self, canary: &Canary) -> Result<(), WorkloadError> {
-        let target = self.get(canary, &canary.spec.target_ref.name).await?;
-        let primary_name = canary.spec.primary_workload_name();
-        let primary = self.get(canary, &primary_name).await?;
-        let tracked = self.target_configs(canary, &target).await?;
-        self.tracker.sync_primary_configs(canary, &tracked).await?;
-        let patch = promote_patch(
-            canary,
-            &target,
-            &primary,
-            &self.config,
-            &tracked,
-            &new_flagger_id()?,
-        )?;
-        if let Some(patch) = patch {
-            self.api(canary)
-                .patch(&primary_name, &patch_params(), &Patch::Merge(&patch))
-                .await
-                .map_err(|source| WorkloadError::Api {
-                    context: format!(
-                        "updating deployment {primary_name}.{} template spec failed",
-                        namespace(canary)
-                    ),
-                    source,
-                })?;
-        }
-        Ok(())
-    }
-
-    async fn is_primary_ready(&self, canary: &Canary) -> Result<(), WorkloadError> {
-        let name = canary.spec.primary_workload_name();
-        let primary = self.get(canary, &name).await?;
-        let threshold = canary
-            .spec
-            .analysis()
-            .map_or(100, |a| a.primary_ready_threshold());
-        self.readiness_of(canary, &primary, threshold)
-            .map_err(|e| e.into_error(&format!("{name}.{} not ready", namespace(canary))))
-    }
-
-    async fn is_canary_ready(&self, canary: &Canary) -> Result<(), WorkloadError> {
-        let name = &canary.spec.target_ref.name;
-        let target = self.get(canary, name).await?;
-        let threshold = canary
-            .spec
-            .analysis()
-            .map_or(100, |a| a.canary_ready_threshold());
-        self.readiness_of(canary, &target, threshold).map_err(|e| {
-            e.into_error(&format!(
-                "canary deployment {name}.{} not ready",
-                namespace(canary)
-            ))
-        })
-    }
-
-    async fn revision(&self, canary: &Canary) -> Result<Revision, WorkloadError> {
-        let target = self.get(canary, &canary.spec.target_ref.name).await?;
-        let tracked = self.target_configs(canary, &target).await?;
-        Ok(Revision {
-            spec_hash: template_hash(&target),
-            tracked_configs: tracked.checksums(),
-        })
-    }
-
-    async fn scale_to_zero(&self, canary: &Canary) -> Result<(), WorkloadError> {
-        let target = self.get(canary, &canary.spec.target_ref.name).await?;
-        self.set_replicas(canary, &target, 0).await
-    }
-
-    async fn scale_from_zero(&self, canary: &Canary) -> Result<(), WorkloadError> {
-        let target = self.get(canary, &canary.spec.target_ref.name).await?;
-        let has_autoscaler = canary.spec.autoscaler_ref.is_some();
-        let primary_replicas = if has_autoscaler {
-            None
-        } else {
-            self.get_opt(canary, &canary.spec.primary_workload_name())
-                .await?
-                .and_then(|p| p.spec.and_then(|s| s.replicas))
-        };
-        let autoscaler_min = if has_autoscaler {
-            self.autoscaler_min(canary).await?
-        } else {
-            None
-        };
-        let replicas = scale_from_zero_replicas(
-            target.spec.as_ref().and_then(|s| s.replicas),
-            has_autoscaler,
-            primary_replicas,
-            autoscaler_min,
-        );
-        self.set_replicas(canary, &target, replicas).await
-    }
-
-    async fn finalize(&self, canary: &Canary) -> Result<(), WorkloadError> {
-        let primary = self
-            .get_opt(canary, &canary.spec.primary_workload_name())
-            .await?;
-        match primary {
-            None => self.scale_from_zero(canary).await,
-            Some(primary) => {
-                let target = self.get(canary, &canary.spec.target_ref.name).await?;
-                let replicas = primary
-                    .spec
-                    .and_then(|s| s.replicas)
-                    .filter(|r| *r > 0)
-                    .unwrap_or(1);
-                self.set_replicas(canary, &target, replicas).await
-            }
-        }
+fn replicas_of(scale: Scale) -> i32 {
+    match scale {
+        Scale::Zero => 0,
+        Scale::Up { replicas } => replicas,
     }
 }
 

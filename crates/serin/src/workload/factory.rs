@@ -5,34 +5,51 @@ use super::{
     TargetController, WorkloadConfig, WorkloadError,
 };
 use crate::api::Canary;
+use crate::k8s::cache::Cache;
 use crate::k8s::meta;
 
 /// The target controller of a Canary's `targetRef.kind` (`Deployment`, `DaemonSet`, a Knative
 /// `Service` of `serving.knative.dev` or a plain `Service`); an unknown kind falls back to the
-/// Deployment controller with a warning, as in Flagger.
+/// Deployment controller with a warning, as in Flagger. Reads go to the API server.
 pub fn target_controller_for(
     client: kube::Client,
     config: &WorkloadConfig,
     canary: &Canary,
 ) -> Result<Box<dyn TargetController>, WorkloadError> {
+    target_controller_with_cache(client, config, canary, Cache::disabled())
+}
+
+/// [`target_controller_for`], the controller reading through `cache`.
+pub fn target_controller_with_cache(
+    client: kube::Client,
+    config: &WorkloadConfig,
+    canary: &Canary,
+    cache: Cache,
+) -> Result<Box<dyn TargetController>, WorkloadError> {
     let target = &canary.spec.target_ref;
+    let config = config.clone();
     match target.kind.as_str() {
         "Service" if canary.spec.targets_knative_service() => {
-            Ok(Box::new(KnativeController::new(client)))
+            Ok(Box::new(KnativeController::new(client).with_cache(cache)))
         }
-        "Deployment" => Ok(Box::new(DeploymentController::new(client, config.clone()))),
-        "DaemonSet" => Ok(Box::new(DaemonSetController::new(client, config.clone()))),
-        "Service" => Ok(Box::new(ServiceTargetController::new(
-            client,
-            config.clone(),
-        ))),
+        "Deployment" => Ok(Box::new(
+            DeploymentController::new(client, config).with_cache(cache),
+        )),
+        "DaemonSet" => Ok(Box::new(
+            DaemonSetController::new(client, config).with_cache(cache),
+        )),
+        "Service" => Ok(Box::new(
+            ServiceTargetController::new(client, config).with_cache(cache),
+        )),
         other => {
             tracing::warn!(
                 canary = %meta::canary_id(canary),
                 "unknown target kind {other}, handling {} as a Deployment",
                 target.name
             );
-            Ok(Box::new(DeploymentController::new(client, config.clone())))
+            Ok(Box::new(
+                DeploymentController::new(client, config).with_cache(cache),
+            ))
         }
     }
 }

@@ -19,17 +19,29 @@ use crate::api::apis::knative::{
     self, KnativeRevision, KnativeService, PRIMARY_REVISION_ANNOTATION,
 };
 use crate::api::{Canary, CanaryPhase};
+use crate::k8s::cache::Cache;
+use crate::k8s::error::not_found;
 use crate::k8s::meta::{canary_id, namespace, patch_params};
 
 /// Reads and patches the Knative Service a Canary targets (shared with the Knative router).
 #[derive(Clone)]
 pub struct KnativeServices {
     client: kube::Client,
+    cache: Cache,
 }
 
 impl KnativeServices {
     pub fn new(client: kube::Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            cache: Cache::disabled(),
+        }
+    }
+
+    /// Reads and patches the Services and reads the Revisions through `cache`.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
     }
 
     fn api(&self, canary: &Canary) -> Api<KnativeService> {
@@ -43,13 +55,16 @@ impl KnativeServices {
 
     /// The target Service.
     pub async fn get(&self, canary: &Canary) -> Result<KnativeService, WorkloadError> {
-        self.api(canary)
-            .get(&canary.spec.target_ref.name)
+        let name = &canary.spec.target_ref.name;
+        let error = |source| WorkloadError::Api {
+            context: format!("Knative Service {} get query error", Self::key(canary)),
+            source,
+        };
+        self.cache
+            .get(&self.api(canary), name)
             .await
-            .map_err(|source| WorkloadError::Api {
-                context: format!("Knative Service {} get query error", Self::key(canary)),
-                source,
-            })
+            .map_err(error)?
+            .ok_or_else(|| error(not_found::<KnativeService>(&(), name)))
     }
 
     /// The Revision `name` in the Canary's namespace.
@@ -58,16 +73,19 @@ impl KnativeServices {
         canary: &Canary,
         name: &str,
     ) -> Result<KnativeRevision, WorkloadError> {
-        Api::<KnativeRevision>::namespaced(self.client.clone(), &namespace(canary))
-            .get(name)
+        let error = |source| WorkloadError::Api {
+            context: format!(
+                "Knative Revision {name}.{} get query error",
+                namespace(canary)
+            ),
+            source,
+        };
+        let api = Api::<KnativeRevision>::namespaced(self.client.clone(), &namespace(canary));
+        self.cache
+            .get(&api, name)
             .await
-            .map_err(|source| WorkloadError::Api {
-                context: format!(
-                    "Knative Revision {name}.{} get query error",
-                    namespace(canary)
-                ),
-                source,
-            })
+            .map_err(error)?
+            .ok_or_else(|| error(not_found::<KnativeRevision>(&(), name)))
     }
 
     /// `Ok` when the Revision `name` is ready.
@@ -84,8 +102,9 @@ impl KnativeServices {
     /// Sends a JSON merge patch to the target Service (lists such as `spec.traffic` are
     /// replaced whole; every other field is left as it is).
     pub async fn patch(&self, canary: &Canary, patch: &Value) -> Result<(), WorkloadError> {
-        self.api(canary)
+        self.cache
             .patch(
+                &self.api(canary),
                 &canary.spec.target_ref.name,
                 &patch_params(),
                 &Patch::Merge(patch),
@@ -127,6 +146,12 @@ impl KnativeController {
         Self {
             services: KnativeServices::new(client),
         }
+    }
+
+    /// Reads the Services and Revisions through `cache`.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.services = self.services.with_cache(cache);
+        self
     }
 }
 

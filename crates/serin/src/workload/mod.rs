@@ -99,6 +99,7 @@ pub mod deployment;
 pub mod factory;
 pub mod knative;
 pub mod pod;
+pub mod primary;
 pub mod service_target;
 pub mod services;
 pub mod template;
@@ -108,11 +109,12 @@ pub(crate) mod test_cluster;
 
 pub use config::WorkloadConfig;
 
-pub use autoscaler::{HpaReconciler, ScaledObjectReconciler, scaler_for};
+pub use autoscaler::{HpaReconciler, ScaledObjectReconciler, scaler_for, scaler_with_cache};
 pub use config_tracker::ConfigTracker;
 pub use daemonset::DaemonSetController;
 pub use deployment::DeploymentController;
-pub use factory::target_controller_for;
+pub use factory::{target_controller_for, target_controller_with_cache};
 pub use knative::KnativeController;
+pub use primary::PrimaryController;
 pub use service_target::ServiceTargetController;
 pub use services::ServiceReconciler;

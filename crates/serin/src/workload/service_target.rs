@@ -16,6 +16,8 @@ use serde_json::{Map, Value, json};
 
 use super::{Revision, TargetController, TargetMetadata, WorkloadError};
 use crate::api::Canary;
+use crate::k8s::cache::Cache;
+use crate::k8s::error::not_found;
 use crate::k8s::meta::{
     KUBECTL_LAST_APPLIED, canary_id, exact_metadata_patch, filter_toolkit, merge_patch_diff,
     namespace, patch_params, post_params, require_owner_reference, revision_hash,
@@ -187,16 +189,34 @@ pub fn spec_hash(target: &Service) -> String {
     revision_hash(&serde_json::to_value(&target.spec).unwrap_or(Value::Null))
 }
 
+fn get_error(canary: &Canary, name: &str, source: kube::Error) -> WorkloadError {
+    WorkloadError::Api {
+        context: format!("service {name}.{} get query error", namespace(canary)),
+        source,
+    }
+}
+
 /// The plain Service target controller.
 #[derive(Clone)]
 pub struct ServiceTargetController {
     client: kube::Client,
     config: WorkloadConfig,
+    cache: Cache,
 }
 
 impl ServiceTargetController {
     pub fn new(client: kube::Client, config: WorkloadConfig) -> Self {
-        Self { client, config }
+        Self {
+            client,
+            config,
+            cache: Cache::disabled(),
+        }
+    }
+
+    /// Reads and writes the Services through `cache`.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
     }
 
     fn api(&self, canary: &Canary) -> Api<Service> {
@@ -204,23 +224,16 @@ impl ServiceTargetController {
     }
 
     async fn get_opt(&self, canary: &Canary, name: &str) -> Result<Option<Service>, WorkloadError> {
-        self.api(canary)
-            .get_opt(name)
+        self.cache
+            .get(&self.api(canary), name)
             .await
-            .map_err(|source| WorkloadError::Api {
-                context: format!("service {name}.{} get query error", namespace(canary)),
-                source,
-            })
+            .map_err(|source| get_error(canary, name, source))
     }
 
     async fn get(&self, canary: &Canary, name: &str) -> Result<Service, WorkloadError> {
-        self.api(canary)
-            .get(name)
-            .await
-            .map_err(|source| WorkloadError::Api {
-                context: format!("service {name}.{} get query error", namespace(canary)),
-                source,
-            })
+        self.get_opt(canary, name)
+            .await?
+            .ok_or_else(|| get_error(canary, name, not_found::<Service>(&(), name)))
     }
 
     async fn target(&self, canary: &Canary) -> Result<Service, WorkloadError> {
@@ -236,8 +249,8 @@ impl ServiceTargetController {
         let owner = require_owner_reference(canary).map_err(WorkloadError::Invalid)?;
         let copy = build_copy(canary, target, name, owner);
         let ns = namespace(canary);
-        self.api(canary)
-            .create(&post_params(), &copy)
+        self.cache
+            .create(&self.api(canary), &post_params(), &copy)
             .await
             .map_err(|source| WorkloadError::Api {
                 context: format!("creating service {name}.{ns} failed"),
@@ -254,8 +267,13 @@ impl ServiceTargetController {
         patch: &Value,
         context: &str,
     ) -> Result<(), WorkloadError> {
-        self.api(canary)
-            .patch(name, &patch_params(), &Patch::Merge(patch))
+        self.cache
+            .patch(
+                &self.api(canary),
+                name,
+                &patch_params(),
+                &Patch::Merge(patch),
+            )
             .await
             .map_err(|source| WorkloadError::Api {
                 context: context.to_string(),

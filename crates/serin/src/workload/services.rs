@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use super::{TargetMetadata, WorkloadError};
 use crate::api::Canary;
 use crate::api::service::{CanaryService, CustomMetadata};
+use crate::k8s::cache::Cache;
 use crate::k8s::meta::{
     FIELD_MANAGER, FLUX_HELM_DRIFT_DETECTION, FLUX_KUSTOMIZE_RECONCILE, KUBECTL_LAST_APPLIED,
     canary_id, canary_owner_reference, is_controlled_by, is_controlled_by_a_canary,
@@ -253,18 +254,27 @@ pub fn restored_selector(live: &Service, meta: &TargetMetadata) -> BTreeMap<Stri
 #[derive(Clone)]
 pub struct ServiceReconciler {
     client: kube::Client,
+    cache: Cache,
 }
 
 impl ServiceReconciler {
     pub fn new(client: kube::Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            cache: Cache::disabled(),
+        }
+    }
+
+    /// Reads and writes the Services through `cache`.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
     }
 
     fn api(&self, canary: &Canary) -> Api<Service> {
         Api::namespaced(self.client.clone(), &namespace(canary))
     }
 
-    /// Creates or updates the Service of `role`.
     pub async fn reconcile_service(
         &self,
         canary: &Canary,
@@ -275,8 +285,9 @@ impl ServiceReconciler {
         let name = desired.metadata.name.clone().unwrap_or_default();
         let ns = namespace(canary);
         let api = self.api(canary);
-        let live = api
-            .get_opt(&name)
+        let live = self
+            .cache
+            .get(&api, &name)
             .await
             .map_err(|source| WorkloadError::Api {
                 context: format!("service {name}.{ns} get query error"),
@@ -288,7 +299,8 @@ impl ServiceReconciler {
                     field_manager: Some(FIELD_MANAGER.to_string()),
                     ..Default::default()
                 };
-                api.create(&pp, &desired)
+                self.cache
+                    .create(&api, &pp, &desired)
                     .await
                     .map_err(|source| WorkloadError::Api {
                         context: format!("service {name}.{ns} create error"),
@@ -298,7 +310,8 @@ impl ServiceReconciler {
             }
             Some(live) => {
                 if let Some(patch) = service_update_patch(canary, &live, &desired) {
-                    api.patch(&name, &patch_params(), &Patch::Merge(&patch))
+                    self.cache
+                        .patch(&api, &name, &patch_params(), &Patch::Merge(&patch))
                         .await
                         .map_err(|source| WorkloadError::Api {
                             context: format!("service {name}.{ns} update error"),
@@ -345,8 +358,9 @@ impl ServiceReconciler {
         let (apex, _, _) = canary.spec.service_names();
         let ns = namespace(canary);
         let api = self.api(canary);
-        let live = api
-            .get_opt(&apex)
+        let live = self
+            .cache
+            .get(&api, &apex)
             .await
             .map_err(|source| WorkloadError::Api {
                 context: format!("service {apex}.{ns} get query error"),
@@ -361,16 +375,18 @@ impl ServiceReconciler {
         let selector = restored_selector(&live, meta);
         let current = live.spec.as_ref().and_then(|s| s.selector.clone());
         if let Some(p) = merge_patch_diff(&json!(current), &json!(selector)) {
-            api.patch(
-                &apex,
-                &patch_params(),
-                &Patch::Merge(json!({"spec": {"selector": p}})),
-            )
-            .await
-            .map_err(|source| WorkloadError::Api {
-                context: format!("service {apex}.{ns} update error"),
-                source,
-            })?;
+            self.cache
+                .patch(
+                    &api,
+                    &apex,
+                    &patch_params(),
+                    &Patch::Merge(json!({"spec": {"selector": p}})),
+                )
+                .await
+                .map_err(|source| WorkloadError::Api {
+                    context: format!("service {apex}.{ns} update error"),
+                    source,
+                })?;
             tracing::info!(canary = %canary_id(canary), "Service {apex}.{ns} reverted");
         }
         Ok(())

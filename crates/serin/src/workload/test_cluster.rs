@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use crate::api::apis::istio::{DestinationRule, VirtualService};
 use crate::api::canary::Canary;
+use crate::k8s::cache::{Cache, Cacheable, Source};
 
 /// Requests made by the test's own setup client carry this header and are not counted as writes.
 const SETUP_HEADER: &str = "x-serin-test-setup";
@@ -234,4 +235,42 @@ impl TestCluster {
     pub fn clear_writes(&self) {
         self.cluster.requests().clear();
     }
+
+    /// Paths of the single-object reads (GETs) the client under test made since the last
+    /// [`TestCluster::clear_writes`] (lists and watches are not counted).
+    pub fn reads(&self) -> Vec<String> {
+        self.cluster
+            .requests()
+            .entries()
+            .into_iter()
+            .filter(|r| r.verb == "get" && r.header(SETUP_HEADER).is_none())
+            .map(|r| r.path)
+            .collect()
+    }
+
+    /// Method and path of each write of the client under test (bodies left out: they carry
+    /// generated ids).
+    pub fn write_paths(&self) -> Vec<(String, String)> {
+        self.writes()
+            .into_iter()
+            .map(|w| (w.method, w.path))
+            .collect()
+    }
+}
+
+/// Reads `name` through `cache` until the kind's watch has synced and answers it (the first
+/// reads of a kind go to the API server). Panics after about two seconds.
+pub async fn until_cached<K: Cacheable>(
+    cache: &Cache,
+    api: &Api<K>,
+    dyntype: &K::DynamicType,
+    name: &str,
+) {
+    for _ in 0..200 {
+        if cache.read(api, dyntype, name).await.unwrap().1 == Source::Cache {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the watch of {} never synced", api.resource_url());
 }

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::api::{Canary, Provider};
 use crate::controller::ports::{Backends, PortError, ServiceRouter};
+use crate::k8s::cache::Cache;
 use crate::router::{Router, RouterError, RouterFactory};
 use crate::workload::{
     self, ScalerReconciler, ServiceReconciler, TargetController, TargetMetadata, WorkloadConfig,
@@ -33,6 +34,7 @@ pub struct KubeBackends {
     client: kube::Client,
     config: WorkloadConfig,
     routers: RouterFactory,
+    cache: Cache,
 }
 
 impl KubeBackends {
@@ -41,21 +43,46 @@ impl KubeBackends {
             client,
             config,
             routers,
+            cache: Cache::disabled(),
         }
+    }
+
+    /// Target controllers, scalers and generated Services read through `cache` (the routers
+    /// get theirs from the router factory).
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    fn target_controller(
+        &self,
+        canary: &Canary,
+    ) -> Result<Box<dyn TargetController>, WorkloadError> {
+        workload::target_controller_with_cache(
+            self.client.clone(),
+            &self.config,
+            canary,
+            self.cache.clone(),
+        )
     }
 }
 
 impl Backends for KubeBackends {
     fn target(&self, canary: &Canary) -> Result<Arc<dyn TargetController>, PortError> {
-        workload::target_controller_for(self.client.clone(), &self.config, canary)
+        self.target_controller(canary)
             .map(Arc::from)
             .map_err(port_error)
     }
 
     fn scaler(&self, canary: &Canary) -> Result<Option<Arc<dyn ScalerReconciler>>, PortError> {
-        workload::scaler_for(self.client.clone(), &self.config, canary)
-            .map(|s| s.map(Arc::from))
-            .map_err(port_error)
+        workload::scaler_with_cache(
+            self.client.clone(),
+            &self.config,
+            canary,
+            self.cache.clone(),
+        )
+        .map(|s| s.map(Arc::from))
+        .map_err(port_error)
     }
 
     fn services(&self, canary: &Canary) -> Option<Arc<dyn ServiceRouter>> {
@@ -63,9 +90,8 @@ impl Backends for KubeBackends {
             return None;
         }
         Some(Arc::new(KubeServiceRouter {
-            services: ServiceReconciler::new(self.client.clone()),
-            client: self.client.clone(),
-            config: self.config.clone(),
+            services: ServiceReconciler::new(self.client.clone()).with_cache(self.cache.clone()),
+            backends: self.clone(),
         }))
     }
 
@@ -81,8 +107,8 @@ impl Backends for KubeBackends {
 #[derive(Clone)]
 pub struct KubeServiceRouter {
     services: ServiceReconciler,
-    client: kube::Client,
-    config: WorkloadConfig,
+    /// Builds the target controller that [`ServiceRouter::finalize`] asks for the selector label.
+    backends: KubeBackends,
 }
 
 #[async_trait]
@@ -111,12 +137,96 @@ impl ServiceRouter for KubeServiceRouter {
 
     /// Reads the target's metadata (selector label) again to restore the apex Service.
     async fn finalize(&self, canary: &Canary) -> Result<(), RouterError> {
-        let target = workload::target_controller_for(self.client.clone(), &self.config, canary)
+        let target = self
+            .backends
+            .target_controller(canary)
             .map_err(router_error)?;
         let metadata = target.metadata(canary).await.map_err(router_error)?;
         self.services
             .finalize(canary, &metadata)
             .await
             .map_err(router_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use k8s_openapi::api::core::v1::Service;
+    use kube::Api;
+    use serde_json::json;
+
+    use super::*;
+    use crate::workload::test_cluster::{TestCluster, until_cached};
+
+    /// The target, its HPA and the Canary.
+    async fn cluster() -> (TestCluster, Canary) {
+        let fake = TestCluster::start().await;
+        fake.insert(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "podinfo"}},
+                "template": {"metadata": {"labels": {"app": "podinfo"}},
+                    "spec": {"containers": [{"name": "podinfo", "image": "podinfo:1"}]}}}}))
+            .await;
+        fake.insert(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"}, "maxReplicas": 4}}))
+        .await;
+        let canary: Canary = serde_json::from_value(json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "autoscalerRef": {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "podinfo"},
+                "service": {"port": 9898}
+            }
+        }))
+        .unwrap();
+        let canary = fake.store_canary(canary).await;
+        (fake, canary)
+    }
+
+    /// What a step asks of the workload side: the target, its autoscaler and the Services.
+    async fn step(backends: &KubeBackends, canary: &Canary) {
+        let target = backends.target(canary).unwrap();
+        let metadata = target.metadata(canary).await.unwrap();
+        target.initialize(canary, false).await.unwrap();
+        target.revision(canary).await.unwrap();
+        let scaler = backends.scaler(canary).unwrap().unwrap();
+        scaler.reconcile_primary(canary, false).await.unwrap();
+        let services = backends.services(canary).unwrap();
+        services.initialize(canary, &metadata).await.unwrap();
+        services.reconcile(canary, &metadata).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn everything_built_with_a_cache_reads_through_it() {
+        let (fake, canary) = cluster().await;
+        let client = fake.client();
+        let cache = Cache::new(None);
+        let backends = KubeBackends::new(
+            client.clone(),
+            WorkloadConfig::default(),
+            RouterFactory::new(client.clone(), true),
+        )
+        .with_cache(cache.clone());
+        step(&backends, &canary).await;
+        step(&backends, &canary).await;
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), "test");
+        until_cached(&cache, &deployments, &(), "podinfo").await;
+        until_cached(&cache, &deployments, &(), "podinfo-primary").await;
+        let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), "test");
+        until_cached(&cache, &hpas, &(), "podinfo").await;
+        until_cached(&cache, &hpas, &(), "podinfo-primary").await;
+        let services: Api<Service> = Api::namespaced(client, "test");
+        for name in ["podinfo", "podinfo-canary", "podinfo-primary"] {
+            until_cached(&cache, &services, &(), name).await;
+        }
+        fake.clear_writes();
+        step(&backends, &canary).await;
+        assert_eq!(fake.reads(), Vec::<String>::new());
+        assert!(fake.writes().is_empty(), "{:?}", fake.writes());
     }
 }

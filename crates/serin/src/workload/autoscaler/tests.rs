@@ -281,3 +281,54 @@ fn primary_hpa_log_lines_are_flaggers() {
         "HorizontalPodAutoscaler v2 podinfo-primary.test updated"
     );
 }
+
+#[tokio::test]
+async fn cached_reconciles_read_no_autoscaler_from_the_api_server() {
+    use crate::k8s::cache::Cache;
+    use crate::workload::test_cluster::until_cached;
+
+    let fake = TestCluster::start().await;
+    fake.insert(hpa(Some(2), 4)).await;
+    fake.insert(scaled_object()).await;
+    let cache = Cache::new(None);
+    let hpa_canary = fake.store_canary(canary(hpa_ref())).await;
+    // The same stored Canary owns both primaries (the garbage collector deletes objects whose
+    // owner does not exist).
+    let mut so_canary = hpa_canary.clone();
+    so_canary.spec.autoscaler_ref = canary(so_ref(json!({}))).spec.autoscaler_ref;
+    let hpas =
+        HpaReconciler::new(fake.client(), WorkloadConfig::default()).with_cache(cache.clone());
+    let sos = ScaledObjectReconciler::new(fake.client(), WorkloadConfig::default())
+        .with_cache(cache.clone());
+    // Creation, then the update that syncs the prefix-filtered metadata.
+    for _ in 0..2 {
+        hpas.reconcile_primary(&hpa_canary, false).await.unwrap();
+        sos.reconcile_primary(&so_canary, false).await.unwrap();
+        sos.resume_target(&so_canary).await.unwrap();
+    }
+    let hpa_api: Api<HorizontalPodAutoscaler> = Api::namespaced(fake.client(), "test");
+    until_cached(&cache, &hpa_api, &(), "podinfo").await;
+    until_cached(&cache, &hpa_api, &(), "podinfo-primary").await;
+    let so_api: Api<DynamicObject> =
+        Api::namespaced_with(fake.client(), "test", &scaled_object_resource());
+    until_cached(&cache, &so_api, &scaled_object_resource(), "podinfo").await;
+    until_cached(
+        &cache,
+        &so_api,
+        &scaled_object_resource(),
+        "podinfo-primary",
+    )
+    .await;
+    fake.clear_writes();
+    hpas.reconcile_primary(&hpa_canary, false).await.unwrap();
+    sos.reconcile_primary(&so_canary, false).await.unwrap();
+    sos.resume_target(&so_canary).await.unwrap();
+    assert_eq!(
+        min_replicas(&fake.client(), &cache, &so_canary)
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    assert_eq!(fake.reads(), Vec::<String>::new());
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+}

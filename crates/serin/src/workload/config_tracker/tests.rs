@@ -275,3 +275,42 @@ async fn primary_copies_are_created_updated_and_left_alone() {
         json!({"k": "v2"})
     );
 }
+
+/// With a cache, tracking a ConfigMap and a Secret reads the ConfigMaps from the watch and the
+/// Secrets (never cached) from the API server; the copies are the same.
+#[tokio::test]
+async fn configmaps_come_from_the_cache_and_secrets_from_the_api_server() {
+    use crate::k8s::cache::Cache;
+    use crate::workload::test_cluster::until_cached;
+
+    let fake = TestCluster::start().await;
+    let c = fake.store_canary(canary()).await;
+    fake.insert(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "test"}, "data": {"k": "v"}})).await;
+    fake.insert(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec", "namespace": "test"}, "type": "Opaque", "data": {"k": "dg=="}})).await;
+    let spec = pod_spec(json!({"containers": [{"name": "app", "envFrom": [
+        {"configMapRef": {"name": "cfg"}}, {"secretRef": {"name": "sec"}}
+    ]}]}));
+    let cache = Cache::new(None);
+    let tracker =
+        ConfigTracker::new(fake.client(), &WorkloadConfig::default()).with_cache(cache.clone());
+    let tracked = tracker.target_configs(&c, &spec).await.unwrap();
+    tracker.sync_primary_configs(&c, &tracked).await.unwrap();
+    let written = fake.write_paths();
+    assert_eq!(written.len(), 2, "{written:?}");
+    let cms: Api<ConfigMap> = Api::namespaced(fake.client(), "test");
+    until_cached(&cache, &cms, &(), "cfg").await;
+    until_cached(&cache, &cms, &(), "cfg-primary").await;
+
+    fake.clear_writes();
+    let again = tracker.target_configs(&c, &spec).await.unwrap();
+    assert_eq!(again.checksums(), tracked.checksums());
+    tracker.sync_primary_configs(&c, &again).await.unwrap();
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+    assert_eq!(
+        fake.reads(),
+        vec![
+            "/api/v1/namespaces/test/secrets/sec".to_string(),
+            "/api/v1/namespaces/test/secrets/sec-primary".to_string()
+        ]
+    );
+}

@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::router::golden::assert_golden;
+use crate::workload::TargetController;
 use crate::workload::test_cluster::TestCluster;
 
 fn canary() -> Canary {
@@ -309,4 +310,57 @@ async fn canary_readiness_message_keeps_flaggers_spelling() {
         err.to_string(),
         "canary damonset podinfo.test not ready with retryable true: waiting for rollout to finish: 0 of 2 updated pods are available"
     );
+}
+
+/// One analysis step's calls on the DaemonSet controller.
+async fn step(ctl: &DaemonSetController, c: &Canary) {
+    ctl.metadata(c).await.unwrap();
+    ctl.initialize(c, false).await.unwrap();
+    ctl.revision(c).await.unwrap();
+    ctl.is_canary_ready(c).await.unwrap();
+    assert!(ctl.is_primary_ready(c).await.is_err());
+    ctl.promote(c).await.unwrap();
+    ctl.scale_from_zero(c).await.unwrap();
+}
+
+async fn step_cluster() -> (TestCluster, Canary) {
+    let fake = TestCluster::start().await;
+    let mut t = target_json();
+    t["status"]["observedGeneration"] = json!(1);
+    fake.insert(t).await;
+    fake.insert(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "podinfo-secret", "namespace": "test"}, "type": "Opaque", "data": {"k": "dg=="}})).await;
+    let c = fake.store_canary(canary()).await;
+    (fake, c)
+}
+
+/// Only the tracked Secret is read from the API server on a cached step: Secrets are not
+/// cached (see `ConfigTracker`).
+#[tokio::test]
+async fn a_cached_step_reads_only_secrets_from_the_api_server() {
+    use crate::k8s::cache::Cache;
+    use crate::workload::test_cluster::until_cached;
+    use kube::Api;
+
+    let (fake, c) = step_cluster().await;
+    let plain = DaemonSetController::new(fake.client(), WorkloadConfig::default());
+    step(&plain, &c).await;
+    fake.clear_writes();
+    step(&plain, &c).await;
+    let uncached_writes = fake.write_paths();
+    assert!(!uncached_writes.is_empty(), "promotion always writes");
+
+    let (fake, c) = step_cluster().await;
+    let cache = Cache::new(None);
+    let ctl = DaemonSetController::new(fake.client(), WorkloadConfig::default())
+        .with_cache(cache.clone());
+    step(&ctl, &c).await;
+    let daemonsets: Api<DaemonSet> = Api::namespaced(fake.client(), "test");
+    until_cached(&cache, &daemonsets, &(), "podinfo").await;
+    until_cached(&cache, &daemonsets, &(), "podinfo-primary").await;
+    fake.clear_writes();
+    step(&ctl, &c).await;
+    let reads = fake.reads();
+    assert!(!reads.is_empty());
+    assert!(reads.iter().all(|p| p.contains("/secrets/")), "{reads:?}");
+    assert_eq!(fake.write_paths(), uncached_writes);
 }

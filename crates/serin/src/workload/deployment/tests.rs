@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::router::golden::assert_golden;
+use crate::workload::TargetController;
 use crate::workload::template::discovered_ports;
 use crate::workload::test_cluster::TestCluster;
 
@@ -436,4 +437,68 @@ async fn missing_target_is_an_api_error_with_flaggers_context() {
             .starts_with("deployment podinfo.test get query error"),
         "{err}"
     );
+}
+
+/// One analysis step's calls on the Deployment controller (the primary is not ready: the
+/// simulator is off).
+async fn step(ctl: &DeploymentController, c: &Canary) {
+    ctl.metadata(c).await.unwrap();
+    ctl.initialize(c, false).await.unwrap();
+    ctl.revision(c).await.unwrap();
+    ctl.is_canary_ready(c).await.unwrap();
+    assert!(ctl.is_primary_ready(c).await.is_err());
+    ctl.promote(c).await.unwrap();
+    ctl.scale_from_zero(c).await.unwrap();
+}
+
+/// A dev cluster with the target, its ConfigMap and HPA, and the Canary.
+async fn step_cluster() -> (TestCluster, Canary) {
+    let fake = TestCluster::start().await;
+    fake.insert(target_json()).await;
+    fake.insert(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "podinfo-env", "namespace": "test"}, "data": {"A": "1"}})).await;
+    fake.insert(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"}, "minReplicas": 2, "maxReplicas": 4}}))
+    .await;
+    let c = canary(
+        json!({"autoscalerRef": {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "podinfo"}}),
+    );
+    let c = fake.store_canary(c).await;
+    (fake, c)
+}
+
+#[tokio::test]
+async fn a_cached_step_reads_nothing_from_the_api_server_and_writes_the_same() {
+    use crate::k8s::cache::Cache;
+    use crate::workload::test_cluster::until_cached;
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::Api;
+
+    // Without a cache: every step reads everything.
+    let (fake, c) = step_cluster().await;
+    let plain = DeploymentController::new(fake.client(), config());
+    step(&plain, &c).await;
+    fake.clear_writes();
+    step(&plain, &c).await;
+    let uncached_writes = fake.write_paths();
+    assert!(!fake.reads().is_empty());
+    assert!(!uncached_writes.is_empty(), "promotion always writes");
+
+    let (fake, c) = step_cluster().await;
+    let cache = Cache::new(None);
+    let ctl = DeploymentController::new(fake.client(), config()).with_cache(cache.clone());
+    step(&ctl, &c).await;
+    let deployments: Api<Deployment> = Api::namespaced(fake.client(), "test");
+    until_cached(&cache, &deployments, &(), "podinfo").await;
+    until_cached(&cache, &deployments, &(), "podinfo-primary").await;
+    let cms: Api<ConfigMap> = Api::namespaced(fake.client(), "test");
+    until_cached(&cache, &cms, &(), "podinfo-env").await;
+    until_cached(&cache, &cms, &(), "podinfo-env-primary").await;
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(fake.client(), "test");
+    until_cached(&cache, &hpas, &(), "podinfo").await;
+    fake.clear_writes();
+    step(&ctl, &c).await;
+    assert_eq!(fake.reads(), Vec::<String>::new());
+    assert_eq!(fake.write_paths(), uncached_writes);
 }

@@ -193,3 +193,57 @@ async fn a_missing_service_or_revision_is_reported_in_plain_words() {
         "Knative Service podinfo.test primary revision annotation not found"
     );
 }
+
+/// One step's calls on a Knative target.
+async fn knative_step(ctrl: &KnativeController, c: &Canary) {
+    ctrl.revision(c).await.unwrap();
+    ctrl.is_primary_ready(c).await.unwrap();
+    ctrl.is_canary_ready(c).await.unwrap();
+    ctrl.promote(c).await.unwrap();
+}
+
+async fn knative_cluster() -> TestCluster {
+    let fake = TestCluster::start().await;
+    fake.install_crds(CRDS).await;
+    let traffic = json!([
+        {"latestRevision": true, "percent": 0},
+        {"revisionName": "podinfo-00001", "percent": 100}
+    ]);
+    fake.insert(service(
+        "podinfo-00002",
+        json!({"flagger.app/primary-revision": "podinfo-00001"}),
+        traffic,
+    ))
+    .await;
+    insert_revision(&fake, "podinfo-00001", "True").await;
+    insert_revision(&fake, "podinfo-00002", "True").await;
+    fake
+}
+
+#[tokio::test]
+async fn a_cached_step_reads_nothing_from_the_api_server() {
+    use crate::k8s::cache::Cache;
+    use crate::workload::test_cluster::until_cached;
+
+    let c = canary("Progressing");
+    let fake = knative_cluster().await;
+    let plain = KnativeController::new(fake.client());
+    knative_step(&plain, &c).await;
+    fake.clear_writes();
+    knative_step(&plain, &c).await;
+    let uncached_writes = fake.write_paths();
+
+    let fake = knative_cluster().await;
+    let cache = Cache::new(None);
+    let ctrl = KnativeController::new(fake.client()).with_cache(cache.clone());
+    knative_step(&ctrl, &c).await;
+    let services: Api<KnativeService> = Api::namespaced(fake.client(), "test");
+    until_cached(&cache, &services, &(), "podinfo").await;
+    let revisions: Api<KnativeRevision> = Api::namespaced(fake.client(), "test");
+    until_cached(&cache, &revisions, &(), "podinfo-00001").await;
+    until_cached(&cache, &revisions, &(), "podinfo-00002").await;
+    fake.clear_writes();
+    knative_step(&ctrl, &c).await;
+    assert_eq!(fake.reads(), Vec::<String>::new());
+    assert_eq!(fake.write_paths(), uncached_writes);
+}

@@ -350,3 +350,40 @@ async fn a_missing_target_is_reported_in_words() {
         "service podinfo.test get query error: the API server answered HTTP 404 Not Found (NotFound): services \"podinfo\" not found"
     );
 }
+
+/// One step's calls on a Service target.
+async fn service_target_step(ctl: &ServiceTargetController, c: &Canary) {
+    ctl.initialize(c, true).await.unwrap();
+    ctl.revision(c).await.unwrap();
+    ctl.promote(c).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cached_step_reads_no_service_from_the_api_server() {
+    use crate::k8s::cache::Cache;
+    use crate::workload::test_cluster::until_cached;
+
+    let fake = TestCluster::start().await;
+    fake.insert(stored_target()).await;
+    let c = fake.store_canary(canary(json!({}))).await;
+    let plain = ServiceTargetController::new(fake.client(), config());
+    service_target_step(&plain, &c).await;
+    let first = fake.write_paths();
+    assert!(!first.is_empty());
+
+    let fake = TestCluster::start().await;
+    fake.insert(stored_target()).await;
+    let c = fake.store_canary(canary(json!({}))).await;
+    let cache = Cache::new(None);
+    let ctl = ServiceTargetController::new(fake.client(), config()).with_cache(cache.clone());
+    service_target_step(&ctl, &c).await;
+    assert_eq!(fake.write_paths(), first);
+    let services: Api<Service> = Api::namespaced(fake.client(), "test");
+    for name in ["podinfo", "podinfo-canary", "podinfo-primary"] {
+        until_cached(&cache, &services, &(), name).await;
+    }
+    fake.clear_writes();
+    service_target_step(&ctl, &c).await;
+    assert_eq!(fake.reads(), Vec::<String>::new());
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+}

@@ -231,3 +231,38 @@ async fn a_service_update_is_logged_as_flagger_logs_it() {
     assert!(logs.contains("Service podinfo updated"), "{logs}");
     assert!(!logs.contains("Service podinfo.test updated"), "{logs}");
 }
+
+/// The generated Services of one step: the canary and primary Services, then the apex.
+async fn service_step(r: &ServiceReconciler, c: &Canary) {
+    r.initialize(c, &meta()).await.unwrap();
+    r.reconcile(c, &meta()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cached_step_reads_no_service_from_the_api_server() {
+    use crate::k8s::cache::Cache;
+    use crate::workload::test_cluster::until_cached;
+    use k8s_openapi::api::core::v1::Service;
+
+    let fake = TestCluster::start().await;
+    let c = fake.store_canary(canary(json!({}))).await;
+    let plain = ServiceReconciler::new(fake.client());
+    service_step(&plain, &c).await;
+    let created = fake.write_paths();
+    assert_eq!(created.len(), 3, "{created:?}");
+
+    let fake = TestCluster::start().await;
+    let c = fake.store_canary(canary(json!({}))).await;
+    let cache = Cache::new(None);
+    let r = ServiceReconciler::new(fake.client()).with_cache(cache.clone());
+    service_step(&r, &c).await;
+    assert_eq!(fake.write_paths(), created);
+    let services: Api<Service> = Api::namespaced(fake.client(), "test");
+    for name in ["podinfo", "podinfo-canary", "podinfo-primary"] {
+        until_cached(&cache, &services, &(), name).await;
+    }
+    fake.clear_writes();
+    service_step(&r, &c).await;
+    assert_eq!(fake.reads(), Vec::<String>::new());
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+}
