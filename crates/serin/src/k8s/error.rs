@@ -77,6 +77,23 @@ pub fn status_code(err: &kube::Error) -> Option<u16> {
     }
 }
 
+/// The error the API server answers a GET of a missing object with (HTTP 404, reason
+/// `NotFound`, message `<plural>.<group> "<name>" not found`), for reads answered from a cache
+/// whose callers map or print the server's error: their texts stay the same.
+pub fn not_found(group: &str, plural: &str, name: &str) -> kube::Error {
+    let resource = if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    };
+    let message = format!("{resource} \"{name}\" not found");
+    kube::Error::Api(
+        kube::core::Status::failure(&message, "NotFound")
+            .with_code(404)
+            .boxed(),
+    )
+}
+
 /// Pauses between the attempts of a read of Serin's own inputs (MetricTemplate, AlertProvider,
 /// Secret): four attempts within about 1.3 s, short enough to stay inside one analysis step.
 pub const READ_RETRY_DELAYS: [Duration; 3] = [
@@ -212,6 +229,24 @@ mod tests {
             startup.to_string(),
             "Canary CRD is not registered: the API server answered HTTP 404 Not Found (NotFound): the server could not find the requested resource"
         );
+    }
+
+    #[test]
+    fn a_missing_object_reads_like_the_servers_answer() {
+        assert_eq!(
+            describe(&not_found(
+                "networking.istio.io",
+                "virtualservices",
+                "podinfo"
+            ))
+            .to_string(),
+            "the API server answered HTTP 404 Not Found (NotFound): virtualservices.networking.istio.io \"podinfo\" not found"
+        );
+        assert_eq!(
+            describe(&not_found("", "services", "podinfo")).to_string(),
+            describe(&api(404, "NotFound", "services \"podinfo\" not found")).to_string()
+        );
+        assert_eq!(status_code(&not_found("", "services", "x")), Some(404));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::dynamic::DynamicApi;
 use super::object::{reject_no_weights, without_weights};
 use super::{Router, RouterError, Routes};
 use crate::api::{Canary, CanaryStatus};
+use crate::k8s::cache::Cache;
 use crate::k8s::meta::{canary_id, canary_owner_reference, merge_patch_diff, namespace};
 
 const KIND: &str = "ApisixRoute";
@@ -201,6 +202,7 @@ pub fn set_routes_patch(
 pub struct ApisixRouter {
     client: kube::Client,
     set_owner_refs: bool,
+    cache: Cache,
 }
 
 impl ApisixRouter {
@@ -208,7 +210,14 @@ impl ApisixRouter {
         Self {
             client,
             set_owner_refs,
+            cache: Cache::disabled(),
         }
+    }
+
+    /// Reads the ApisixRoutes through `cache` and tells it about the writes.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
     }
 
     fn api(&self, canary: &Canary) -> DynamicApi {
@@ -218,6 +227,7 @@ impl ApisixRouter {
             "APISIX route",
             &namespace(canary),
         )
+        .with_cache(self.cache.clone())
     }
 }
 

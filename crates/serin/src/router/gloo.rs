@@ -17,6 +17,8 @@ use super::dynamic::DynamicApi;
 use super::object::{ObjectRouter, RoutingObject, port, reject_no_weights, without_weights};
 use super::{Router, RouterError, Routes};
 use crate::api::{Canary, CanaryStatus};
+use crate::k8s::cache::Cache;
+use crate::k8s::error::not_found;
 use crate::k8s::meta::{canary_id, canary_owner_reference, namespace};
 
 /// Settings copied from `spec.upstreamRef` into new Upstreams.
@@ -201,6 +203,7 @@ pub struct GlooRouter {
     client: kube::Client,
     set_owner_refs: bool,
     table: ObjectRouter<RouteTable>,
+    cache: Cache,
 }
 
 impl GlooRouter {
@@ -209,7 +212,16 @@ impl GlooRouter {
             table: ObjectRouter::new(client.clone(), set_owner_refs, RouteTable),
             client,
             set_owner_refs,
+            cache: Cache::disabled(),
         }
+    }
+
+    /// Reads the Upstreams, the RouteTable and the Services through `cache` and tells it about
+    /// the writes.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.table = self.table.with_cache(cache.clone());
+        self.cache = cache;
+        self
     }
 
     async fn config(&self, canary: &Canary) -> Result<Option<Value>, RouterError> {
@@ -222,7 +234,8 @@ impl GlooRouter {
             &upstream_resource(),
             "config upstream",
             &ns,
-        );
+        )
+        .with_cache(self.cache.clone());
         api.get(&r.name).await.map(Some)
     }
 
@@ -234,13 +247,16 @@ impl GlooRouter {
         config: Option<&Value>,
     ) -> Result<(), RouterError> {
         let ns = namespace(canary);
-        let api = DynamicApi::new(self.client.clone(), &upstream_resource(), "upstream", &ns);
+        let api = DynamicApi::new(self.client.clone(), &upstream_resource(), "upstream", &ns)
+            .with_cache(self.cache.clone());
         match api.get_opt(name).await? {
             None => {
                 let services: Api<Service> = Api::namespaced(self.client.clone(), &ns);
-                let svc = services
-                    .get(service)
+                let svc = self
+                    .cache
+                    .get(&services, service)
                     .await
+                    .and_then(|svc| svc.ok_or_else(|| not_found("", "services", service)))
                     .map_err(|source| RouterError::Api {
                         context: format!("service {service}.{ns} get query error"),
                         source,

@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use super::ingress::{Ingresses, canary_ingress_name, ingress_ref};
 use super::{Router, RouterError, Routes};
 use crate::api::{Canary, CanaryStatus};
+use crate::k8s::cache::Cache;
 use crate::k8s::meta::{
     FLUX_HELM_DRIFT_DETECTION, FLUX_KUSTOMIZE_RECONCILE, KUBECTL_LAST_APPLIED,
     canary_owner_reference, merge_patch_diff, namespace,
@@ -232,6 +233,12 @@ impl NginxRouter {
             set_owner_refs,
             keys: Keys::new(annotations_prefix),
         }
+    }
+
+    /// Reads the Ingresses through `cache` and tells it about the writes.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.ingresses = self.ingresses.with_cache(cache);
+        self
     }
 }
 
