@@ -380,4 +380,23 @@ mod tests {
             Routes::new(90, 10, false)
         );
     }
+
+    #[tokio::test]
+    async fn with_a_cache_a_step_reads_nothing_and_writes_the_same() {
+        use crate::k8s::cache::Cache;
+        use crate::router::cached::{assert_cached_steps_read_nothing, until_cached_dynamic};
+        assert_cached_steps_read_nothing(
+            async |fake: &TestCluster| {
+                fake.install_crds(include_str!("../../tests/fixtures/crds/apisix.yaml"))
+                    .await;
+                fake.insert(original()).await;
+                fake.store_canary(canary()).await
+            },
+            |client, cache| Box::new(ApisixRouter::new(client, true).with_cache(cache)),
+            async |cache: &Cache, client: kube::Client| {
+                until_cached_dynamic(cache, client, &resource(), Some("test"), "app").await;
+            },
+        )
+        .await;
+    }
 }

@@ -360,4 +360,46 @@ mod tests {
             &routed(&RouteTable, &c, Routes::new(0, 100, false)),
         );
     }
+
+    /// The Upstreams (with a config Upstream to copy), the Services they are made from and the
+    /// RouteTable.
+    #[tokio::test]
+    async fn with_a_cache_a_step_reads_nothing_and_writes_the_same() {
+        use crate::k8s::cache::Cache;
+        use crate::router::cached::{assert_cached_steps_read_nothing, until_cached_dynamic};
+        use crate::workload::test_cluster::TestCluster;
+        assert_cached_steps_read_nothing(
+            async |fake: &TestCluster| {
+                fake.install_crds(include_str!("../../tests/fixtures/crds/gloo.yaml"))
+                    .await;
+                for name in ["podinfo-primary", "podinfo-canary"] {
+                    fake.insert(json!({
+                        "apiVersion": "v1", "kind": "Service",
+                        "metadata": {"name": name, "namespace": "test"},
+                        "spec": {"selector": {"app": name}, "ports": [{"port": 9898}]}
+                    }))
+                    .await;
+                }
+                fake.insert(json!({
+                    "apiVersion": "gloo.solo.io/v1", "kind": "Upstream",
+                    "metadata": {"name": "config", "namespace": "test"},
+                    "spec": {"connectionConfig": {"maxRequestsPerConnection": 10}}
+                }))
+                .await;
+                let mut c = canary("gloo", json!({}), json!({}));
+                c.spec.upstream_ref =
+                    Some(serde_json::from_value(json!({"apiVersion": "gloo.solo.io/v1", "kind": "Upstream", "name": "config"})).unwrap());
+                fake.store_canary(c).await
+            },
+            |client, cache| Box::new(GlooRouter::new(client, true).with_cache(cache)),
+            async |cache: &Cache, client: kube::Client| {
+                let upstreams = upstream_resource();
+                until_cached_dynamic(cache, client.clone(), &upstreams, Some("test"), "config")
+                    .await;
+                let table = RouteTable.resource();
+                until_cached_dynamic(cache, client, &table, Some("test"), "podinfo").await;
+            },
+        )
+        .await;
+    }
 }

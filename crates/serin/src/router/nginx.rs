@@ -426,4 +426,23 @@ mod tests {
             "40"
         );
     }
+
+    #[tokio::test]
+    async fn with_a_cache_a_step_reads_nothing_and_writes_the_same() {
+        use crate::k8s::cache::Cache;
+        use crate::router::cached::{assert_cached_steps_read_nothing, until_cached};
+        use k8s_openapi::api::networking::v1::Ingress;
+        assert_cached_steps_read_nothing(
+            async |fake: &TestCluster| {
+                fake.insert(original()).await;
+                fake.store_canary(canary(json!({}))).await
+            },
+            |client, cache| Box::new(NginxRouter::new(client, true, PREFIX).with_cache(cache)),
+            async |cache: &Cache, client: kube::Client| {
+                let ingresses: kube::Api<Ingress> = kube::Api::namespaced(client, "test");
+                until_cached(cache, &ingresses, &(), "podinfo").await;
+            },
+        )
+        .await;
+    }
 }

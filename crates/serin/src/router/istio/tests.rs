@@ -685,3 +685,21 @@ async fn get_routes_of_a_missing_virtual_service_is_an_api_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn with_a_cache_a_step_reads_nothing_and_writes_the_same() {
+    use crate::k8s::cache::Cache;
+    use crate::router::cached::{
+        assert_cached_steps_read_nothing, until_cached, until_cached_dynamic,
+    };
+    assert_cached_steps_read_nothing(
+        async |fake: &TestCluster| fake.store_canary(canary(json!({}), json!({}))).await,
+        |client, cache| Box::new(IstioRouter::new(client, true).with_cache(cache)),
+        async |cache: &Cache, client: kube::Client| {
+            let rules: Api<DestinationRule> = Api::namespaced(client.clone(), "test");
+            until_cached(cache, &rules, &(), "podinfo-primary").await;
+            until_cached_dynamic(cache, client, &vs_resource(), Some("test"), "podinfo").await;
+        },
+    )
+    .await;
+}
