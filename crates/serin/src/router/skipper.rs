@@ -341,4 +341,32 @@ mod tests {
         assert!(fake.get(api, "Ingress", "test", "podinfo").await.is_some());
         router.finalize(&c).await.unwrap();
     }
+
+    /// With a cache, a read right after the deletion sees the copy gone (whether or not the
+    /// watch has delivered the deletion yet).
+    #[tokio::test]
+    async fn with_a_cache_the_deleted_copy_is_gone_at_once() {
+        use crate::k8s::cache::Cache;
+        use crate::router::cached::until_cached;
+        use k8s_openapi::api::networking::v1::Ingress;
+        let fake = TestCluster::start().await;
+        fake.insert(original()).await;
+        let c = canary();
+        let cache = Cache::new(None);
+        let router = SkipperRouter::new(fake.client(), false).with_cache(cache.clone());
+        router.reconcile(&c).await.unwrap();
+        let ingresses: kube::Api<Ingress> = kube::Api::namespaced(fake.client(), "test");
+        until_cached(&cache, &ingresses, &(), "podinfo-canary").await;
+        fake.clear_writes();
+        router.finalize(&c).await.unwrap();
+        assert_eq!(fake.writes().len(), 1, "{:?}", fake.writes());
+        let err = router.get_routes(&c).await.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "ingress podinfo-canary.test get query error: not found"
+        );
+        // Gone already: still fine, and still gone.
+        router.finalize(&c).await.unwrap();
+        assert!(router.get_routes(&c).await.is_err());
+    }
 }
