@@ -81,17 +81,22 @@ pub fn status_code(err: &kube::Error) -> Option<u16> {
 /// kube-apiserver words it: `deployments.apps "podinfo" not found`), for reads answered from a
 /// cache that found nothing, so that callers and their texts stay the same.
 pub fn not_found<K: kube::Resource>(dyntype: &K::DynamicType, name: &str) -> kube::Error {
-    let group = K::group(dyntype);
-    let plural = K::plural(dyntype);
+    not_found_in(&K::group(dyntype), &K::plural(dyntype), name)
+}
+
+/// [`not_found`] for a kind known by its API group and plural.
+pub fn not_found_in(group: &str, plural: &str, name: &str) -> kube::Error {
     let resource = if group.is_empty() {
         plural.to_string()
     } else {
         format!("{plural}.{group}")
     };
-    let mut status =
-        kube::core::Status::failure(&format!("{resource} \"{name}\" not found"), "NotFound");
-    status.code = 404;
-    kube::Error::Api(Box::new(status))
+    let message = format!("{resource} \"{name}\" not found");
+    kube::Error::Api(
+        kube::core::Status::failure(&message, "NotFound")
+            .with_code(404)
+            .boxed(),
+    )
 }
 
 /// Pauses between the attempts of a read of Serin's own inputs (MetricTemplate, AlertProvider,
@@ -244,6 +249,24 @@ mod tests {
             "the API server answered HTTP 404 Not Found (NotFound): services \"podinfo\" not found"
         );
         assert_eq!(status_code(&not_found::<Service>(&(), "x")), Some(404));
+    }
+
+    #[test]
+    fn a_missing_object_reads_like_the_servers_answer() {
+        assert_eq!(
+            describe(&not_found_in(
+                "networking.istio.io",
+                "virtualservices",
+                "podinfo"
+            ))
+            .to_string(),
+            "the API server answered HTTP 404 Not Found (NotFound): virtualservices.networking.istio.io \"podinfo\" not found"
+        );
+        assert_eq!(
+            describe(&not_found_in("", "services", "podinfo")).to_string(),
+            describe(&api(404, "NotFound", "services \"podinfo\" not found")).to_string()
+        );
+        assert_eq!(status_code(&not_found_in("", "services", "x")), Some(404));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::dynamic::DynamicApi;
 use super::object::{reject_no_weights, without_weights};
 use super::{Router, RouterError, Routes};
 use crate::api::{Canary, CanaryStatus};
+use crate::k8s::cache::Cache;
 use crate::k8s::meta::{canary_id, canary_owner_reference, merge_patch_diff, namespace};
 
 const KIND: &str = "ApisixRoute";
@@ -201,6 +202,7 @@ pub fn set_routes_patch(
 pub struct ApisixRouter {
     client: kube::Client,
     set_owner_refs: bool,
+    cache: Cache,
 }
 
 impl ApisixRouter {
@@ -208,7 +210,14 @@ impl ApisixRouter {
         Self {
             client,
             set_owner_refs,
+            cache: Cache::disabled(),
         }
+    }
+
+    /// Reads the ApisixRoutes through `cache` and tells it about the writes.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
     }
 
     fn api(&self, canary: &Canary) -> DynamicApi {
@@ -218,6 +227,7 @@ impl ApisixRouter {
             "APISIX route",
             &namespace(canary),
         )
+        .with_cache(self.cache.clone())
     }
 }
 
@@ -369,5 +379,24 @@ mod tests {
             router.get_routes(&c).await.unwrap(),
             Routes::new(90, 10, false)
         );
+    }
+
+    #[tokio::test]
+    async fn with_a_cache_a_step_reads_nothing_and_writes_the_same() {
+        use crate::k8s::cache::Cache;
+        use crate::router::cached::{assert_cached_steps_read_nothing, until_cached_dynamic};
+        assert_cached_steps_read_nothing(
+            async |fake: &TestCluster| {
+                fake.install_crds(include_str!("../../tests/fixtures/crds/apisix.yaml"))
+                    .await;
+                fake.insert(original()).await;
+                fake.store_canary(canary()).await
+            },
+            |client, cache| Box::new(ApisixRouter::new(client, true).with_cache(cache)),
+            async |cache: &Cache, client: kube::Client| {
+                until_cached_dynamic(cache, client, &resource(), Some("test"), "app").await;
+            },
+        )
+        .await;
     }
 }

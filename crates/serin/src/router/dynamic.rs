@@ -5,13 +5,17 @@ use kube::api::{ApiResource, DynamicObject, Patch};
 use serde_json::Value;
 
 use super::RouterError;
+use crate::k8s::cache::Cache;
 use crate::k8s::meta::{patch_params, post_params};
 
-/// Objects of one kind in one namespace, read and written as JSON.
+/// Objects of one kind in one namespace, read (from the cache when it has them) and written as
+/// JSON.
 pub struct DynamicApi {
     api: Api<DynamicObject>,
+    resource: ApiResource,
     kind: &'static str,
     namespace: String,
+    cache: Cache,
 }
 
 impl DynamicApi {
@@ -23,9 +27,17 @@ impl DynamicApi {
     ) -> Self {
         Self {
             api: Api::namespaced_with(client, namespace, resource),
+            resource: resource.clone(),
             kind,
             namespace: namespace.to_string(),
+            cache: Cache::disabled(),
         }
+    }
+
+    /// Reads through `cache` and tells it about the writes.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
     }
 
     fn id(&self, name: &str) -> String {
@@ -34,8 +46,8 @@ impl DynamicApi {
 
     pub async fn get_opt(&self, name: &str) -> Result<Option<Value>, RouterError> {
         let obj = self
-            .api
-            .get_opt(name)
+            .cache
+            .get_with(&self.api, &self.resource, name)
             .await
             .map_err(|source| RouterError::Api {
                 context: format!("{} get query error", self.id(name)),
@@ -57,8 +69,8 @@ impl DynamicApi {
     pub async fn create(&self, name: &str, object: Value) -> Result<(), RouterError> {
         let object: DynamicObject = serde_json::from_value(object)
             .map_err(|e| RouterError::Routes(format!("{} cannot be built: {e}", self.id(name))))?;
-        self.api
-            .create(&post_params(), &object)
+        self.cache
+            .create(&self.api, &post_params(), &object)
             .await
             .map_err(|source| RouterError::Api {
                 context: format!("{} create error", self.id(name)),
@@ -68,8 +80,8 @@ impl DynamicApi {
     }
 
     pub async fn patch(&self, name: &str, patch: &Value) -> Result<(), RouterError> {
-        self.api
-            .patch(name, &patch_params(), &Patch::Merge(patch))
+        self.cache
+            .patch(&self.api, name, &patch_params(), &Patch::Merge(patch))
             .await
             .map_err(|source| RouterError::Api {
                 context: format!("{} update error", self.id(name)),

@@ -19,6 +19,7 @@ use super::traefik::TraefikService;
 use super::{GatewayApiRouter, IstioRouter, KubernetesRouter, Router, RouterError};
 use crate::api::provider::SmiVersion;
 use crate::api::{Canary, Provider};
+use crate::k8s::cache::Cache;
 use crate::workload::{self, WorkloadConfig, WorkloadError};
 
 /// The controller flags of the ingress routers.
@@ -47,6 +48,7 @@ pub struct RouterFactory {
     set_owner_refs: bool,
     ingress: IngressOptions,
     targets: TargetSelector,
+    cache: Cache,
 }
 
 impl RouterFactory {
@@ -61,7 +63,16 @@ impl RouterFactory {
             mesh_client,
             set_owner_refs,
             ingress: IngressOptions::default(),
+            cache: Cache::disabled(),
         }
+    }
+
+    /// Gives every router it builds `cache` for its routing objects (the Knative router and
+    /// App Mesh's read of the target's selector go through the workload module, which is not
+    /// cached here).
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// Sets the workload cluster's client and configuration (App Mesh's virtual nodes select
@@ -80,16 +91,15 @@ impl RouterFactory {
     /// The router of `provider` (every provider of the CRD has one).
     pub fn router(&self, provider: &Provider) -> Result<Box<dyn Router>, RouterError> {
         match provider {
-            Provider::Istio => Ok(Box::new(IstioRouter::new(
-                self.mesh_client.clone(),
-                self.set_owner_refs,
-            ))),
+            Provider::Istio => Ok(Box::new(
+                IstioRouter::new(self.mesh_client.clone(), self.set_owner_refs)
+                    .with_cache(self.cache.clone()),
+            )),
             Provider::Kubernetes => Ok(Box::new(KubernetesRouter::new())),
-            Provider::GatewayApi(version) => Ok(Box::new(GatewayApiRouter::new(
-                self.mesh_client.clone(),
-                *version,
-                self.set_owner_refs,
-            ))),
+            Provider::GatewayApi(version) => Ok(Box::new(
+                GatewayApiRouter::new(self.mesh_client.clone(), *version, self.set_owner_refs)
+                    .with_cache(self.cache.clone()),
+            )),
             Provider::Linkerd => Ok(self.object(TrafficSplit {
                 version: SmiVersion::V1alpha1,
                 mesh: Some("linkerd".to_string()),
@@ -107,29 +117,35 @@ impl RouterFactory {
             })),
             Provider::Traefik => Ok(self.object(TraefikService)),
             Provider::Kuma => Ok(self.object(TrafficRoute)),
-            Provider::Nginx => Ok(Box::new(NginxRouter::new(
-                self.mesh_client.clone(),
-                self.set_owner_refs,
-                &self.ingress.annotations_prefix,
-            ))),
-            Provider::Skipper => Ok(Box::new(SkipperRouter::new(
-                self.mesh_client.clone(),
-                self.set_owner_refs,
-            ))),
-            Provider::Apisix => Ok(Box::new(ApisixRouter::new(
-                self.mesh_client.clone(),
-                self.set_owner_refs,
-            ))),
-            Provider::Gloo => Ok(Box::new(GlooRouter::new(
-                self.mesh_client.clone(),
-                self.set_owner_refs,
-            ))),
-            Provider::AppMesh(version) => Ok(Box::new(AppMeshRouter::new(
-                self.mesh_client.clone(),
-                *version,
-                self.set_owner_refs,
-                Arc::new(self.targets.clone()),
-            ))),
+            Provider::Nginx => Ok(Box::new(
+                NginxRouter::new(
+                    self.mesh_client.clone(),
+                    self.set_owner_refs,
+                    &self.ingress.annotations_prefix,
+                )
+                .with_cache(self.cache.clone()),
+            )),
+            Provider::Skipper => Ok(Box::new(
+                SkipperRouter::new(self.mesh_client.clone(), self.set_owner_refs)
+                    .with_cache(self.cache.clone()),
+            )),
+            Provider::Apisix => Ok(Box::new(
+                ApisixRouter::new(self.mesh_client.clone(), self.set_owner_refs)
+                    .with_cache(self.cache.clone()),
+            )),
+            Provider::Gloo => Ok(Box::new(
+                GlooRouter::new(self.mesh_client.clone(), self.set_owner_refs)
+                    .with_cache(self.cache.clone()),
+            )),
+            Provider::AppMesh(version) => Ok(Box::new(
+                AppMeshRouter::new(
+                    self.mesh_client.clone(),
+                    *version,
+                    self.set_owner_refs,
+                    Arc::new(self.targets.clone()),
+                )
+                .with_cache(self.cache.clone()),
+            )),
             Provider::Knative => Ok(Box::new(KnativeRouter::new(self.targets.client.clone()))),
         }
     }
@@ -137,11 +153,10 @@ impl RouterFactory {
 
 impl RouterFactory {
     fn object<R: super::object::RoutingObject + 'static>(&self, object: R) -> Box<dyn Router> {
-        Box::new(ObjectRouter::new(
-            self.mesh_client.clone(),
-            self.set_owner_refs,
-            object,
-        ))
+        Box::new(
+            ObjectRouter::new(self.mesh_client.clone(), self.set_owner_refs, object)
+                .with_cache(self.cache.clone()),
+        )
     }
 }
 

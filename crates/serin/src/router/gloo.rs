@@ -17,6 +17,8 @@ use super::dynamic::DynamicApi;
 use super::object::{ObjectRouter, RoutingObject, port, reject_no_weights, without_weights};
 use super::{Router, RouterError, Routes};
 use crate::api::{Canary, CanaryStatus};
+use crate::k8s::cache::Cache;
+use crate::k8s::error::not_found_in;
 use crate::k8s::meta::{canary_id, canary_owner_reference, namespace};
 
 /// Settings copied from `spec.upstreamRef` into new Upstreams.
@@ -201,6 +203,7 @@ pub struct GlooRouter {
     client: kube::Client,
     set_owner_refs: bool,
     table: ObjectRouter<RouteTable>,
+    cache: Cache,
 }
 
 impl GlooRouter {
@@ -209,7 +212,16 @@ impl GlooRouter {
             table: ObjectRouter::new(client.clone(), set_owner_refs, RouteTable),
             client,
             set_owner_refs,
+            cache: Cache::disabled(),
         }
+    }
+
+    /// Reads the Upstreams, the RouteTable and the Services through `cache` and tells it about
+    /// the writes.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.table = self.table.with_cache(cache.clone());
+        self.cache = cache;
+        self
     }
 
     async fn config(&self, canary: &Canary) -> Result<Option<Value>, RouterError> {
@@ -222,7 +234,8 @@ impl GlooRouter {
             &upstream_resource(),
             "config upstream",
             &ns,
-        );
+        )
+        .with_cache(self.cache.clone());
         api.get(&r.name).await.map(Some)
     }
 
@@ -234,13 +247,16 @@ impl GlooRouter {
         config: Option<&Value>,
     ) -> Result<(), RouterError> {
         let ns = namespace(canary);
-        let api = DynamicApi::new(self.client.clone(), &upstream_resource(), "upstream", &ns);
+        let api = DynamicApi::new(self.client.clone(), &upstream_resource(), "upstream", &ns)
+            .with_cache(self.cache.clone());
         match api.get_opt(name).await? {
             None => {
                 let services: Api<Service> = Api::namespaced(self.client.clone(), &ns);
-                let svc = services
-                    .get(service)
+                let svc = self
+                    .cache
+                    .get(&services, service)
                     .await
+                    .and_then(|svc| svc.ok_or_else(|| not_found_in("", "services", service)))
                     .map_err(|source| RouterError::Api {
                         context: format!("service {service}.{ns} get query error"),
                         source,
@@ -343,5 +359,47 @@ mod tests {
             "router/testdata/gloo/ab.yaml",
             &routed(&RouteTable, &c, Routes::new(0, 100, false)),
         );
+    }
+
+    /// The Upstreams (with a config Upstream to copy), the Services they are made from and the
+    /// RouteTable.
+    #[tokio::test]
+    async fn with_a_cache_a_step_reads_nothing_and_writes_the_same() {
+        use crate::k8s::cache::Cache;
+        use crate::router::cached::{assert_cached_steps_read_nothing, until_cached_dynamic};
+        use crate::workload::test_cluster::TestCluster;
+        assert_cached_steps_read_nothing(
+            async |fake: &TestCluster| {
+                fake.install_crds(include_str!("../../tests/fixtures/crds/gloo.yaml"))
+                    .await;
+                for name in ["podinfo-primary", "podinfo-canary"] {
+                    fake.insert(json!({
+                        "apiVersion": "v1", "kind": "Service",
+                        "metadata": {"name": name, "namespace": "test"},
+                        "spec": {"selector": {"app": name}, "ports": [{"port": 9898}]}
+                    }))
+                    .await;
+                }
+                fake.insert(json!({
+                    "apiVersion": "gloo.solo.io/v1", "kind": "Upstream",
+                    "metadata": {"name": "config", "namespace": "test"},
+                    "spec": {"connectionConfig": {"maxRequestsPerConnection": 10}}
+                }))
+                .await;
+                let mut c = canary("gloo", json!({}), json!({}));
+                c.spec.upstream_ref =
+                    Some(serde_json::from_value(json!({"apiVersion": "gloo.solo.io/v1", "kind": "Upstream", "name": "config"})).unwrap());
+                fake.store_canary(c).await
+            },
+            |client, cache| Box::new(GlooRouter::new(client, true).with_cache(cache)),
+            async |cache: &Cache, client: kube::Client| {
+                let upstreams = upstream_resource();
+                until_cached_dynamic(cache, client.clone(), &upstreams, Some("test"), "config")
+                    .await;
+                let table = RouteTable.resource();
+                until_cached_dynamic(cache, client, &table, Some("test"), "podinfo").await;
+            },
+        )
+        .await;
     }
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::RouterError;
 use crate::api::Canary;
+use crate::k8s::cache::Cache;
 use crate::k8s::meta::{canary_id, namespace, patch_params, post_params};
 
 /// The Ingress `spec.ingressRef` names, or the error Flagger gives without one.
@@ -27,14 +28,24 @@ pub fn canary_ingress_name(canary: &Canary) -> Result<String, RouterError> {
     Ok(format!("{}-canary", ingress_ref(canary)?))
 }
 
-/// Ingress reads and writes in the Canary's namespace.
+/// Ingress reads (from the cache when it has them) and writes in the Canary's namespace.
 pub struct Ingresses {
     client: kube::Client,
+    cache: Cache,
 }
 
 impl Ingresses {
     pub fn new(client: kube::Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            cache: Cache::disabled(),
+        }
+    }
+
+    /// Reads through `cache` and tells it about the writes.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
     }
 
     fn api(&self, canary: &Canary) -> Api<Ingress> {
@@ -44,8 +55,8 @@ impl Ingresses {
     pub async fn get_opt(&self, canary: &Canary, name: &str) -> Result<Option<Value>, RouterError> {
         let ns = namespace(canary);
         let obj = self
-            .api(canary)
-            .get_opt(name)
+            .cache
+            .get(&self.api(canary), name)
             .await
             .map_err(|source| RouterError::Api {
                 context: format!("ingress {name}.{ns} get query error"),
@@ -76,8 +87,13 @@ impl Ingresses {
     /// Merge-patches the canary Ingress.
     pub async fn patch_canary(&self, canary: &Canary, patch: &Value) -> Result<(), RouterError> {
         let name = canary_ingress_name(canary)?;
-        self.api(canary)
-            .patch(&name, &patch_params(), &Patch::Merge(patch))
+        self.cache
+            .patch(
+                &self.api(canary),
+                &name,
+                &patch_params(),
+                &Patch::Merge(patch),
+            )
             .await
             .map_err(|source| RouterError::Api {
                 context: format!("ingress {name}.{} update error", namespace(canary)),
@@ -102,8 +118,8 @@ impl Ingresses {
                 let desired: Ingress = serde_json::from_value(build(&original)?).map_err(|e| {
                     RouterError::Routes(format!("ingress {name}.{ns} cannot be built: {e}"))
                 })?;
-                self.api(canary)
-                    .create(&post_params(), &desired)
+                self.cache
+                    .create(&self.api(canary), &post_params(), &desired)
                     .await
                     .map_err(|source| RouterError::Api {
                         context: format!("ingress {name}.{ns} create error"),
@@ -128,9 +144,13 @@ impl Ingresses {
             grace_period_seconds: Some(2),
             ..Default::default()
         };
-        match self.api(canary).delete(&name, &params).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        let api = self.api(canary);
+        match self.cache.delete(&api, &name, &params).await {
+            Ok(()) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                self.cache.deleted(&api, &name);
+                Ok(())
+            }
             Err(source) => Err(RouterError::Api {
                 context: format!(
                     "ingress {name}.{} unable to remove canary ingress",

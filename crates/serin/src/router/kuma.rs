@@ -109,4 +109,29 @@ mod tests {
         assert!(route["metadata"].get("ownerReferences").is_none());
         assert_golden("router/testdata/kuma/weights.yaml", &route);
     }
+
+    /// The cluster-scoped TrafficRoute is cached by a cluster-wide watch.
+    #[tokio::test]
+    async fn with_a_cache_a_step_reads_nothing_and_writes_the_same() {
+        use crate::k8s::cache::Cache;
+        use crate::router::cached::{assert_cached_steps_read_nothing, until_cached_dynamic};
+        use crate::router::object::ObjectRouter;
+        use crate::workload::test_cluster::TestCluster;
+        assert_cached_steps_read_nothing(
+            async |fake: &TestCluster| {
+                fake.install_crds(include_str!("../../tests/fixtures/crds/kuma.yaml"))
+                    .await;
+                fake.store_canary(canary("kuma", json!({}), json!({})))
+                    .await
+            },
+            |client, cache| {
+                Box::new(ObjectRouter::new(client, true, TrafficRoute).with_cache(cache))
+            },
+            async |cache: &Cache, client: kube::Client| {
+                until_cached_dynamic(cache, client, &TrafficRoute.resource(), None, "podinfo")
+                    .await;
+            },
+        )
+        .await;
+    }
 }

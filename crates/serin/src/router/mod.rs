@@ -80,6 +80,8 @@ pub mod smi;
 pub mod traefik;
 
 #[cfg(test)]
+pub(crate) mod cached;
+#[cfg(test)]
 pub(crate) mod golden;
 
 pub use factory::{IngressOptions, RouterFactory};

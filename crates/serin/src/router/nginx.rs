@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use super::ingress::{Ingresses, canary_ingress_name, ingress_ref};
 use super::{Router, RouterError, Routes};
 use crate::api::{Canary, CanaryStatus};
+use crate::k8s::cache::Cache;
 use crate::k8s::meta::{
     FLUX_HELM_DRIFT_DETECTION, FLUX_KUSTOMIZE_RECONCILE, KUBECTL_LAST_APPLIED,
     canary_owner_reference, merge_patch_diff, namespace,
@@ -233,6 +234,12 @@ impl NginxRouter {
             keys: Keys::new(annotations_prefix),
         }
     }
+
+    /// Reads the Ingresses through `cache` and tells it about the writes.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.ingresses = self.ingresses.with_cache(cache);
+        self
+    }
 }
 
 #[async_trait]
@@ -418,5 +425,24 @@ mod tests {
                 .unwrap()["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"],
             "40"
         );
+    }
+
+    #[tokio::test]
+    async fn with_a_cache_a_step_reads_nothing_and_writes_the_same() {
+        use crate::k8s::cache::Cache;
+        use crate::router::cached::{assert_cached_steps_read_nothing, until_cached};
+        use k8s_openapi::api::networking::v1::Ingress;
+        assert_cached_steps_read_nothing(
+            async |fake: &TestCluster| {
+                fake.insert(original()).await;
+                fake.store_canary(canary(json!({}))).await
+            },
+            |client, cache| Box::new(NginxRouter::new(client, true, PREFIX).with_cache(cache)),
+            async |cache: &Cache, client: kube::Client| {
+                let ingresses: kube::Api<Ingress> = kube::Api::namespaced(client, "test");
+                until_cached(cache, &ingresses, &(), "podinfo").await;
+            },
+        )
+        .await;
     }
 }

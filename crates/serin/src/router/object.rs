@@ -1,7 +1,8 @@
 //! The shared half of the routers whose routing state is one object Serin creates and owns
 //! (SMI TrafficSplit, TraefikService, Contour HTTPProxy, Kuma TrafficRoute): a [`RoutingObject`]
 //! says how to render the object and read its weights (pure), [`ObjectRouter`] does the I/O with
-//! one read per call and a merge patch of the spec fields Serin owns only when they differ.
+//! one read per call (answered by the watch cache when the router has one) and a merge patch of
+//! the spec fields Serin owns only when they differ.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Router, RouterError, Routes};
 use crate::api::{Canary, CanaryStatus};
+use crate::k8s::cache::Cache;
 use crate::k8s::meta::{
     FLUX_HELM_DRIFT_DETECTION, FLUX_KUSTOMIZE_RECONCILE, canary_id, canary_owner_reference,
     is_controlled_by, merge_patch_diff, metadata_map_patch, namespace, patch_params, post_params,
@@ -212,6 +214,7 @@ pub struct ObjectRouter<R> {
     client: kube::Client,
     set_owner_refs: bool,
     object: R,
+    cache: Cache,
 }
 
 impl<R: RoutingObject> ObjectRouter<R> {
@@ -220,7 +223,14 @@ impl<R: RoutingObject> ObjectRouter<R> {
             client,
             set_owner_refs,
             object,
+            cache: Cache::disabled(),
         }
+    }
+
+    /// Reads the routing object through `cache` and tells it about the writes.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
     }
 
     fn api(&self, canary: &Canary) -> Api<DynamicObject> {
@@ -243,8 +253,12 @@ impl<R: RoutingObject> ObjectRouter<R> {
 
     async fn get_opt(&self, canary: &Canary) -> Result<Option<Value>, RouterError> {
         let live = self
-            .api(canary)
-            .get_opt(&self.object.name(canary))
+            .cache
+            .get_with(
+                &self.api(canary),
+                &self.object.resource(),
+                &self.object.name(canary),
+            )
             .await
             .map_err(|source| RouterError::Api {
                 context: format!("{} get query error", self.id(canary)),
@@ -265,8 +279,9 @@ impl<R: RoutingObject> ObjectRouter<R> {
     }
 
     async fn patch(&self, canary: &Canary, patch: &Value, what: &str) -> Result<(), RouterError> {
-        self.api(canary)
+        self.cache
             .patch(
+                &self.api(canary),
                 &self.object.name(canary),
                 &patch_params(),
                 &Patch::Merge(patch),
@@ -289,8 +304,8 @@ impl<R: RoutingObject> Router for ObjectRouter<R> {
                 let desired: DynamicObject = serde_json::from_value(desired).map_err(|e| {
                     RouterError::Routes(format!("{} cannot be built: {e}", self.id(canary)))
                 })?;
-                self.api(canary)
-                    .create(&post_params(), &desired)
+                self.cache
+                    .create(&self.api(canary), &post_params(), &desired)
                     .await
                     .map_err(|source| RouterError::Api {
                         context: format!("{} create error", self.id(canary)),

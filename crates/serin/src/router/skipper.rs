@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use super::ingress::{Ingresses, canary_ingress_name, ingress_ref};
 use super::{Router, RouterError, Routes};
 use crate::api::{Canary, CanaryStatus};
+use crate::k8s::cache::Cache;
 use crate::k8s::meta::{
     FLUX_HELM_DRIFT_DETECTION, FLUX_KUSTOMIZE_RECONCILE, KUBECTL_LAST_APPLIED,
     canary_owner_reference, merge_patch_diff, namespace,
@@ -207,6 +208,12 @@ impl SkipperRouter {
             set_owner_refs,
         }
     }
+
+    /// Reads the Ingresses through `cache` and tells it about the writes.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.ingresses = self.ingresses.with_cache(cache);
+        self
+    }
 }
 
 #[async_trait]
@@ -333,5 +340,33 @@ mod tests {
         );
         assert!(fake.get(api, "Ingress", "test", "podinfo").await.is_some());
         router.finalize(&c).await.unwrap();
+    }
+
+    /// With a cache, a read right after the deletion sees the copy gone (whether or not the
+    /// watch has delivered the deletion yet).
+    #[tokio::test]
+    async fn with_a_cache_the_deleted_copy_is_gone_at_once() {
+        use crate::k8s::cache::Cache;
+        use crate::router::cached::until_cached;
+        use k8s_openapi::api::networking::v1::Ingress;
+        let fake = TestCluster::start().await;
+        fake.insert(original()).await;
+        let c = canary();
+        let cache = Cache::new(None);
+        let router = SkipperRouter::new(fake.client(), false).with_cache(cache.clone());
+        router.reconcile(&c).await.unwrap();
+        let ingresses: kube::Api<Ingress> = kube::Api::namespaced(fake.client(), "test");
+        until_cached(&cache, &ingresses, &(), "podinfo-canary").await;
+        fake.clear_writes();
+        router.finalize(&c).await.unwrap();
+        assert_eq!(fake.writes().len(), 1, "{:?}", fake.writes());
+        let err = router.get_routes(&c).await.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "ingress podinfo-canary.test get query error: not found"
+        );
+        // Gone already: still fine, and still gone.
+        router.finalize(&c).await.unwrap();
+        assert!(router.get_routes(&c).await.is_err());
     }
 }

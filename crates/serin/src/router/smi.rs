@@ -250,4 +250,26 @@ mod tests {
             Routes::new(80, 20, false)
         );
     }
+
+    #[tokio::test]
+    async fn with_a_cache_a_step_reads_nothing_and_writes_the_same() {
+        use crate::k8s::cache::Cache;
+        use crate::router::cached::{assert_cached_steps_read_nothing, until_cached_dynamic};
+        let ts = split(SmiVersion::V1alpha1, None);
+        assert_cached_steps_read_nothing(
+            async |fake: &TestCluster| {
+                fake.install_crds(include_str!("../../tests/fixtures/crds/smi.yaml"))
+                    .await;
+                fake.store_canary(canary(json!({}))).await
+            },
+            |client, cache| {
+                let ts = split(SmiVersion::V1alpha1, None);
+                Box::new(ObjectRouter::new(client, true, ts).with_cache(cache))
+            },
+            async |cache: &Cache, client: kube::Client| {
+                until_cached_dynamic(cache, client, &ts.resource(), Some("test"), "podinfo").await;
+            },
+        )
+        .await;
+    }
 }

@@ -232,6 +232,17 @@ impl TestCluster {
             .collect()
     }
 
+    /// Paths of the single-object reads (GETs) the client under test made so far.
+    pub fn gets(&self) -> Vec<String> {
+        self.cluster
+            .requests()
+            .entries()
+            .into_iter()
+            .filter(|r| r.verb == "get" && r.header(SETUP_HEADER).is_none())
+            .map(|r| r.path)
+            .collect()
+    }
+
     pub fn clear_writes(&self) {
         self.cluster.requests().clear();
     }

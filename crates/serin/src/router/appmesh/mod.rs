@@ -17,6 +17,7 @@ use super::dynamic::DynamicApi;
 use super::{Router, RouterError, Routes};
 use crate::api::provider::AppMeshVersion;
 use crate::api::{Canary, CanaryStatus};
+use crate::k8s::cache::Cache;
 use crate::k8s::meta::{canary_id, namespace};
 
 pub mod render;
@@ -36,6 +37,7 @@ pub struct AppMeshRouter {
     version: AppMeshVersion,
     set_owner_refs: bool,
     selector: Arc<dyn SelectorSource>,
+    cache: Cache,
 }
 
 impl AppMeshRouter {
@@ -50,7 +52,15 @@ impl AppMeshRouter {
             version,
             set_owner_refs,
             selector,
+            cache: Cache::disabled(),
         }
+    }
+
+    /// Reads the App Mesh objects through `cache` and tells it about the writes (the selector
+    /// source reads the target on its own).
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
     }
 
     fn api(&self, canary: &Canary, kind: Kind) -> DynamicApi {
@@ -65,6 +75,7 @@ impl AppMeshRouter {
             kind.as_str(),
             &namespace(canary),
         )
+        .with_cache(self.cache.clone())
     }
 
     async fn selector(&self, canary: &Canary) -> Result<Selector, RouterError> {

@@ -338,3 +338,50 @@ async fn one_read_per_object_and_no_write_when_nothing_changed() {
     router.reconcile(&c).await.unwrap();
     assert!(fake.writes().is_empty(), "Reconcile keeps the weights");
 }
+
+/// The selector label the v1beta2 nodes select by, without reading a target.
+struct FixedSelector;
+
+#[async_trait::async_trait]
+impl super::SelectorSource for FixedSelector {
+    async fn selector(&self, _canary: &Canary) -> Result<Selector, RouterError> {
+        Ok(selector())
+    }
+}
+
+#[tokio::test]
+async fn with_a_cache_a_step_reads_nothing_and_writes_the_same() {
+    use std::sync::Arc;
+
+    use kube::api::{ApiResource, GroupVersionKind};
+
+    use super::AppMeshRouter;
+    use crate::k8s::cache::Cache;
+    use crate::router::cached::{assert_cached_steps_read_nothing, until_cached_dynamic};
+    use crate::workload::test_cluster::TestCluster;
+
+    let version = AppMeshVersion::V1beta2;
+    assert_cached_steps_read_nothing(
+        async |fake: &TestCluster| {
+            fake.install_crds(include_str!("../../../tests/fixtures/crds/appmesh.yaml"))
+                .await;
+            fake.store_canary(canary("appmesh:v1beta2", json!({}), json!({})))
+                .await
+        },
+        |client, cache| {
+            Box::new(
+                AppMeshRouter::new(client, version, true, Arc::new(FixedSelector))
+                    .with_cache(cache),
+            )
+        },
+        async |cache: &Cache, client: kube::Client| {
+            let c = canary("appmesh:v1beta2", json!({}), json!({}));
+            for d in desired(&c, version, &selector()).unwrap() {
+                let gvk = GroupVersionKind::gvk("appmesh.k8s.aws", "v1beta2", d.kind.as_str());
+                let resource = ApiResource::from_gvk_with_plural(&gvk, d.kind.plural());
+                until_cached_dynamic(cache, client.clone(), &resource, Some("test"), &d.name).await;
+            }
+        },
+    )
+    .await;
+}

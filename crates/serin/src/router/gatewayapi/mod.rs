@@ -3,9 +3,9 @@
 //! `<apex>` (v1, Serin only: `service.appProtocol: grpc`).
 //!
 //! [`render`] and [`grpc`] build Serin's rules and the patches (pure, golden-tested);
-//! [`GatewayApiRouter`] does one read per call and writes a merge patch of `parentRefs`,
-//! `hostnames`, `rules` and the desired labels/annotations only when something differs. Rules
-//! and filters Serin did not write are kept (see [`render`]).
+//! [`GatewayApiRouter`] does one read per call (answered by the watch cache when it has one) and
+//! writes a merge patch of `parentRefs`, `hostnames`, `rules` and the desired labels/annotations
+//! only when something differs. Rules and filters Serin did not write are kept (see [`render`]).
 
 use async_trait::async_trait;
 use kube::Api;
@@ -17,6 +17,7 @@ use super::{Router, RouterError, Routes};
 use crate::api::apis::gatewayapi::{GrpcRoute, HttpRoute};
 use crate::api::provider::GatewayApiVersion;
 use crate::api::{Canary, CanaryStatus};
+use crate::k8s::cache::Cache;
 use crate::k8s::meta::{canary_id, namespace, patch_params, post_params, random_letters};
 
 pub mod grpc;
@@ -33,6 +34,7 @@ pub struct GatewayApiRouter {
     version: GatewayApiVersion,
     set_owner_refs: bool,
     cookie_generator: CookieGenerator,
+    cache: Cache,
 }
 
 impl GatewayApiRouter {
@@ -42,7 +44,14 @@ impl GatewayApiRouter {
             version,
             set_owner_refs,
             cookie_generator: random_cookie_value,
+            cache: Cache::disabled(),
         }
+    }
+
+    /// Reads the routes through `cache` and tells it about the writes.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// Replaces the random session-affinity cookie values (tests, simulations).
@@ -51,13 +60,16 @@ impl GatewayApiRouter {
         self
     }
 
-    fn api(&self, canary: &Canary) -> Api<DynamicObject> {
+    fn resource(&self) -> ApiResource {
         let (group, version) = render::api_version(self.version)
             .split_once('/')
             .unwrap_or(("gateway.networking.k8s.io", "v1"));
         let gvk = GroupVersionKind::gvk(group, version, "HTTPRoute");
-        let resource = ApiResource::from_gvk_with_plural(&gvk, "httproutes");
-        Api::namespaced_with(self.client.clone(), &namespace(canary), &resource)
+        ApiResource::from_gvk_with_plural(&gvk, "httproutes")
+    }
+
+    fn api(&self, canary: &Canary) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &namespace(canary), &self.resource())
     }
 
     fn context(canary: &Canary, what: &str) -> String {
@@ -67,14 +79,14 @@ impl GatewayApiRouter {
 
     async fn get_opt(&self, canary: &Canary) -> Result<Option<HttpRoute>, RouterError> {
         let n = render::names(canary);
-        let Some(raw) =
-            self.api(canary)
-                .get_opt(&n.apex)
-                .await
-                .map_err(|source| RouterError::Api {
-                    context: Self::context(canary, "get query error"),
-                    source,
-                })?
+        let Some(raw) = self
+            .cache
+            .get_with(&self.api(canary), &self.resource(), &n.apex)
+            .await
+            .map_err(|source| RouterError::Api {
+                context: Self::context(canary, "get query error"),
+                source,
+            })?
         else {
             return Ok(None);
         };
@@ -100,8 +112,13 @@ impl GatewayApiRouter {
 
     async fn patch(&self, canary: &Canary, patch: &Value, what: &str) -> Result<(), RouterError> {
         let n = render::names(canary);
-        self.api(canary)
-            .patch(&n.apex, &patch_params(), &Patch::Merge(patch))
+        self.cache
+            .patch(
+                &self.api(canary),
+                &n.apex,
+                &patch_params(),
+                &Patch::Merge(patch),
+            )
             .await
             .map_err(|source| RouterError::Api {
                 context: Self::context(canary, what),
@@ -113,10 +130,17 @@ impl GatewayApiRouter {
 
 /// The GRPCRoute calls (the same shape as the HTTPRoute ones).
 impl GatewayApiRouter {
-    fn grpc_api(&self, canary: &Canary) -> Api<DynamicObject> {
+    fn grpc_resource() -> ApiResource {
         let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "GRPCRoute");
-        let resource = ApiResource::from_gvk_with_plural(&gvk, "grpcroutes");
-        Api::namespaced_with(self.client.clone(), &namespace(canary), &resource)
+        ApiResource::from_gvk_with_plural(&gvk, "grpcroutes")
+    }
+
+    fn grpc_api(&self, canary: &Canary) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.client.clone(),
+            &namespace(canary),
+            &Self::grpc_resource(),
+        )
     }
 
     fn grpc_context(canary: &Canary, what: &str) -> String {
@@ -127,8 +151,8 @@ impl GatewayApiRouter {
     async fn grpc_get_opt(&self, canary: &Canary) -> Result<Option<GrpcRoute>, RouterError> {
         let n = render::names(canary);
         let raw = self
-            .grpc_api(canary)
-            .get_opt(&n.apex)
+            .cache
+            .get_with(&self.grpc_api(canary), &Self::grpc_resource(), &n.apex)
             .await
             .map_err(|source| RouterError::Api {
                 context: Self::grpc_context(canary, "get query error"),
@@ -165,8 +189,13 @@ impl GatewayApiRouter {
         what: &str,
     ) -> Result<(), RouterError> {
         let n = render::names(canary);
-        self.grpc_api(canary)
-            .patch(&n.apex, &patch_params(), &Patch::Merge(patch))
+        self.cache
+            .patch(
+                &self.grpc_api(canary),
+                &n.apex,
+                &patch_params(),
+                &Patch::Merge(patch),
+            )
             .await
             .map_err(|source| RouterError::Api {
                 context: Self::grpc_context(canary, what),
@@ -185,8 +214,8 @@ impl GatewayApiRouter {
                     .map_err(|e| {
                         RouterError::Routes(format!("serialising the GRPCRoute failed: {e}"))
                     })?;
-                self.grpc_api(canary)
-                    .create(&post_params(), &object)
+                self.cache
+                    .create(&self.grpc_api(canary), &post_params(), &object)
                     .await
                     .map_err(|source| RouterError::Api {
                         context: Self::grpc_context(canary, "create error"),
@@ -242,8 +271,8 @@ impl Router for GatewayApiRouter {
                     .map_err(|e| {
                         RouterError::Routes(format!("serialising the HTTPRoute failed: {e}"))
                     })?;
-                self.api(canary)
-                    .create(&post_params(), &object)
+                self.cache
+                    .create(&self.api(canary), &post_params(), &object)
                     .await
                     .map_err(|source| RouterError::Api {
                         context: Self::context(canary, "create error"),

@@ -614,3 +614,22 @@ async fn an_adopted_route_keeps_the_users_rules_in_the_cluster() {
     router.finalize(&c).await.unwrap();
     assert!(fake.writes().is_empty());
 }
+
+#[tokio::test]
+async fn with_a_cache_a_step_reads_nothing_and_writes_the_same() {
+    use crate::k8s::cache::Cache;
+    use crate::router::cached::{assert_cached_steps_read_nothing, until_cached_dynamic};
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    let resource = ApiResource::from_gvk_with_plural(&gvk, "httproutes");
+    assert_cached_steps_read_nothing(
+        async |fake: &TestCluster| {
+            fake.install_crds(CRDS).await;
+            fake.store_canary(canary(json!({}), json!({}))).await
+        },
+        |client, cache| Box::new(GatewayApiRouter::new(client, V1, true).with_cache(cache)),
+        async |cache: &Cache, client: kube::Client| {
+            until_cached_dynamic(cache, client, &resource, Some("test"), "podinfo").await;
+        },
+    )
+    .await;
+}

@@ -2,10 +2,10 @@
 //! `<apex>` (Flagger's `IstioRouter`).
 //!
 //! [`render`] builds the desired objects from a Canary and weights (pure, golden-tested);
-//! [`IstioRouter`] reads the live objects through the mesh cluster's client and writes merge
-//! patches of the fields Serin owns (`spec.hosts`, `spec.gateways`, `spec.http`, `spec.tcp` of the
-//! VirtualService, `spec.host` and `spec.trafficPolicy` of the DestinationRules, the desired
-//! labels/annotations), only when something differs.
+//! [`IstioRouter`] reads the live objects through the mesh cluster's client (or its watch cache)
+//! and writes merge patches of the fields Serin owns (`spec.hosts`, `spec.gateways`, `spec.http`,
+//! `spec.tcp` of the VirtualService, `spec.host` and `spec.trafficPolicy` of the
+//! DestinationRules, the desired labels/annotations), only when something differs.
 
 use async_trait::async_trait;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 use super::{Router, RouterError, Routes};
 use crate::api::apis::istio::{DestinationRule, VirtualService};
 use crate::api::{Canary, CanaryStatus};
+use crate::k8s::cache::Cache;
+use crate::k8s::error::not_found_in;
 use crate::k8s::meta::{FIELD_MANAGER, canary_id, is_controlled_by, namespace, random_letters};
 
 pub mod render;
@@ -35,6 +37,7 @@ pub struct IstioRouter {
     client: kube::Client,
     set_owner_refs: bool,
     cookie_generator: CookieGenerator,
+    cache: Cache,
 }
 
 impl IstioRouter {
@@ -44,6 +47,7 @@ impl IstioRouter {
             client,
             set_owner_refs,
             cookie_generator: random_cookie_value,
+            cache: Cache::disabled(),
         }
     }
 
@@ -53,52 +57,71 @@ impl IstioRouter {
         self
     }
 
-    fn vs_api(&self, canary: &Canary) -> Api<VirtualService> {
-        Api::namespaced(self.client.clone(), &namespace(canary))
+    /// Reads the VirtualService and DestinationRules through `cache` and tells it about the
+    /// writes.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// The VirtualService API, untyped: reads keep `spec` exactly as stored (the typed form
+    /// writes defaults such as `weight: 0`, which must not leak into a restored user spec), and
+    /// every read and write goes through this one kind, so the cache watches it once and a
+    /// write of Serin's own is what the next read returns.
+    fn vs_api(&self, canary: &Canary) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &namespace(canary), &vs_resource())
     }
 
     fn dr_api(&self, canary: &Canary) -> Api<DestinationRule> {
         Api::namespaced(self.client.clone(), &namespace(canary))
     }
 
-    async fn get_vs(&self, canary: &Canary) -> Result<VirtualService, RouterError> {
-        let apex = canary.spec.apex_name().to_string();
-        let ns = namespace(canary);
-        self.vs_api(canary)
-            .get(&apex)
+    async fn read_vs(&self, canary: &Canary) -> Result<Option<DynamicObject>, RouterError> {
+        let apex = canary.spec.apex_name();
+        self.cache
+            .get_with(&self.vs_api(canary), &vs_resource(), apex)
             .await
             .map_err(|source| RouterError::Api {
-                context: format!("VirtualService {apex}.{ns} get query error"),
+                context: format!(
+                    "VirtualService {apex}.{} get query error",
+                    namespace(canary)
+                ),
                 source,
             })
     }
 
-    /// The live VirtualService, typed and with its `spec` exactly as stored (the typed form
-    /// writes defaults such as `weight: 0`, which must not leak into a restored user spec).
+    /// The live VirtualService (an error when it is missing, as the API server's).
+    async fn get_vs(&self, canary: &Canary) -> Result<VirtualService, RouterError> {
+        let apex = canary.spec.apex_name();
+        let get_error = |source| RouterError::Api {
+            context: format!(
+                "VirtualService {apex}.{} get query error",
+                namespace(canary)
+            ),
+            source,
+        };
+        let raw = self.read_vs(canary).await?.ok_or_else(|| {
+            let resource = vs_resource();
+            get_error(not_found_in(&resource.group, &resource.plural, apex))
+        })?;
+        typed(&raw).map_err(|e| get_error(kube::Error::SerdeError(e)))
+    }
+
+    /// The live VirtualService, typed and with its `spec` exactly as stored.
     async fn get_vs_raw(
         &self,
         canary: &Canary,
     ) -> Result<Option<(VirtualService, Value)>, RouterError> {
-        let apex = canary.spec.apex_name().to_string();
-        let ns = namespace(canary);
-        let resource = ApiResource::erase::<VirtualService>(&());
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &resource);
-        let Some(raw) = api
-            .get_opt(&apex)
-            .await
-            .map_err(|source| RouterError::Api {
-                context: format!("VirtualService {apex}.{ns} get query error"),
-                source,
-            })?
-        else {
+        let Some(raw) = self.read_vs(canary).await? else {
             return Ok(None);
         };
         let raw_spec = raw.data.get("spec").cloned().unwrap_or_else(|| json!({}));
-        let value = serde_json::to_value(&raw).map_err(|e| {
-            RouterError::Routes(format!("VirtualService {apex}.{ns} cannot be read: {e}"))
-        })?;
-        let typed: VirtualService = serde_json::from_value(value).map_err(|e| {
-            RouterError::Routes(format!("VirtualService {apex}.{ns} cannot be read: {e}"))
+        let typed = typed(&raw).map_err(|e| {
+            RouterError::Routes(format!(
+                "VirtualService {}.{} cannot be read: {e}",
+                canary.spec.apex_name(),
+                namespace(canary)
+            ))
         })?;
         Ok(Some((typed, raw_spec)))
     }
@@ -111,8 +134,13 @@ impl IstioRouter {
     ) -> Result<(), RouterError> {
         let apex = canary.spec.apex_name().to_string();
         let ns = namespace(canary);
-        self.vs_api(canary)
-            .patch(&apex, &patch_params(), &Patch::Merge(patch))
+        self.cache
+            .patch(
+                &self.vs_api(canary),
+                &apex,
+                &patch_params(),
+                &Patch::Merge(patch),
+            )
             .await
             .map_err(|source| RouterError::Api {
                 context: format!("VirtualService {apex}.{ns} {what}"),
@@ -129,8 +157,9 @@ impl IstioRouter {
         let api = self.dr_api(canary);
         let name = desired.metadata.name.clone().unwrap_or_default();
         let ns = namespace(canary);
-        let live = api
-            .get_opt(&name)
+        let live = self
+            .cache
+            .get(&api, &name)
             .await
             .map_err(|source| RouterError::Api {
                 context: format!("DestinationRule {name}.{ns} get query error"),
@@ -138,7 +167,8 @@ impl IstioRouter {
             })?;
         match live {
             None => {
-                api.create(&post_params(), &desired)
+                self.cache
+                    .create(&api, &post_params(), &desired)
                     .await
                     .map_err(|source| RouterError::Api {
                         context: format!("DestinationRule {name}.{ns} create error"),
@@ -148,16 +178,18 @@ impl IstioRouter {
             }
             Some(live) => {
                 if let Some(spec_patch) = render::destination_rule_spec_patch(&live, &desired) {
-                    api.patch(
-                        &name,
-                        &patch_params(),
-                        &Patch::Merge(json!({"spec": spec_patch})),
-                    )
-                    .await
-                    .map_err(|source| RouterError::Api {
-                        context: format!("DestinationRule {name}.{ns} update error"),
-                        source,
-                    })?;
+                    self.cache
+                        .patch(
+                            &api,
+                            &name,
+                            &patch_params(),
+                            &Patch::Merge(json!({"spec": spec_patch})),
+                        )
+                        .await
+                        .map_err(|source| RouterError::Api {
+                            context: format!("DestinationRule {name}.{ns} update error"),
+                            source,
+                        })?;
                     tracing::info!(canary = %canary_id(canary), "DestinationRule {name}.{ns} updated");
                 }
             }
@@ -169,9 +201,14 @@ impl IstioRouter {
         let desired = render::virtual_service(canary, self.set_owner_refs)?;
         let apex = canary.spec.apex_name().to_string();
         let ns = namespace(canary);
-        let api = self.vs_api(canary);
         let Some((live, raw_spec)) = self.get_vs_raw(canary).await? else {
-            api.create(&post_params(), &desired)
+            let desired: DynamicObject = serde_json::to_value(&desired)
+                .and_then(serde_json::from_value)
+                .map_err(|e| {
+                    RouterError::Routes(format!("VirtualService {apex}.{ns} cannot be built: {e}"))
+                })?;
+            self.cache
+                .create(&self.vs_api(canary), &post_params(), &desired)
                 .await
                 .map_err(|source| RouterError::Api {
                     context: format!("VirtualService {apex}.{ns} create error"),
@@ -188,6 +225,15 @@ impl IstioRouter {
         }
         Ok(())
     }
+}
+
+fn vs_resource() -> ApiResource {
+    ApiResource::erase::<VirtualService>(&())
+}
+
+/// A VirtualService read untyped, typed.
+fn typed(raw: &DynamicObject) -> Result<VirtualService, serde_json::Error> {
+    serde_json::to_value(raw).and_then(serde_json::from_value)
 }
 
 fn patch_params() -> PatchParams {

@@ -679,9 +679,55 @@ async fn get_routes_of_a_missing_virtual_service_is_an_api_error() {
         .await
         .unwrap_err();
     assert!(matches!(err, RouterError::Api { .. }));
-    assert!(
-        err.to_string()
-            .starts_with("VirtualService podinfo.test get query error"),
-        "{err}"
+    // The API server's own answer to a GET of the missing object, in the same words, with or
+    // without a cache.
+    let server = Api::<VirtualService>::namespaced(fake.client(), "test")
+        .get("podinfo")
+        .await
+        .unwrap_err();
+    let expected = format!(
+        "VirtualService podinfo.test get query error: {}",
+        crate::k8s::error::describe(&server)
     );
+    assert_eq!(err.to_string(), expected);
+    // Another VirtualService, to tell when the cache's watch has listed.
+    fake.insert(json!({
+        "apiVersion": VS_API, "kind": "VirtualService",
+        "metadata": {"name": "other", "namespace": "test"},
+        "spec": {"hosts": ["other"]}
+    }))
+    .await;
+    let cache = crate::k8s::cache::Cache::new(None);
+    let cached = IstioRouter::new(fake.client(), true).with_cache(cache.clone());
+    crate::router::cached::until_cached_dynamic(
+        &cache,
+        fake.client(),
+        &vs_resource(),
+        Some("test"),
+        "other",
+    )
+    .await;
+    let err = cached
+        .get_routes(&canary(json!({}), json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), expected);
+}
+
+#[tokio::test]
+async fn with_a_cache_a_step_reads_nothing_and_writes_the_same() {
+    use crate::k8s::cache::Cache;
+    use crate::router::cached::{
+        assert_cached_steps_read_nothing, until_cached, until_cached_dynamic,
+    };
+    assert_cached_steps_read_nothing(
+        async |fake: &TestCluster| fake.store_canary(canary(json!({}), json!({}))).await,
+        |client, cache| Box::new(IstioRouter::new(client, true).with_cache(cache)),
+        async |cache: &Cache, client: kube::Client| {
+            let rules: Api<DestinationRule> = Api::namespaced(client.clone(), "test");
+            until_cached(cache, &rules, &(), "podinfo-primary").await;
+            until_cached_dynamic(cache, client, &vs_resource(), Some("test"), "podinfo").await;
+        },
+    )
+    .await;
 }

@@ -274,3 +274,23 @@ async fn the_router_writes_a_grpc_route_and_nothing_when_in_step() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn with_a_cache_a_step_reads_nothing_and_writes_the_same() {
+    use crate::k8s::cache::Cache;
+    use crate::router::cached::{assert_cached_steps_read_nothing, until_cached_dynamic};
+    assert_cached_steps_read_nothing(
+        async |fake: &TestCluster| {
+            fake.install_crds(CRDS).await;
+            fake.store_canary(canary(json!({}), json!({}))).await
+        },
+        |client, cache| {
+            Box::new(GatewayApiRouter::new(client, GatewayApiVersion::V1, true).with_cache(cache))
+        },
+        async |cache: &Cache, client: kube::Client| {
+            let resource = GatewayApiRouter::grpc_resource();
+            until_cached_dynamic(cache, client, &resource, Some("test"), "podinfo").await;
+        },
+    )
+    .await;
+}
