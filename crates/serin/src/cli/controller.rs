@@ -299,14 +299,24 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
             annotations_prefix: args.ingress_annotations_prefix.clone(),
         },
     };
-    // What reconciles read comes from watches (`k8s::cache`), restricted like the controller.
+    // What reconciles read comes from watches (`k8s::cache`), restricted like the controller;
+    // a separate mesh cluster has its own.
     let cache = Cache::new(args.namespace.clone());
+    let caches = adapters::Caches {
+        workload: cache.clone(),
+        mesh: if set_owner_refs {
+            cache.clone()
+        } else {
+            Cache::new(args.namespace.clone())
+        },
+    };
     let mut ports = adapters::kube_ports(
         client.clone(),
         mesh_client,
         set_owner_refs,
         recorder.clone(),
         &adapter_config,
+        caches,
     )?;
     if let Some(dashboard) = &dashboard {
         ports.events = dashboard.tee(ports.events.clone());

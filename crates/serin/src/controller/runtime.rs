@@ -682,8 +682,14 @@ pub async fn run<F>(
     // API server serves them at start-up; otherwise the per-interval requeue finds it.
     if knative_served(&client).await {
         let s = store.clone();
-        let services = watcher(api_for::<KnativeService>(&client, ns), wc.clone())
-            .default_backoff()
+        let api = api_for::<KnativeService>(&client, ns);
+        let (_, services) = options.cache.reflect(
+            &api,
+            (),
+            Keep::Managed,
+            watcher(api.clone(), wc.clone()).default_backoff(),
+        );
+        let services = services
             .touched_objects()
             .predicate_filter(latest_created_revision, Default::default());
         triggers.push(triggers_of(

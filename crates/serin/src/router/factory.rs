@@ -59,6 +59,7 @@ impl RouterFactory {
             targets: TargetSelector {
                 client: mesh_client.clone(),
                 config: WorkloadConfig::default(),
+                cache: Cache::disabled(),
             },
             mesh_client,
             set_owner_refs,
@@ -78,7 +79,18 @@ impl RouterFactory {
     /// Sets the workload cluster's client and configuration (App Mesh's virtual nodes select
     /// pods by the target's selector label; by default the mesh client and default flags).
     pub fn with_workloads(mut self, client: kube::Client, config: WorkloadConfig) -> Self {
-        self.targets = TargetSelector { client, config };
+        self.targets = TargetSelector {
+            client,
+            config,
+            cache: self.targets.cache.clone(),
+        };
+        self
+    }
+
+    /// The workload cluster's cache, for what the routers read there (App Mesh's target
+    /// selector, the Knative Service).
+    pub fn with_workload_cache(mut self, cache: Cache) -> Self {
+        self.targets.cache = cache;
         self
     }
 
@@ -146,7 +158,10 @@ impl RouterFactory {
                 )
                 .with_cache(self.cache.clone()),
             )),
-            Provider::Knative => Ok(Box::new(KnativeRouter::new(self.targets.client.clone()))),
+            Provider::Knative => Ok(Box::new(
+                KnativeRouter::new(self.targets.client.clone())
+                    .with_cache(self.targets.cache.clone()),
+            )),
         }
     }
 }
@@ -165,6 +180,7 @@ impl RouterFactory {
 struct TargetSelector {
     client: kube::Client,
     config: WorkloadConfig,
+    cache: Cache,
 }
 
 #[async_trait]
@@ -174,8 +190,13 @@ impl SelectorSource for TargetSelector {
             WorkloadError::Api { context, source } => RouterError::Api { context, source },
             other => RouterError::Invalid(other.to_string()),
         };
-        let target = workload::target_controller_for(self.client.clone(), &self.config, canary)
-            .map_err(as_router_error)?;
+        let target = workload::target_controller_with_cache(
+            self.client.clone(),
+            &self.config,
+            canary,
+            self.cache.clone(),
+        )
+        .map_err(as_router_error)?;
         let metadata = target.metadata(canary).await.map_err(as_router_error)?;
         Ok(Selector {
             label: metadata.label,

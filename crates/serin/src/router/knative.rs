@@ -13,6 +13,7 @@ use serde_json::json;
 use super::{Router, RouterError, Routes};
 use crate::api::apis::knative::{self, KnativeService, TrafficTarget};
 use crate::api::{Canary, CanaryStatus};
+use crate::k8s::cache::Cache;
 use crate::k8s::meta::canary_id;
 use crate::workload::WorkloadError;
 use crate::workload::knative::{KnativeServices, primary_annotation_patch};
@@ -27,6 +28,12 @@ impl KnativeRouter {
         Self {
             services: KnativeServices::new(client),
         }
+    }
+
+    /// Reads and patches the Knative Service through `cache` (the workload cluster's).
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.services = self.services.with_cache(cache);
+        self
     }
 
     async fn service(&self, canary: &Canary) -> Result<KnativeService, RouterError> {

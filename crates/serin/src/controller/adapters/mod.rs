@@ -19,6 +19,7 @@ pub use status::KubeStatusStore;
 
 use super::ports::{Ports, SystemClock};
 use super::webhook::{HttpWebhookClient, WebhookError};
+use crate::k8s::cache::Cache;
 use crate::metrics::recorder::Recorder;
 use crate::notify::AnyNotifier;
 use crate::router::RouterFactory;
@@ -46,6 +47,14 @@ pub struct AdapterConfig {
     pub ingress: crate::router::IngressOptions,
 }
 
+/// The watch caches the ports read from: the workload cluster's and the mesh cluster's (the
+/// same cache when they are the same cluster).
+#[derive(Clone, Debug, Default)]
+pub struct Caches {
+    pub workload: Cache,
+    pub mesh: Cache,
+}
+
 /// The ports over a workload cluster (`client`) and a mesh cluster (`mesh_client`, the same
 /// cluster unless `-kubeconfig-service-mesh` says otherwise).
 pub fn kube_ports(
@@ -54,6 +63,7 @@ pub fn kube_ports(
     set_owner_refs: bool,
     recorder: Recorder,
     config: &AdapterConfig,
+    caches: Caches,
 ) -> Result<Ports, WebhookError> {
     let webhooks: Arc<dyn super::ports::WebhookClient> = Arc::new(HttpWebhookClient::new()?);
     let mut metric_checks = KubeMetricChecks::new(
@@ -77,12 +87,17 @@ pub fn kube_ports(
             config.cluster_name.clone(),
         )),
         recorder: Arc::new(RecorderPort::new(recorder)),
-        backends: Arc::new(KubeBackends::new(
-            client.clone(),
-            config.workload.clone(),
-            RouterFactory::new(mesh_client, set_owner_refs)
-                .with_ingress(config.ingress.clone())
-                .with_workloads(client, config.workload.clone()),
-        )),
+        backends: Arc::new(
+            KubeBackends::new(
+                client.clone(),
+                config.workload.clone(),
+                RouterFactory::new(mesh_client, set_owner_refs)
+                    .with_ingress(config.ingress.clone())
+                    .with_workloads(client, config.workload.clone())
+                    .with_workload_cache(caches.workload.clone())
+                    .with_cache(caches.mesh),
+            )
+            .with_cache(caches.workload),
+        ),
     })
 }
