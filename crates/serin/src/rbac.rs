@@ -35,11 +35,13 @@ pub struct Rule {
     pub used_by: &'static str,
 }
 
-/// The verbs the Istio router uses, given to the other routers' kinds.
-const ROUTER_VERBS: &[&str] = &["get", "create", "patch"];
+/// The verbs the Istio router uses, given to the other routers' kinds (list and watch: the
+/// watch cache, `k8s/cache.rs`, that reconciles read routing objects from).
+const ROUTER_VERBS: &[&str] = &["get", "list", "watch", "create", "patch"];
 
 /// Every permission `serin controller` needs. Verbs are the ones the code sends: `get` (also
-/// `get_opt`), `list` and `watch` (kube-runtime watchers, list calls), `create`, `patch` (merge
+/// `get_opt`), `list` and `watch` (kube-runtime watchers, list calls, and the watch cache of
+/// every kind a reconcile reads, `k8s/cache.rs`), `create`, `patch` (merge
 /// patches), `update` (replace calls), `delete`.
 pub const RULES: &[Rule] = &[
     Rule {
@@ -52,7 +54,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "",
         resources: &["services"],
-        verbs: &["get", "create", "patch"],
+        verbs: &["get", "list", "watch", "create", "patch"],
         need: Need::Always,
         used_by: "workload/services.rs: the apex, -canary and -primary Services; workload/service_target.rs: the copies of a Service target",
     },
@@ -87,14 +89,14 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "autoscaling",
         resources: &["horizontalpodautoscalers"],
-        verbs: &["get", "create", "patch"],
+        verbs: &["get", "list", "watch", "create", "patch"],
         need: Need::Always,
         used_by: "workload/autoscaler.rs, workload/deployment.rs: the -primary HPA",
     },
     Rule {
         group: "keda.sh",
         resources: &["scaledobjects"],
-        verbs: &["get", "create", "patch"],
+        verbs: &["get", "list", "watch", "create", "patch"],
         need: Need::Always,
         used_by: "workload/autoscaler.rs, workload/deployment.rs: the -primary ScaledObject and the target's paused-replicas annotation",
     },
@@ -136,7 +138,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "networking.istio.io",
         resources: &["virtualservices", "destinationrules"],
-        verbs: &["get", "create", "patch"],
+        verbs: &["get", "list", "watch", "create", "patch"],
         need: Need::Always,
         used_by: "router/istio/mod.rs: the Istio router",
     },
@@ -150,7 +152,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "serving.knative.dev",
         resources: &["revisions"],
-        verbs: &["get"],
+        verbs: &["get", "list", "watch"],
         need: Need::Always,
         used_by: "workload/knative.rs: Knative revision readiness",
     },
@@ -199,7 +201,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "networking.k8s.io",
         resources: &["ingresses"],
-        verbs: &["get", "create", "patch", "delete"],
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
         need: Need::Router,
         used_by: "NGINX and Skipper routers (Skipper's Finalize deletes its canary Ingress)",
     },
