@@ -78,6 +78,18 @@ pub enum SchedulerError {
     Finalize { key: String, message: String },
 }
 
+impl SchedulerError {
+    /// The label of the reconcile-failure metric: the [`crate::k8s::error::Category`] of a port's error
+    /// (`not-found`, `conflict`, `forbidden`, `invalid`, `server`, `transport`, `decode`), or
+    /// `finalize` for a finalisation step that failed.
+    pub fn category(&self) -> &'static str {
+        match self {
+            SchedulerError::Port(e) => e.category().as_str(),
+            SchedulerError::Finalize { .. } => "finalize",
+        }
+    }
+}
+
 /// Why a tick runs now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {
@@ -389,6 +401,9 @@ pub(super) struct Tick<'a> {
     pub(super) revision: Option<Revision>,
     /// Whether this tick wrote the status.
     pub(super) wrote: bool,
+    /// The status as the API server holds it (as read, then as each write returned it); the
+    /// working copy in `canary` may be ahead of it.
+    pub(super) stored: Option<CanaryStatus>,
     /// The decision record of an analysis tick, stored with each of its status writes.
     pub(super) draft: Mutex<Option<super::decision::Draft>>,
 }
@@ -417,6 +432,7 @@ impl<'a> Tick<'a> {
             kind: canary.spec.target_ref.kind.clone(),
             provider,
             s,
+            stored: canary.status.clone(),
             canary,
             now,
             trigger: Trigger::Due,

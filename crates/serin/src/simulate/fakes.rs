@@ -60,11 +60,16 @@ impl StatusStore for Store {
     async fn get(&self, _ns: &str, _name: &str) -> Result<Option<Canary>, PortError> {
         Ok(lock(&self.0).clone())
     }
-    async fn write_status(&self, _c: &Canary, status: &CanaryStatus) -> Result<(), PortError> {
-        if let Some(c) = lock(&self.0).as_mut() {
+    async fn write_status(
+        &self,
+        _c: &Canary,
+        status: &CanaryStatus,
+    ) -> Result<Option<Canary>, PortError> {
+        let mut stored = lock(&self.0);
+        if let Some(c) = stored.as_mut() {
             c.status = Some(status.clone());
         }
-        Ok(())
+        Ok(stored.clone())
     }
     async fn set_finalizer(&self, _c: &Canary, present: bool) -> Result<(), PortError> {
         if let Some(c) = lock(&self.0).as_mut() {

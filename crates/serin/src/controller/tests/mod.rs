@@ -66,13 +66,20 @@ impl StatusStore for FakeStore {
     async fn get(&self, _ns: &str, _name: &str) -> Result<Option<Canary>, PortError> {
         Ok(lock(&self.canary).clone())
     }
-    async fn write_status(&self, _c: &Canary, status: &CanaryStatus) -> Result<(), PortError> {
+    async fn write_status(
+        &self,
+        _c: &Canary,
+        status: &CanaryStatus,
+    ) -> Result<Option<Canary>, PortError> {
         if self
             .fail_writes
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Err(PortError::Api("the server is gone".into()));
+            return Err(PortError::api(
+                "canary status update error",
+                kube::Error::Service("the server is gone".into()),
+            ));
         }
         let mut status = status.clone();
         if self.prune_requests.load(Ordering::SeqCst) {
@@ -83,7 +90,7 @@ impl StatusStore for FakeStore {
             c.status = Some(status.clone());
         }
         lock(&self.writes).push(status);
-        Ok(())
+        Ok(lock(&self.canary).clone())
     }
     async fn set_finalizer(&self, _c: &Canary, present: bool) -> Result<(), PortError> {
         let mut guard = lock(&self.canary);
