@@ -8,9 +8,10 @@ use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 use serin::api::{CanaryPhase, CanaryStatus};
+use serin::controller::adapters::status::apply_body;
 use serin::controller::adapters::{KubeEventSink, KubeStatusStore};
 use serin::controller::ports::{EventKind, EventSink, StatusStore};
 use serin::k8s::error::Category;
@@ -157,22 +158,48 @@ async fn a_status_written_by_an_update_keeps_no_stale_field() {
         cluster
             .create_canary(podinfo_canary(&hooks, json!({})))
             .await;
-        let mut by_update = cluster.canary("podinfo").await.unwrap();
-        by_update.status = Some(CanaryStatus {
+        let mut control = podinfo_canary(&hooks, json!({}));
+        control["metadata"]["name"] = json!("control");
+        cluster.create_canary(control).await;
+        let old = CanaryStatus {
             iterations: 2,
             tracked_configs: configs(&["configmap/a", "secret/b"]),
             last_tracked_revision: Some("old".into()),
             ..status_of(CanaryPhase::Progressing, 30)
-        });
+        };
         let params = PostParams {
             field_manager: Some("flagger".into()),
             ..PostParams::default()
         };
+        for name in ["podinfo", "control"] {
+            let mut by_update = cluster.canary(name).await.unwrap();
+            by_update.status = Some(old.clone());
+            cluster
+                .canaries()
+                .replace_status(name, &params, &by_update)
+                .await
+                .unwrap();
+        }
+        // The control: an apply alone leaves the fields the update owns.
+        let dropping = CanaryStatus {
+            iterations: 2,
+            ..status_of(CanaryPhase::Progressing, 40)
+        };
+        let body = apply_body(NS, "control", &dropping);
         cluster
             .canaries()
-            .replace_status("podinfo", &params, &by_update)
+            .patch_status(
+                "control",
+                &PatchParams::apply("serin").force(),
+                &Patch::Apply(&body),
+            )
             .await
             .unwrap();
+        let left = cluster.canary("control").await.unwrap().status.unwrap();
+        assert_eq!(left.canary_weight, 40);
+        assert_eq!(left.last_tracked_revision.as_deref(), Some("old"));
+        assert_eq!(left.tracked_configs, old.tracked_configs);
+
         let store = KubeStatusStore::new(cluster.client.clone());
         let canary = store.get(NS, "podinfo").await.unwrap().unwrap();
         requests(&cluster);
