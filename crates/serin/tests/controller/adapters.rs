@@ -10,6 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
+use serin::api::request::PauseStatus;
 use serin::api::{CanaryPhase, CanaryStatus};
 use serin::controller::adapters::status::apply_body;
 use serin::controller::adapters::{KubeEventSink, KubeStatusStore};
@@ -88,7 +89,11 @@ async fn status_writes_are_one_apply_that_drops_what_serin_stops_setting() {
         let first = CanaryStatus {
             tracked_configs: configs(&["configmap/a", "secret/b"]),
             last_applied_spec: Some("abc".into()),
-            comparison_held_since: Some(held),
+            comparison_held_since: Some(held.clone()),
+            paused: Some(PauseStatus {
+                by: "jane".into(),
+                since: held,
+            }),
             ..status_of(CanaryPhase::Progressing, 10)
         };
         let written = store.write_status(&canary, &first).await.unwrap().unwrap();
@@ -121,7 +126,7 @@ async fn status_writes_are_one_apply_that_drops_what_serin_stops_setting() {
             assert!(seen.is_empty(), "{seen:?}");
         }
 
-        // A field and a tracked config left out are gone.
+        // Fields (a scalar, a struct) and a tracked config left out are gone.
         requests(&cluster);
         let second = CanaryStatus {
             tracked_configs: configs(&["configmap/a"]),
