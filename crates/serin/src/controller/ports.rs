@@ -119,8 +119,13 @@ pub trait StatusStore: Send + Sync {
     ) -> Result<Option<Canary>, PortError>;
     /// Adds (`present`) or removes `finalizer.flagger.app` from the finalizers of `canary` as
     /// read, on the condition that the object is still at its resourceVersion (a conflict is
-    /// returned, not retried). Nothing to do when the finalizer is already as wanted.
-    async fn set_finalizer(&self, canary: &Canary, present: bool) -> Result<(), PortError>;
+    /// returned, not retried). Nothing to do when the finalizer is already as wanted. Returns
+    /// the object as stored after the write, `None` when nothing was written (or it is gone).
+    async fn set_finalizer(
+        &self,
+        canary: &Canary,
+        present: bool,
+    ) -> Result<Option<Canary>, PortError>;
 }
 
 /// HTTP client for webhooks (see [`super::webhook::HttpWebhookClient`]).

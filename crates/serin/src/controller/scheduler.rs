@@ -275,7 +275,7 @@ impl Scheduler {
             self.remember(&memo_key, None);
             return self.finalize(&mut canary, interval).await;
         }
-        self.sync_finalizer(&canary).await?;
+        self.sync_finalizer(&mut canary).await?;
 
         let now = self.ports.clock.now();
         let last = self.last_attempt(&memo_key);
@@ -368,14 +368,21 @@ impl Scheduler {
     }
 
     /// Adds the finalizer when `revertOnDeletion` is set, removes it when it was unset.
-    async fn sync_finalizer(&self, canary: &Canary) -> Result<(), SchedulerError> {
+    async fn sync_finalizer(&self, canary: &mut Canary) -> Result<(), SchedulerError> {
         let has = super::finalizer::has_finalizer(canary);
         let wants = canary.spec.revert_on_deletion();
-        if wants && !has {
-            self.ports.store.set_finalizer(canary, true).await?;
+        let written = if wants && !has {
+            self.ports.store.set_finalizer(canary, true).await?
         } else if !wants && has {
             tracing::info!(canary = %canary_key(canary), "{} opting out, deleting finalizers", canary_key(canary));
-            self.ports.store.set_finalizer(canary, false).await?;
+            self.ports.store.set_finalizer(canary, false).await?
+        } else {
+            None
+        };
+        if let Some(stored) = written {
+            // The conditional writes later in this reconcile need the new resourceVersion.
+            canary.metadata.resource_version = stored.metadata.resource_version;
+            canary.metadata.finalizers = stored.metadata.finalizers;
         }
         Ok(())
     }

@@ -71,15 +71,16 @@ impl StatusStore for Store {
         }
         Ok(stored.clone())
     }
-    async fn set_finalizer(&self, _c: &Canary, present: bool) -> Result<(), PortError> {
-        if let Some(c) = lock(&self.0).as_mut() {
+    async fn set_finalizer(&self, _c: &Canary, present: bool) -> Result<Option<Canary>, PortError> {
+        let mut stored = lock(&self.0);
+        if let Some(c) = stored.as_mut() {
             let list = c.metadata.finalizers.get_or_insert_with(Vec::new);
             list.retain(|f| f != FINALIZER);
             if present {
                 list.push(FINALIZER.to_string());
             }
         }
-        Ok(())
+        Ok(stored.clone())
     }
 }
 

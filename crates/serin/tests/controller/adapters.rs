@@ -269,19 +269,21 @@ async fn finalizer_writes_are_one_conditional_patch() {
         let canary = store.get(NS, "podinfo").await.unwrap().unwrap();
         requests(&cluster);
 
-        store.set_finalizer(&canary, true).await.unwrap();
+        let c = store.set_finalizer(&canary, true).await.unwrap().unwrap();
         if let Some(seen) = requests(&cluster) {
             assert_eq!(seen.len(), 1, "{seen:?}");
             assert_eq!(seen[0].0, "patch");
         }
-        let c = cluster.canary("podinfo").await.unwrap();
+        // The object as stored is returned: its resourceVersion conditions the next write.
+        let live = cluster.canary("podinfo").await.unwrap();
+        assert_eq!(c.metadata.resource_version, live.metadata.resource_version);
         assert_eq!(
-            c.metadata.finalizers.clone().unwrap_or_default(),
+            live.metadata.finalizers.clone().unwrap_or_default(),
             ["finalizer.flagger.app"]
         );
         // Already there: nothing to write.
         requests(&cluster);
-        store.set_finalizer(&c, true).await.unwrap();
+        assert!(store.set_finalizer(&c, true).await.unwrap().is_none());
         if let Some(seen) = requests(&cluster) {
             assert!(seen.is_empty(), "{seen:?}");
         }

@@ -96,11 +96,15 @@ impl StatusStore for KubeStatusStore {
             .map_err(|e| PortError::api(format!("canary {name}.{ns} status update error"), e))
     }
 
-    async fn set_finalizer(&self, canary: &Canary, present: bool) -> Result<(), PortError> {
+    async fn set_finalizer(
+        &self,
+        canary: &Canary,
+        present: bool,
+    ) -> Result<Option<Canary>, PortError> {
         let (ns, name) = names(canary);
         let current = canary.metadata.finalizers.clone().unwrap_or_default();
         if current.iter().any(|f| f == FINALIZER) == present {
-            return Ok(());
+            return Ok(None);
         }
         let wanted: Vec<String> = if present {
             current
@@ -123,8 +127,8 @@ impl StatusStore for KubeStatusStore {
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Ok(stored) => Ok(Some(stored)),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
             Err(e) => Err(PortError::api(
                 format!("canary {name}.{ns} finalizer update error"),
                 e,

@@ -92,10 +92,10 @@ impl StatusStore for FakeStore {
         lock(&self.writes).push(status);
         Ok(lock(&self.canary).clone())
     }
-    async fn set_finalizer(&self, _c: &Canary, present: bool) -> Result<(), PortError> {
+    async fn set_finalizer(&self, _c: &Canary, present: bool) -> Result<Option<Canary>, PortError> {
         let mut guard = lock(&self.canary);
         let Some(c) = guard.as_mut() else {
-            return Ok(());
+            return Ok(None);
         };
         let list = c.metadata.finalizers.get_or_insert_with(Vec::new);
         list.retain(|f| f != super::finalizer::FINALIZER);
@@ -105,7 +105,7 @@ impl StatusStore for FakeStore {
         if list.is_empty() && c.metadata.deletion_timestamp.is_some() {
             *guard = None;
         }
-        Ok(())
+        Ok(guard.clone())
     }
 }
 
