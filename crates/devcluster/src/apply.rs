@@ -296,6 +296,20 @@ pub fn apply(
         let applied_below = new_set.iter().any(|o| o.starts_with(p));
         if !owned_below && !applied_below {
             remove(&mut merged, p);
+            // A map the removal left empty goes too, as on the real server (whose removal
+            // keeps a map only when something is left in it): dropping a struct the manager
+            // owned field by field removes the struct, not just its fields.
+            for end in (1..p.len()).rev() {
+                let parent = &p[..end];
+                if matches!(parent.last(), Some(Seg::Field(_)))
+                    && get(&merged, parent)
+                        .is_some_and(|v| v.as_object().is_some_and(Map::is_empty))
+                {
+                    remove(&mut merged, parent);
+                } else {
+                    break;
+                }
+            }
         }
     }
     owners.retain(|_, e| !e.fields.is_empty());
@@ -528,6 +542,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!(live["data"], json!({"x": "9", "z": "3"}));
+    }
+
+    #[test]
+    fn a_dropped_struct_goes_with_its_fields() {
+        let mut owners = Owners::new();
+        let who = Manager::new("serin", Operation::Apply, "status");
+        let first = json!({"status": {"phase": "Progressing",
+            "paused": {"by": "jane", "since": "2026-01-02T03:04:05Z"}}});
+        let live = apply(None, &first, &who, true, &mut owners, STAMP).unwrap();
+        let second = json!({"status": {"phase": "Progressing"}});
+        let live = apply(Some(&live), &second, &who, true, &mut owners, STAMP).unwrap();
+        assert_eq!(live, json!({"status": {"phase": "Progressing"}}));
+        // A map that keeps a field another manager owns stays, with that field.
+        let third = json!({"status": {"phase": "Progressing", "paused": {"by": "jane"}}});
+        let live = apply(Some(&live), &third, &who, true, &mut owners, STAMP).unwrap();
+        let editor = Manager::new("kubectl-edit", Operation::Update, "status");
+        let mut edited = live.clone();
+        edited["status"]["paused"]["note"] = json!("x");
+        record_update(Some(&live), &edited, &editor, &mut owners, STAMP);
+        let live = apply(Some(&edited), &second, &who, true, &mut owners, STAMP).unwrap();
+        assert_eq!(
+            live,
+            json!({"status": {"phase": "Progressing", "paused": {"note": "x"}}})
+        );
+        // Emptied by the removal all the way up: only what is left stays.
+        let nested = json!({"status": {"phase": "Progressing", "a": {"b": {"c": 1}}}});
+        let live = apply(Some(&live), &nested, &who, true, &mut owners, STAMP).unwrap();
+        let live = apply(Some(&live), &second, &who, true, &mut owners, STAMP).unwrap();
+        assert_eq!(
+            live,
+            json!({"status": {"phase": "Progressing", "paused": {"note": "x"}}})
+        );
     }
 
     #[test]

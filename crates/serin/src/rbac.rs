@@ -117,9 +117,9 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "flagger.app",
         resources: &["canaries/status"],
-        verbs: &["update"],
+        verbs: &["patch", "update"],
         need: Need::Always,
-        used_by: "controller/adapters/status.rs: status writes",
+        used_by: "controller/adapters/status.rs: status writes (server-side apply; a replace when another manager's fields would survive it)",
     },
     Rule {
         group: "flagger.app",

@@ -13,6 +13,7 @@ use super::webhook::{HookPayload, HookResponse, WebhookError};
 use crate::api::analysis::AlertSeverity;
 use crate::api::decision::{CheckRecord, Decision};
 use crate::api::{Canary, CanaryPhase, CanaryStatus, CanaryWebhook, Provider, Strategy};
+use crate::k8s::error::Category;
 pub use crate::metrics::preflight::Finding;
 use crate::router::{Router, RouterError};
 use crate::workload::{ScalerReconciler, TargetController, TargetMetadata};
@@ -23,9 +24,31 @@ pub enum PortError {
     /// The Canary asks for something that cannot be built (message for the user).
     #[error("{0}")]
     Invalid(String),
-    /// An API call failed (message for the user; the adapter keeps the details in its log).
-    #[error("{0}")]
-    Api(String),
+    /// An API call failed: what failed on which object, then the API error in words.
+    #[error("{context}: {}", crate::k8s::error::describe(.source))]
+    Api {
+        context: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl PortError {
+    /// `context` (e.g. `canary podinfo.test status update error`) failed with `source`.
+    pub fn api(context: impl Into<String>, source: kube::Error) -> Self {
+        PortError::Api {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The kind of failure, for the reconcile-failure metric.
+    pub fn category(&self) -> Category {
+        match self {
+            PortError::Invalid(_) => Category::Invalid,
+            PortError::Api { source, .. } => crate::k8s::error::category(source),
+        }
+    }
 }
 
 /// Wall-clock time. The scheduler never reads the system time directly.
@@ -83,11 +106,26 @@ pub trait StatusStore: Send + Sync {
     /// A fresh read from the API server (not a possibly stale cache), like Flagger's re-read at
     /// the start of every tick. `None` when the Canary is gone.
     async fn get(&self, namespace: &str, name: &str) -> Result<Option<Canary>, PortError>;
-    /// Persists `status` as the Canary's whole status. Conflict-safe: the adapter owns every
-    /// status field, so it applies (server-side apply with force, or re-GET and retry on 409).
-    async fn write_status(&self, canary: &Canary, status: &CanaryStatus) -> Result<(), PortError>;
-    /// Adds (`present`) or removes `finalizer.flagger.app`, retrying conflicts.
-    async fn set_finalizer(&self, canary: &Canary, present: bool) -> Result<(), PortError>;
+    /// Persists `status` as the Canary's whole status (fields it leaves out are removed) in one
+    /// request, without reading first. `canary` is the object as last read or written: nothing
+    /// is written when its status is already `status`. Returns the object as stored after the
+    /// write (its resourceVersion, its managed fields and the status the server kept), `None`
+    /// when nothing was written. A failure is returned, not retried: the reconcile retries
+    /// with back-off.
+    async fn write_status(
+        &self,
+        canary: &Canary,
+        status: &CanaryStatus,
+    ) -> Result<Option<Canary>, PortError>;
+    /// Adds (`present`) or removes `finalizer.flagger.app` from the finalizers of `canary` as
+    /// read, on the condition that the object is still at its resourceVersion (a conflict is
+    /// returned, not retried). Nothing to do when the finalizer is already as wanted. Returns
+    /// the object as stored after the write, `None` when nothing was written (or it is gone).
+    async fn set_finalizer(
+        &self,
+        canary: &Canary,
+        present: bool,
+    ) -> Result<Option<Canary>, PortError>;
 }
 
 /// HTTP client for webhooks (see [`super::webhook::HttpWebhookClient`]).

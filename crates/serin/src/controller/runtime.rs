@@ -361,16 +361,9 @@ async fn reconcile(
         }
         Err(e) => {
             ctx.recorder
-                .reconcile_failed(error_label(&e), started.elapsed().as_secs_f64());
+                .reconcile_failed(e.category(), started.elapsed().as_secs_f64());
             Err(e.into())
         }
-    }
-}
-
-fn error_label(e: &SchedulerError) -> &'static str {
-    match e {
-        SchedulerError::Port(_) => "port",
-        SchedulerError::Finalize { .. } => "finalize",
     }
 }
 

@@ -78,6 +78,18 @@ pub enum SchedulerError {
     Finalize { key: String, message: String },
 }
 
+impl SchedulerError {
+    /// The label of the reconcile-failure metric: the [`crate::k8s::error::Category`] of a port's error
+    /// (`not-found`, `conflict`, `forbidden`, `invalid`, `server`, `transport`, `decode`), or
+    /// `finalize` for a finalisation step that failed.
+    pub fn category(&self) -> &'static str {
+        match self {
+            SchedulerError::Port(e) => e.category().as_str(),
+            SchedulerError::Finalize { .. } => "finalize",
+        }
+    }
+}
+
 /// Why a tick runs now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {
@@ -263,7 +275,7 @@ impl Scheduler {
             self.remember(&memo_key, None);
             return self.finalize(&mut canary, interval).await;
         }
-        self.sync_finalizer(&canary).await?;
+        self.sync_finalizer(&mut canary).await?;
 
         let now = self.ports.clock.now();
         let last = self.last_attempt(&memo_key);
@@ -356,14 +368,21 @@ impl Scheduler {
     }
 
     /// Adds the finalizer when `revertOnDeletion` is set, removes it when it was unset.
-    async fn sync_finalizer(&self, canary: &Canary) -> Result<(), SchedulerError> {
+    async fn sync_finalizer(&self, canary: &mut Canary) -> Result<(), SchedulerError> {
         let has = super::finalizer::has_finalizer(canary);
         let wants = canary.spec.revert_on_deletion();
-        if wants && !has {
-            self.ports.store.set_finalizer(canary, true).await?;
+        let written = if wants && !has {
+            self.ports.store.set_finalizer(canary, true).await?
         } else if !wants && has {
             tracing::info!(canary = %canary_key(canary), "{} opting out, deleting finalizers", canary_key(canary));
-            self.ports.store.set_finalizer(canary, false).await?;
+            self.ports.store.set_finalizer(canary, false).await?
+        } else {
+            None
+        };
+        if let Some(stored) = written {
+            // The conditional writes later in this reconcile need the new resourceVersion.
+            canary.metadata.resource_version = stored.metadata.resource_version;
+            canary.metadata.finalizers = stored.metadata.finalizers;
         }
         Ok(())
     }
@@ -389,6 +408,9 @@ pub(super) struct Tick<'a> {
     pub(super) revision: Option<Revision>,
     /// Whether this tick wrote the status.
     pub(super) wrote: bool,
+    /// The status as the API server holds it (as read, then as each write returned it); the
+    /// working copy in `canary` may be ahead of it.
+    pub(super) stored: Option<CanaryStatus>,
     /// The decision record of an analysis tick, stored with each of its status writes.
     pub(super) draft: Mutex<Option<super::decision::Draft>>,
 }
@@ -417,6 +439,7 @@ impl<'a> Tick<'a> {
             kind: canary.spec.target_ref.kind.clone(),
             provider,
             s,
+            stored: canary.status.clone(),
             canary,
             now,
             trigger: Trigger::Due,

@@ -192,11 +192,14 @@ impl Tick<'_> {
         status.last_transition_time = Some(Time(whole_seconds(self.now)));
         set_promoted_condition(&mut status, &self.kind, self.now);
         let decision = self.store_record(&mut status);
-        self.s
-            .ports
-            .store
-            .write_status(&self.canary, &status)
-            .await?;
+        let mut stored = self.canary.clone();
+        stored.status = self.stored.clone();
+        if let Some(written) = self.s.ports.store.write_status(&stored, &status).await? {
+            // What the next write is compared with and conditioned on.
+            self.stored = written.status;
+            self.canary.metadata.resource_version = written.metadata.resource_version;
+            self.canary.metadata.managed_fields = written.metadata.managed_fields;
+        }
         self.canary.status = Some(status);
         self.wrote = true;
         if let Some(decision) = decision {

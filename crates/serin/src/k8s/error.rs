@@ -5,7 +5,8 @@
 //! says the same in one line: the HTTP status, the server's reason and its message; callers put
 //! what failed on which object in front (`VirtualService podinfo.test get query error: ...`).
 //! [`is_transient`] tells the errors worth retrying (server-side and network failures) from the
-//! ones that are answers (not found, forbidden, invalid).
+//! ones that are answers (not found, forbidden, invalid). [`category`] sorts an error into one of
+//! a few stable kinds, the label of the reconcile-failure metric (docs/observability.md).
 
 use std::fmt;
 use std::future::Future;
@@ -97,6 +98,74 @@ pub fn not_found_in(group: &str, plural: &str, name: &str) -> kube::Error {
             .with_code(404)
             .boxed(),
     )
+}
+
+/// What kind of failure an API error is: a small, stable set, used as a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Category {
+    /// HTTP 404 or 410: the object (or the resource) is not there.
+    NotFound,
+    /// HTTP 409: someone else wrote first (optimistic concurrency) or the object exists.
+    Conflict,
+    /// HTTP 401 or 403, or no usable credentials.
+    Forbidden,
+    /// Any other 4xx but 429: the server refused the request as written.
+    Invalid,
+    /// HTTP 429 or 5xx (or another status the server should not send).
+    Server,
+    /// No answer: connection refused or reset, timeout, TLS, a broken stream, a request that
+    /// could not be built or sent.
+    Transport,
+    /// An answer that could not be read (not JSON of the expected shape, not UTF-8).
+    Decode,
+}
+
+impl Category {
+    /// The metric label: `not-found`, `conflict`, `forbidden`, `invalid`, `server`,
+    /// `transport` or `decode`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::NotFound => "not-found",
+            Category::Conflict => "conflict",
+            Category::Forbidden => "forbidden",
+            Category::Invalid => "invalid",
+            Category::Server => "server",
+            Category::Transport => "transport",
+            Category::Decode => "decode",
+        }
+    }
+
+    /// The category of an HTTP status the API server answered with.
+    pub fn of_status(code: u16) -> Self {
+        match code {
+            404 | 410 => Category::NotFound,
+            409 => Category::Conflict,
+            401 | 403 => Category::Forbidden,
+            429 => Category::Server,
+            400..=499 => Category::Invalid,
+            _ => Category::Server,
+        }
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The [`Category`] of `err`.
+pub fn category(err: &kube::Error) -> Category {
+    match err {
+        kube::Error::Api(status) => Category::of_status(status.code),
+        kube::Error::SerdeError(_)
+        | kube::Error::FromUtf8(_)
+        | kube::Error::LinesCodecMaxLineLengthExceeded => Category::Decode,
+        kube::Error::Auth(_) => Category::Forbidden,
+        // Everything else failed before or without an answer: connection, TLS, proxy, stream,
+        // request building, configuration.
+        _ => Category::Transport,
+    }
 }
 
 /// Pauses between the attempts of a read of Serin's own inputs (MetricTemplate, AlertProvider,
@@ -236,6 +305,67 @@ mod tests {
         );
     }
 
+    /// The errors at the ports keep the API error as their source and tell its category, the
+    /// label of the reconcile-failure metric; their text is what it always was.
+    #[test]
+    fn port_router_and_workload_errors_keep_their_category() {
+        use std::error::Error as _;
+
+        use crate::controller::ports::PortError;
+        use crate::controller::scheduler::SchedulerError;
+        use crate::router::RouterError;
+        use crate::workload::WorkloadError;
+
+        let port = PortError::api(
+            "canary podinfo.test status update error",
+            api(409, "Conflict", "the object has been modified"),
+        );
+        assert_eq!(
+            port.to_string(),
+            "canary podinfo.test status update error: the API server answered HTTP 409 Conflict (Conflict): the object has been modified"
+        );
+        assert_eq!(port.category(), Category::Conflict);
+        let source = port.source().and_then(|s| s.downcast_ref::<kube::Error>());
+        assert_eq!(source.and_then(status_code), Some(409));
+        let scheduler = SchedulerError::from(port);
+        assert_eq!(scheduler.category(), "conflict");
+        assert!(
+            scheduler
+                .to_string()
+                .starts_with("canary podinfo.test status update error: ")
+        );
+
+        let invalid = SchedulerError::from(PortError::Invalid("unknown provider".into()));
+        assert_eq!(invalid.category(), "invalid");
+        assert_eq!(invalid.to_string(), "unknown provider");
+        let finalize = SchedulerError::Finalize {
+            key: "podinfo.test".into(),
+            message: "gone".into(),
+        };
+        assert_eq!(finalize.category(), "finalize");
+
+        let forbidden = api(403, "Forbidden", "no");
+        let router = RouterError::Api {
+            context: "VirtualService podinfo.test get query error".into(),
+            source: forbidden,
+        };
+        assert_eq!(router.category(), Category::Forbidden);
+        assert_eq!(
+            RouterError::Routes("no http route".into()).category(),
+            Category::Invalid
+        );
+        let workload = WorkloadError::Api {
+            context: "Deployment podinfo.test get query error".into(),
+            source: kube::Error::Service("connection refused".into()),
+        };
+        assert_eq!(workload.category(), Some(Category::Transport));
+        assert_eq!(WorkloadError::NotReady("waiting".into()).category(), None);
+        assert_eq!(
+            WorkloadError::Invalid("no such kind".into()).category(),
+            Some(Category::Invalid)
+        );
+    }
+
     #[test]
     fn a_missing_object_reads_like_the_api_servers_404() {
         use k8s_openapi::api::apps::v1::Deployment;
@@ -279,6 +409,53 @@ mod tests {
             text.starts_with("cannot decode the API server's answer: invalid type"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn categories_of_api_errors() {
+        let cases = [
+            (404, Category::NotFound, "not-found"),
+            (410, Category::NotFound, "not-found"),
+            (409, Category::Conflict, "conflict"),
+            (401, Category::Forbidden, "forbidden"),
+            (403, Category::Forbidden, "forbidden"),
+            (400, Category::Invalid, "invalid"),
+            (422, Category::Invalid, "invalid"),
+            (415, Category::Invalid, "invalid"),
+            (429, Category::Server, "server"),
+            (500, Category::Server, "server"),
+            (503, Category::Server, "server"),
+            (504, Category::Server, "server"),
+        ];
+        for (code, want, label) in cases {
+            let got = category(&api(code, "", ""));
+            assert_eq!(got, want, "HTTP {code}");
+            assert_eq!(got.as_str(), label, "HTTP {code}");
+            assert_eq!(got.to_string(), label, "HTTP {code}");
+        }
+    }
+
+    #[test]
+    fn categories_of_failures_without_an_answer() {
+        assert_eq!(
+            category(&kube::Error::Service("connection refused".into())),
+            Category::Transport
+        );
+        assert_eq!(
+            category(&kube::Error::ReadEvents(std::io::Error::other("reset"))),
+            Category::Transport
+        );
+        assert_eq!(category(&kube::Error::TlsRequired), Category::Transport);
+        let Err(serde) = serde_json::from_str::<u8>("\"x\"") else {
+            panic!("a string is not a u8");
+        };
+        assert_eq!(category(&kube::Error::SerdeError(serde)), Category::Decode);
+        assert_eq!(
+            category(&kube::Error::LinesCodecMaxLineLengthExceeded),
+            Category::Decode
+        );
+        assert_eq!(Category::Transport.as_str(), "transport");
+        assert_eq!(Category::Decode.as_str(), "decode");
     }
 
     #[test]

@@ -375,7 +375,7 @@ impl Recorder {
 
     /// A failed reconcile: `serin_reconcile_total{result="error"}`,
     /// `serin_reconcile_errors_total{error}` and the duration. `error` must be a short, bounded
-    /// kind (an enum variant name), never an error message.
+    /// kind (a [`crate::k8s::error::Category`] label or `finalize`), never an error message.
     pub fn reconcile_failed(&self, error: &str, seconds: f64) {
         self.reconciles
             .get_or_create(&ResultLabels {

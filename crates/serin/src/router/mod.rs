@@ -41,6 +41,19 @@ pub enum RouterError {
     },
 }
 
+impl RouterError {
+    /// The kind of failure: the API error's category, or `invalid` for a Canary or a routing
+    /// object the router cannot work with.
+    pub fn category(&self) -> crate::k8s::error::Category {
+        match self {
+            RouterError::Invalid(_) | RouterError::Routes(_) => {
+                crate::k8s::error::Category::Invalid
+            }
+            RouterError::Api { source, .. } => crate::k8s::error::category(source),
+        }
+    }
+}
+
 /// A mesh or ingress router (Flagger's `router.Interface`).
 #[async_trait]
 pub trait Router: Send + Sync {

@@ -60,21 +60,27 @@ impl StatusStore for Store {
     async fn get(&self, _ns: &str, _name: &str) -> Result<Option<Canary>, PortError> {
         Ok(lock(&self.0).clone())
     }
-    async fn write_status(&self, _c: &Canary, status: &CanaryStatus) -> Result<(), PortError> {
-        if let Some(c) = lock(&self.0).as_mut() {
+    async fn write_status(
+        &self,
+        _c: &Canary,
+        status: &CanaryStatus,
+    ) -> Result<Option<Canary>, PortError> {
+        let mut stored = lock(&self.0);
+        if let Some(c) = stored.as_mut() {
             c.status = Some(status.clone());
         }
-        Ok(())
+        Ok(stored.clone())
     }
-    async fn set_finalizer(&self, _c: &Canary, present: bool) -> Result<(), PortError> {
-        if let Some(c) = lock(&self.0).as_mut() {
+    async fn set_finalizer(&self, _c: &Canary, present: bool) -> Result<Option<Canary>, PortError> {
+        let mut stored = lock(&self.0);
+        if let Some(c) = stored.as_mut() {
             let list = c.metadata.finalizers.get_or_insert_with(Vec::new);
             list.retain(|f| f != FINALIZER);
             if present {
                 list.push(FINALIZER.to_string());
             }
         }
-        Ok(())
+        Ok(stored.clone())
     }
 }
 

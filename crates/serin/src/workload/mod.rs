@@ -54,6 +54,17 @@ impl WorkloadError {
     pub fn is_retriable(&self) -> bool {
         !matches!(self, WorkloadError::Failed(_))
     }
+
+    /// The kind of failure of an API call or of a target that cannot be used; `None` for a
+    /// workload that is not ready (yet or for good), which is no failure of a request.
+    pub fn category(&self) -> Option<crate::k8s::error::Category> {
+        use crate::k8s::error::{Category, category};
+        match self {
+            WorkloadError::NotReady(_) | WorkloadError::Failed(_) => None,
+            WorkloadError::Invalid(_) => Some(Category::Invalid),
+            WorkloadError::Api { source, .. } => Some(category(source)),
+        }
+    }
 }
 
 /// A target kind's operations (Flagger's `canary.Controller`).

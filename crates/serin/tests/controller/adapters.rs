@@ -1,22 +1,80 @@
-//! The kube adapters against the dev cluster: conflict-safe status and finalizer writes, and
-//! Kubernetes Event aggregation.
+//! The kube adapters against the dev cluster (or the real control plane): status writes by
+//! server-side apply, one request each; the finalizer's conditional patch; Kubernetes Event
+//! aggregation.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
+use serin::api::request::PauseStatus;
 use serin::api::{CanaryPhase, CanaryStatus};
+use serin::controller::adapters::status::apply_body;
 use serin::controller::adapters::{KubeEventSink, KubeStatusStore};
 use serin::controller::ports::{EventKind, EventSink, StatusStore};
+use serin::k8s::error::Category;
 
 use crate::support::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_and_finalizer_writes_survive_conflicts() {
-    if dev_cluster_only("injects 409 Conflict answers through the dev cluster's fault hooks") {
-        return;
+/// The requests the dev cluster answered since the last call (`None` on a real cluster, which
+/// keeps no such log): verb, path and query.
+fn requests(cluster: &Cluster) -> Option<Vec<(String, String, String)>> {
+    if real_cluster().is_some() {
+        return None;
     }
+    let log = cluster.dev().requests();
+    let taken = log
+        .take()
+        .into_iter()
+        .map(|r| (r.verb, r.path, r.query))
+        .collect();
+    log.set_enabled(true);
+    Some(taken)
+}
+
+/// Asserts that the requests since the last call were exactly one `verb` of the Canary's
+/// status subresource (on the dev cluster; a real cluster keeps no request log).
+fn assert_one_status_write(cluster: &Cluster, verb: &str) {
+    let Some(seen) = requests(cluster) else {
+        return;
+    };
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let (v, path, query) = &seen[0];
+    assert_eq!(v, verb, "{seen:?}");
+    assert_eq!(
+        path,
+        &format!("/apis/flagger.app/v1beta1/namespaces/{NS}/canaries/podinfo/status")
+    );
+    assert!(query.contains("fieldManager=serin"), "{query}");
+    if verb == "patch" {
+        assert!(query.contains("force=true"), "{query}");
+    }
+}
+
+fn status_of(phase: CanaryPhase, weight: i32) -> CanaryStatus {
+    CanaryStatus {
+        phase,
+        canary_weight: weight,
+        ..CanaryStatus::default()
+    }
+}
+
+fn configs(keys: &[&str]) -> Option<BTreeMap<String, String>> {
+    Some(
+        keys.iter()
+            .map(|k| (k.to_string(), "1".to_string()))
+            .collect(),
+    )
+}
+
+/// Each status write is one server-side apply (manager `serin`, forced) of the status
+/// subresource, with no read before it; a status equal to the one read is not written; the
+/// fields a write leaves out are gone from the stored status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_writes_are_one_apply_that_drops_what_serin_stops_setting() {
     guarded(async {
         let cluster = Cluster::start().await;
         let hooks = Hooks::start().await;
@@ -25,54 +83,237 @@ async fn status_and_finalizer_writes_survive_conflicts() {
             .await;
         let store = KubeStatusStore::new(cluster.client.clone());
         let canary = store.get(NS, "podinfo").await.unwrap().unwrap();
+        requests(&cluster);
 
-        // Every second update answers 409: each write needs a re-read and a retry.
-        cluster
-            .dev()
-            .faults()
-            .set_error_share("update", 409, 0.5)
-            .unwrap();
+        let held = Time(Timestamp::from_second(1_800_000_000).unwrap());
         let first = CanaryStatus {
-            phase: CanaryPhase::Progressing,
-            canary_weight: 10,
-            tracked_configs: Some(BTreeMap::from([("configmap/a".into(), "1".into())])),
-            ..CanaryStatus::default()
+            tracked_configs: configs(&["configmap/a", "secret/b"]),
+            last_applied_spec: Some("abc".into()),
+            comparison_held_since: Some(held.clone()),
+            paused: Some(PauseStatus {
+                by: "jane".into(),
+                since: held,
+            }),
+            ..status_of(CanaryPhase::Progressing, 10)
         };
-        for _ in 0..3 {
-            store.write_status(&canary, &first).await.unwrap();
-        }
-        let live = cluster.canary("podinfo").await.unwrap().status.unwrap();
-        assert_eq!(live, first);
-        // The whole status is replaced: fields the new status drops are gone.
-        let second = CanaryStatus {
-            phase: CanaryPhase::Promoting,
-            canary_weight: 0,
-            ..CanaryStatus::default()
-        };
-        store.write_status(&canary, &second).await.unwrap();
-        let live = cluster.canary("podinfo").await.unwrap().status.unwrap();
-        assert_eq!(live, second);
-        assert!(live.tracked_configs.is_none());
-
-        cluster.dev().faults().clear();
-        cluster
-            .dev()
-            .faults()
-            .set_error_share("patch", 409, 0.5)
-            .unwrap();
-        store.set_finalizer(&canary, true).await.unwrap();
-        store.set_finalizer(&canary, true).await.unwrap();
-        let c = cluster.canary("podinfo").await.unwrap();
+        let written = store.write_status(&canary, &first).await.unwrap().unwrap();
+        assert_one_status_write(&cluster, "patch");
+        assert_eq!(written.status.as_ref(), Some(&first));
         assert_eq!(
-            c.metadata.finalizers.unwrap_or_default(),
+            cluster.canary("podinfo").await.unwrap().status,
+            Some(first.clone())
+        );
+        let entry = written
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .find(|e| e.manager.as_deref() == Some("serin"))
+            .unwrap();
+        assert_eq!(entry.operation.as_deref(), Some("Apply"));
+        assert_eq!(entry.subresource.as_deref(), Some("status"));
+
+        // The same status again: nothing to write, no request.
+        requests(&cluster);
+        assert!(
+            store
+                .write_status(&written, &first)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        if let Some(seen) = requests(&cluster) {
+            assert!(seen.is_empty(), "{seen:?}");
+        }
+
+        // Fields (a scalar, a struct) and a tracked config left out are gone.
+        requests(&cluster);
+        let second = CanaryStatus {
+            tracked_configs: configs(&["configmap/a"]),
+            last_applied_spec: Some("abc".into()),
+            ..status_of(CanaryPhase::Progressing, 20)
+        };
+        let written = store
+            .write_status(&written, &second)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_one_status_write(&cluster, "patch");
+        let live = cluster.canary("podinfo").await.unwrap();
+        assert_eq!(live.status, Some(second));
+        assert_eq!(
+            written.metadata.resource_version,
+            live.metadata.resource_version
+        );
+        // A status write keeps the spec as it is.
+        assert_eq!(live.spec, canary.spec);
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+/// A status last written by an update of another field manager (an older Serin's replace,
+/// Flagger's controller): the first write that drops one of its fields replaces the status,
+/// then the writes are applies again, and nothing Serin stopped setting stays behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_written_by_an_update_keeps_no_stale_field() {
+    guarded(async {
+        let cluster = Cluster::start().await;
+        let hooks = Hooks::start().await;
+        cluster
+            .create_canary(podinfo_canary(&hooks, json!({})))
+            .await;
+        let mut control = podinfo_canary(&hooks, json!({}));
+        control["metadata"]["name"] = json!("control");
+        cluster.create_canary(control).await;
+        let old = CanaryStatus {
+            iterations: 2,
+            tracked_configs: configs(&["configmap/a", "secret/b"]),
+            last_tracked_revision: Some("old".into()),
+            ..status_of(CanaryPhase::Progressing, 30)
+        };
+        let params = PostParams {
+            field_manager: Some("flagger".into()),
+            ..PostParams::default()
+        };
+        for name in ["podinfo", "control"] {
+            let mut by_update = cluster.canary(name).await.unwrap();
+            by_update.status = Some(old.clone());
+            cluster
+                .canaries()
+                .replace_status(name, &params, &by_update)
+                .await
+                .unwrap();
+        }
+        // The control: an apply alone leaves the fields the update owns.
+        let dropping = CanaryStatus {
+            iterations: 2,
+            ..status_of(CanaryPhase::Progressing, 40)
+        };
+        let body = apply_body(NS, "control", &dropping);
+        cluster
+            .canaries()
+            .patch_status(
+                "control",
+                &PatchParams::apply("serin").force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .unwrap();
+        let left = cluster.canary("control").await.unwrap().status.unwrap();
+        assert_eq!(left.canary_weight, 40);
+        assert_eq!(left.last_tracked_revision.as_deref(), Some("old"));
+        assert_eq!(left.tracked_configs, old.tracked_configs);
+
+        let store = KubeStatusStore::new(cluster.client.clone());
+        let canary = store.get(NS, "podinfo").await.unwrap().unwrap();
+        requests(&cluster);
+
+        // Drops lastTrackedRevision and a tracked config, both owned by `flagger`: a replace.
+        let steps = [
+            (
+                CanaryStatus {
+                    iterations: 2,
+                    tracked_configs: configs(&["configmap/a"]),
+                    ..status_of(CanaryPhase::Progressing, 40)
+                },
+                "update",
+            ),
+            // Drops the tracked configs, still owned by `flagger` (the replace kept them).
+            (
+                CanaryStatus {
+                    iterations: 2,
+                    ..status_of(CanaryPhase::Promoting, 40)
+                },
+                "update",
+            ),
+            // Drops nothing: an apply.
+            (
+                CanaryStatus {
+                    last_applied_spec: Some("abc".into()),
+                    ..status_of(CanaryPhase::Finalising, 0)
+                },
+                "patch",
+            ),
+            // Drops what only the apply set: an apply again.
+            (status_of(CanaryPhase::Succeeded, 0), "patch"),
+        ];
+        let mut current = canary;
+        for (status, verb) in steps {
+            requests(&cluster);
+            current = store
+                .write_status(&current, &status)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_one_status_write(&cluster, verb);
+            let live = cluster.canary("podinfo").await.unwrap().status.unwrap();
+            assert_eq!(live, status);
+        }
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+/// The finalizer is patched from the Canary as read, on the condition of its resourceVersion:
+/// one request, and a Canary changed since the read is a conflict, returned, not retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalizer_writes_are_one_conditional_patch() {
+    guarded(async {
+        let cluster = Cluster::start().await;
+        let hooks = Hooks::start().await;
+        cluster
+            .create_canary(podinfo_canary(&hooks, json!({})))
+            .await;
+        let store = KubeStatusStore::new(cluster.client.clone());
+        let canary = store.get(NS, "podinfo").await.unwrap().unwrap();
+        requests(&cluster);
+
+        let c = store.set_finalizer(&canary, true).await.unwrap().unwrap();
+        if let Some(seen) = requests(&cluster) {
+            assert_eq!(seen.len(), 1, "{seen:?}");
+            assert_eq!(seen[0].0, "patch");
+        }
+        // The object as stored is returned: its resourceVersion conditions the next write.
+        let live = cluster.canary("podinfo").await.unwrap();
+        assert_eq!(c.metadata.resource_version, live.metadata.resource_version);
+        assert_eq!(
+            live.metadata.finalizers.clone().unwrap_or_default(),
             ["finalizer.flagger.app"]
         );
-        store.set_finalizer(&canary, false).await.unwrap();
+        // Already there: nothing to write.
+        requests(&cluster);
+        assert!(store.set_finalizer(&c, true).await.unwrap().is_none());
+        if let Some(seen) = requests(&cluster) {
+            assert!(seen.is_empty(), "{seen:?}");
+        }
+
+        // Someone writes the Canary after `c` was read: removing the finalizer from `c` is a
+        // conflict.
+        store
+            .write_status(&c, &status_of(CanaryPhase::Initializing, 0))
+            .await
+            .unwrap();
+        requests(&cluster);
+        let err = store.set_finalizer(&c, false).await.unwrap_err();
+        assert_eq!(err.category(), Category::Conflict);
+        assert!(
+            err.to_string().starts_with(&format!(
+                "canary podinfo.{NS} finalizer update error: the API server answered HTTP 409 Conflict"
+            )),
+            "{err}"
+        );
+        if let Some(seen) = requests(&cluster) {
+            assert_eq!(seen.len(), 1, "one attempt, no retry: {seen:?}");
+        }
+        let c = cluster.canary("podinfo").await.unwrap();
+        assert_eq!(
+            c.metadata.finalizers.clone().unwrap_or_default(),
+            ["finalizer.flagger.app"]
+        );
+        store.set_finalizer(&c, false).await.unwrap();
         let c = cluster.canary("podinfo").await.unwrap();
         assert!(c.metadata.finalizers.unwrap_or_default().is_empty());
-        // A status write keeps the spec as it is.
-        assert_eq!(c.spec, canary.spec);
-        cluster.dev().faults().clear();
         cluster.shutdown().await;
     })
     .await;

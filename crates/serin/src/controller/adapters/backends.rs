@@ -16,8 +16,8 @@ use crate::workload::{
 
 fn port_error(e: WorkloadError) -> PortError {
     match e {
-        WorkloadError::Invalid(m) => PortError::Invalid(m),
-        other => PortError::Api(other.to_string()),
+        WorkloadError::Api { context, source } => PortError::Api { context, source },
+        other => PortError::Invalid(other.to_string()),
     }
 }
 

@@ -324,3 +324,36 @@ async fn step_delays_are_observed_for_due_steps_of_a_run_only() {
     w.reconcile().await;
     assert_eq!(lock(&w.recorder.step_delays).len(), 2);
 }
+
+/// Status writes per reconcile over a whole run and over a rollback: one at most, but for the
+/// first sight (Initializing, then Initialized) — the write before the work of a tick that
+/// records where the run stands.
+#[tokio::test]
+async fn every_tick_of_a_run_writes_the_status_once_at_most() {
+    async fn writes_per_tick(w: &World, until: CanaryPhase) -> Vec<(CanaryPhase, usize)> {
+        let mut seen = Vec::new();
+        for _ in 0..30 {
+            let before = lock(&w.store.writes).len();
+            w.tick().await;
+            let after = lock(&w.store.writes).len();
+            seen.push((w.phase(), after - before));
+            if w.phase() == until {
+                return seen;
+            }
+        }
+        panic!("not {until} after 30 ticks: {seen:?}");
+    }
+    let w = World::new(canary(Some(progressive()), serde_json::json!({})));
+    w.reconcile().await;
+    assert_eq!(lock(&w.store.writes).len(), 2, "Initializing, Initialized");
+    w.push("rev2");
+    let run = writes_per_tick(&w, CanaryPhase::Succeeded).await;
+    assert!(run.iter().all(|(_, n)| *n <= 1), "{run:?}");
+    assert!(run.len() > 5, "{run:?}");
+
+    w.push("rev3");
+    w.tick().await;
+    w.fail_metrics("error rate too high");
+    let rollback = writes_per_tick(&w, CanaryPhase::Failed).await;
+    assert!(rollback.iter().all(|(_, n)| *n <= 1), "{rollback:?}");
+}

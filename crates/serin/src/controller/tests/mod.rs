@@ -66,13 +66,20 @@ impl StatusStore for FakeStore {
     async fn get(&self, _ns: &str, _name: &str) -> Result<Option<Canary>, PortError> {
         Ok(lock(&self.canary).clone())
     }
-    async fn write_status(&self, _c: &Canary, status: &CanaryStatus) -> Result<(), PortError> {
+    async fn write_status(
+        &self,
+        _c: &Canary,
+        status: &CanaryStatus,
+    ) -> Result<Option<Canary>, PortError> {
         if self
             .fail_writes
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Err(PortError::Api("the server is gone".into()));
+            return Err(PortError::api(
+                "canary status update error",
+                kube::Error::Service("the server is gone".into()),
+            ));
         }
         let mut status = status.clone();
         if self.prune_requests.load(Ordering::SeqCst) {
@@ -83,12 +90,12 @@ impl StatusStore for FakeStore {
             c.status = Some(status.clone());
         }
         lock(&self.writes).push(status);
-        Ok(())
+        Ok(lock(&self.canary).clone())
     }
-    async fn set_finalizer(&self, _c: &Canary, present: bool) -> Result<(), PortError> {
+    async fn set_finalizer(&self, _c: &Canary, present: bool) -> Result<Option<Canary>, PortError> {
         let mut guard = lock(&self.canary);
         let Some(c) = guard.as_mut() else {
-            return Ok(());
+            return Ok(None);
         };
         let list = c.metadata.finalizers.get_or_insert_with(Vec::new);
         list.retain(|f| f != super::finalizer::FINALIZER);
@@ -98,7 +105,7 @@ impl StatusStore for FakeStore {
         if list.is_empty() && c.metadata.deletion_timestamp.is_some() {
             *guard = None;
         }
-        Ok(())
+        Ok(guard.clone())
     }
 }
 
