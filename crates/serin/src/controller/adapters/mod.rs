@@ -78,7 +78,7 @@ pub fn kube_ports(
     Ok(Ports {
         clock: Arc::new(SystemClock),
         events: Arc::new(KubeEventSink::new(client.clone(), config.instance.clone())),
-        store: Arc::new(KubeStatusStore::new(client.clone())),
+        store: Arc::new(KubeStatusStore::new(client.clone()).with_cache(caches.workload.clone())),
         webhooks,
         metrics: Arc::new(metric_checks),
         alerter: Arc::new(KubeAlerter::new(

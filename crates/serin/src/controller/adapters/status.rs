@@ -1,4 +1,5 @@
-//! [`StatusStore`] over the API server: fresh reads, the status written by server-side apply on
+//! [`StatusStore`] over the API server: reads from the Canary watch's cache (`k8s::Cache`, which
+//! has Serin's own writes at once), the status written by server-side apply on
 //! the `status` subresource (field manager `serin`), and the finalizer patched on the condition
 //! of the resourceVersion read. Nothing is read before a write and no conflict is retried here:
 //! a failed write goes back to the reconcile, which retries with back-off.
@@ -9,6 +10,8 @@
 //! in place. So when the new status drops a field of the status as read that another manager
 //! (or nobody) owns, the write is one replace of the whole status instead, on the condition of
 //! the resourceVersion read; the applies after it find the fields they drop owned by Serin.
+//! Cached Canaries carry no managed fields (the cache drops them to save memory), so a write
+//! that drops a field of a Canary read from the cache is always that one replace.
 
 use async_trait::async_trait;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
@@ -20,6 +23,7 @@ use serde_json::{Value, json};
 use crate::api::{Canary, CanaryStatus};
 use crate::controller::finalizer::FINALIZER;
 use crate::controller::ports::{PortError, StatusStore};
+use crate::k8s::cache::Cache;
 
 /// The field manager of Serin's status writes.
 pub const FIELD_MANAGER: &str = "serin";
@@ -28,11 +32,22 @@ pub const FIELD_MANAGER: &str = "serin";
 #[derive(Clone)]
 pub struct KubeStatusStore {
     client: kube::Client,
+    cache: Cache,
 }
 
 impl KubeStatusStore {
     pub fn new(client: kube::Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            cache: Cache::disabled(),
+        }
+    }
+
+    /// Reads Canaries from `cache` (the controller's Canary watch feeds it) and puts every
+    /// write's result into it.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
     }
 
     fn api(&self, namespace: &str) -> Api<Canary> {
@@ -60,8 +75,8 @@ pub fn apply_body(namespace: &str, name: &str, status: &CanaryStatus) -> Value {
 #[async_trait]
 impl StatusStore for KubeStatusStore {
     async fn get(&self, namespace: &str, name: &str) -> Result<Option<Canary>, PortError> {
-        self.api(namespace)
-            .get_opt(name)
+        self.cache
+            .get(&self.api(namespace), name)
             .await
             .map_err(|e| PortError::api(format!("canary {name}.{namespace} get query error"), e))
     }
@@ -85,11 +100,17 @@ impl StatusStore for KubeStatusStore {
                 field_manager: Some(FIELD_MANAGER.to_string()),
                 ..PostParams::default()
             };
-            api.replace_status(&name, &params, &body).await
+            let replaced = api.replace_status(&name, &params, &body).await;
+            if let Ok(stored) = &replaced {
+                self.cache.wrote(&api, stored);
+            }
+            replaced
         } else {
             let params = PatchParams::apply(FIELD_MANAGER).force();
             let body = apply_body(&ns, &name, status);
-            api.patch_status(&name, &params, &Patch::Apply(&body)).await
+            self.cache
+                .patch_status(&api, &name, &params, &Patch::Apply(&body))
+                .await
         };
         written
             .map(Some)
@@ -123,8 +144,13 @@ impl StatusStore for KubeStatusStore {
             }
         });
         match self
-            .api(&ns)
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .cache
+            .patch(
+                &self.api(&ns),
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             Ok(stored) => Ok(Some(stored)),
