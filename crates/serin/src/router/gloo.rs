@@ -296,8 +296,8 @@ impl Router for GlooRouter {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::router::golden::assert_golden;
     use crate::router::object::testing::{canary, routed};
+    use crate::testing::assert_golden;
 
     #[test]
     fn golden_route_table_and_upstreams() {

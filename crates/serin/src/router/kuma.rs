@@ -97,8 +97,8 @@ impl RoutingObject for TrafficRoute {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::router::golden::assert_golden;
     use crate::router::object::testing::{canary, routed};
+    use crate::testing::assert_golden;
 
     #[test]
     fn golden_cluster_scoped_route_in_the_canarys_mesh() {

@@ -79,9 +79,6 @@ pub mod skipper;
 pub mod smi;
 pub mod traefik;
 
-#[cfg(test)]
-pub(crate) mod golden;
-
 pub use factory::{IngressOptions, RouterFactory};
 pub use gatewayapi::GatewayApiRouter;
 pub use istio::IstioRouter;

@@ -4,7 +4,7 @@ use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::workload::test_cluster::TestCluster;
+use crate::testing::TestCluster;
 
 fn pod_spec(v: Value) -> PodSpec {
     serde_json::from_value(v).unwrap()

@@ -3,8 +3,8 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::router::golden::assert_golden;
-use crate::workload::test_cluster::TestCluster;
+use crate::testing::TestCluster;
+use crate::testing::assert_golden;
 
 fn canary() -> Canary {
     serde_json::from_value(json!({

@@ -3,9 +3,9 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::router::golden::assert_golden;
+use crate::testing::TestCluster;
+use crate::testing::assert_golden;
 use crate::workload::template::discovered_ports;
-use crate::workload::test_cluster::TestCluster;
 
 fn canary(extra: Value) -> Canary {
     let mut c = json!({

@@ -4,8 +4,8 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::k8s::meta::apply_merge_patch;
-use crate::router::golden::assert_golden;
-use crate::workload::test_cluster::TestCluster;
+use crate::testing::TestCluster;
+use crate::testing::assert_golden;
 
 fn canary(extra: Value) -> Canary {
     let mut c = json!({

@@ -4,8 +4,8 @@ use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::router::golden::assert_golden;
-use crate::workload::test_cluster::TestCluster;
+use crate::testing::TestCluster;
+use crate::testing::assert_golden;
 
 fn canary(service: Value) -> Canary {
     let mut svc = json!({"port": 9898});
