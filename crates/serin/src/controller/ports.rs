@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
 
-use super::webhook::{HookPayload, HookResponse, WebhookError};
+pub use super::webhook::WebhookClient;
 use crate::api::analysis::AlertSeverity;
 use crate::api::decision::{CheckRecord, Decision};
-use crate::api::{Canary, CanaryPhase, CanaryStatus, CanaryWebhook, Provider, Strategy};
+use crate::api::{Canary, CanaryPhase, CanaryStatus, Provider, Strategy};
 pub use crate::metrics::preflight::Finding;
 use crate::router::{Router, RouterError};
 use crate::workload::{ScalerReconciler, TargetController, TargetMetadata};
@@ -88,18 +88,6 @@ pub trait StatusStore: Send + Sync {
     async fn write_status(&self, canary: &Canary, status: &CanaryStatus) -> Result<(), PortError>;
     /// Adds (`present`) or removes `finalizer.flagger.app`, retrying conflicts.
     async fn set_finalizer(&self, canary: &Canary, present: bool) -> Result<(), PortError>;
-}
-
-/// HTTP client for webhooks (see [`super::webhook::HttpWebhookClient`]).
-#[async_trait]
-pub trait WebhookClient: Send + Sync {
-    /// POSTs `payload` to `hook.url` with the hook's timeout, retries and TLS setting. Success
-    /// iff the final answer is HTTP 200..=202.
-    async fn post(
-        &self,
-        hook: &CanaryWebhook,
-        payload: &HookPayload,
-    ) -> Result<HookResponse, WebhookError>;
 }
 
 /// A failed metric check: the message becomes a Warning event (`error` = log at error level,

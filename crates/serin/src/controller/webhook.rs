@@ -11,7 +11,6 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde::Serialize;
 
-use super::ports::WebhookClient;
 use crate::api::{CanaryPhase, CanaryStatus, CanaryWebhook};
 
 /// Longest response body (in characters) quoted in an error message.
@@ -60,6 +59,19 @@ pub enum WebhookError {
     /// The HTTP client could not be built.
     #[error("building the webhook HTTP client: {0}")]
     Client(String),
+}
+
+/// HTTP client for webhooks ([`HttpWebhookClient`] in production; the controller's tests and
+/// the simulator have their own).
+#[async_trait]
+pub trait WebhookClient: Send + Sync {
+    /// POSTs `payload` to `hook.url` with the hook's timeout, retries and TLS setting. Success
+    /// iff the final answer is HTTP 200..=202.
+    async fn post(
+        &self,
+        hook: &CanaryWebhook,
+        payload: &HookPayload,
+    ) -> Result<HookResponse, WebhookError>;
 }
 
 /// A stable checksum of the revision a status describes: FNV-1a (64 bit) over the canonical
