@@ -126,3 +126,87 @@ fn cross_namespace_references_are_reported_with_flaggers_messages() {
         "{problems:?}"
     );
 }
+
+/// A writer collecting JSON log lines in memory.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn parsed(&self) -> Vec<serde_json::Value> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// Logs `inside` lines within the reconcile span of podinfo.test and one line after it, through
+/// the JSON format and Serin's filter for `level`.
+fn log_through_reconcile_span(
+    level: tracing_subscriber::filter::LevelFilter,
+    inside: impl FnOnce(),
+) -> Vec<serde_json::Value> {
+    use tracing_subscriber::layer::SubscriberExt;
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::registry()
+        .with(crate::telemetry::logging::JsonLayer::new(move || {
+            writer.clone()
+        }))
+        .with(crate::telemetry::logging::filter_for(level));
+    let c = canary(serde_json::json!({"interval": "1m"}));
+    tracing::subscriber::with_default(subscriber, || {
+        reconcile_span(&c).in_scope(inside);
+        tracing::error!("after the reconcile");
+    });
+    lines.parsed()
+}
+
+#[test]
+fn every_line_of_a_reconcile_carries_the_canary() {
+    let lines = log_through_reconcile_span(tracing_subscriber::filter::LevelFilter::DEBUG, || {
+        tracing::debug!("a debug line");
+        tracing::error!("reconcile failed, retrying in 1s: boom");
+    });
+    let fields: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["msg"].as_str().unwrap(),
+                l.get("canary").and_then(|c| c.as_str()).unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("a debug line", "podinfo.test"),
+            ("reconcile failed, retrying in 1s: boom", "podinfo.test"),
+            ("after the reconcile", "-"),
+        ]
+    );
+}
+
+#[test]
+fn the_reconcile_span_stays_on_at_the_error_level() {
+    let lines = log_through_reconcile_span(tracing_subscriber::filter::LevelFilter::ERROR, || {
+        tracing::info!("filtered out");
+        tracing::error!("reconcile failed, retrying in 1s: boom");
+    });
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["msg"], "reconcile failed, retrying in 1s: boom");
+    assert_eq!(lines[0]["canary"], "podinfo.test");
+    assert!(lines[1].get("canary").is_none(), "{}", lines[1]);
+}
