@@ -19,4 +19,5 @@ pub mod stats;
 pub mod telemetry;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod tls;
 pub mod workload;

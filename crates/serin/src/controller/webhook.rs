@@ -12,6 +12,7 @@ use reqwest::StatusCode;
 use serde::Serialize;
 
 use crate::api::{CanaryPhase, CanaryStatus, CanaryWebhook};
+use crate::tls::{Alpn, Verification};
 
 /// Longest response body (in characters) quoted in an error message.
 const MAX_BODY_CHARS: usize = 512;
@@ -102,12 +103,6 @@ fn safe_encode(s: &str) -> String {
         .collect()
 }
 
-/// Installs rustls' ring crypto provider for the process (idempotent).
-pub fn install_crypto_provider() {
-    // An error only means another provider is installed already, which is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// The reqwest-based [`WebhookClient`].
 #[derive(Clone, Debug)]
 pub struct HttpWebhookClient {
@@ -125,16 +120,15 @@ impl HttpWebhookClient {
 
     /// A client with custom back-off bounds (the wait before retry `n` is `min · 2ⁿ`, capped).
     pub fn with_backoff(min_wait: Duration, max_wait: Duration) -> Result<Self, WebhookError> {
-        install_crypto_provider();
-        let build = |insecure: bool| {
-            reqwest::Client::builder()
-                .tls_danger_accept_invalid_certs(insecure)
+        let build = |verification| {
+            crate::tls::http_client(verification, Alpn::Http2OrHttp1)
+                .map_err(|e| WebhookError::Client(e.to_string()))?
                 .build()
                 .map_err(|e| WebhookError::Client(error_chain(&e)))
         };
         Ok(Self {
-            client: build(false)?,
-            insecure: build(true)?,
+            client: build(Verification::Platform)?,
+            insecure: build(Verification::AcceptAny)?,
             min_wait,
             max_wait,
         })
@@ -395,7 +389,6 @@ mod tests {
 
     #[tokio::test]
     async fn disable_tls_accepts_a_self_signed_certificate_and_only_then() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let tls = devcluster::tls::generate().unwrap();
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
