@@ -180,40 +180,6 @@ mod tests {
         assert!(err.to_string().contains("Status {"));
     }
 
-    /// What the controller's events and logs carry: what failed on which object, then the API
-    /// error in words.
-    #[test]
-    fn workload_router_and_startup_errors_read_in_words() {
-        let workload = crate::workload::WorkloadError::Api {
-            context: "Deployment podinfo.test get query error".into(),
-            source: api(500, "InternalError", "injected fault: internal error"),
-        };
-        assert_eq!(
-            workload.to_string(),
-            "Deployment podinfo.test get query error: the API server answered HTTP 500 Internal Server Error (InternalError): injected fault: internal error"
-        );
-        let router = crate::router::RouterError::Api {
-            context: "VirtualService podinfo.test update error".into(),
-            source: api(409, "Conflict", "the object has been modified"),
-        };
-        assert_eq!(
-            router.to_string(),
-            "VirtualService podinfo.test update error: the API server answered HTTP 409 Conflict (Conflict): the object has been modified"
-        );
-        let startup = crate::controller::runtime::RuntimeError::CrdMissing {
-            kind: "Canary",
-            source: api(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ),
-        };
-        assert_eq!(
-            startup.to_string(),
-            "Canary CRD is not registered: the API server answered HTTP 404 Not Found (NotFound): the server could not find the requested resource"
-        );
-    }
-
     #[test]
     fn decoding_errors_name_what_failed() {
         let Err(serde) = serde_json::from_str::<u8>("\"x\"") else {

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use devcluster::testing::open_crd;
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource};
+use kube::core::GroupVersionKind;
 
 use crate::api::apis::istio::{DestinationRule, VirtualService};
 use crate::api::canary::Canary;
@@ -33,9 +34,13 @@ impl TestCluster {
         let mut crds = crate::api::crd::all();
         crds.push(open_crd(&ApiResource::erase::<VirtualService>(&())));
         crds.push(open_crd(&ApiResource::erase::<DestinationRule>(&())));
-        crds.push(open_crd(
-            &crate::workload::autoscaler::scaled_object_resource(),
-        ));
+        // KEDA's ScaledObject, spelled out here so that this harness of the workload tests does
+        // not depend on workload (the autoscaler tests fail if the two ever differ).
+        crds.push(open_crd(&ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "keda.sh",
+            "v1alpha1",
+            "ScaledObject",
+        ))));
         Self(devcluster::testing::TestCluster::start(crds).await)
     }
 

@@ -210,3 +210,43 @@ fn the_reconcile_span_stays_on_at_the_error_level() {
     assert_eq!(lines[0]["canary"], "podinfo.test");
     assert!(lines[1].get("canary").is_none(), "{}", lines[1]);
 }
+
+fn api_error(code: u16, reason: &str, message: &str) -> kube::Error {
+    let mut status = kube::core::Status::failure(message, reason);
+    status.code = code;
+    kube::Error::Api(Box::new(status))
+}
+
+/// What the controller's events and logs carry: what failed on which object, then the API
+/// error in words (the kube errors of the workload, router and start-up code).
+#[test]
+fn workload_router_and_startup_errors_read_in_words() {
+    let workload = crate::workload::WorkloadError::Api {
+        context: "Deployment podinfo.test get query error".into(),
+        source: api_error(500, "InternalError", "injected fault: internal error"),
+    };
+    assert_eq!(
+        workload.to_string(),
+        "Deployment podinfo.test get query error: the API server answered HTTP 500 Internal Server Error (InternalError): injected fault: internal error"
+    );
+    let router = crate::router::RouterError::Api {
+        context: "VirtualService podinfo.test update error".into(),
+        source: api_error(409, "Conflict", "the object has been modified"),
+    };
+    assert_eq!(
+        router.to_string(),
+        "VirtualService podinfo.test update error: the API server answered HTTP 409 Conflict (Conflict): the object has been modified"
+    );
+    let startup = RuntimeError::CrdMissing {
+        kind: "Canary",
+        source: api_error(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ),
+    };
+    assert_eq!(
+        startup.to_string(),
+        "Canary CRD is not registered: the API server answered HTTP 404 Not Found (NotFound): the server could not find the requested resource"
+    );
+}
