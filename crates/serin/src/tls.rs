@@ -134,3 +134,34 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn configs_name_ring_and_offer_the_http_versions_asked_for() {
+        let ring_suites: Vec<_> = ring::default_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite())
+            .collect();
+        for verification in [Verification::Platform, Verification::AcceptAny] {
+            let config = client_config(verification, Alpn::Http2OrHttp1).unwrap();
+            let suites: Vec<_> = config
+                .crypto_provider()
+                .cipher_suites
+                .iter()
+                .map(|s| s.suite())
+                .collect();
+            assert_eq!(suites, ring_suites);
+            assert_eq!(
+                config.alpn_protocols,
+                [b"h2".to_vec(), b"http/1.1".to_vec()]
+            );
+        }
+        let http1 = client_config(Verification::Platform, Alpn::Http1).unwrap();
+        assert_eq!(http1.alpn_protocols, [b"http/1.1".to_vec()]);
+    }
+}
