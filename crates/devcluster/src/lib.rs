@@ -34,6 +34,8 @@ pub mod simulator;
 pub mod status;
 pub mod store;
 pub mod table;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tls;
 pub mod watch;
 

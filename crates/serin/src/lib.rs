@@ -17,4 +17,7 @@ pub mod router;
 pub mod simulate;
 pub mod stats;
 pub mod telemetry;
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod tls;
 pub mod workload;

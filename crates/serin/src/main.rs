@@ -2,5 +2,6 @@
 //! The `serin` binary: see `serin --help`.
 
 fn main() -> std::process::ExitCode {
+    serin::tls::install_default();
     serin::cli::main()
 }

@@ -427,14 +427,10 @@ mod tests {
             if path.is_dir() {
                 // The kubectl plugin runs with its user's credentials, not the controller's
                 // ServiceAccount (the RBAC it needs is in docs/operations.md).
-                if name != "tests" && name != "testdata" && name != "plugin" {
+                if name != "tests" && name != "testdata" && name != "testing" && name != "plugin" {
                     sources(&path, out);
                 }
-            } else if name.ends_with(".rs")
-                && name != "tests.rs"
-                && name != "test_cluster.rs"
-                && name != "rbac.rs"
-            {
+            } else if name.ends_with(".rs") && name != "tests.rs" && name != "rbac.rs" {
                 out.push((path.clone(), std::fs::read_to_string(&path).unwrap()));
             }
         }

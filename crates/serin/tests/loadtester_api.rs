@@ -31,7 +31,7 @@ async fn start(config: Config) -> Api {
     tokio::spawn(loadtester::serve(listener, state, async move {
         let _ = rx.await;
     }));
-    loadtester::install_crypto_provider();
+    serin::tls::install_default();
     Api {
         base,
         http: reqwest::Client::new(),

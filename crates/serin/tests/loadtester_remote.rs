@@ -28,6 +28,7 @@ async fn loadtester() -> (String, reqwest::Client) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(loadtester::serve(listener, state, std::future::pending()));
+    serin::tls::install_default();
     (base, reqwest::Client::new())
 }
 

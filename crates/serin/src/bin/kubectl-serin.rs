@@ -3,5 +3,6 @@
 //! (see `kubectl serin --help`).
 
 fn main() -> std::process::ExitCode {
+    serin::tls::install_default();
     serin::plugin::main()
 }

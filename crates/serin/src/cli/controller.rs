@@ -209,7 +209,6 @@ fn sync_stopped(rx: watch::Receiver<bool>) -> impl std::future::Future<Output = 
 
 /// Runs the controller until `shutdown` turns true. The logger is the caller's business.
 pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), ControllerError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let min_interval = parse_duration("min-analysis-interval", &args.min_analysis_interval)?;
     let provider: Provider =
         args.mesh_provider

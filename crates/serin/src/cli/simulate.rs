@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::api::{Canary, Provider, duration, manifest};
-use crate::simulate::{self, Outcome, script::Timeline};
+use crate::api::{Canary, Provider, duration};
+use crate::simulate::{self, Outcome, load_canary, script::Timeline};
 
 /// Simulate a Canary's analysis against scripted metrics and webhooks.
 #[derive(Debug, clap::Args)]
@@ -26,16 +26,6 @@ pub struct Args {
 fn parse_provider(s: &str) -> Result<Provider, String> {
     s.parse()
         .map_err(|e: crate::api::provider::UnknownProvider| e.to_string())
-}
-
-/// Reads the first Canary of a YAML stream.
-pub fn load_canary(text: &str) -> Result<Canary, String> {
-    let docs = manifest::parse_documents(text).map_err(|e| format!("not valid YAML: {e}"))?;
-    let doc = docs
-        .into_iter()
-        .find(|d| d.get("kind").and_then(|k| k.as_str()) == Some("Canary"))
-        .ok_or_else(|| "no Canary in the file".to_string())?;
-    serde_json::from_value(doc).map_err(|e| format!("the Canary cannot be read: {e}"))
 }
 
 pub fn run(args: &Args) -> ExitCode {

@@ -416,7 +416,6 @@ async fn write_status(sim: &mut Simulation, w: &Watched, mut o: Value, status: V
 }
 
 pub fn run(args: &Args) -> ExitCode {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

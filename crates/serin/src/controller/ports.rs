@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
 
-use super::webhook::{HookPayload, HookResponse, WebhookError};
+pub use super::webhook::WebhookClient;
 use crate::api::analysis::AlertSeverity;
 use crate::api::decision::{CheckRecord, Decision};
-use crate::api::{Canary, CanaryPhase, CanaryStatus, CanaryWebhook, Provider, Strategy};
+use crate::api::{Canary, CanaryPhase, CanaryStatus, Provider, Strategy};
 use crate::k8s::error::Category;
 pub use crate::metrics::preflight::Finding;
 use crate::router::{Router, RouterError};
@@ -126,18 +126,6 @@ pub trait StatusStore: Send + Sync {
         canary: &Canary,
         present: bool,
     ) -> Result<Option<Canary>, PortError>;
-}
-
-/// HTTP client for webhooks (see [`super::webhook::HttpWebhookClient`]).
-#[async_trait]
-pub trait WebhookClient: Send + Sync {
-    /// POSTs `payload` to `hook.url` with the hook's timeout, retries and TLS setting. Success
-    /// iff the final answer is HTTP 200..=202.
-    async fn post(
-        &self,
-        hook: &CanaryWebhook,
-        payload: &HookPayload,
-    ) -> Result<HookResponse, WebhookError>;
 }
 
 /// A failed metric check: the message becomes a Warning event (`error` = log at error level,

@@ -16,6 +16,7 @@ use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, Resource, ResourceExt};
+use tracing::Instrument;
 
 use super::events::{self, canary_key};
 use super::ports::{EventKind, Ports};
@@ -367,14 +368,23 @@ async fn reconcile(
     }
 }
 
+/// Runs inside the reconcile's span, which gives its log line the `canary` field.
 fn error_policy(canary: Arc<Canary>, error: &ReconcileError, ctx: Arc<Context>) -> Duration {
     let delay = ctx.backoff(&Context::key(&canary));
     tracing::error!(
-        canary = %canary_key(&canary),
         "reconcile failed, retrying in {}s: {error}",
         delay.as_secs()
     );
     delay
+}
+
+/// The span of one reconcile: every log line written while it runs carries the Canary's
+/// `<name>.<namespace>` as `canary` (the JSON format flattens span fields into the line), so
+/// `jq 'select(.canary == "podinfo.test")'` follows one Canary. At ERROR level so that no log
+/// level turns it off while this module's lines are on; lines of other modules keep their own
+/// `canary` field, since a `RUST_LOG` that names only their module would turn this span off.
+pub(crate) fn reconcile_span(canary: &Canary) -> tracing::Span {
+    tracing::error_span!("reconcile", canary = %canary_key(canary))
 }
 
 /// `major.minor` of a `gitVersion` such as `v1.33.0`, `v1.30.4-gke.1200` or `1.29.1+k3s1`.
@@ -796,10 +806,15 @@ pub async fn run<F>(
             async move {
                 // Only Canaries in the cache are reconciled (a deleted one is gone from it).
                 let canary = canary?;
-                match reconcile(canary.clone(), ctx.clone()).await {
-                    Ok(next) => next,
-                    Err(e) => Some(error_policy(canary, &e, ctx)),
+                let span = reconcile_span(&canary);
+                async move {
+                    match reconcile(canary.clone(), ctx.clone()).await {
+                        Ok(next) => next,
+                        Err(e) => Some(error_policy(canary, &e, ctx)),
+                    }
                 }
+                .instrument(span)
+                .await
             }
         },
         shutdown,

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde::Serialize;
 
-use super::ports::WebhookClient;
 use crate::api::{CanaryPhase, CanaryStatus, CanaryWebhook};
+use crate::tls::{Alpn, Verification};
 
 /// Longest response body (in characters) quoted in an error message.
 const MAX_BODY_CHARS: usize = 512;
@@ -62,6 +62,19 @@ pub enum WebhookError {
     Client(String),
 }
 
+/// HTTP client for webhooks ([`HttpWebhookClient`] in production; the controller's tests and
+/// the simulator have their own).
+#[async_trait]
+pub trait WebhookClient: Send + Sync {
+    /// POSTs `payload` to `hook.url` with the hook's timeout, retries and TLS setting. Success
+    /// iff the final answer is HTTP 200..=202.
+    async fn post(
+        &self,
+        hook: &CanaryWebhook,
+        payload: &HookPayload,
+    ) -> Result<HookResponse, WebhookError>;
+}
+
 /// A stable checksum of the revision a status describes: FNV-1a (64 bit) over the canonical
 /// JSON of `{lastAppliedSpec, trackedConfigs}` (sorted keys), written with Flagger's alphabet.
 /// Its value differs from Flagger's (which hashes a Go-specific dump); it is stable per revision.
@@ -90,12 +103,6 @@ fn safe_encode(s: &str) -> String {
         .collect()
 }
 
-/// Installs rustls' ring crypto provider for the process (idempotent).
-pub fn install_crypto_provider() {
-    // An error only means another provider is installed already, which is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// The reqwest-based [`WebhookClient`].
 #[derive(Clone, Debug)]
 pub struct HttpWebhookClient {
@@ -113,16 +120,15 @@ impl HttpWebhookClient {
 
     /// A client with custom back-off bounds (the wait before retry `n` is `min · 2ⁿ`, capped).
     pub fn with_backoff(min_wait: Duration, max_wait: Duration) -> Result<Self, WebhookError> {
-        install_crypto_provider();
-        let build = |insecure: bool| {
-            reqwest::Client::builder()
-                .tls_danger_accept_invalid_certs(insecure)
+        let build = |verification| {
+            crate::tls::http_client(verification, Alpn::Http2OrHttp1)
+                .map_err(|e| WebhookError::Client(e.to_string()))?
                 .build()
                 .map_err(|e| WebhookError::Client(error_chain(&e)))
         };
         Ok(Self {
-            client: build(false)?,
-            insecure: build(true)?,
+            client: build(Verification::Platform)?,
+            insecure: build(Verification::AcceptAny)?,
             min_wait,
             max_wait,
         })
@@ -383,7 +389,6 @@ mod tests {
 
     #[tokio::test]
     async fn disable_tls_accepts_a_self_signed_certificate_and_only_then() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let tls = devcluster::tls::generate().unwrap();
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();

@@ -13,6 +13,7 @@ use super::{Dashboard, DashboardArgs};
 use crate::api::Canary;
 use crate::controller::ports::EventKind;
 use crate::controller::runtime::CanaryObserver;
+use crate::tls::{Alpn, Verification};
 
 fn canary(name: &str, phase: &str, weight: i32, at: &str, decisions: Value) -> Canary {
     serde_json::from_value(json!({
@@ -319,8 +320,11 @@ impl Served {
 }
 
 fn http() -> reqwest::Client {
-    crate::loadtester::install_crypto_provider();
-    reqwest::Client::builder().no_proxy().build().unwrap()
+    crate::tls::http_client(Verification::Platform, Alpn::Http2OrHttp1)
+        .unwrap()
+        .no_proxy()
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]

@@ -30,6 +30,8 @@ use processes::SpawnError;
 use screen::Screen;
 use traffic::{Traffic, Users};
 
+use crate::tls::{Alpn, Verification};
+
 /// How to run the demo.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -252,8 +254,8 @@ async fn start(
         ],
     })
     .await?;
-    crate::loadtester::install_crypto_provider();
-    let http = reqwest::Client::builder()
+    let http = crate::tls::http_client(Verification::Platform, Alpn::Http2OrHttp1)
+        .map_err(|e| DemoError::Step(format!("building the HTTP client: {e}")))?
         .no_proxy()
         .timeout(Duration::from_secs(5))
         .build()

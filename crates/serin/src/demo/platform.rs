@@ -15,6 +15,7 @@ use devcluster::{Config as ClusterConfig, DevCluster};
 use super::processes::Children;
 use super::{DemoError, apply, free_port, io, manifests};
 use crate::api::manifest::parse_documents;
+use crate::tls::{Alpn, Verification};
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -162,8 +163,8 @@ impl Platform {
 
     /// Waits until Prometheus, the loadtester and the controller answer (30 s each).
     pub async fn wait_ready(&mut self) -> Result<(), DemoError> {
-        crate::loadtester::install_crypto_provider();
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client(Verification::Platform, Alpn::Http2OrHttp1)
+            .map_err(|e| DemoError::Step(format!("building the HTTP client: {e}")))?
             .no_proxy()
             .timeout(Duration::from_secs(5))
             .build()

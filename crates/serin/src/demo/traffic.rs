@@ -11,6 +11,17 @@ use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use crate::tls::{Alpn, TlsError, Verification};
+
+/// The traffic's HTTP clients could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TrafficError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("building the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
 /// Which users a request stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -120,9 +131,8 @@ struct Stream {
 impl Traffic {
     /// Starts sending: the frontend's users through the ingress gateway and the backend's
     /// callers through the mesh.
-    pub fn start(t: &Targets) -> Result<Self, reqwest::Error> {
-        crate::loadtester::install_crypto_provider();
-        let direct = reqwest::Client::builder()
+    pub fn start(t: &Targets) -> Result<Self, TrafficError> {
+        let direct = crate::tls::http_client(Verification::Platform, Alpn::Http2OrHttp1)?
             .no_proxy()
             .timeout(Duration::from_secs(5))
             .build()?;
@@ -149,8 +159,7 @@ impl Traffic {
         proxy: &str,
         apps: &[(&str, &str)],
         rate: u32,
-    ) -> Result<Self, reqwest::Error> {
-        crate::loadtester::install_crypto_provider();
+    ) -> Result<Self, TrafficError> {
         let client = proxied(proxy)?;
         let streams = apps
             .iter()
@@ -260,11 +269,13 @@ impl Traffic {
 }
 
 /// A client that sends every request through the mesh as an HTTP proxy.
-fn proxied(proxy: &str) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .proxy(reqwest::Proxy::http(proxy)?)
-        .timeout(Duration::from_secs(5))
-        .build()
+fn proxied(proxy: &str) -> Result<reqwest::Client, TrafficError> {
+    Ok(
+        crate::tls::http_client(Verification::Platform, Alpn::Http2OrHttp1)?
+            .proxy(reqwest::Proxy::http(proxy)?)
+            .timeout(Duration::from_secs(5))
+            .build()?,
+    )
 }
 
 fn lock(m: &Mutex<Counts>) -> std::sync::MutexGuard<'_, Counts> {

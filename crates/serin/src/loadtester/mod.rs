@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use regex::Regex;
 
+use crate::tls::{Alpn, Verification};
+
 pub mod concord;
 pub mod exec;
 pub mod gates;
@@ -55,11 +57,6 @@ pub struct Config {
     pub auth_token: Option<String>,
 }
 
-/// Installs rustls' ring provider once (a second install is fine).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// Builds the API state from the settings.
 pub fn state(config: &Config) -> Result<Arc<server::AppState>, LoadtesterError> {
     let namespace_regexp = if config.namespace_regexp.is_empty() {
@@ -67,8 +64,8 @@ pub fn state(config: &Config) -> Result<Arc<server::AppState>, LoadtesterError> 
     } else {
         Some(Regex::new(&config.namespace_regexp)?)
     };
-    install_crypto_provider();
-    let http = reqwest::Client::builder()
+    let http = crate::tls::http_client(Verification::Platform, Alpn::Http2OrHttp1)
+        .map_err(|e| LoadtesterError::Client(e.to_string()))?
         .build()
         .map_err(|e| LoadtesterError::Client(e.to_string()))?;
     let runner = tasks::TaskRunner::new(config.timeout, config.allow_cmd.clone());

@@ -3,7 +3,7 @@
 //! `serin_reconcile_*` series about the controller itself.
 //!
 //! One [`Recorder`] owns one prometheus-client registry. It is cheap to clone (all clones update
-//! the same series) and is exposed by [`crate::telemetry::server`].
+//! the same series); the telemetry server serves its text exposition on `/metrics`.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

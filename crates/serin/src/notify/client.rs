@@ -5,6 +5,7 @@ use reqwest::Url;
 use serde::Serialize;
 
 use super::{NotifyError, SEND_TIMEOUT};
+use crate::tls::{Alpn, Verification};
 
 /// How much of an error response body ends up in [`NotifyError::Status`].
 const MAX_ERROR_BODY: usize = 256;
@@ -51,12 +52,6 @@ pub fn parse_webhook_url(service: &'static str, url: &str) -> Result<Url, Notify
     Ok(parsed)
 }
 
-/// Installs the ring crypto provider for rustls once per process (reqwest is built without a
-/// provider); "already installed" is fine.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// A JSON-posting client for one webhook: validated URL, optional proxy (else the
 /// `HTTP(S)_PROXY` environment) and bearer token, [`SEND_TIMEOUT`] per request.
 #[derive(Clone)]
@@ -87,8 +82,11 @@ impl WebhookClient {
         proxy: Option<&str>,
         token: Option<&str>,
     ) -> Result<Self, NotifyError> {
-        install_crypto_provider();
-        let mut builder = reqwest::Client::builder()
+        let mut builder = crate::tls::http_client(Verification::Platform, Alpn::Http2OrHttp1)
+            .map_err(|e| NotifyError::Client {
+                service,
+                reason: e.to_string(),
+            })?
             .timeout(SEND_TIMEOUT)
             .connect_timeout(SEND_TIMEOUT);
         let mut secrets = vec![url.as_str().to_owned()];

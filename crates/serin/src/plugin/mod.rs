@@ -143,7 +143,6 @@ pub fn main() -> ExitCode {
 
 /// Runs one command and returns what to print.
 pub async fn run(args: &Args) -> Result<String, PluginError> {
-    crate::controller::webhook::install_crypto_provider();
     let session = connect(args).await?;
     let client = session.client;
     let namespace = args.namespace.clone().unwrap_or(session.namespace);

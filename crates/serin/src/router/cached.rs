@@ -11,7 +11,8 @@ use kube::api::{ApiResource, DynamicObject};
 use super::{Router, Routes};
 use crate::api::Canary;
 use crate::k8s::cache::{Cache, Cacheable, Source};
-use crate::workload::test_cluster::{TestCluster, Write};
+use crate::testing::TestCluster;
+use devcluster::testing::Write;
 
 /// Reads `name` through `cache` until its kind's watch answers (the first reads of a kind go to
 /// the API server while the watch lists).

@@ -161,9 +161,9 @@ impl RoutingObject for HttpProxy {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::router::golden::assert_golden;
     use crate::router::object::reconcile_patch;
     use crate::router::object::testing::{canary, routed};
+    use crate::testing::assert_golden;
 
     fn proxy(class: &str) -> HttpProxy {
         HttpProxy {

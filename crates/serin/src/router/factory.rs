@@ -209,7 +209,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::api::provider::CRD_PROVIDER_VALUES;
-    use crate::workload::test_cluster::TestCluster;
+    use crate::testing::TestCluster;
 
     #[tokio::test]
     async fn every_provider_has_a_router() {

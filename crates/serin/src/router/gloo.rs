@@ -312,8 +312,8 @@ impl Router for GlooRouter {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::router::golden::assert_golden;
     use crate::router::object::testing::{canary, routed};
+    use crate::testing::assert_golden;
 
     #[test]
     fn golden_route_table_and_upstreams() {
@@ -367,7 +367,7 @@ mod tests {
     async fn with_a_cache_a_step_reads_nothing_and_writes_the_same() {
         use crate::k8s::cache::Cache;
         use crate::router::cached::{assert_cached_steps_read_nothing, until_cached_dynamic};
-        use crate::workload::test_cluster::TestCluster;
+        use crate::testing::TestCluster;
         assert_cached_steps_read_nothing(
             async |fake: &TestCluster| {
                 fake.install_crds(include_str!("../../tests/fixtures/crds/gloo.yaml"))

@@ -97,8 +97,8 @@ impl RoutingObject for TrafficRoute {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::router::golden::assert_golden;
     use crate::router::object::testing::{canary, routed};
+    use crate::testing::assert_golden;
 
     #[test]
     fn golden_cluster_scoped_route_in_the_canarys_mesh() {
@@ -116,7 +116,7 @@ mod tests {
         use crate::k8s::cache::Cache;
         use crate::router::cached::{assert_cached_steps_read_nothing, until_cached_dynamic};
         use crate::router::object::ObjectRouter;
-        use crate::workload::test_cluster::TestCluster;
+        use crate::testing::TestCluster;
         assert_cached_steps_read_nothing(
             async |fake: &TestCluster| {
                 fake.install_crds(include_str!("../../tests/fixtures/crds/kuma.yaml"))

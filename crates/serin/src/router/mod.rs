@@ -94,8 +94,6 @@ pub mod traefik;
 
 #[cfg(test)]
 pub(crate) mod cached;
-#[cfg(test)]
-pub(crate) mod golden;
 
 pub use factory::{IngressOptions, RouterFactory};
 pub use gatewayapi::GatewayApiRouter;

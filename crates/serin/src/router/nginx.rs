@@ -283,9 +283,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::k8s::meta::apply_merge_patch;
-    use crate::router::golden::assert_golden;
     use crate::router::object::testing::canary as base_canary;
-    use crate::workload::test_cluster::TestCluster;
+    use crate::testing::TestCluster;
+    use crate::testing::assert_golden;
 
     const PREFIX: &str = "nginx.ingress.kubernetes.io";
 

@@ -136,9 +136,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::router::Router;
-    use crate::router::golden::assert_golden;
     use crate::router::object::{ObjectRouter, reconcile_patch, testing::routed};
-    use crate::workload::test_cluster::TestCluster;
+    use crate::testing::TestCluster;
+    use crate::testing::assert_golden;
 
     fn canary(service: Value) -> Canary {
         let mut svc = json!({"port": 9898});

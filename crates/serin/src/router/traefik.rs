@@ -85,9 +85,9 @@ impl RoutingObject for TraefikService {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::router::golden::assert_golden;
     use crate::router::object::testing::{canary, routed};
     use crate::router::object::{reconcile_patch, set_routes_patch};
+    use crate::testing::assert_golden;
 
     #[test]
     fn golden_weights_and_apex_metadata() {

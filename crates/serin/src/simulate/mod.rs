@@ -12,9 +12,19 @@ use k8s_openapi::jiff::Timestamp;
 
 use self::fakes::*;
 use self::script::Timeline;
-use crate::api::{Canary, CanaryPhase, Provider, duration};
+use crate::api::{Canary, CanaryPhase, Provider, duration, manifest};
 use crate::controller::ports::{EventKind, Ports};
 use crate::controller::scheduler::{Scheduler, SchedulerConfig};
+
+/// Reads the first Canary of a YAML stream.
+pub fn load_canary(text: &str) -> Result<Canary, String> {
+    let docs = manifest::parse_documents(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    let doc = docs
+        .into_iter()
+        .find(|d| d.get("kind").and_then(|k| k.as_str()) == Some("Canary"))
+        .ok_or_else(|| "no Canary in the file".to_string())?;
+    serde_json::from_value(doc).map_err(|e| format!("the Canary cannot be read: {e}"))
+}
 
 /// How a simulation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -286,10 +296,7 @@ mod tests {
 
     #[test]
     fn the_examples_promote_and_roll_back() {
-        let c = crate::cli::simulate::load_canary(include_str!(
-            "../../../../examples/simulate/canary.yaml"
-        ))
-        .unwrap();
+        let c = load_canary(include_str!("../../../../examples/simulate/canary.yaml")).unwrap();
         let r = simulate(
             c.clone(),
             include_str!("../../../../examples/simulate/promote.metrics"),

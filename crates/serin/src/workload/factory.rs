@@ -58,7 +58,7 @@ pub fn target_controller_with_cache(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::workload::test_cluster::TestCluster;
+    use crate::testing::TestCluster;
 
     fn canary(api_version: &str, kind: &str) -> Canary {
         serde_json::from_value(serde_json::json!({

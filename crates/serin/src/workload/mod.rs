@@ -115,9 +115,6 @@ pub mod service_target;
 pub mod services;
 pub mod template;
 
-#[cfg(test)]
-pub(crate) mod test_cluster;
-
 pub use config::WorkloadConfig;
 
 pub use autoscaler::{HpaReconciler, ScaledObjectReconciler, scaler_for, scaler_with_cache};

@@ -1,6 +1,7 @@
 //! Shared harness of the controller integration tests: a dev cluster with Serin's and Istio's
-//! CRDs, a fake Prometheus and a webhook receiver on 127.0.0.1:0, and the controller running
-//! in-process (`serin::cli::controller::serve`) until stopped.
+//! CRDs (installed with `devcluster::testing`, the harness the unit tests share), a fake
+//! Prometheus and a webhook receiver on 127.0.0.1:0, and the controller running in-process
+//! (`serin::cli::controller::serve`) until stopped.
 //!
 //! With `SERIN_E2E_KUBECONFIG` set (an admin kubeconfig, e.g. from `scripts/real-cluster.sh`),
 //! the scenarios run on that cluster instead: the CRDs are applied there, the namespace `test`
@@ -212,6 +213,15 @@ pub fn dev_cluster_only(reason: &str) -> bool {
     false
 }
 
+/// The CRDs the scenarios need: Serin's and Istio's.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    let mut crds = serin::api::crd::all();
+    crds.extend(devcluster::testing::crds_from_yaml(include_str!(
+        "../fixtures/crds/istio.yaml"
+    )));
+    crds
+}
+
 pub struct Cluster {
     dev: Option<DevCluster>,
     /// The in-process workload simulator on a real cluster.
@@ -247,7 +257,7 @@ impl Cluster {
             client,
             kubeconfig,
         };
-        c.install_crds().await;
+        devcluster::testing::install_crds(&c.client, crds()).await;
         let ns: Api<Namespace> = Api::all(c.client.clone());
         ns.create(
             &PostParams::default(),
@@ -256,19 +266,6 @@ impl Cluster {
         .await
         .unwrap();
         c
-    }
-
-    async fn install_crds(&self) {
-        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
-        let mut crds = serin::api::crd::all();
-        let istio = include_str!("../fixtures/crds/istio.yaml");
-        for doc in istio.split("\n---\n") {
-            let crd: CustomResourceDefinition = serde_saphyr::from_str(doc).unwrap();
-            crds.push(crd);
-        }
-        for crd in crds {
-            api.create(&PostParams::default(), &crd).await.unwrap();
-        }
     }
 
     /// The dev cluster (its fault hooks, simulator scripts); scenarios that use it return

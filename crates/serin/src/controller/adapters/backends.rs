@@ -159,7 +159,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::workload::test_cluster::{TestCluster, until_cached};
+    use crate::testing::{TestCluster, until_cached};
 
     /// The target, its HPA and the Canary.
     async fn cluster() -> (TestCluster, Canary) {
@@ -226,7 +226,7 @@ mod tests {
         }
         fake.clear_writes();
         step(&backends, &canary).await;
-        assert_eq!(fake.reads(), Vec::<String>::new());
+        assert_eq!(fake.gets(), Vec::<String>::new());
         assert!(fake.writes().is_empty(), "{:?}", fake.writes());
     }
 }

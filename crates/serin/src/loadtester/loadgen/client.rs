@@ -4,20 +4,23 @@
 use std::time::Instant;
 
 use super::*;
+use crate::tls::{Alpn, Verification};
 
 pub(super) fn build_client(opts: &HeyOptions) -> Result<reqwest::Client, LoadgenError> {
-    crate::loadtester::install_crypto_provider();
-    let mut builder = reqwest::Client::builder()
-        .tls_danger_accept_invalid_certs(true)
+    let alpn = if opts.h2 {
+        Alpn::Http2OrHttp1
+    } else {
+        Alpn::Http1
+    };
+    // `hey` does not check certificates.
+    let mut builder = crate::tls::http_client(Verification::AcceptAny, alpn)
+        .map_err(|e| LoadgenError::Client(e.to_string()))?
         .pool_max_idle_per_host(opts.concurrency.min(500))
         .redirect(if opts.disable_redirects {
             reqwest::redirect::Policy::none()
         } else {
             reqwest::redirect::Policy::limited(MAX_REDIRECTS)
         });
-    if !opts.h2 {
-        builder = builder.http1_only();
-    }
     if opts.disable_keepalive {
         builder = builder.pool_max_idle_per_host(0);
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::ProviderError;
 use crate::api::duration;
+use crate::tls::{Alpn, Verification};
 
 /// Default request timeout of the HTTP backends (Flagger: 5 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -13,18 +14,17 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest response body quoted in an error message.
 const MAX_BODY_IN_ERROR: usize = 512;
 
-/// Installs the rustls crypto provider once (ignoring "already installed").
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// A reqwest client with the given timeout; `insecure` disables certificate verification.
 pub fn http_client(timeout: Duration, insecure: bool) -> Result<reqwest::Client, ProviderError> {
-    install_crypto_provider();
-    reqwest::Client::builder()
+    let verification = if insecure {
+        Verification::AcceptAny
+    } else {
+        Verification::Platform
+    };
+    crate::tls::http_client(verification, Alpn::Http2OrHttp1)
+        .map_err(|e| ProviderError::Config(format!("building HTTP client: {e}")))?
         .timeout(timeout)
         .connect_timeout(timeout)
-        .tls_danger_accept_invalid_certs(insecure)
         .build()
         .map_err(|e| ProviderError::Config(format!("building HTTP client: {}", error_chain(&e))))
 }

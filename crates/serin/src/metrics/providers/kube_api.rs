@@ -9,7 +9,6 @@ pub fn client(kind: &str, config: Option<kube::Config>) -> Result<kube::Client, 
             "{kind} provider needs access to the Kubernetes API, which is not configured"
         ))
     })?;
-    super::client::install_crypto_provider();
     kube::Client::try_from(config)
         .map_err(|e| ProviderError::Config(format!("{kind}: building Kubernetes client: {e}")))
 }

@@ -6,9 +6,9 @@ use super::render::*;
 use crate::api::Canary;
 use crate::api::provider::AppMeshVersion;
 use crate::k8s::meta::apply_merge_patch;
-use crate::router::golden::assert_golden;
 use crate::router::object::testing::canary;
 use crate::router::{RouterError, Routes};
+use crate::testing::assert_golden;
 
 const V2: AppMeshVersion = AppMeshVersion::V1beta2;
 const V1: AppMeshVersion = AppMeshVersion::V1beta1;
@@ -271,8 +271,8 @@ fn routes_need_the_two_targets() {
 async fn one_read_per_object_and_no_write_when_nothing_changed() {
     use crate::api::Provider;
     use crate::router::RouterFactory;
+    use crate::testing::TestCluster;
     use crate::workload::WorkloadConfig;
-    use crate::workload::test_cluster::TestCluster;
 
     let fake = TestCluster::start().await;
     fake.install_crds(include_str!("../../../tests/fixtures/crds/appmesh.yaml"))
@@ -358,7 +358,7 @@ async fn with_a_cache_a_step_reads_nothing_and_writes_the_same() {
     use super::AppMeshRouter;
     use crate::k8s::cache::Cache;
     use crate::router::cached::{assert_cached_steps_read_nothing, until_cached_dynamic};
-    use crate::workload::test_cluster::TestCluster;
+    use crate::testing::TestCluster;
 
     let version = AppMeshVersion::V1beta2;
     assert_cached_steps_read_nothing(

@@ -5,8 +5,8 @@ use serde_json::{Value, json};
 use super::render;
 use super::*;
 use crate::k8s::meta::apply_merge_patch;
-use crate::router::golden::assert_golden;
-use crate::workload::test_cluster::TestCluster;
+use crate::testing::TestCluster;
+use crate::testing::assert_golden;
 
 const V1: GatewayApiVersion = GatewayApiVersion::V1;
 const V1BETA1: GatewayApiVersion = GatewayApiVersion::V1beta1;

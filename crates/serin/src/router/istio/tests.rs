@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 use super::render;
 use super::*;
 use crate::api::apis::istio::VirtualServiceSpec;
-use crate::router::golden::assert_golden;
-use crate::workload::test_cluster::TestCluster;
+use crate::testing::TestCluster;
+use crate::testing::assert_golden;
 
 const VS_API: &str = "networking.istio.io/v1beta1";
 

@@ -3,9 +3,9 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::router::golden::assert_golden;
+use crate::testing::TestCluster;
+use crate::testing::assert_golden;
 use crate::workload::knative::tests::{CRDS, canary, service, stored};
-use crate::workload::test_cluster::TestCluster;
 
 fn parsed(v: Value) -> KnativeService {
     serde_json::from_value(v).unwrap()

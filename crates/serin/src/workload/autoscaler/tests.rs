@@ -3,8 +3,8 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::router::golden::assert_golden;
-use crate::workload::test_cluster::TestCluster;
+use crate::testing::TestCluster;
+use crate::testing::assert_golden;
 
 fn canary(autoscaler: Value) -> Canary {
     serde_json::from_value(json!({
@@ -285,7 +285,7 @@ fn primary_hpa_log_lines_are_flaggers() {
 #[tokio::test]
 async fn cached_reconciles_read_no_autoscaler_from_the_api_server() {
     use crate::k8s::cache::Cache;
-    use crate::workload::test_cluster::until_cached;
+    use crate::testing::until_cached;
 
     let fake = TestCluster::start().await;
     fake.insert(hpa(Some(2), 4)).await;
@@ -329,6 +329,6 @@ async fn cached_reconciles_read_no_autoscaler_from_the_api_server() {
             .unwrap(),
         Some(2)
     );
-    assert_eq!(fake.reads(), Vec::<String>::new());
+    assert_eq!(fake.gets(), Vec::<String>::new());
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
 }

@@ -4,7 +4,7 @@ use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::workload::test_cluster::TestCluster;
+use crate::testing::TestCluster;
 
 fn pod_spec(v: Value) -> PodSpec {
     serde_json::from_value(v).unwrap()
@@ -281,7 +281,7 @@ async fn primary_copies_are_created_updated_and_left_alone() {
 #[tokio::test]
 async fn configmaps_come_from_the_cache_and_secrets_from_the_api_server() {
     use crate::k8s::cache::Cache;
-    use crate::workload::test_cluster::until_cached;
+    use crate::testing::until_cached;
 
     let fake = TestCluster::start().await;
     let c = fake.store_canary(canary()).await;
@@ -307,7 +307,7 @@ async fn configmaps_come_from_the_cache_and_secrets_from_the_api_server() {
     tracker.sync_primary_configs(&c, &again).await.unwrap();
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
     assert_eq!(
-        fake.reads(),
+        fake.gets(),
         vec![
             "/api/v1/namespaces/test/secrets/sec".to_string(),
             "/api/v1/namespaces/test/secrets/sec-primary".to_string()

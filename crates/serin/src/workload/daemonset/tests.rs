@@ -3,9 +3,9 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::router::golden::assert_golden;
+use crate::testing::TestCluster;
+use crate::testing::assert_golden;
 use crate::workload::TargetController;
-use crate::workload::test_cluster::TestCluster;
 
 fn canary() -> Canary {
     serde_json::from_value(json!({
@@ -338,7 +338,7 @@ async fn step_cluster() -> (TestCluster, Canary) {
 #[tokio::test]
 async fn a_cached_step_reads_only_secrets_from_the_api_server() {
     use crate::k8s::cache::Cache;
-    use crate::workload::test_cluster::until_cached;
+    use crate::testing::until_cached;
     use kube::Api;
 
     let (fake, c) = step_cluster().await;
@@ -359,7 +359,7 @@ async fn a_cached_step_reads_only_secrets_from_the_api_server() {
     until_cached(&cache, &daemonsets, &(), "podinfo-primary").await;
     fake.clear_writes();
     step(&ctl, &c).await;
-    let reads = fake.reads();
+    let reads = fake.gets();
     assert!(!reads.is_empty());
     assert!(reads.iter().all(|p| p.contains("/secrets/")), "{reads:?}");
     assert_eq!(fake.write_paths(), uncached_writes);

@@ -3,10 +3,10 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::router::golden::assert_golden;
+use crate::testing::TestCluster;
+use crate::testing::assert_golden;
 use crate::workload::TargetController;
 use crate::workload::template::discovered_ports;
-use crate::workload::test_cluster::TestCluster;
 
 fn canary(extra: Value) -> Canary {
     let mut c = json!({
@@ -470,7 +470,7 @@ async fn step_cluster() -> (TestCluster, Canary) {
 #[tokio::test]
 async fn a_cached_step_reads_nothing_from_the_api_server_and_writes_the_same() {
     use crate::k8s::cache::Cache;
-    use crate::workload::test_cluster::until_cached;
+    use crate::testing::until_cached;
     use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::Api;
@@ -482,7 +482,7 @@ async fn a_cached_step_reads_nothing_from_the_api_server_and_writes_the_same() {
     fake.clear_writes();
     step(&plain, &c).await;
     let uncached_writes = fake.write_paths();
-    assert!(!fake.reads().is_empty());
+    assert!(!fake.gets().is_empty());
     assert!(!uncached_writes.is_empty(), "promotion always writes");
 
     let (fake, c) = step_cluster().await;
@@ -499,6 +499,6 @@ async fn a_cached_step_reads_nothing_from_the_api_server_and_writes_the_same() {
     until_cached(&cache, &hpas, &(), "podinfo").await;
     fake.clear_writes();
     step(&ctl, &c).await;
-    assert_eq!(fake.reads(), Vec::<String>::new());
+    assert_eq!(fake.gets(), Vec::<String>::new());
     assert_eq!(fake.write_paths(), uncached_writes);
 }

@@ -3,8 +3,8 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::router::golden::assert_golden;
-use crate::workload::test_cluster::TestCluster;
+use crate::testing::TestCluster;
+use crate::testing::assert_golden;
 
 pub(crate) const CRDS: &str = include_str!("../../../tests/fixtures/crds/knative.yaml");
 
@@ -223,7 +223,7 @@ async fn knative_cluster() -> TestCluster {
 #[tokio::test]
 async fn a_cached_step_reads_nothing_from_the_api_server() {
     use crate::k8s::cache::Cache;
-    use crate::workload::test_cluster::until_cached;
+    use crate::testing::until_cached;
 
     let c = canary("Progressing");
     let fake = knative_cluster().await;
@@ -244,6 +244,6 @@ async fn a_cached_step_reads_nothing_from_the_api_server() {
     until_cached(&cache, &revisions, &(), "podinfo-00002").await;
     fake.clear_writes();
     knative_step(&ctrl, &c).await;
-    assert_eq!(fake.reads(), Vec::<String>::new());
+    assert_eq!(fake.gets(), Vec::<String>::new());
     assert_eq!(fake.write_paths(), uncached_writes);
 }

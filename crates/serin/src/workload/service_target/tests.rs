@@ -4,8 +4,8 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::k8s::meta::apply_merge_patch;
-use crate::router::golden::assert_golden;
-use crate::workload::test_cluster::TestCluster;
+use crate::testing::TestCluster;
+use crate::testing::assert_golden;
 
 fn canary(extra: Value) -> Canary {
     let mut c = json!({
@@ -361,7 +361,7 @@ async fn service_target_step(ctl: &ServiceTargetController, c: &Canary) {
 #[tokio::test]
 async fn a_cached_step_reads_no_service_from_the_api_server() {
     use crate::k8s::cache::Cache;
-    use crate::workload::test_cluster::until_cached;
+    use crate::testing::until_cached;
 
     let fake = TestCluster::start().await;
     fake.insert(stored_target()).await;
@@ -384,6 +384,6 @@ async fn a_cached_step_reads_no_service_from_the_api_server() {
     }
     fake.clear_writes();
     service_target_step(&ctl, &c).await;
-    assert_eq!(fake.reads(), Vec::<String>::new());
+    assert_eq!(fake.gets(), Vec::<String>::new());
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
 }

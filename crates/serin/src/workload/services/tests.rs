@@ -4,8 +4,8 @@ use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::router::golden::assert_golden;
-use crate::workload::test_cluster::TestCluster;
+use crate::testing::TestCluster;
+use crate::testing::assert_golden;
 
 fn canary(service: Value) -> Canary {
     let mut svc = json!({"port": 9898});
@@ -241,7 +241,7 @@ async fn service_step(r: &ServiceReconciler, c: &Canary) {
 #[tokio::test]
 async fn a_cached_step_reads_no_service_from_the_api_server() {
     use crate::k8s::cache::Cache;
-    use crate::workload::test_cluster::until_cached;
+    use crate::testing::until_cached;
     use k8s_openapi::api::core::v1::Service;
 
     let fake = TestCluster::start().await;
@@ -263,6 +263,6 @@ async fn a_cached_step_reads_no_service_from_the_api_server() {
     }
     fake.clear_writes();
     service_step(&r, &c).await;
-    assert_eq!(fake.reads(), Vec::<String>::new());
+    assert_eq!(fake.gets(), Vec::<String>::new());
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
 }

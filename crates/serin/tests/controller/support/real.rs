@@ -32,7 +32,6 @@ const RBAC: &str = concat!(
     "\n---\n",
     include_str!("../../../../../deploy/rbac/clusterrolebinding.yaml"),
 );
-const ISTIO_CRDS: &str = include_str!("../../fixtures/crds/istio.yaml");
 const MANAGER: &str = "serin-e2e";
 
 pub async fn start(admin: &Path) -> Cluster {
@@ -80,10 +79,7 @@ fn apply_params() -> PatchParams {
 
 async fn install_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut crds = serin::api::crd::all();
-    for doc in ISTIO_CRDS.split("\n---\n") {
-        crds.push(serde_saphyr::from_str(doc).unwrap());
-    }
+    let crds = super::crds();
     for crd in &crds {
         let name = crd.metadata.name.clone().unwrap();
         let mut body = serde_json::to_value(crd).unwrap();

@@ -7,8 +7,8 @@ use super::*;
 use crate::api::CanaryStatus;
 use crate::k8s::meta::apply_merge_patch;
 use crate::router::Router;
-use crate::router::golden::assert_golden;
-use crate::workload::test_cluster::TestCluster;
+use crate::testing::TestCluster;
+use crate::testing::assert_golden;
 
 const CRDS: &str = include_str!("../../../../tests/fixtures/crds/gatewayapi.yaml");
 
