@@ -119,8 +119,11 @@ pub fn advance(
             if step <= 0 {
                 return ungated(Advance::Hold);
             }
-            let traffic_gate = !routes.mirrored
-                && !(phase.is_promoting() || phase == CanaryPhase::WaitingPromotion);
+            // Not for a mirrored step (no user traffic moves) nor once the analysis waits for
+            // its promotion.
+            let traffic_gate = !(routes.mirrored
+                || phase.is_promoting()
+                || phase == CanaryPhase::WaitingPromotion);
             StrategyStep {
                 traffic_gate,
                 advance: canary(key, provider, analysis, routes, step),
