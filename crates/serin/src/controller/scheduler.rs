@@ -736,10 +736,7 @@ impl<'a> Tick<'a> {
                     return self.promotion_traffic_shift(b, shift).await;
                 }
                 Step::Finalise => return self.finalise(b).await,
-                Step::Analyse => {
-                    let routes = seen.routes.unwrap_or_default();
-                    return self.analyse_timed(b, routes).await;
-                }
+                Step::Analyse { routes } => return self.analyse_timed(b, routes).await,
             }
         }
     }

@@ -150,8 +150,8 @@ pub enum Step {
     Promote(traffic::Shift),
     /// Phase Finalising: scale the canary down, Succeeded.
     Finalise,
-    /// Run the analysis, then the strategy step ([`traffic::advance`]).
-    Analyse,
+    /// Run the analysis, then the strategy step ([`traffic::advance`]) from `routes`.
+    Analyse { routes: Routes },
 }
 
 /// A step, and whether the phase's status gauge is set before it (Flagger sets it once the
@@ -309,7 +309,7 @@ fn after_primary(o: &Observed, routes: Routes) -> Step {
         };
     }
     // 26-29.
-    Step::Analyse
+    Step::Analyse { routes }
 }
 
 /// Whether the routes show a weight step the status has not recorded. Only where weights are

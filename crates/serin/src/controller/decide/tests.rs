@@ -205,7 +205,9 @@ fn next_steps() {
             progressing()
                 .routes(0, 100)
                 .with(|c| c.analysis = ab_analysis()),
-            Step::Analyse,
+            Step::Analyse {
+                routes: Routes::new(0, 100, false),
+            },
         ),
         (
             "a rollback whose Failed write was lost is finished",
@@ -312,7 +314,13 @@ fn next_steps() {
                 rollback: Rollback::Threshold { failed_checks: 5 },
             },
         ),
-        ("below the threshold: analyse", progressing(), Step::Analyse),
+        (
+            "below the threshold: analyse",
+            progressing(),
+            Step::Analyse {
+                routes: Routes::new(90, 10, false),
+            },
+        ),
     ];
     for (name, case, step) in rows {
         assert_eq!(next(&case.observed()).step, step, "{name}");
