@@ -8,10 +8,9 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::alerts::{Cause, Failure};
-use super::decide::{
-    self,
-    traffic::{self, Advance, Complete, Shift},
-};
+use super::decide;
+use super::decide::checks::{self, Judgement, Unpassed};
+use super::decide::traffic::{self, Advance, Complete, Shift};
 use super::events;
 use super::ports::{AnalysisStatus, EventKind};
 use super::scheduler::{Backends, SchedulerError, Tick};
@@ -106,7 +105,7 @@ impl Tick<'_> {
                     self.info(verdict).await;
                 }
             }
-            match checked {
+            let failed = match checked {
                 Ok(measured) => {
                     self.end_hold(&status).await?;
                     for verdict in &measured.verdicts {
@@ -118,28 +117,35 @@ impl Tick<'_> {
                             .recorder
                             .set_metric_value(&self.canary, &metric, value);
                     }
+                    None
                 }
-                Err(failed) if failed.held => {
-                    // Not evidence against the canary: hold the step, retry next interval.
-                    self.warn(&failed.message).await;
-                    return Ok(());
-                }
-                Err(failed) => {
-                    if failed.inconclusive && self.keep_holding(&status).await? {
-                        // Serin: too few samples to compare; hold like a closed gate.
-                        self.info(&failed.message).await;
-                        return Ok(());
+                Err(failed) => Some(failed),
+            };
+            if let Some(failed) = failed {
+                let mut failure = Unpassed::from(&failed);
+                loop {
+                    match checks::judge(failure) {
+                        Judgement::AskHold => {
+                            failure.holding = Some(self.keep_holding(&status).await?);
+                        }
+                        Judgement::Hold => {
+                            // Not evidence against the canary: hold, retry next interval.
+                            self.warn(&failed.message).await;
+                            return Ok(());
+                        }
+                        Judgement::KeepHolding => {
+                            // Serin: too few samples to compare; hold like a closed gate.
+                            self.info(&failed.message).await;
+                            return Ok(());
+                        }
+                        Judgement::Count { kind } => {
+                            self.end_hold(&status).await?;
+                            self.event(kind, self.phase(), &failed.message).await;
+                            return self
+                                .set_failed_checks(status.failed_checks.saturating_add(1))
+                                .await;
+                        }
                     }
-                    self.end_hold(&status).await?;
-                    let kind = if failed.error {
-                        EventKind::Error
-                    } else {
-                        EventKind::Warning
-                    };
-                    self.event(kind, self.phase(), &failed.message).await;
-                    return self
-                        .set_failed_checks(status.failed_checks.saturating_add(1))
-                        .await;
                 }
             }
         }

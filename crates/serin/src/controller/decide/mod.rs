@@ -9,8 +9,10 @@
 //! exactly what it read before, in the same order, and only carries steps out; every decision
 //! is a pure function of its inputs, tested by tables in `tests.rs`.
 //!
+//! * [`checks`]: what the metric checks of an analysed tick come to.
 //! * [`traffic`]: the strategy step of an analysed tick and the promotion traffic shift.
 
+pub mod checks;
 pub mod traffic;
 
 #[cfg(test)]
