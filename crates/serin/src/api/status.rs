@@ -45,16 +45,41 @@ impl CanaryPhase {
         }
     }
 
-    /// Phases in which an analysis run is under way.
+    /// Phases in which a run is under way: analysis steps are due once per interval. A run
+    /// waits at its confirm-rollout gate ([`CanaryPhase::Waiting`]), then
+    /// [`is_started`](Self::is_started).
     pub fn is_running(self) -> bool {
+        self == CanaryPhase::Waiting || self.is_started()
+    }
+
+    /// Phases of a run past its confirm-rollout gate: analysing or promoting.
+    pub fn is_started(self) -> bool {
+        self.is_analysing() || self.is_promoting()
+    }
+
+    /// Phases in which the canary is analysed: steps, failed-check threshold, rollback hooks,
+    /// and a new revision restarts the analysis.
+    pub fn is_analysing(self) -> bool {
         matches!(
             self,
-            CanaryPhase::Progressing
-                | CanaryPhase::Waiting
-                | CanaryPhase::WaitingPromotion
-                | CanaryPhase::Promoting
-                | CanaryPhase::Finalising
+            CanaryPhase::Progressing | CanaryPhase::WaitingPromotion
         )
+    }
+
+    /// Phases after the analysis, while the primary takes over: the primary runs the new
+    /// revision, so a broken primary is a failed promotion, not a rollback.
+    pub fn is_promoting(self) -> bool {
+        matches!(self, CanaryPhase::Promoting | CanaryPhase::Finalising)
+    }
+
+    /// Phases before the controller set up the primary.
+    pub fn is_initializing(self) -> bool {
+        matches!(self, CanaryPhase::Empty | CanaryPhase::Initializing)
+    }
+
+    /// Phases at rest with the primary promoted: the applied revision is the promoted one.
+    pub fn is_settled(self) -> bool {
+        matches!(self, CanaryPhase::Initialized | CanaryPhase::Succeeded)
     }
 
     /// The value of Flagger's `flagger_canary_status` gauge: 0 Progressing, 2 Failed, 1 otherwise.
@@ -230,6 +255,37 @@ impl CanaryStatus {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn phase_sets() {
+        use CanaryPhase as P;
+        // phase: running, started, analysing, promoting, initializing, settled
+        let table = [
+            (P::Empty, [false, false, false, false, true, false]),
+            (P::Initializing, [false, false, false, false, true, false]),
+            (P::Initialized, [false, false, false, false, false, true]),
+            (P::Waiting, [true, false, false, false, false, false]),
+            (P::Progressing, [true, true, true, false, false, false]),
+            (P::WaitingPromotion, [true, true, true, false, false, false]),
+            (P::Promoting, [true, true, false, true, false, false]),
+            (P::Finalising, [true, true, false, true, false, false]),
+            (P::Succeeded, [false, false, false, false, false, true]),
+            (P::Failed, [false, false, false, false, false, false]),
+            (P::Terminating, [false, false, false, false, false, false]),
+            (P::Terminated, [false, false, false, false, false, false]),
+        ];
+        for (phase, sets) in table {
+            let got = [
+                phase.is_running(),
+                phase.is_started(),
+                phase.is_analysing(),
+                phase.is_promoting(),
+                phase.is_initializing(),
+                phase.is_settled(),
+            ];
+            assert_eq!(got, sets, "{phase:?}");
+        }
+    }
 
     #[test]
     fn phases_serialize_as_flagger_writes_them() {

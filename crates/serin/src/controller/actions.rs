@@ -138,7 +138,7 @@ pub fn plan(
     waiting: bool,
 ) -> Plan {
     use CanaryPhase as P;
-    let analysing = matches!(phase, P::Progressing | P::WaitingPromotion);
+    let analysing = phase.is_analysing();
     if waiting {
         return if analysing && request.action == RequestAction::Promote {
             Plan::Promote {

@@ -5,6 +5,8 @@
 //!   [`scheduler::trigger`], the pure "is something due" decision of the two clocks.
 //! * [`ports`]: the traits the scheduler talks to; adapters live with the runtime wiring.
 //! * [`webhook`]: the webhook payload, checksum and HTTP client.
+//! * [`decide`]: the decisions of a tick (the next step, the strategy and promotion steps),
+//!   pure functions of what the tick observed; the tick only carries them out.
 //! * [`decision`]: the decision record of analysis ticks (`status.decisions`).
 //! * [`events`]: the event and alert message catalogue, event recording and event webhooks.
 //! * [`alerts`]: which failures of a run are alerted, with which text and severity.
@@ -19,6 +21,7 @@
 pub mod actions;
 pub mod adapters;
 pub mod alerts;
+pub mod decide;
 pub mod decision;
 pub mod decode;
 pub mod events;

@@ -27,6 +27,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use super::alerts::Cause;
+use super::decide::{self, Probe, Readiness, Step, Unready};
 use super::events::{self, canary_key};
 use super::ports::{EventKind, PortError, Ports, ServiceRouter};
 use super::status::{
@@ -118,13 +119,13 @@ pub fn trigger(
     last: Option<&Attempt>,
 ) -> Trigger {
     if let Some(rev) = revision {
-        let new = match status.phase {
-            CanaryPhase::Initialized
-            | CanaryPhase::Succeeded
-            | CanaryPhase::Progressing
-            | CanaryPhase::WaitingPromotion => revision_changed(status, rev),
-            CanaryPhase::Failed => revision_differs(status, rev),
-            _ => false,
+        let phase = status.phase;
+        let new = if phase.is_settled() || phase.is_analysing() {
+            revision_changed(status, rev)
+        } else if phase == CanaryPhase::Failed {
+            revision_differs(status, rev)
+        } else {
+            false
         };
         let seen = last.is_some_and(|a| a.revision.as_ref() == Some(rev));
         if new && !seen {
@@ -137,19 +138,6 @@ pub fn trigger(
     }
 }
 
-/// Whether `phase` is one of a run's (the phases in which analysis steps are due once per
-/// interval).
-pub fn in_run(phase: CanaryPhase) -> bool {
-    matches!(
-        phase,
-        CanaryPhase::Waiting
-            | CanaryPhase::Progressing
-            | CanaryPhase::WaitingPromotion
-            | CanaryPhase::Promoting
-            | CanaryPhase::Finalising
-    )
-}
-
 /// When the next tick is due, apart from new revisions: one interval after the last attempt
 /// (in memory) and, in the phases of a run, one interval after the persisted step time
 /// (`status.lastTransitionTime`), whichever is later. `None`: due now.
@@ -159,7 +147,7 @@ pub fn due_at(
     last: Option<&Attempt>,
 ) -> Option<Timestamp> {
     let mut due_at = last.map(|a| add(a.at, interval));
-    if in_run(status.phase)
+    if status.phase.is_running()
         && let Some(t) = &status.last_transition_time
     {
         let step_at = add(t.0, interval);
@@ -342,7 +330,7 @@ impl Scheduler {
         }
         if why == Trigger::Due
             && !urgent
-            && in_run(status.phase)
+            && status.phase.is_running()
             && let Some(due) = due_at(&status, interval, last.as_ref())
         {
             // An analysis step of a run: how late it starts.
@@ -495,11 +483,7 @@ impl<'a> Tick<'a> {
 
     /// The deployment strategy, as the kubernetes provider forces it (blue/green).
     pub(super) fn strategy(&self) -> Strategy {
-        if self.provider == Provider::Kubernetes {
-            Strategy::BlueGreen
-        } else {
-            self.analysis().strategy()
-        }
+        decide::strategy(&self.provider, &self.analysis())
     }
 
     /// The target's current revision (read once per tick).
@@ -541,7 +525,7 @@ impl<'a> Tick<'a> {
                 return Ok(());
             }
         };
-        let init = matches!(self.phase(), CanaryPhase::Empty | CanaryPhase::Initializing);
+        let init = self.phase().is_initializing();
         let skip = self.canary.spec.skip_analysis();
 
         // 3. Metadata.
@@ -656,156 +640,135 @@ impl<'a> Tick<'a> {
             );
             self.sync_status(CanaryPhase::Failed, w, i, f, &rev).await?;
         }
-        if !in_run(phase) && !changed {
-            self.s.ports.recorder.set_status(&self.canary, phase);
-            return Ok(());
-        }
+        self.advance(&b, &before, changed, skip, &rev).await
+    }
 
-        // 17. Current routes: the source of truth for weights. Read before the readiness
-        // checks, so that a status write lost after a route change is recorded at the very
-        // next reconcile, whatever the workloads' state.
-        let routes = match b.router.get_routes(&self.canary).await {
-            Ok(r) => r,
-            Err(e) => return self.warn_ok(e).await,
+    /// Flagger's `advanceCanary` from step 15 on: asks [`decide::next`] for the next step,
+    /// looks at what it asks for, and carries the step out.
+    async fn advance(
+        &mut self,
+        b: &Backends,
+        before: &CanaryStatus,
+        changed: bool,
+        skip: bool,
+        rev: &Revision,
+    ) -> Result<(), SchedulerError> {
+        let phase = before.phase;
+        let analysis = self.analysis();
+        let (key, target_key, provider) = (
+            self.key.clone(),
+            self.target_key.clone(),
+            self.provider.clone(),
+        );
+        let mut seen = decide::Observed {
+            key: &key,
+            target_key: &target_key,
+            phase,
+            canary_weight: before.canary_weight,
+            failed_checks: before.failed_checks,
+            due: self.trigger == Trigger::Due,
+            changed,
+            skip,
+            provider: &provider,
+            analysis: &analysis,
+            routes: None,
+            primary: None,
+            canary: None,
+            rollback_hook: None,
         };
-        self.s
-            .ports
-            .recorder
-            .set_weight(&self.canary, routes.primary, routes.canary);
-        if self.trigger == Trigger::Due && self.interrupted_rollback(phase, routes) {
-            // A rollback set all traffic to the primary but its status write was lost: the
-            // weight on the routes is not a step of the run. Finish the rollback.
-            self.log(format!(
-                "Finishing the rollback found on the routes (status said canary weight {})",
-                self.status().canary_weight
-            ));
-            return self.rollback(&b, Cause::Resumed).await;
-        }
-        if self.trigger == Trigger::Due && self.needs_repair(phase, routes) {
-            // A step set the routes but its status write was lost: record it, and take the
-            // next step one interval from now.
-            self.log(format!(
-                "Recording canary weight {} found on the routes (status said {})",
-                routes.canary,
-                self.status().canary_weight
-            ));
-            self.set_weight(routes.canary).await?;
-            let msg = if phase == CanaryPhase::Promoting {
-                events::advance_primary_weight(&self.key, routes.primary)
-            } else {
-                events::advance_weight(&self.key, routes.canary)
-            };
-            self.info(msg).await;
-            return Ok(());
-        }
-
-        // 16. Primary readiness (in Promoting this waits for the primary rollout).
-        if !skip && let Err(e) = b.target.is_primary_ready(&self.canary).await {
-            self.warn(e.to_string()).await;
-            if !e.is_retriable() {
-                if matches!(phase, CanaryPhase::Promoting | CanaryPhase::Finalising) {
-                    self.handle_failed_promotion(&b, &e.to_string()).await?;
-                } else {
-                    self.rollback(&b, Cause::ProgressDeadline(&e.to_string()))
-                        .await?;
+        loop {
+            let decision = decide::next(&seen);
+            if decision.phase_gauge {
+                self.s.ports.recorder.set_status(&self.canary, phase);
+            }
+            match decision.step {
+                Step::Idle | Step::Wait => return Ok(()),
+                Step::Observe(Probe::Routes) => {
+                    let routes = match b.router.get_routes(&self.canary).await {
+                        Ok(r) => r,
+                        Err(e) => return self.warn_ok(e).await,
+                    };
+                    self.s
+                        .ports
+                        .recorder
+                        .set_weight(&self.canary, routes.primary, routes.canary);
+                    seen.routes = Some(routes);
                 }
+                Step::Observe(Probe::Primary) => {
+                    let ready = b.target.is_primary_ready(&self.canary).await;
+                    seen.primary = Some(readiness(ready));
+                }
+                Step::Observe(Probe::Canary) => {
+                    // From here on the tick decides a step: it is recorded in
+                    // `status.decisions`.
+                    self.start_record();
+                    let ready = b.target.is_canary_ready(&self.canary).await;
+                    seen.canary = Some(readiness(ready));
+                }
+                Step::Observe(Probe::RollbackHooks) => {
+                    seen.rollback_hook = Some(self.rollback_hooks_fired(phase).await);
+                }
+                Step::FinishRollback { log } => {
+                    self.log(log);
+                    return self.rollback(b, Cause::Resumed).await;
+                }
+                Step::RepairWeight { weight, log, event } => {
+                    self.log(log);
+                    self.set_weight(weight).await?;
+                    self.info(event).await;
+                    return Ok(());
+                }
+                Step::NotReady { warning, then } => {
+                    self.warn(warning).await;
+                    return match then {
+                        Unready::Wait => Ok(()),
+                        Unready::Rollback(rollback) => self.rollback(b, rollback.cause()).await,
+                        Unready::FailedPromotion(err) => {
+                            self.handle_failed_promotion(b, &err).await
+                        }
+                    };
+                }
+                Step::StartRun => return self.start_run(b, rev).await,
+                Step::Restart { event } => {
+                    self.info(event).await;
+                    if let Err(e) = self.set_routes(b, Routes::new(100, 0, false)).await {
+                        return self.warn_ok(e).await;
+                    }
+                    return self
+                        .sync_status(CanaryPhase::Progressing, 0, 0, 0, rev)
+                        .await;
+                }
+                Step::PromoteWithoutAnalysis => return self.promote_without_analysis(b).await,
+                Step::Rollback { warning, rollback } => {
+                    if let Some(warning) = warning {
+                        self.warn(warning).await;
+                    }
+                    return self.rollback(b, rollback.cause()).await;
+                }
+                Step::Promote(shift) => {
+                    // The template copied, the primary autoscaler updated, then traffic
+                    // shifted to the primary.
+                    if !self.ensure_copied(b).await? {
+                        return Ok(());
+                    }
+                    if let Some(scaler) = &b.scaler
+                        && let Err(e) = scaler.reconcile_primary(&self.canary, false).await
+                    {
+                        return self.warn_ok(e).await;
+                    }
+                    return self.promotion_traffic_shift(b, shift).await;
+                }
+                Step::Finalise => return self.finalise(b).await,
+                Step::Analyse { routes } => return self.analyse_timed(b, routes).await,
             }
-            return Ok(());
         }
+    }
 
-        // 18. A new revision (or one waiting for confirm-rollout).
-        self.s.ports.recorder.set_status(&self.canary, phase);
-        if !matches!(
-            phase,
-            CanaryPhase::Progressing
-                | CanaryPhase::WaitingPromotion
-                | CanaryPhase::Promoting
-                | CanaryPhase::Finalising
-        ) {
-            return self.start_run(&b, &rev).await;
-        }
-
-        // 19. A new revision mid-analysis restarts it.
-        if matches!(
-            phase,
-            CanaryPhase::Progressing | CanaryPhase::WaitingPromotion
-        ) && changed
-        {
-            self.info(events::restarting_analysis(&self.target_key))
-                .await;
-            if let Err(e) = self.set_routes(&b, Routes::new(100, 0, false)).await {
-                return self.warn_ok(e).await;
-            }
-            self.sync_status(CanaryPhase::Progressing, 0, 0, 0, &rev)
-                .await?;
-            return Ok(());
-        }
-        if self.trigger != Trigger::Due {
-            return Ok(());
-        }
-
-        // From here on the tick decides a step: it is recorded in `status.decisions`.
-        self.start_record();
-
-        // 20. Canary readiness (non-retriable: progress deadline exceeded).
-        if let Err(e) = b.target.is_canary_ready(&self.canary).await {
-            self.warn(e.to_string()).await;
-            if !e.is_retriable() {
-                self.rollback(&b, Cause::ProgressDeadline(&e.to_string()))
-                    .await?;
-            }
-            return Ok(());
-        }
-
-        // 21. Skipped analysis promotes at once.
-        if skip {
-            return self.promote_without_analysis(&b).await;
-        }
-
-        // 22. Rollback webhooks.
-        if matches!(
-            phase,
-            CanaryPhase::Progressing | CanaryPhase::Waiting | CanaryPhase::WaitingPromotion
-        ) && self.rollback_hooks_fired(phase).await
-        {
-            self.warn(events::rolling_back_manual(&self.key)).await;
-            return self.rollback(&b, Cause::RollbackHook).await;
-        }
-
-        // 23. Promoting: the template copied, the primary autoscaler updated, then traffic
-        // shifted to the primary.
-        if phase == CanaryPhase::Promoting {
-            if !self.ensure_copied(&b).await? {
-                return Ok(());
-            }
-            if let Some(scaler) = &b.scaler
-                && let Err(e) = scaler.reconcile_primary(&self.canary, false).await
-            {
-                return self.warn_ok(e).await;
-            }
-            return self.promotion_traffic_shift(&b, routes).await;
-        }
-
-        // 24. Finalising: scale the canary down, Succeeded.
-        if phase == CanaryPhase::Finalising {
-            return self.finalise(&b).await;
-        }
-
-        // 25. Failed-check threshold.
-        let threshold = self.analysis().threshold();
-        if matches!(
-            phase,
-            CanaryPhase::Progressing | CanaryPhase::WaitingPromotion
-        ) && self.status().failed_checks >= threshold
-        {
-            let failed_checks = self.status().failed_checks;
-            return self.rollback(&b, Cause::Threshold { failed_checks }).await;
-        }
-
-        // 26-29. Analysis and the strategy step, timed.
+    /// Steps 26-29, timed: the analysis and the strategy step.
+    async fn analyse_timed(&mut self, b: &Backends, routes: Routes) -> Result<(), SchedulerError> {
         let start = self.s.ports.clock.now();
         self.wrote = false;
-        self.analyse_and_advance(&b, routes).await?;
+        self.analyse_and_advance(b, routes).await?;
         if !self.wrote {
             // The analysis ran but nothing moved (a gate held the step): persist the time
             // anyway, it is the fence of the next analysis after a restart.
@@ -817,39 +780,6 @@ impl<'a> Tick<'a> {
             .recorder
             .observe_duration(&self.canary, elapsed(start, end).unwrap_or(Duration::ZERO));
         Ok(())
-    }
-
-    /// Whether the routes show a weight step the status has not recorded. Only where weights
-    /// are the state of the run: the canary strategy's steps, and the promotion steps of
-    /// `stepWeightPromotion` (A/B routes are described by iterations, and routers differ in the
-    /// weight they report for them).
-    fn needs_repair(&self, phase: CanaryPhase, routes: Routes) -> bool {
-        let weighted = match phase {
-            CanaryPhase::Progressing | CanaryPhase::WaitingPromotion => {
-                self.strategy() == Strategy::Canary
-            }
-            CanaryPhase::Promoting => {
-                self.strategy() != Strategy::AbTesting
-                    && self.analysis().step_weight_promotion() > 0
-            }
-            _ => false,
-        };
-        weighted && routes.canary != self.status().canary_weight
-    }
-
-    /// Whether the routes show a rollback the status has not recorded: the canary strategy's
-    /// steps only raise the canary weight during the analysis, so all traffic back on the
-    /// primary (not mirrored) while the status holds a weight comes from a rollback whose
-    /// `Failed` write was lost (or from the routing object being recreated; either way the
-    /// canary is no longer being tested).
-    fn interrupted_rollback(&self, phase: CanaryPhase, routes: Routes) -> bool {
-        matches!(
-            phase,
-            CanaryPhase::Progressing | CanaryPhase::WaitingPromotion
-        ) && self.strategy() == Strategy::Canary
-            && routes.canary == 0
-            && !routes.mirrored
-            && self.status().canary_weight > 0
     }
 
     /// Sets the routes (keeping the session-affinity cookies the router writes into the working
@@ -875,6 +805,15 @@ impl<'a> Tick<'a> {
     pub(super) async fn warn_ok(&self, e: impl std::fmt::Display) -> Result<(), SchedulerError> {
         self.warn(e.to_string()).await;
         Ok(())
+    }
+}
+
+/// A readiness check's answer as the decisions take it.
+fn readiness(checked: Result<(), WorkloadError>) -> Readiness {
+    match checked {
+        Ok(()) => Readiness::Ready,
+        Err(e) if e.is_retriable() => Readiness::NotYet(e.to_string()),
+        Err(e) => Readiness::Stuck(e.to_string()),
     }
 }
 

@@ -121,17 +121,12 @@ pub fn set_promoted_condition(status: &mut CanaryStatus, kind: &str, now: Timest
 /// stays at the max weight, and sets iterations to N−1, which repeats the last iteration).
 pub fn apply_phase(status: &mut CanaryStatus, phase: CanaryPhase) {
     status.phase = phase;
-    if !matches!(
-        phase,
-        CanaryPhase::Progressing
-            | CanaryPhase::Waiting
-            | CanaryPhase::Promoting
-            | CanaryPhase::WaitingPromotion
-    ) {
+    // Finalising: all traffic is back on the primary.
+    if !phase.is_running() || phase == CanaryPhase::Finalising {
         status.canary_weight = 0;
         status.iterations = 0;
     }
-    if matches!(phase, CanaryPhase::Initialized | CanaryPhase::Succeeded) {
+    if phase.is_settled() {
         status.last_promoted_spec = status.last_applied_spec.clone();
     }
 }

@@ -1,18 +1,22 @@
-//! The run itself, as in Flagger's `pkg/controller/scheduler.go`: starting it
+//! The run itself, as in Flagger's `pkg/controller/scheduler.go`, carried out: starting it
 //! (`checkCanaryStatus`), analysis and strategy steps (pre-rollout hooks, `runAnalysis`, then
 //! `runCanary` / `runAB` / `runBlueGreen`), promotion (`runPromotionTrafficShift` and the
 //! Promoting / Finalising phases of `advanceCanary`), rollback and failed promotion (`rollback`,
-//! `handleFailedPromotion`), skipped analysis (`shouldSkipAnalysis`).
+//! `handleFailedPromotion`), skipped analysis (`shouldSkipAnalysis`). Which strategy step and
+//! which promotion step come next is decided in [`super::decide::traffic`].
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::alerts::{Cause, Failure};
+use super::decide;
+use super::decide::checks::{self, Judgement, Unpassed};
+use super::decide::traffic::{self, Advance, Complete, Shift};
 use super::events;
 use super::ports::{AnalysisStatus, EventKind};
 use super::scheduler::{Backends, SchedulerError, Tick};
 use super::status::whole_seconds;
 use crate::api::analysis::AlertSeverity;
-use crate::api::{CanaryPhase, CanaryStatus, Provider, Strategy};
+use crate::api::{CanaryPhase, CanaryStatus};
 use crate::metrics::compare;
 use crate::router::Routes;
 use crate::workload::Revision;
@@ -62,9 +66,8 @@ impl Tick<'_> {
         routes: Routes,
     ) -> Result<(), SchedulerError> {
         let analysis = self.analysis();
-        let mirror = analysis.mirror() && self.provider.supports_canary_mirroring();
         let status = self.status();
-        if routes.canary == 0 && status.iterations == 0 && !(mirror && routes.mirrored) {
+        if traffic::first_step(&self.provider, &analysis, routes, status.iterations) {
             // Serin: no traffic moves before every metric query answers for the primary.
             if !self.preflight_allows(b).await? {
                 return Ok(());
@@ -102,7 +105,7 @@ impl Tick<'_> {
                     self.info(verdict).await;
                 }
             }
-            match checked {
+            let failed = match checked {
                 Ok(measured) => {
                     self.end_hold(&status).await?;
                     for verdict in &measured.verdicts {
@@ -114,64 +117,117 @@ impl Tick<'_> {
                             .recorder
                             .set_metric_value(&self.canary, &metric, value);
                     }
+                    None
                 }
-                Err(failed) if failed.held => {
-                    // Not evidence against the canary: hold the step, retry next interval.
-                    self.warn(&failed.message).await;
-                    return Ok(());
-                }
-                Err(failed) => {
-                    if failed.inconclusive && self.keep_holding(&status).await? {
-                        // Serin: too few samples to compare; hold like a closed gate.
-                        self.info(&failed.message).await;
-                        return Ok(());
+                Err(failed) => Some(failed),
+            };
+            if let Some(failed) = failed {
+                let mut failure = Unpassed::from(&failed);
+                loop {
+                    match checks::judge(failure) {
+                        Judgement::AskHold => {
+                            failure.holding = Some(self.keep_holding(&status).await?);
+                        }
+                        Judgement::Hold => {
+                            // Not evidence against the canary: hold, retry next interval.
+                            self.warn(&failed.message).await;
+                            return Ok(());
+                        }
+                        Judgement::KeepHolding => {
+                            // Serin: too few samples to compare; hold like a closed gate.
+                            self.info(&failed.message).await;
+                            return Ok(());
+                        }
+                        Judgement::Count { kind } => {
+                            self.end_hold(&status).await?;
+                            self.event(kind, self.phase(), &failed.message).await;
+                            return self
+                                .set_failed_checks(status.failed_checks.saturating_add(1))
+                                .await;
+                        }
                     }
-                    self.end_hold(&status).await?;
-                    let kind = if failed.error {
-                        EventKind::Error
-                    } else {
-                        EventKind::Warning
-                    };
-                    self.event(kind, self.phase(), &failed.message).await;
-                    return self
-                        .set_failed_checks(status.failed_checks.saturating_add(1))
-                        .await;
                 }
             }
         }
 
         // 28. The kubernetes provider can only do blue/green.
-        if self.provider == Provider::Kubernetes {
-            if analysis.strategy() == Strategy::AbTesting {
-                self.warn(events::AB_NOT_SUPPORTED_KUBERNETES).await;
-            }
-            if analysis.iterations() < 1 {
-                self.warn(events::PROGRESSIVE_NOT_SUPPORTED_KUBERNETES)
-                    .await;
-                self.warn(events::SETTING_ITERATIONS_10).await;
-            }
+        for warning in traffic::provider_warnings(&self.provider, &analysis) {
+            self.warn(warning).await;
         }
 
         // 29. Strategy.
-        match self.strategy() {
-            Strategy::AbTesting => self.run_ab(b, routes).await,
-            Strategy::BlueGreen => self.run_blue_green(b, routes).await,
-            Strategy::Canary => {
-                if analysis.next_step_weight(routes.canary) <= 0 {
-                    return Ok(());
+        let step = traffic::advance(
+            &self.key,
+            &self.provider,
+            &analysis,
+            self.phase(),
+            routes,
+            self.status().iterations,
+        );
+        if step.traffic_gate && !self.confirm_traffic_increase().await {
+            return Ok(());
+        }
+        self.take(b, step.advance).await
+    }
+
+    /// Carries out the strategy step of an analysed tick.
+    async fn take(&mut self, b: &Backends, advance: Advance) -> Result<(), SchedulerError> {
+        match advance {
+            Advance::Hold => Ok(()),
+            Advance::Weight { routes, log, event } => {
+                if let Some(log) = log {
+                    self.log(log);
                 }
-                if !routes.mirrored
-                    && !matches!(
-                        self.phase(),
-                        CanaryPhase::Promoting
-                            | CanaryPhase::WaitingPromotion
-                            | CanaryPhase::Finalising
-                    )
-                    && !self.confirm_traffic_increase().await
+                if let Err(e) = self.set_routes(b, routes).await {
+                    return self.warn_ok(e).await;
+                }
+                self.set_weight(routes.canary).await?;
+                self.info(event).await;
+                Ok(())
+            }
+            Advance::Iterate {
+                routes,
+                log,
+                iterations,
+                event,
+            } => {
+                if let Some(log) = log {
+                    self.log(log);
+                }
+                if let Some(routes) = routes
+                    && let Err(e) = self.set_routes(b, routes).await
                 {
+                    return self.warn_ok(e).await;
+                }
+                self.set_iterations(iterations, None).await?;
+                self.info(event).await;
+                Ok(())
+            }
+            Advance::Complete(complete) => {
+                if !self.confirm_promotion().await? {
                     return Ok(());
                 }
-                self.run_canary(b, routes).await
+                match complete {
+                    Complete::Promote => self.promote(b).await,
+                    Complete::Nothing => Ok(()),
+                    Complete::LastIteration {
+                        event,
+                        routes,
+                        iterations,
+                    } => {
+                        if let Some(event) = event {
+                            self.info(event).await;
+                        }
+                        let mut weight = None;
+                        if let Some(routes) = routes {
+                            if let Err(e) = self.set_routes(b, routes).await {
+                                return self.warn_ok(e).await;
+                            }
+                            weight = Some(routes.canary);
+                        }
+                        self.set_iterations(iterations, weight).await
+                    }
+                }
             }
         }
     }
@@ -204,122 +260,6 @@ impl Tick<'_> {
                 .await?;
         }
         Ok(())
-    }
-
-    /// The iterations of the run (blue/green with the kubernetes provider: at least 10).
-    fn iterations(&self) -> i32 {
-        let n = self.analysis().iterations();
-        if self.provider == Provider::Kubernetes && n < 1 {
-            10
-        } else {
-            n
-        }
-    }
-
-    /// Canary strategy: one weight step, or promotion once the max weight is reached.
-    async fn run_canary(&mut self, b: &Backends, routes: Routes) -> Result<(), SchedulerError> {
-        let analysis = self.analysis();
-        let mirror = analysis.mirror() && self.provider.supports_canary_mirroring();
-        if routes.canary < analysis.max_weight() {
-            let step = analysis.next_step_weight(routes.canary);
-            let next = if mirror && routes.canary == 0 {
-                let next = if routes.mirrored {
-                    advance(Routes::new(100, 0, false), step)
-                } else {
-                    Routes::new(100, 0, true)
-                };
-                self.log(format!(
-                    "Running mirror step {}/{}/{}",
-                    next.primary, next.canary, next.mirrored
-                ));
-                next
-            } else {
-                advance(routes, step)
-            };
-            if let Err(e) = self.set_routes(b, next).await {
-                return self.warn_ok(e).await;
-            }
-            self.set_weight(next.canary).await?;
-            self.info(events::advance_weight(&self.key, next.canary))
-                .await;
-            return Ok(());
-        }
-        if !self.confirm_promotion().await? {
-            return Ok(());
-        }
-        self.promote(b).await
-    }
-
-    /// A/B testing: one iteration with the matched traffic on the canary, then promotion.
-    async fn run_ab(&mut self, b: &Backends, _routes: Routes) -> Result<(), SchedulerError> {
-        let n = self.iterations();
-        let done = self.status().iterations;
-        if n > done {
-            if let Err(e) = self.set_routes(b, Routes::new(0, 100, false)).await {
-                return self.warn_ok(e).await;
-            }
-            self.set_iterations(done.saturating_add(1), None).await?;
-            self.info(events::advance_iteration(
-                &self.key,
-                done.saturating_add(1),
-                n,
-            ))
-            .await;
-            return Ok(());
-        }
-        if !self.confirm_promotion().await? {
-            return Ok(());
-        }
-        if n == done {
-            return self.promote(b).await;
-        }
-        Ok(())
-    }
-
-    /// Blue/green: iterations on the primary (mirrored when supported), one iteration with all
-    /// traffic on the canary, then promotion.
-    async fn run_blue_green(&mut self, b: &Backends, routes: Routes) -> Result<(), SchedulerError> {
-        let n = self.iterations();
-        let done = self.status().iterations;
-        let routed = self.provider != Provider::Kubernetes;
-        let mirror =
-            routed && self.analysis().mirror() && self.provider.supports_blue_green_mirroring();
-        if n > done {
-            if mirror && !routes.mirrored {
-                self.log("Start traffic mirroring");
-                if let Err(e) = self.set_routes(b, Routes::new(100, 0, true)).await {
-                    return self.warn_ok(e).await;
-                }
-            }
-            self.set_iterations(done.saturating_add(1), None).await?;
-            self.info(events::advance_iteration(
-                &self.key,
-                done.saturating_add(1),
-                n,
-            ))
-            .await;
-            return Ok(());
-        }
-        if !self.confirm_promotion().await? {
-            return Ok(());
-        }
-        if n == done {
-            let mut weight = None;
-            if routed {
-                let msg = if mirror {
-                    events::STOP_MIRRORING
-                } else {
-                    events::ROUTING_ALL_TO_CANARY
-                };
-                self.info(msg).await;
-                if let Err(e) = self.set_routes(b, Routes::new(0, 100, false)).await {
-                    return self.warn_ok(e).await;
-                }
-                weight = Some(100);
-            }
-            return self.set_iterations(done.saturating_add(1), weight).await;
-        }
-        self.promote(b).await
     }
 
     /// Phase Promoting, then the target's template copied to the primary. The phase is
@@ -371,33 +311,32 @@ impl Tick<'_> {
     pub(super) async fn promotion_traffic_shift(
         &mut self,
         b: &Backends,
-        routes: Routes,
+        shift: Shift,
     ) -> Result<(), SchedulerError> {
-        if self.provider == Provider::Kubernetes {
-            return self.set_phase(CanaryPhase::Finalising).await;
-        }
-        let step = self.analysis().step_weight_promotion();
-        if step <= 0 {
-            self.info(events::ROUTING_ALL_TO_PRIMARY).await;
-            if let Err(e) = self.set_routes(b, Routes::new(100, 0, false)).await {
-                return self.warn_ok(e).await;
+        match shift {
+            Shift::Finalise => self.set_phase(CanaryPhase::Finalising).await,
+            Shift::AllToPrimary { event } => {
+                self.info(event).await;
+                if let Err(e) = self.set_routes(b, Routes::new(100, 0, false)).await {
+                    return self.warn_ok(e).await;
+                }
+                self.set_phase(CanaryPhase::Finalising).await
             }
-            return self.set_phase(CanaryPhase::Finalising).await;
-        }
-        if routes.canary > 0 {
-            let next = shift_to_primary(routes, step);
-            if let Err(e) = self.set_routes(b, next).await {
-                return self.warn_ok(e).await;
+            Shift::Step {
+                routes,
+                event,
+                finalise,
+            } => {
+                if let Err(e) = self.set_routes(b, routes).await {
+                    return self.warn_ok(e).await;
+                }
+                self.info(event).await;
+                if finalise {
+                    return self.set_phase(CanaryPhase::Finalising).await;
+                }
+                self.set_weight(routes.canary).await
             }
-            self.info(events::advance_primary_weight(&self.key, next.primary))
-                .await;
-            if next.primary >= 100 {
-                return self.set_phase(CanaryPhase::Finalising).await;
-            }
-            return self.set_weight(next.canary).await;
         }
-        // Nothing left on the canary (Flagger would stay in Promoting forever).
-        self.set_phase(CanaryPhase::Finalising).await
     }
 
     /// Step 24: scale the canary down; Succeeded.
@@ -472,9 +411,9 @@ impl Tick<'_> {
         cause: Cause<'_>,
     ) -> Result<(), SchedulerError> {
         let failed_checks = self.status().failed_checks;
-        if failed_checks >= self.analysis().threshold() {
-            self.warn(events::threshold_reached(&self.key, failed_checks))
-                .await;
+        if let Some(warning) = decide::threshold_warning(&self.key, failed_checks, &self.analysis())
+        {
+            self.warn(warning).await;
         }
         if let Err(e) = self.set_routes(b, Routes::new(100, 0, false)).await {
             return self.warn_ok(e).await;
@@ -537,96 +476,5 @@ impl Tick<'_> {
         recorder.inc_failures(&self.canary, self.strategy(), AnalysisStatus::Completed);
         self.post_rollout(CanaryPhase::Failed).await;
         Ok(())
-    }
-}
-
-/// A weight in percent: clamped to 0–100.
-fn percent(weight: i32) -> i32 {
-    weight.clamp(0, 100)
-}
-
-/// One canary step: `step` percent moves from the primary to the canary (floor 0, cap 100, as
-/// Flagger's `runCanary`), with saturating arithmetic so that no spec or route value can wrap.
-fn advance(routes: Routes, step: i32) -> Routes {
-    let step = percent(step);
-    Routes::new(
-        percent(routes.primary.saturating_sub(step)),
-        percent(routes.canary.saturating_add(step)),
-        false,
-    )
-}
-
-/// One promotion step: `step` percent moves back from the canary to the primary.
-fn shift_to_primary(routes: Routes, step: i32) -> Routes {
-    let step = percent(step);
-    Routes::new(
-        percent(routes.primary.saturating_add(step)),
-        percent(routes.canary.saturating_sub(step)),
-        false,
-    )
-}
-
-#[cfg(test)]
-mod arithmetic_tests {
-    use super::*;
-
-    #[test]
-    fn canary_steps_stay_within_0_and_100() {
-        assert_eq!(
-            advance(Routes::new(100, 0, false), 20),
-            Routes::new(80, 20, false)
-        );
-        assert_eq!(
-            advance(Routes::new(90, 10, true), 20),
-            Routes::new(70, 30, false)
-        );
-        // stepWeight = maxWeight = 2147483647 (an older CRD without bounds): one step to 100.
-        assert_eq!(
-            advance(Routes::new(100, 0, false), i32::MAX),
-            Routes::new(0, 100, false)
-        );
-        assert_eq!(
-            advance(Routes::new(2, 98, false), i32::MAX),
-            Routes::new(0, 100, false)
-        );
-        // Routes edited by hand into nonsense are brought back into range.
-        assert_eq!(
-            advance(Routes::new(i32::MIN, i32::MAX, false), 10),
-            Routes::new(0, 100, false)
-        );
-        assert_eq!(
-            advance(Routes::new(100, 0, false), i32::MIN),
-            Routes::new(100, 0, false)
-        );
-    }
-
-    #[test]
-    fn promotion_steps_stay_within_0_and_100() {
-        assert_eq!(
-            shift_to_primary(Routes::new(50, 50, false), 20),
-            Routes::new(70, 30, false)
-        );
-        // stepWeightPromotion: 2147483647 ended with primary weight -2147483579 before.
-        assert_eq!(
-            shift_to_primary(Routes::new(50, 50, false), i32::MAX),
-            Routes::new(100, 0, false)
-        );
-        assert_eq!(
-            shift_to_primary(Routes::new(i32::MAX, i32::MIN, false), i32::MAX),
-            Routes::new(100, 0, false)
-        );
-    }
-
-    #[test]
-    fn every_step_sums_to_100_from_a_valid_split() {
-        for canary in 0..=100 {
-            for step in [0, 1, 7, 33, 50, 99, 100, 101, i32::MAX, -1, i32::MIN] {
-                let routes = Routes::new(100 - canary, canary, false);
-                for next in [advance(routes, step), shift_to_primary(routes, step)] {
-                    assert_eq!(next.primary + next.canary, 100, "{routes:?} {step}");
-                    assert!((0..=100).contains(&next.canary));
-                }
-            }
-        }
     }
 }

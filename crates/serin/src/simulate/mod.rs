@@ -151,7 +151,7 @@ pub async fn run(mut canary: Canary, script: Timeline, provider: Provider) -> Re
                 status.failed_checks
             ));
         }
-        if now >= last_revision && crate::controller::scheduler::in_run(status.phase) {
+        if now >= last_revision && status.phase.is_running() {
             running_last = true;
         }
         if running_last {
