@@ -237,6 +237,15 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
     };
 
     runtime::check_crds(&client, args.namespace.as_deref()).await?;
+    let undeclared = adapters::status::undeclared_status_fields(&client)
+        .await
+        .unwrap_or_default();
+    if !undeclared.is_empty() {
+        tracing::warn!(
+            "the installed Canary CRD does not declare the status fields {} (Flagger's CRD?): the status is written by replace, which drops them; install Serin's CRD to keep them",
+            undeclared.join(", ")
+        );
+    }
     let version = runtime::check_kubernetes_version(&client).await?;
     tracing::debug!("Kubernetes API server {version}");
 
@@ -297,6 +306,7 @@ pub async fn serve(args: Args, shutdown: watch::Receiver<bool>) -> Result<(), Co
             class: args.ingress_class.clone(),
             annotations_prefix: args.ingress_annotations_prefix.clone(),
         },
+        status_by_replace: !undeclared.is_empty(),
     };
     // What reconciles read comes from watches (`k8s::cache`), restricted like the controller;
     // a separate mesh cluster has its own.

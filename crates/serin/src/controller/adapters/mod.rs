@@ -45,6 +45,9 @@ pub struct AdapterConfig {
     pub instance: String,
     /// `-ingress-class`, `-ingress-annotations-prefix`.
     pub ingress: crate::router::IngressOptions,
+    /// The installed Canary CRD does not declare every status field Serin sets: write the
+    /// status by replace ([`status::undeclared_status_fields`]).
+    pub status_by_replace: bool,
 }
 
 /// The watch caches the ports read from: the workload cluster's and the mesh cluster's (the
@@ -78,7 +81,11 @@ pub fn kube_ports(
     Ok(Ports {
         clock: Arc::new(SystemClock),
         events: Arc::new(KubeEventSink::new(client.clone(), config.instance.clone())),
-        store: Arc::new(KubeStatusStore::new(client.clone()).with_cache(caches.workload.clone())),
+        store: Arc::new(
+            KubeStatusStore::new(client.clone())
+                .with_cache(caches.workload.clone())
+                .with_replace_only(config.status_by_replace),
+        ),
         webhooks,
         metrics: Arc::new(metric_checks),
         alerter: Arc::new(KubeAlerter::new(

@@ -13,6 +13,9 @@
 //! Cached Canaries carry no managed fields (the cache drops them to save memory), so a write
 //! that drops a field of a Canary read from the cache is always that one replace.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use async_trait::async_trait;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::Api;
@@ -33,6 +36,8 @@ pub const FIELD_MANAGER: &str = "serin";
 pub struct KubeStatusStore {
     client: kube::Client,
     cache: Cache,
+    /// The API server refused an apply for a status field the installed CRD does not declare.
+    apply_refused: Arc<AtomicBool>,
 }
 
 impl KubeStatusStore {
@@ -40,7 +45,15 @@ impl KubeStatusStore {
         Self {
             client,
             cache: Cache::disabled(),
+            apply_refused: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Writes the status by replace only (the installed CRD does not declare every status field
+    /// Serin sets: see [`undeclared_status_fields`]).
+    pub fn with_replace_only(self, replace_only: bool) -> Self {
+        self.apply_refused.store(replace_only, Ordering::Relaxed);
+        self
     }
 
     /// Reads Canaries from `cache` (the controller's Canary watch feeds it) and puts every
@@ -91,7 +104,7 @@ impl StatusStore for KubeStatusStore {
         }
         let (ns, name) = names(canary);
         let api = self.api(&ns);
-        let written = if stale_fields_survive_apply(canary, status) {
+        let replace = || async {
             let mut body = canary.clone();
             body.status = Some(status.clone());
             // The ownership stays as stored (a request that sends managed fields sets them).
@@ -105,12 +118,33 @@ impl StatusStore for KubeStatusStore {
                 self.cache.wrote(&api, stored);
             }
             replaced
+        };
+        let written = if self.apply_refused.load(Ordering::Relaxed)
+            || stale_fields_survive_apply(canary, status)
+        {
+            replace().await
         } else {
             let params = PatchParams::apply(FIELD_MANAGER).force();
             let body = apply_body(&ns, &name, status);
-            self.cache
+            match self
+                .cache
                 .patch_status(&api, &name, &params, &Patch::Apply(&body))
                 .await
+            {
+                Err(e) if undeclared_field(&e) => {
+                    // Flagger's own CRD: it does not declare Serin's status fields (decisions,
+                    // lastRequest, ...). An apply must name only declared fields; a replace is
+                    // pruned to the schema by the server. Replaces from now on.
+                    if !self.apply_refused.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "the Canary CRD does not declare all of Serin's status fields (Flagger's CRD?): status is written by replace from now on, without the fields it does not declare ({})",
+                            crate::k8s::error::describe(&e)
+                        );
+                    }
+                    replace().await
+                }
+                other => other,
+            }
         };
         written
             .map(Some)
@@ -161,6 +195,59 @@ impl StatusStore for KubeStatusStore {
             )),
         }
     }
+}
+
+/// The top-level status fields Serin sets that the installed Canary CRD does not declare (an
+/// apply naming them is refused; a replace is pruned to the schema), from the API server's
+/// OpenAPI v3 document of `flagger.app/v1beta1` (readable by every authenticated client through
+/// the `system:discovery` role). `None` when the document cannot be read or has no Canary: then
+/// the first refused apply switches the writes to replace.
+pub async fn undeclared_status_fields(client: &kube::Client) -> Option<Vec<String>> {
+    let request = http::Request::get("/openapi/v3/apis/flagger.app/v1beta1")
+        .body(Vec::new())
+        .ok()?;
+    let document: Value = match client.request(request).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::debug!(
+                "the Canary schema cannot be read: {}",
+                crate::k8s::error::describe(&e)
+            );
+            return None;
+        }
+    };
+    let ours = crate::api::crd::schema_for("Canary")?;
+    missing_status_fields(&document, &ours)
+}
+
+/// The status properties of `ours` (a Canary `openAPIV3Schema`) missing from the Canary schema
+/// of an OpenAPI v3 `document`; `None` when the document has no Canary schema.
+pub fn missing_status_fields(document: &Value, ours: &Value) -> Option<Vec<String>> {
+    let schemas = document.pointer("/components/schemas")?.as_object()?;
+    let installed = schemas.values().find(|schema| {
+        schema["x-kubernetes-group-version-kind"]
+            .as_array()
+            .is_some_and(|gvks| {
+                gvks.iter()
+                    .any(|g| g["group"] == "flagger.app" && g["kind"] == "Canary")
+            })
+    })?;
+    let declared = installed.pointer("/properties/status/properties");
+    let wanted = ours.pointer("/properties/status/properties")?.as_object()?;
+    Some(
+        wanted
+            .keys()
+            .filter(|field| declared.and_then(|d| d.get(field.as_str())).is_none())
+            .cloned()
+            .collect(),
+    )
+}
+
+/// kube-apiserver's answer to an apply naming a field the CRD's schema does not declare (HTTP
+/// 500, "failed to create typed patch object ...: .status.decisions: field not declared in
+/// schema").
+fn undeclared_field(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.message.contains("field not declared in schema"))
 }
 
 /// One step of a path into the status: a field, or the condition of a type.
@@ -394,5 +481,41 @@ mod tests {
         );
         assert_eq!(body["status"]["lastAppliedSpec"], "a");
         assert_eq!(body.as_object().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn status_fields_missing_from_the_installed_crd() {
+        let ours = crate::api::crd::schema_for("Canary").unwrap();
+        let canary = |status: Value| {
+            json!({"components": {"schemas": {
+                "app.flagger.v1beta1.CanaryList": {"x-kubernetes-group-version-kind": [
+                    {"group": "flagger.app", "kind": "CanaryList", "version": "v1beta1"}]},
+                "app.flagger.v1beta1.Canary": {
+                    "x-kubernetes-group-version-kind": [
+                        {"group": "flagger.app", "kind": "Canary", "version": "v1beta1"}],
+                    "properties": {"status": status},
+                },
+            }}})
+        };
+        // Serin's own CRD declares everything.
+        let declared = ours.pointer("/properties/status").cloned().unwrap();
+        assert_eq!(
+            missing_status_fields(&canary(declared.clone()), &ours),
+            Some(vec![])
+        );
+        // Flagger's does not declare Serin's additions.
+        let mut flaggers = declared;
+        let props = flaggers["properties"].as_object_mut().unwrap();
+        props.remove("decisions");
+        props.remove("lastRequest");
+        assert_eq!(
+            missing_status_fields(&canary(flaggers), &ours),
+            Some(vec!["decisions".to_string(), "lastRequest".to_string()])
+        );
+        // No Canary in the document: unknown.
+        assert_eq!(
+            missing_status_fields(&json!({"components": {"schemas": {}}}), &ours),
+            None
+        );
     }
 }
