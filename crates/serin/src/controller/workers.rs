@@ -122,8 +122,10 @@ pub const API_CONCURRENCY: usize = 64;
 /// The Kubernetes client's layer that makes its requests wait like webhooks do: a request in
 /// flight gives its reconcile's worker permit back until the answer's headers arrive (a remote
 /// API server's latency is waiting, not work), and at most `limit` requests are in flight at
-/// once, so that up to [`Limits::in_flight`] reconciles do not open as many connections. Watches
-/// take a slot only until their stream starts.
+/// once, so that up to [`Limits::in_flight`] reconciles do not open as many connections. A
+/// reconcile waits for a slot holding its worker, so when the API server is the bottleneck the
+/// queue stops starting reconciles (each one in flight holds its working memory). Watches take a
+/// slot only until their stream starts.
 #[derive(Clone, Debug)]
 pub struct ApiRequestLayer {
     slots: Arc<Semaphore>,
@@ -178,11 +180,20 @@ where
         // so `waiting` finds that reconcile's permit.
         let response = self.inner.call(request);
         let slots = self.slots.clone();
-        Box::pin(waiting(async move {
+        Box::pin(async move {
+            // The slot is taken while the reconcile still holds its worker: when every slot is
+            // busy the workers wait here, so the queue starts no more reconciles than the API
+            // server is answering (the memory of reconciles in flight stays bounded). The slot
+            // is given back before the worker is taken again (no hold-and-wait between the two).
             // The semaphore is never closed; without a slot the request still runs.
-            let _slot = slots.acquire_owned().await.ok();
-            response.await
-        }))
+            let slot = slots.acquire_owned().await.ok();
+            waiting(async move {
+                let answer = response.await;
+                drop(slot);
+                answer
+            })
+            .await
+        })
     }
 }
 
