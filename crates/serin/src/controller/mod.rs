@@ -11,7 +11,8 @@
 //! * [`events`]: the event and alert message catalogue, event recording and event webhooks.
 //! * [`alerts`]: which failures of a run are alerted, with which text and severity.
 //! * [`adapters`]: the ports over kube-rs, the notifiers and the metrics registry.
-//! * [`runtime`]: the controller's wiring (watches, back-off, readiness).
+//! * [`runtime`]: the controller's wiring (watches, back-off, readiness); `triggers`: which
+//!   watch events reconcile which Canaries.
 //! * [`queue`]: the fair work queue; [`workers`]: the `-threadiness` workers and waits that do
 //!   not hold one; [`decode`]: Canaries decoded one by one from the watch.
 //! * [`leader`]: optional leader election with a coordination.k8s.io/v1 Lease.
@@ -36,6 +37,7 @@ pub mod runtime;
 pub mod scheduler;
 pub mod status;
 mod strategy;
+mod triggers;
 pub mod webhook;
 pub mod workers;
 
