@@ -247,11 +247,6 @@ impl Cache {
         }
     }
 
-    /// Whether reads can be answered from watches at all.
-    pub fn is_enabled(&self) -> bool {
-        self.inner.is_some()
-    }
-
     /// Reads `name` through `api` (a typed kind).
     pub async fn get<K>(&self, api: &Api<K>, name: &str) -> Result<Option<K>, kube::Error>
     where

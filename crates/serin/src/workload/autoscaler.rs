@@ -37,16 +37,8 @@ pub fn scaled_object_resource() -> ApiResource {
     }
 }
 
-/// The scaler reconciler of a Canary's `autoscalerRef`, if any, reading from the API server.
-pub fn scaler_for(
-    client: kube::Client,
-    config: &WorkloadConfig,
-    canary: &Canary,
-) -> Result<Option<Box<dyn ScalerReconciler>>, WorkloadError> {
-    scaler_with_cache(client, config, canary, Cache::disabled())
-}
-
-/// [`scaler_for`], reading through `cache`.
+/// The scaler reconciler of a Canary's `autoscalerRef`, if any, reading through `cache`
+/// (`Cache::disabled()` reads from the API server).
 pub fn scaler_with_cache(
     client: kube::Client,
     config: &WorkloadConfig,

@@ -10,16 +10,8 @@ use crate::k8s::meta;
 
 /// The target controller of a Canary's `targetRef.kind` (`Deployment`, `DaemonSet`, a Knative
 /// `Service` of `serving.knative.dev` or a plain `Service`); an unknown kind falls back to the
-/// Deployment controller with a warning, as in Flagger. Reads go to the API server.
-pub fn target_controller_for(
-    client: kube::Client,
-    config: &WorkloadConfig,
-    canary: &Canary,
-) -> Result<Box<dyn TargetController>, WorkloadError> {
-    target_controller_with_cache(client, config, canary, Cache::disabled())
-}
-
-/// [`target_controller_for`], the controller reading through `cache`.
+/// Deployment controller with a warning, as in Flagger. Reads go through `cache`
+/// (`Cache::disabled()` reads from the API server).
 pub fn target_controller_with_cache(
     client: kube::Client,
     config: &WorkloadConfig,
@@ -81,11 +73,17 @@ mod tests {
             ("v1", "Service"),
         ] {
             assert!(
-                target_controller_for(client.clone(), &config, &canary(api_version, kind)).is_ok(),
+                target_controller_with_cache(
+                    client.clone(),
+                    &config,
+                    &canary(api_version, kind),
+                    Cache::disabled()
+                )
+                .is_ok(),
                 "{kind}"
             );
         }
         let knative = canary("serving.knative.dev/v1", "Service");
-        assert!(target_controller_for(client, &config, &knative).is_ok());
+        assert!(target_controller_with_cache(client, &config, &knative, Cache::disabled()).is_ok());
     }
 }

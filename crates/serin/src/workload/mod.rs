@@ -117,11 +117,11 @@ pub mod template;
 
 pub use config::WorkloadConfig;
 
-pub use autoscaler::{HpaReconciler, ScaledObjectReconciler, scaler_for, scaler_with_cache};
+pub use autoscaler::{HpaReconciler, ScaledObjectReconciler, scaler_with_cache};
 pub use config_tracker::ConfigTracker;
 pub use daemonset::DaemonSetController;
 pub use deployment::DeploymentController;
-pub use factory::{target_controller_for, target_controller_with_cache};
+pub use factory::target_controller_with_cache;
 pub use knative::KnativeController;
 pub use primary::PrimaryController;
 pub use service_target::ServiceTargetController;

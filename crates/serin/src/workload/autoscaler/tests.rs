@@ -68,24 +68,35 @@ async fn scaler_factory_by_kind() {
     let client = fake.client();
     let cfg = WorkloadConfig::default();
     assert!(
-        scaler_for(client.clone(), &cfg, &canary(Value::Null))
-            .unwrap()
-            .is_none()
+        scaler_with_cache(
+            client.clone(),
+            &cfg,
+            &canary(Value::Null),
+            Cache::disabled()
+        )
+        .unwrap()
+        .is_none()
     );
     assert!(
-        scaler_for(client.clone(), &cfg, &canary(hpa_ref()))
+        scaler_with_cache(client.clone(), &cfg, &canary(hpa_ref()), Cache::disabled())
             .unwrap()
             .is_some()
     );
     assert!(
-        scaler_for(client.clone(), &cfg, &canary(so_ref(json!({}))))
-            .unwrap()
-            .is_some()
+        scaler_with_cache(
+            client.clone(),
+            &cfg,
+            &canary(so_ref(json!({}))),
+            Cache::disabled()
+        )
+        .unwrap()
+        .is_some()
     );
-    let err = scaler_for(
+    let err = scaler_with_cache(
         client,
         &cfg,
         &canary(so_ref(json!({"kind": "VerticalPodAutoscaler"}))),
+        Cache::disabled(),
     )
     .err()
     .unwrap();
