@@ -13,6 +13,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{ApiResource, DynamicObject, ListParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Resource, ResourceExt};
@@ -30,7 +31,7 @@ use crate::api::metric_template::MetricTemplate;
 use crate::api::structural::Severity;
 use crate::api::validation::{self, Options};
 use crate::api::{Canary, Provider};
-use crate::k8s::cache::{Cache, Keep};
+use crate::k8s::cache::Cache;
 use crate::metrics::recorder::Recorder;
 use crate::telemetry::server::Readiness;
 
@@ -463,7 +464,7 @@ pub async fn run<F>(
     // Webhooks, metric queries and notifications wait without holding a worker.
     let ports = workers::release_while_waiting(ports);
     let ns = options.namespace.as_deref();
-    let wc = watcher::Config::default();
+    let wc = crate::k8s::cache::watch_config();
     // Canaries are watched untyped and decoded one by one, so that one undecodable Canary
     // stays out of the cache (reported) instead of failing the whole list.
     let resource = ApiResource::erase::<Canary>(&());
@@ -488,12 +489,10 @@ pub async fn run<F>(
     // The Canary cache holds every version (the ports read Canaries from it); only changes
     // that can matter to a reconcile trigger one (not the controller's own status writes: the
     // scheduler requeues itself).
-    let (store, canary_events) = options.cache.reflect(
-        &Api::<Canary>::all(client.clone()),
-        (),
-        Keep::All,
-        canary_events,
-    );
+    let (store, canary_events) =
+        options
+            .cache
+            .reflect_all(&Api::<Canary>::all(client.clone()), (), canary_events);
     let observer = options.observer.clone();
     if let Some(Observer(o)) = &observer {
         o.cache(store.clone());
@@ -515,12 +514,10 @@ pub async fn run<F>(
     // caches keep the targets and primaries (what reconciles read), every version of them.
     let s = store.clone();
     let api = api_for::<Deployment>(&client, ns);
-    let (_, deployments) = options.cache.reflect(
-        &api,
-        (),
-        Keep::Managed,
-        watcher(api.clone(), wc.clone()).default_backoff(),
-    );
+    let deployments =
+        options
+            .cache
+            .reflect(&api, (), watcher(api.clone(), wc.clone()).default_backoff());
     let deployments = deployments
         .touched_objects()
         .predicate_filter(predicates::generation, Default::default());
@@ -538,12 +535,10 @@ pub async fn run<F>(
     ));
     let s = store.clone();
     let api = api_for::<DaemonSet>(&client, ns);
-    let (_, daemonsets) = options.cache.reflect(
-        &api,
-        (),
-        Keep::Managed,
-        watcher(api.clone(), wc.clone()).default_backoff(),
-    );
+    let daemonsets =
+        options
+            .cache
+            .reflect(&api, (), watcher(api.clone(), wc.clone()).default_backoff());
     let daemonsets = daemonsets
         .touched_objects()
         .predicate_filter(predicates::generation, Default::default());
@@ -564,12 +559,10 @@ pub async fn run<F>(
     if knative_served(&client).await {
         let s = store.clone();
         let api = api_for::<KnativeService>(&client, ns);
-        let (_, services) = options.cache.reflect(
-            &api,
-            (),
-            Keep::Managed,
-            watcher(api.clone(), wc.clone()).default_backoff(),
-        );
+        let services =
+            options
+                .cache
+                .reflect(&api, (), watcher(api.clone(), wc.clone()).default_backoff());
         let services = services
             .touched_objects()
             .predicate_filter(latest_created_revision, Default::default());
@@ -588,13 +581,17 @@ pub async fn run<F>(
     }
     if options.config_tracking {
         let s = store.clone();
-        let configmaps = watcher(api_for::<ConfigMap>(&client, ns), wc.clone())
-            .default_backoff()
-            .touched_objects();
+        // Only names matter here (a tracked object changed): metadata-only watches.
+        let configmaps = watcher(
+            api_for::<PartialObjectMeta<ConfigMap>>(&client, ns),
+            wc.clone(),
+        )
+        .default_backoff()
+        .touched_objects();
         triggers.push(triggers_of(
             "ConfigMap",
             configmaps,
-            move |c: &ConfigMap| {
+            move |c: &PartialObjectMeta<ConfigMap>| {
                 tracking(
                     &s,
                     "configmap",
@@ -604,17 +601,24 @@ pub async fn run<F>(
             },
         ));
         let s = store.clone();
-        let secrets = watcher(api_for::<Secret>(&client, ns), wc.clone())
-            .default_backoff()
-            .touched_objects();
-        triggers.push(triggers_of("Secret", secrets, move |c: &Secret| {
-            tracking(
-                &s,
-                "secret",
-                &c.namespace().unwrap_or_default(),
-                &c.name_any(),
-            )
-        }));
+        let secrets = watcher(
+            api_for::<PartialObjectMeta<Secret>>(&client, ns),
+            wc.clone(),
+        )
+        .default_backoff()
+        .touched_objects();
+        triggers.push(triggers_of(
+            "Secret",
+            secrets,
+            move |c: &PartialObjectMeta<Secret>| {
+                tracking(
+                    &s,
+                    "secret",
+                    &c.namespace().unwrap_or_default(),
+                    &c.name_any(),
+                )
+            },
+        ));
     }
 
     let ready_store = store.clone();

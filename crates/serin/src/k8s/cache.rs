@@ -11,7 +11,9 @@
 //! read or written (and the Canaries, all of them); the watch's events for other objects of the
 //! kind (other teams' Services, Deployments without a Canary) still trigger what they trigger
 //! but are not kept. `metadata.managedFields` is dropped from kept objects (Serin never reads
-//! it); the rest is kept because the routers and workloads compare whole specs and metadata.
+//! it); the rest is kept because the routers and workloads compare whole specs and metadata,
+//! as JSON rather than decoded (k8s-openapi's structs are mostly unset fields; the JSON of a
+//! Deployment is several times smaller). The Canaries are kept decoded, all of them.
 //!
 //! Freshness rules, in one place rather than at every read:
 //!
@@ -29,7 +31,7 @@
 //!   this costs nothing per step.
 
 use std::any::{Any, TypeId};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +52,7 @@ pub trait Cacheable:
     + Clone
     + Debug
     + DeserializeOwned
+    + Serialize
     + Send
     + Sync
     + 'static
@@ -61,6 +64,7 @@ impl<K> Cacheable for K where
         + Clone
         + Debug
         + DeserializeOwned
+        + Serialize
         + Send
         + Sync
         + 'static
@@ -109,35 +113,86 @@ impl Drop for Inner {
     }
 }
 
-/// Which objects of a kind a store keeps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Keep {
-    /// Every object the watch delivers (the Canaries).
-    All,
-    /// Only objects a reconcile has read or written.
-    Managed,
-}
-
-/// One kind's store, its writer (shared by the watch and Serin's own writes), which objects it
-/// keeps and whether its watch has listed everything once.
+/// One kind's objects and whether its watch has listed everything once.
 struct Kind<K: Cacheable> {
-    store: Store<K>,
-    writer: Mutex<Writer<K>>,
+    objects: Objects<K>,
     dyntype: K::DynamicType,
     synced: AtomicBool,
-    /// `(namespace, name)` of the objects kept; `None` = all.
-    managed: Option<Mutex<HashSet<(String, String)>>>,
+}
+
+/// How a kind's objects are held.
+enum Objects<K: Cacheable> {
+    /// Every object, decoded and shared: the Canaries, which the triggers and the dashboard
+    /// scan. `writer` is shared by the watch and Serin's own writes.
+    All {
+        store: Store<K>,
+        writer: Mutex<Writer<K>>,
+    },
+    /// Only the objects a reconcile has read or written, each as its JSON: a third to a fifth
+    /// of the decoded size (k8s-openapi structs spend most of their bytes on fields that are
+    /// not set). A read decodes it, which costs about what copying the decoded object did.
+    Managed(Mutex<Managed>),
+}
+
+/// The managed objects of a kind, by `(namespace, name)`.
+#[derive(Default)]
+struct Managed {
+    /// Every object a reconcile has read or written; `None` until the watch or a GET has
+    /// delivered it (or while it does not exist).
+    objects: HashMap<(String, String), Option<Kept>>,
+    /// During a relist, the managed objects listed so far.
+    relist: Option<HashMap<(String, String), Kept>>,
+}
+
+/// One kept object.
+#[derive(Clone)]
+struct Kept {
+    version: Option<u64>,
+    json: Arc<[u8]>,
+}
+
+impl Kept {
+    fn of<K: Resource + Serialize>(object: &K) -> Option<Self> {
+        let json = serde_json::to_vec(object).ok()?;
+        Some(Self {
+            version: resource_version(object),
+            json: json.into(),
+        })
+    }
+
+    /// Whether this is a later version than `version`.
+    fn is_newer_than(&self, version: Option<u64>) -> bool {
+        is_later(self.version, version)
+    }
+}
+
+/// Whether version `kept` is later than `new` (when both are numbers).
+fn is_later(kept: Option<u64>, new: Option<u64>) -> bool {
+    matches!((kept, new), (Some(kept), Some(new)) if kept > new)
 }
 
 impl<K: Cacheable> Kind<K> {
-    fn new(dyntype: K::DynamicType, keep: Keep) -> Self {
+    /// A kind of which every object is kept, decoded; also returns its store.
+    fn all(dyntype: K::DynamicType) -> (Self, Store<K>) {
         let writer = Writer::new(dyntype.clone());
-        Self {
-            store: writer.as_reader(),
+        let store = writer.as_reader();
+        let objects = Objects::All {
+            store: store.clone(),
             writer: Mutex::new(writer),
+        };
+        (Self::with(dyntype, objects), store)
+    }
+
+    /// A kind of which only what Serin manages is kept.
+    fn managed(dyntype: K::DynamicType) -> Self {
+        Self::with(dyntype, Objects::Managed(Mutex::new(Managed::default())))
+    }
+
+    fn with(dyntype: K::DynamicType, objects: Objects<K>) -> Self {
+        Self {
+            objects,
             dyntype,
             synced: AtomicBool::new(false),
-            managed: (keep == Keep::Managed).then(|| Mutex::new(HashSet::new())),
         }
     }
 
@@ -150,69 +205,137 @@ impl<K: Cacheable> Kind<K> {
         }
     }
 
-    fn is_kept(&self, object: &K) -> bool {
-        self.managed.as_ref().is_none_or(|managed| {
-            managed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&names(object))
-        })
-    }
-
+    /// Marks `namespace/name` as managed: the store keeps it from now on.
     fn keep(&self, namespace: &str, name: &str) {
-        if let Some(managed) = &self.managed {
-            managed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert((namespace.to_string(), name.to_string()));
+        if let Objects::Managed(managed) = &self.objects {
+            lock(managed)
+                .objects
+                .entry((namespace.to_string(), name.to_string()))
+                .or_insert(None);
         }
     }
 
-    fn forget(&self, object: &K) {
-        if let Some(managed) = &self.managed {
-            managed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&names(object));
+    /// The kept version of `namespace/name`, if any; marks it as managed.
+    fn cached(&self, namespace: &str, name: &str) -> Option<K> {
+        match &self.objects {
+            Objects::All { store, .. } => store
+                .get(&self.reference(namespace, name))
+                .map(|object| (*object).clone()),
+            Objects::Managed(managed) => {
+                let json = lock(managed)
+                    .objects
+                    .entry((namespace.to_string(), name.to_string()))
+                    .or_insert(None)
+                    .as_ref()
+                    .map(|kept| kept.json.clone())?;
+                match serde_json::from_slice(&json) {
+                    Ok(object) => Some(object),
+                    Err(e) => {
+                        // Cannot happen for what Serin encoded itself; read it again.
+                        tracing::debug!("cache: cannot decode {namespace}/{name}: {e}");
+                        None
+                    }
+                }
+            }
         }
     }
 
-    /// Whether the store already has a later version of `object`.
-    fn has_newer(&self, object: &K) -> bool {
-        let (ns, name) = names(object);
-        let Some(kept) = self.store.get(&self.reference(&ns, &name)) else {
-            return false;
-        };
-        matches!(
-            (resource_version(kept.as_ref()), resource_version(object)),
-            (Some(kept), Some(new)) if kept > new
-        )
+    /// Takes `namespace/name` out of the store (Serin deleted it).
+    fn forget(&self, namespace: &str, name: &str) {
+        match &self.objects {
+            Objects::All { store, writer } => {
+                if let Some(object) = store.get(&self.reference(namespace, name)) {
+                    lock(writer).apply_watcher_event(&watcher::Event::Delete((*object).clone()));
+                }
+            }
+            Objects::Managed(managed) => {
+                lock(managed)
+                    .objects
+                    .remove(&(namespace.to_string(), name.to_string()));
+            }
+        }
+    }
+
+    /// How many objects the store holds.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        match &self.objects {
+            Objects::All { store, .. } => store.state().len(),
+            Objects::Managed(managed) => lock(managed).objects.values().flatten().count(),
+        }
     }
 
     /// Applies one event of the watch, or one of Serin's own writes.
     fn apply(&self, event: &watcher::Event<K>) {
-        match event {
-            watcher::Event::Apply(object) => {
-                if !self.is_kept(object) || self.has_newer(object) {
-                    return;
+        match &self.objects {
+            Objects::All { store, writer } => {
+                if let watcher::Event::Apply(object) = event {
+                    let (ns, name) = names(object);
+                    if store.get(&self.reference(&ns, &name)).is_some_and(|kept| {
+                        is_later(resource_version(kept.as_ref()), resource_version(object))
+                    }) {
+                        return;
+                    }
                 }
+                lock(writer).apply_watcher_event(event);
             }
-            watcher::Event::InitApply(object) => {
-                if !self.is_kept(object) {
-                    return;
-                }
-            }
-            watcher::Event::Delete(object) => self.forget(object),
-            watcher::Event::Init | watcher::Event::InitDone => {}
+            Objects::Managed(managed) => lock(managed).apply(event),
         }
-        self.writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .apply_watcher_event(event);
         if matches!(event, watcher::Event::InitDone) {
             self.synced.store(true, Ordering::Release);
         }
     }
+}
+
+impl Managed {
+    fn apply<K: Cacheable>(&mut self, event: &watcher::Event<K>) {
+        match event {
+            watcher::Event::Apply(object) => {
+                if let Some(slot) = self.objects.get_mut(&names(object)) {
+                    if slot
+                        .as_ref()
+                        .is_some_and(|kept| kept.is_newer_than(resource_version(object)))
+                    {
+                        return;
+                    }
+                    *slot = Kept::of(object);
+                }
+            }
+            watcher::Event::Delete(object) => {
+                // No longer managed: a re-created object is kept again once read.
+                let key = names(object);
+                self.objects.remove(&key);
+                if let Some(relist) = &mut self.relist {
+                    relist.remove(&key);
+                }
+            }
+            watcher::Event::Init => self.relist = Some(HashMap::new()),
+            watcher::Event::InitApply(object) => {
+                let key = names(object);
+                if self.objects.contains_key(&key)
+                    && let Some(kept) = Kept::of(object)
+                {
+                    self.relist.get_or_insert_default().insert(key, kept);
+                }
+            }
+            watcher::Event::InitDone => {
+                // What the list did not return is gone, unless Serin wrote a later version
+                // while it ran.
+                let mut listed = self.relist.take().unwrap_or_default();
+                for (key, slot) in &mut self.objects {
+                    let listed = listed.remove(key);
+                    *slot = match (slot.take(), listed) {
+                        (Some(kept), Some(new)) if kept.is_newer_than(new.version) => Some(kept),
+                        (_, listed) => listed,
+                    };
+                }
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn names<K: Resource>(object: &K) -> (String, String) {
@@ -283,12 +406,12 @@ impl Cache {
             return api.get_opt(name).await.map(|o| (o, Source::Api));
         };
         let ns = api.namespace().unwrap_or_default();
-        kind.keep(ns, name);
         if !kind.synced.load(Ordering::Acquire) {
+            kind.keep(ns, name);
             return api.get_opt(name).await.map(|o| (o, Source::Api));
         }
-        if let Some(object) = kind.store.get(&kind.reference(ns, name)) {
-            return Ok((Some((*object).clone()), Source::Cache));
+        if let Some(object) = kind.cached(ns, name) {
+            return Ok((Some(object), Source::Cache));
         }
         // Not kept yet, or a create the watch has not delivered: confirm, and keep it.
         let live = api.get_opt(name).await?;
@@ -310,10 +433,7 @@ impl Cache {
     /// Takes `name` out of the store (when the kind is cached).
     pub fn deleted<K: Cacheable>(&self, api: &Api<K>, name: &str) {
         if let Some(kind) = self.cached_kind(api) {
-            let reference = kind.reference(api.namespace().unwrap_or_default(), name);
-            if let Some(object) = kind.store.get(&reference) {
-                kind.apply(&watcher::Event::Delete((*object).clone()));
-            }
+            kind.forget(api.namespace().unwrap_or_default(), name);
         }
     }
 
@@ -409,29 +529,44 @@ impl Cache {
     }
 
     /// Caches `api`'s kind from a watch the caller runs (the controller's own watches, which
-    /// also trigger reconciles): the returned stream applies every event to the kind's store
-    /// and passes it on unchanged; the caller must poll it. `keep` says which objects the store
-    /// keeps. Returns the store too.
-    pub fn reflect<K, S>(
+    /// also trigger reconciles), keeping every object decoded: the returned stream applies
+    /// every event to the kind's store and passes it on unchanged; the caller must poll it.
+    /// Returns the store too (the Canaries: the triggers and the dashboard read it).
+    pub fn reflect_all<K, S>(
         &self,
         api: &Api<K>,
         dyntype: K::DynamicType,
-        keep: Keep,
         events: S,
     ) -> (Store<K>, impl Stream<Item = S::Item> + Send + use<K, S>)
     where
         K: Cacheable,
         S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
     {
-        let kind = Arc::new(Kind::new(dyntype, keep));
+        let (kind, store) = Kind::all(dyntype);
+        (store, reflect_into(self.register(api, kind), events))
+    }
+
+    /// [`Cache::reflect_all`] for a kind of which only what Serin manages is kept (the
+    /// workloads: the watch sees every Deployment, the store keeps targets and primaries).
+    pub fn reflect<K, S>(
+        &self,
+        api: &Api<K>,
+        dyntype: K::DynamicType,
+        events: S,
+    ) -> impl Stream<Item = S::Item> + Send + use<K, S>
+    where
+        K: Cacheable,
+        S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+    {
+        reflect_into(self.register(api, Kind::managed(dyntype)), events)
+    }
+
+    fn register<K: Cacheable>(&self, api: &Api<K>, kind: Kind<K>) -> Arc<Kind<K>> {
+        let kind = Arc::new(kind);
         if let Some(inner) = &self.inner {
-            inner
-                .kinds
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(kind_key::<K>(api), kind.clone());
+            lock(&inner.kinds).insert(kind_key::<K>(api), kind.clone());
         }
-        (kind.store.clone(), reflect_into(kind, events))
+        kind
     }
 }
 
@@ -479,12 +614,12 @@ impl Inner {
             (Some(_), Some(scope)) => api.clone().constrain(scope),
             (Some(_), None) => api.clone().unconstrain(),
         };
-        let kind = Arc::new(Kind::new(dyntype.clone(), Keep::Managed));
+        let kind = Arc::new(Kind::managed(dyntype.clone()));
         kinds.insert(key.clone(), kind.clone());
         drop(kinds);
         let what = key.1.clone();
         tracing::debug!("watching {what} for the cache");
-        let events = watcher(watch_api, watcher::Config::default()).default_backoff();
+        let events = watcher(watch_api, watch_config()).default_backoff();
         let stream = reflect_into(kind.clone(), events);
         let task = tokio::spawn(async move {
             let mut reported = false;
@@ -512,6 +647,13 @@ impl Inner {
             .push(task);
         Some(kind)
     }
+}
+
+/// How Serin's watches list: in pages of 100 objects, so that the first list of a kind with
+/// thousands of objects (every Deployment of the cluster) is never decoded all at once (kube's
+/// default page is 500; the list's peak is what sets the controller's peak memory).
+pub fn watch_config() -> watcher::Config {
+    watcher::Config::default().page_size(100)
 }
 
 /// A watch error in words (the API error described, not kube-rs' debug form).

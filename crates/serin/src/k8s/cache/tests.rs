@@ -104,13 +104,10 @@ fn versioned(value: &str, rv: &str) -> ConfigMap {
 }
 
 fn kept(kind: &Kind<ConfigMap>) -> Option<String> {
-    kind.store
-        .get(&kind.reference("test", "a"))
-        .map(|c| value(&c))
+    kind.cached("test", "a").map(|c| value(&c))
 }
 
-fn synced(keep: Keep) -> Kind<ConfigMap> {
-    let kind = Kind::new((), keep);
+fn synced(kind: Kind<ConfigMap>) -> Kind<ConfigMap> {
     kind.apply(&watcher::Event::Init);
     kind.apply(&watcher::Event::InitDone);
     kind
@@ -118,7 +115,13 @@ fn synced(keep: Keep) -> Kind<ConfigMap> {
 
 #[test]
 fn a_store_never_goes_back_in_time() {
-    let kind = synced(Keep::All);
+    never_back_in_time(synced(Kind::all(()).0));
+    let managed = synced(Kind::managed(()));
+    managed.keep("test", "a");
+    never_back_in_time(managed);
+}
+
+fn never_back_in_time(kind: Kind<ConfigMap>) {
     kind.apply(&watcher::Event::Apply(versioned("2", "7")));
     // An event from before Serin's own write arrives late.
     kind.apply(&watcher::Event::Apply(versioned("1", "5")));
@@ -131,9 +134,9 @@ fn a_store_never_goes_back_in_time() {
 
 #[test]
 fn only_managed_objects_are_kept() {
-    let kind = synced(Keep::Managed);
+    let kind = synced(Kind::managed(()));
     kind.apply(&watcher::Event::Apply(versioned("1", "5")));
-    assert_eq!(kept(&kind), None, "nobody read it");
+    assert_eq!(kind.len(), 0, "nobody read it");
     kind.keep("test", "a");
     kind.apply(&watcher::Event::Apply(versioned("2", "6")));
     assert_eq!(kept(&kind).as_deref(), Some("2"));
@@ -145,10 +148,27 @@ fn only_managed_objects_are_kept() {
     kind.apply(&watcher::Event::InitApply(other));
     kind.apply(&watcher::Event::InitDone);
     assert_eq!(kept(&kind).as_deref(), Some("3"));
-    assert_eq!(kind.store.len(), 1);
+    assert_eq!(kind.len(), 1);
     // Deleted: no longer managed (a re-created object is kept again once read).
     kind.apply(&watcher::Event::Delete(versioned("3", "9")));
     kind.apply(&watcher::Event::Apply(versioned("4", "10")));
+    assert_eq!(kept(&kind), None);
+}
+
+#[test]
+fn a_relist_keeps_a_later_write_made_while_it_ran() {
+    let kind = synced(Kind::managed(()));
+    kind.keep("test", "a");
+    kind.apply(&watcher::Event::Apply(versioned("1", "5")));
+    kind.apply(&watcher::Event::Init);
+    kind.apply(&watcher::Event::InitApply(versioned("2", "6")));
+    // Serin's own write lands while the list is under way.
+    kind.apply(&watcher::Event::Apply(versioned("3", "8")));
+    kind.apply(&watcher::Event::InitDone);
+    assert_eq!(kept(&kind).as_deref(), Some("3"));
+    // The next relist does not list it: deleted meanwhile.
+    kind.apply(&watcher::Event::Init);
+    kind.apply(&watcher::Event::InitDone);
     assert_eq!(kept(&kind), None);
 }
 
