@@ -13,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::json;
 use serin::api::Canary;
@@ -199,7 +199,11 @@ pub fn spawn_detection_watch(
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let api: Api<Event> = Api::namespaced(client, ns);
     tokio::spawn(async move {
-        let mut stream = watcher(api, watcher::Config::default()).boxed();
+        // With back-off: once the benchmark stops the dev cluster, a watch retrying without
+        // pause never yields, and the runtime (so the process) could not shut down.
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
         let mut ready = Some(ready_tx);
         let mut errors = 0usize;
         while let Some(ev) = stream.next().await {
