@@ -300,3 +300,34 @@ fn collections_drop_the_namespace() {
         "/apis/kuma.io/v1alpha1/trafficroutes"
     );
 }
+
+#[test]
+fn kept_objects_read_back_unchanged() {
+    let deployment: k8s_openapi::api::apps::v1::Deployment =
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "podinfo", "namespace": "test", "resourceVersion": "42",
+                         "labels": {"app": "podinfo"}, "annotations": {"a": "ü 日本"}},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "podinfo"}},
+                "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+                "template": {
+                    "metadata": {"labels": {"app": "podinfo"}},
+                    "spec": {"containers": [{
+                        "name": "podinfod", "image": "stefanprodan/podinfo:6.0.0",
+                        "resources": {"limits": {"cpu": "2", "memory": "512Mi"}},
+                        "env": [{"name": "X", "value": ""}]
+                    }]}
+                }
+            },
+            "status": {"readyReplicas": 2}
+        }))
+        .unwrap();
+    let kept = Kept::of(&deployment).unwrap();
+    assert_eq!(kept.version, Some(42));
+    let read: k8s_openapi::api::apps::v1::Deployment = Kept::decode(&kept.packed).unwrap();
+    assert_eq!(read, deployment);
+    assert!(Kept::decode::<ConfigMap>(b"not lz4").is_err());
+}
