@@ -448,6 +448,39 @@ where
     }
 }
 
+/// Reconciles the Canaries that track a ConfigMap or Secret (`K`) when it changes (config
+/// tracking). Only its name matters here, so the watch is metadata-only.
+fn tracked<K>(
+    client: &kube::Client,
+    ns: Option<&str>,
+    wc: &watcher::Config,
+    store: &Store<Canary>,
+    kind: &'static str,
+    prefix: &'static str,
+) -> std::pin::Pin<Box<dyn futures::Stream<Item = ObjectRef<Canary>> + Send>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let s = store.clone();
+    let changes = watcher(api_for::<PartialObjectMeta<K>>(client, ns), wc.clone())
+        .default_backoff()
+        .touched_objects();
+    triggers_of(kind, changes, move |o: &PartialObjectMeta<K>| {
+        tracking(
+            &s,
+            prefix,
+            &o.namespace().unwrap_or_default(),
+            &o.name_any(),
+        )
+    })
+}
+
 /// Runs the controller until `shutdown` resolves. Sets `readiness` once the Canary watch
 /// synced. The CRDs must have been checked with [`check_crds`].
 pub async fn run<F>(
@@ -580,44 +613,16 @@ pub async fn run<F>(
         ));
     }
     if options.config_tracking {
-        let s = store.clone();
-        // Only names matter here (a tracked object changed): metadata-only watches.
-        let configmaps = watcher(
-            api_for::<PartialObjectMeta<ConfigMap>>(&client, ns),
-            wc.clone(),
-        )
-        .default_backoff()
-        .touched_objects();
-        triggers.push(triggers_of(
+        triggers.push(tracked::<ConfigMap>(
+            &client,
+            ns,
+            &wc,
+            &store,
             "ConfigMap",
-            configmaps,
-            move |c: &PartialObjectMeta<ConfigMap>| {
-                tracking(
-                    &s,
-                    "configmap",
-                    &c.namespace().unwrap_or_default(),
-                    &c.name_any(),
-                )
-            },
+            "configmap",
         ));
-        let s = store.clone();
-        let secrets = watcher(
-            api_for::<PartialObjectMeta<Secret>>(&client, ns),
-            wc.clone(),
-        )
-        .default_backoff()
-        .touched_objects();
-        triggers.push(triggers_of(
-            "Secret",
-            secrets,
-            move |c: &PartialObjectMeta<Secret>| {
-                tracking(
-                    &s,
-                    "secret",
-                    &c.namespace().unwrap_or_default(),
-                    &c.name_any(),
-                )
-            },
+        triggers.push(tracked::<Secret>(
+            &client, ns, &wc, &store, "Secret", "secret",
         ));
     }
 

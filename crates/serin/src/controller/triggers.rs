@@ -44,18 +44,12 @@ pub(super) fn targeting(
     namespace: &str,
     name: &str,
 ) -> Vec<ObjectRef<Canary>> {
-    store
-        .state()
-        .iter()
-        .filter(|c| {
-            c.namespace().as_deref() == Some(namespace)
-                && c.spec.target_ref.name == name
-                && (c.spec.target_ref.kind == kind
-                    || (kind == "Deployment"
-                        && !matches!(c.spec.target_ref.kind.as_str(), "DaemonSet" | "Service")))
-        })
-        .map(|c| ObjectRef::from_obj(c.as_ref()))
-        .collect()
+    canaries_where(store, namespace, |c| {
+        c.spec.target_ref.name == name
+            && (c.spec.target_ref.kind == kind
+                || (kind == "Deployment"
+                    && !matches!(c.spec.target_ref.kind.as_str(), "DaemonSet" | "Service")))
+    })
 }
 
 pub(super) fn tracking(
@@ -65,16 +59,24 @@ pub(super) fn tracking(
     name: &str,
 ) -> Vec<ObjectRef<Canary>> {
     let key = format!("{prefix}/{name}");
+    canaries_where(store, namespace, |c| {
+        c.status
+            .as_ref()
+            .and_then(|s| s.tracked_configs.as_ref())
+            .is_some_and(|t| t.contains_key(&key))
+    })
+}
+
+/// The Canaries of `namespace` for which `matches` holds.
+fn canaries_where(
+    store: &Store<Canary>,
+    namespace: &str,
+    matches: impl Fn(&Canary) -> bool,
+) -> Vec<ObjectRef<Canary>> {
     store
         .state()
         .iter()
-        .filter(|c| {
-            c.namespace().as_deref() == Some(namespace)
-                && c.status
-                    .as_ref()
-                    .and_then(|s| s.tracked_configs.as_ref())
-                    .is_some_and(|t| t.contains_key(&key))
-        })
+        .filter(|c| c.namespace().as_deref() == Some(namespace) && matches(c))
         .map(|c| ObjectRef::from_obj(c.as_ref()))
         .collect()
 }

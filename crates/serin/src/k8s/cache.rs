@@ -165,11 +165,6 @@ impl Kept {
         let json = lz4_flex::decompress_size_prepended(packed).map_err(|e| e.to_string())?;
         serde_json::from_slice(&json).map_err(|e| e.to_string())
     }
-
-    /// Whether this is a later version than `version`.
-    fn is_newer_than(&self, version: Option<u64>) -> bool {
-        is_later(self.version, version)
-    }
 }
 
 /// Whether version `kept` is later than `new` (when both are numbers).
@@ -214,10 +209,7 @@ impl<K: Cacheable> Kind<K> {
     /// Marks `namespace/name` as managed: the store keeps it from now on.
     fn keep(&self, namespace: &str, name: &str) {
         if let Objects::Managed(managed) = &self.objects {
-            lock(managed)
-                .objects
-                .entry((namespace.to_string(), name.to_string()))
-                .or_insert(None);
+            lock(managed).slot(namespace, name);
         }
     }
 
@@ -229,9 +221,7 @@ impl<K: Cacheable> Kind<K> {
                 .map(|object| (*object).clone()),
             Objects::Managed(managed) => {
                 let packed = lock(managed)
-                    .objects
-                    .entry((namespace.to_string(), name.to_string()))
-                    .or_insert(None)
+                    .slot(namespace, name)
                     .as_ref()
                     .map(|kept| kept.packed.clone())?;
                 match Kept::decode(&packed) {
@@ -294,13 +284,20 @@ impl<K: Cacheable> Kind<K> {
 }
 
 impl Managed {
+    /// The slot of `namespace/name`, made managed if it was not.
+    fn slot(&mut self, namespace: &str, name: &str) -> &mut Option<Kept> {
+        self.objects
+            .entry((namespace.to_string(), name.to_string()))
+            .or_insert(None)
+    }
+
     fn apply<K: Cacheable>(&mut self, event: &watcher::Event<K>) {
         match event {
             watcher::Event::Apply(object) => {
                 if let Some(slot) = self.objects.get_mut(&names(object)) {
                     if slot
                         .as_ref()
-                        .is_some_and(|kept| kept.is_newer_than(resource_version(object)))
+                        .is_some_and(|kept| is_later(kept.version, resource_version(object)))
                     {
                         return;
                     }
@@ -331,7 +328,9 @@ impl Managed {
                 for (key, slot) in &mut self.objects {
                     let listed = listed.remove(key);
                     *slot = match (slot.take(), listed) {
-                        (Some(kept), Some(new)) if kept.is_newer_than(new.version) => Some(kept),
+                        (Some(kept), Some(new)) if is_later(kept.version, new.version) => {
+                            Some(kept)
+                        }
                         (_, listed) => listed,
                     };
                 }
@@ -445,7 +444,7 @@ impl Cache {
 
     fn cached_kind<K: Cacheable>(&self, api: &Api<K>) -> Option<Arc<Kind<K>>> {
         let inner = self.inner.as_ref()?;
-        let kinds = inner.kinds.lock().unwrap_or_else(|e| e.into_inner());
+        let kinds = lock(&inner.kinds);
         kinds
             .get(&kind_key::<K>(api))?
             .clone()
@@ -609,7 +608,7 @@ impl Inner {
             return None;
         }
         let key = kind_key::<K>(api);
-        let mut kinds = self.kinds.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kinds = lock(&self.kinds);
         if let Some(kind) = kinds.get(&key) {
             return kind.clone().downcast::<Kind<K>>().ok();
         }
@@ -647,10 +646,7 @@ impl Inner {
                 }
             }
         });
-        self.tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(task);
+        lock(&self.tasks).push(task);
         Some(kind)
     }
 }
