@@ -23,7 +23,7 @@ use super::events::{self, canary_key};
 use super::ports::{EventKind, Ports};
 use super::scheduler::{Scheduler, SchedulerConfig, SchedulerError};
 pub use super::triggers::canary_trigger;
-use super::triggers::{knative_served, latest_created_revision, targeting, tracking, triggers_of};
+use super::triggers::{CanaryIndex, knative_served, latest_created_revision, triggers_of};
 use super::{decode, workers};
 use crate::api::alert_provider::AlertProvider;
 use crate::api::apis::knative::KnativeService;
@@ -448,13 +448,18 @@ where
     }
 }
 
+/// The namespace of a watched object ("" for a cluster-scoped one).
+fn namespace_of<K: Resource>(object: &K) -> &str {
+    object.meta().namespace.as_deref().unwrap_or_default()
+}
+
 /// Reconciles the Canaries that track a ConfigMap or Secret (`K`) when it changes (config
 /// tracking). Only its name matters here, so the watch is metadata-only.
 fn tracked<K>(
     client: &kube::Client,
     ns: Option<&str>,
     wc: &watcher::Config,
-    store: &Store<Canary>,
+    index: &Arc<CanaryIndex>,
     kind: &'static str,
     prefix: &'static str,
 ) -> std::pin::Pin<Box<dyn futures::Stream<Item = ObjectRef<Canary>> + Send>>
@@ -467,17 +472,12 @@ where
         + Sync
         + 'static,
 {
-    let s = store.clone();
+    let index = index.clone();
     let changes = watcher(api_for::<PartialObjectMeta<K>>(client, ns), wc.clone())
         .default_backoff()
         .touched_objects();
     triggers_of(kind, changes, move |o: &PartialObjectMeta<K>| {
-        tracking(
-            &s,
-            prefix,
-            &o.namespace().unwrap_or_default(),
-            &o.name_any(),
-        )
+        index.tracking(prefix, namespace_of(o), &o.name_any())
     })
 }
 
@@ -530,10 +530,15 @@ pub async fn run<F>(
     if let Some(Observer(o)) = &observer {
         o.cache(store.clone());
     }
+    let index = Arc::new(CanaryIndex::default());
+    let indexed = index.clone();
     let canary_changes = canary_events
         .inspect(move |event| {
-            if let (Some(Observer(o)), Ok(event)) = (&observer, event) {
-                o.event(event);
+            if let Ok(event) = event {
+                indexed.apply(event);
+                if let Some(Observer(o)) = &observer {
+                    o.event(event);
+                }
             }
         })
         .applied_objects()
@@ -545,7 +550,6 @@ pub async fn run<F>(
     // Workloads trigger on spec changes only (a new pod template, a scale), not on the status
     // updates of their rollouts: readiness is polled once per interval, as in Flagger. Their
     // caches keep the targets and primaries (what reconciles read), every version of them.
-    let s = store.clone();
     let api = api_for::<Deployment>(&client, ns);
     let deployments =
         options
@@ -554,19 +558,12 @@ pub async fn run<F>(
     let deployments = deployments
         .touched_objects()
         .predicate_filter(predicates::generation, Default::default());
+    let i = index.clone();
     triggers.push(triggers_of(
         "Deployment",
         deployments,
-        move |d: &Deployment| {
-            targeting(
-                &s,
-                "Deployment",
-                &d.namespace().unwrap_or_default(),
-                &d.name_any(),
-            )
-        },
+        move |d: &Deployment| i.targeting("Deployment", namespace_of(d), &d.name_any()),
     ));
-    let s = store.clone();
     let api = api_for::<DaemonSet>(&client, ns);
     let daemonsets =
         options
@@ -575,22 +572,15 @@ pub async fn run<F>(
     let daemonsets = daemonsets
         .touched_objects()
         .predicate_filter(predicates::generation, Default::default());
+    let i = index.clone();
     triggers.push(triggers_of(
         "DaemonSet",
         daemonsets,
-        move |d: &DaemonSet| {
-            targeting(
-                &s,
-                "DaemonSet",
-                &d.namespace().unwrap_or_default(),
-                &d.name_any(),
-            )
-        },
+        move |d: &DaemonSet| i.targeting("DaemonSet", namespace_of(d), &d.name_any()),
     ));
     // Knative Services trigger on a new latest created revision (Knative's status), when the
     // API server serves them at start-up; otherwise the per-interval requeue finds it.
     if knative_served(&client).await {
-        let s = store.clone();
         let api = api_for::<KnativeService>(&client, ns);
         let services =
             options
@@ -599,17 +589,11 @@ pub async fn run<F>(
         let services = services
             .touched_objects()
             .predicate_filter(latest_created_revision, Default::default());
+        let i = index.clone();
         triggers.push(triggers_of(
             "Knative Service",
             services,
-            move |k: &KnativeService| {
-                targeting(
-                    &s,
-                    "Service",
-                    &k.namespace().unwrap_or_default(),
-                    &k.name_any(),
-                )
-            },
+            move |k: &KnativeService| i.targeting("Service", namespace_of(k), &k.name_any()),
         ));
     }
     if options.config_tracking {
@@ -617,12 +601,12 @@ pub async fn run<F>(
             &client,
             ns,
             &wc,
-            &store,
+            &index,
             "ConfigMap",
             "configmap",
         ));
         triggers.push(tracked::<Secret>(
-            &client, ns, &wc, &store, "Secret", "secret",
+            &client, ns, &wc, &index, "Secret", "secret",
         ));
     }
 
