@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use devcluster::{Config, DevCluster};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ApiResource, DynamicObject};
 use serde_json::json;
@@ -303,31 +304,58 @@ fn collections_drop_the_namespace() {
 
 #[test]
 fn kept_objects_read_back_unchanged() {
-    let deployment: k8s_openapi::api::apps::v1::Deployment =
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "podinfo", "namespace": "test", "resourceVersion": "42",
-                         "labels": {"app": "podinfo"}, "annotations": {"a": "ü 日本"}},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": {"app": "podinfo"}},
-                "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
-                "template": {
-                    "metadata": {"labels": {"app": "podinfo"}},
-                    "spec": {"containers": [{
-                        "name": "podinfod", "image": "stefanprodan/podinfo:6.0.0",
-                        "resources": {"limits": {"cpu": "2", "memory": "512Mi"}},
-                        "env": [{"name": "X", "value": ""}]
-                    }]}
-                }
-            },
-            "status": {"readyReplicas": 2}
-        }))
-        .unwrap();
-    let kept = Kept::of(&deployment).unwrap();
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "podinfo", "namespace": "test", "resourceVersion": "42",
+                     "labels": {"app": "podinfo"}, "annotations": {"a": "ü 日本"}},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "podinfo"}},
+            "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": {"app": "podinfo"}},
+                "spec": {"containers": [{
+                    "name": "podinfod", "image": "stefanprodan/podinfo:6.0.0",
+                    "resources": {"limits": {"cpu": "2", "memory": "512Mi"}},
+                    "env": [{"name": "X", "value": ""}]
+                }]}
+            }
+        },
+        "status": {"readyReplicas": 2}
+    }))
+    .unwrap();
+    let mut dictionary: Arc<[u8]> = Arc::from(&[][..]);
+    let kept = Kept::of(&deployment, &mut dictionary).unwrap();
     assert_eq!(kept.version, Some(42));
-    let read: k8s_openapi::api::apps::v1::Deployment = Kept::decode(&kept.packed).unwrap();
+    assert_eq!(
+        &*dictionary,
+        serde_json::to_vec(&deployment).unwrap().as_slice()
+    );
+    let read: Deployment = Kept::decode(&kept.packed, &dictionary).unwrap();
     assert_eq!(read, deployment);
-    assert!(Kept::decode::<ConfigMap>(b"not lz4").is_err());
+    assert!(Kept::decode::<ConfigMap>(b"not lz4", &dictionary).is_err());
+
+    // The next object of the kind is compressed against the first, and reads back.
+    let mut other = serde_json::to_value(&deployment).unwrap();
+    other["metadata"]["name"] = "frontend".into();
+    other["metadata"]["resourceVersion"] = "43".into();
+    other["spec"]["template"]["spec"]["containers"][0]["image"] = "ghcr.io/x/frontend:1.2".into();
+    let other: Deployment = serde_json::from_value(other).unwrap();
+    let first = dictionary.clone();
+    let kept = Kept::of(&other, &mut dictionary).unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &dictionary),
+        "the dictionary stays the first object's"
+    );
+    let read: Deployment = Kept::decode(&kept.packed, &dictionary).unwrap();
+    assert_eq!(read, other);
+    let json = serde_json::to_vec(&other).unwrap();
+    let alone = lz4_flex::compress_prepend_size(&json).len();
+    println!(
+        "JSON {} bytes, LZ4 alone {alone}, against the dictionary {}",
+        json.len(),
+        kept.packed.len()
+    );
+    assert!(kept.packed.len() * 3 < alone, "the dictionary pays off");
 }
