@@ -6,7 +6,7 @@
 //! the same series); the telemetry server serves its text exposition on `/metrics`.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -123,6 +123,10 @@ pub struct Recorder {
     check_value: Family<CheckLabels, Gauge<f64, AtomicU64>>,
     check_min: Family<CheckLabels, Gauge<f64, AtomicU64>>,
     check_max: Family<CheckLabels, Gauge<f64, AtomicU64>>,
+    /// The length of the last exposition, so that the next one is allocated once: grown by
+    /// doubling, the text (about 2.5 KB per Canary, 25 MB at 10,000) held up to half as much
+    /// again in the buffer it outgrew.
+    last_len: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -258,6 +262,7 @@ impl Recorder {
             check_value,
             check_min,
             check_max,
+            last_len: Arc::default(),
         }
     }
 
@@ -442,8 +447,10 @@ impl Recorder {
 
     /// The OpenMetrics text exposition of every series ([`CONTENT_TYPE`]).
     pub fn encode(&self) -> Result<String, RecorderError> {
-        let mut out = String::new();
+        let last = self.last_len.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(last + last / 16);
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        self.last_len.store(out.len(), Ordering::Relaxed);
         Ok(out)
     }
 }
@@ -487,6 +494,18 @@ mod tests {
         ] {
             assert_eq!(status_code(phase), 1, "{phase}");
         }
+    }
+
+    #[test]
+    fn an_exposition_is_allocated_once_at_the_size_of_the_last() {
+        let r = Recorder::new();
+        for i in 0..500 {
+            r.observe_duration(&format!("app-{i}"), "test", 0.3);
+        }
+        let first = r.encode().unwrap();
+        let second = r.encode().unwrap();
+        assert_eq!(first, second);
+        assert_eq!(second.capacity(), first.len() + first.len() / 16);
     }
 
     #[test]
