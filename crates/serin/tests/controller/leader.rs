@@ -95,17 +95,26 @@ async fn only_the_leader_reconciles() {
             .await;
         wait_phase(&cluster, "podinfo", "Succeeded", Duration::from_secs(15)).await;
 
-        // Someone takes the lease from B: B loses leadership and stops with an error.
-        let mut lease = leases.get("flagger-leader-election").await.unwrap();
-        let spec = lease.spec.as_mut().unwrap();
-        assert_eq!(spec.holder_identity.as_deref(), Some(b_id.as_str()));
-        spec.holder_identity = Some("intruder_2".into());
-        spec.renew_time = Some(MicroTime(Timestamp::now()));
-        spec.lease_duration_seconds = Some(3600);
-        leases
-            .replace("flagger-leader-election", &PostParams::default(), &lease)
-            .await
-            .unwrap();
+        // Someone takes the lease from B: B loses leadership and stops with an error. B renews
+        // the lease meanwhile, so the intruder's replace may conflict with a renewal: it reads
+        // the lease again and retries, as any client of a contended object does.
+        let mut attempts = 0;
+        loop {
+            let mut lease = leases.get("flagger-leader-election").await.unwrap();
+            let spec = lease.spec.as_mut().unwrap();
+            assert_eq!(spec.holder_identity.as_deref(), Some(b_id.as_str()));
+            spec.holder_identity = Some("intruder_2".into());
+            spec.renew_time = Some(MicroTime(Timestamp::now()));
+            spec.lease_duration_seconds = Some(3600);
+            match leases
+                .replace("flagger-leader-election", &PostParams::default(), &lease)
+                .await
+            {
+                Ok(_) => break,
+                Err(kube::Error::Api(e)) if e.code == 409 && attempts < 10 => attempts += 1,
+                Err(e) => panic!("taking the lease: {e}"),
+            }
+        }
         let result = tokio::time::timeout(Duration::from_secs(5), b.task)
             .await
             .expect("B did not stop after losing the lease")
