@@ -16,13 +16,6 @@
 
 mod bench_common;
 
-/// The dev cluster in this process allocates as `serin dev-cluster` does (jemalloc): with the
-/// C library's allocator, half of its CPU at 10,000 Canaries went to `malloc` and `free`, and
-/// the dev cluster, not the controller, set the pace.
-#[cfg(not(target_env = "msvc"))]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -43,6 +36,13 @@ use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::json;
+
+/// The dev cluster in this process allocates as `serin dev-cluster` does (jemalloc): with the
+/// C library's allocator, half of its CPU at 10,000 Canaries went to `malloc` and `free`, and
+/// the dev cluster, not the controller, set the pace.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const NS: &str = "bench";
 /// Header on every request of the benchmark's own client, so that the request count of the

@@ -53,10 +53,9 @@ pub(super) struct CanaryIndex {
 
 type CanaryRef = ObjectRef<Canary>;
 
-/// What one Canary was indexed under.
+/// What one Canary was indexed under (in its own namespace).
 #[derive(Clone, Debug, PartialEq)]
 struct Points {
-    namespace: String,
     target_kind: String,
     target: String,
     /// `configmap/NAME` and `secret/NAME` keys of its tracked configs.
@@ -66,7 +65,6 @@ struct Points {
 impl Points {
     fn of(canary: &Canary) -> Self {
         Self {
-            namespace: canary.metadata.namespace.clone().unwrap_or_default(),
             target_kind: canary.spec.target_ref.kind.clone(),
             target: canary.spec.target_ref.name.clone(),
             configs: canary
@@ -97,11 +95,14 @@ impl Maps {
             return;
         }
         self.remove(&key);
-        let target = (points.namespace.clone(), points.target.clone());
+        let pointed = |name: &str| (namespace_of(&key), name.to_string());
+        let target = pointed(&points.target);
         self.targets.entry(target).or_default().push(key.clone());
         for config in &points.configs {
-            let pointed = (points.namespace.clone(), config.clone());
-            self.configs.entry(pointed).or_default().push(key.clone());
+            self.configs
+                .entry(pointed(config))
+                .or_default()
+                .push(key.clone());
         }
         self.canaries.insert(key, points);
     }
@@ -110,10 +111,9 @@ impl Maps {
         let Some(points) = self.canaries.remove(key) else {
             return;
         };
-        let target = (points.namespace.clone(), points.target);
-        drop_from(&mut self.targets, target, key);
+        drop_from(&mut self.targets, (namespace_of(key), points.target), key);
         for config in points.configs {
-            drop_from(&mut self.configs, (points.namespace.clone(), config), key);
+            drop_from(&mut self.configs, (namespace_of(key), config), key);
         }
     }
 }
@@ -125,6 +125,10 @@ fn drop_from(map: &mut HashMap<Pointed, Vec<CanaryRef>>, pointed: Pointed, key: 
             map.remove(&pointed);
         }
     }
+}
+
+fn namespace_of(key: &CanaryRef) -> String {
+    key.namespace.clone().unwrap_or_default()
 }
 
 /// The key of a Canary, without the resource version and UID `ObjectRef::from_obj` keeps.
@@ -279,6 +283,11 @@ mod tests {
         .unwrap()
     }
 
+    /// A Canary of namespace `a` targeting the Deployment of its own name.
+    fn plain(name: &str) -> Canary {
+        canary("a", name, "Deployment", name, &[])
+    }
+
     fn names(refs: Vec<CanaryRef>) -> Vec<String> {
         let mut names: Vec<String> = refs.into_iter().map(|r| r.name).collect();
         names.sort();
@@ -358,35 +367,11 @@ mod tests {
     #[test]
     fn a_relist_replaces_the_index_once_done() {
         let index = CanaryIndex::default();
-        index.apply(&watcher::Event::Apply(canary(
-            "a",
-            "gone",
-            "Deployment",
-            "gone",
-            &[],
-        )));
-        index.apply(&watcher::Event::Apply(canary(
-            "a",
-            "kept",
-            "Deployment",
-            "kept",
-            &[],
-        )));
+        index.apply(&watcher::Event::Apply(plain("gone")));
+        index.apply(&watcher::Event::Apply(plain("kept")));
         index.apply(&watcher::Event::Init);
-        index.apply(&watcher::Event::InitApply(canary(
-            "a",
-            "kept",
-            "Deployment",
-            "kept",
-            &[],
-        )));
-        index.apply(&watcher::Event::InitApply(canary(
-            "a",
-            "new",
-            "Deployment",
-            "new",
-            &[],
-        )));
+        index.apply(&watcher::Event::InitApply(plain("kept")));
+        index.apply(&watcher::Event::InitApply(plain("new")));
         // Until the relist is done, the index answers from before it.
         assert_eq!(names(index.targeting("Deployment", "a", "gone")), ["gone"]);
         assert!(index.targeting("Deployment", "a", "new").is_empty());

@@ -13,7 +13,8 @@
 //! but are not kept. `metadata.managedFields` is dropped from kept objects (Serin never reads
 //! it); the rest is kept because the routers and workloads compare whole specs and metadata,
 //! as compressed JSON rather than decoded (k8s-openapi's structs are mostly unset fields; a
-//! Deployment's compressed JSON is several times smaller than its decoded struct). The Canaries are kept decoded, all of them.
+//! Deployment's compressed JSON is several times smaller than its decoded struct). The
+//! Canaries are kept decoded, all of them.
 //!
 //! Freshness rules, in one place rather than at every read:
 //!
