@@ -4,6 +4,8 @@
 //! converted on every read and write, so an event written through either API group is listed,
 //! watched and field-selected through both.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::registry::ResourceDef;
@@ -64,18 +66,18 @@ pub fn to_storage(def: &ResourceDef, obj: Value) -> Value {
     remap(&obj, "v1", "Event", EVENT_FIELDS)
 }
 
-/// A stored object as served through `def` (unchanged unless `def` is a view).
-pub fn from_storage(def: &ResourceDef, obj: &Value) -> Value {
+/// A stored object as served through `def` (unchanged, so not copied, unless `def` is a view).
+pub fn from_storage<'a>(def: &ResourceDef, obj: &'a Value) -> Cow<'a, Value> {
     if !is_events_view(def) || !obj.is_object() {
-        return obj.clone();
+        return Cow::Borrowed(obj);
     }
     let back: Vec<(&str, &str)> = EVENT_FIELDS.iter().map(|(a, b)| (*b, *a)).collect();
-    remap(
+    Cow::Owned(remap(
         obj,
         &def.api_version(def.preferred_version()),
         "Event",
         &back,
-    )
+    ))
 }
 
 /// The path in the stored object that a field-selector label of `resource_key` selects on.
@@ -126,10 +128,10 @@ mod tests {
         assert_eq!(core["lastTimestamp"], "2026-01-01T00:00:02Z");
         assert_eq!(core["series"]["count"], 2);
         assert!(core.get("note").is_none() && core.get("regarding").is_none());
-        assert_eq!(from_storage(&view, &core), v1);
+        assert_eq!(*from_storage(&view, &core), v1);
         // The core view is the stored form itself.
         let core_def = reg.by_key("/events").unwrap();
-        assert_eq!(from_storage(&core_def, &core), core);
+        assert_eq!(*from_storage(&core_def, &core), core);
         assert_eq!(to_storage(&core_def, core.clone()), core);
     }
 

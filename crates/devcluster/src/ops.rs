@@ -508,8 +508,14 @@ pub fn remove_object(st: &mut Store, def: &ResourceDef, ns: &str, name: &str) ->
     Some(removed)
 }
 
-fn existing_or_404(st: &Store, def: &ResourceDef, ns: &str, name: &str) -> Result<Value, ApiError> {
-    st.get(&def.store_key(), ns, name)
+/// The stored object (shared, not copied: a write builds its next state from it).
+fn existing_or_404(
+    st: &Store,
+    def: &ResourceDef,
+    ns: &str,
+    name: &str,
+) -> Result<Arc<Value>, ApiError> {
+    st.get_shared(&def.store_key(), ns, name)
         .cloned()
         .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))
 }
@@ -654,7 +660,7 @@ pub fn patch(
             "metadata.managedFields.fieldManager: Required value: is required for apply patch",
         ));
     }
-    let existing = st.get(&def.store_key(), ns, name).cloned();
+    let existing = st.get_shared(&def.store_key(), ns, name).cloned();
     let Some(existing) = existing else {
         if ptype == PatchType::Apply && sub == Sub::Main {
             let mut owners = apply::Owners::new();
@@ -695,7 +701,7 @@ pub fn patch(
     // A patch applies to the object as served through `def`.
     let mut target = match sub {
         Sub::Scale => scale_of(def, &existing)?,
-        _ => convert::from_storage(def, &existing),
+        _ => convert::from_storage(def, &existing).into_owned(),
     };
     let mut new_owners = None;
     match ptype {
@@ -737,11 +743,8 @@ pub fn patch(
         scale: sub == Sub::Scale,
         ..opts.clone()
     };
-    let original = match sub {
-        Sub::Scale => scale_of(def, &existing)?,
-        _ => convert::from_storage(def, &existing),
-    };
-    if meta_str(&target, "resourceVersion") != meta_str(&original, "resourceVersion") {
+    // The object as served (the scale or the events view) keeps the stored resourceVersion.
+    if meta_str(&target, "resourceVersion") != meta_str(&existing, "resourceVersion") {
         check_rv(def, &existing, &target)?;
     }
     if name_of(&target) != name {
@@ -773,7 +776,7 @@ pub fn delete(
     name: &str,
     opts: &DeleteOpts,
 ) -> Result<Deleted, ApiError> {
-    let existing = existing_or_404(st, def, ns, name)?;
+    let existing = Arc::unwrap_or_clone(existing_or_404(st, def, ns, name)?);
     if opts
         .precondition_uid
         .as_deref()

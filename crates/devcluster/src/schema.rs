@@ -5,6 +5,9 @@
 //!
 //! Pure functions over `serde_json::Value`; `ops` calls them on every write of a custom resource.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
 use serde_json::{Map, Value};
 
 /// One field error, as `k8s.io/apimachinery/pkg/util/validation/field.Error` renders it.
@@ -367,7 +370,7 @@ fn check_string(schema: &Value, s: &str, v: &Value, path: &str, errs: &mut Vec<F
     if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
         // A pattern the regex engine cannot compile is not enforced (the real server refuses
         // such a CRD when it is created).
-        if let Ok(re) = regex::Regex::new(p)
+        if let Some(re) = pattern(p)
             && !re.is_match(s)
         {
             errs.push(invalid(
@@ -419,6 +422,18 @@ fn check_number(schema: &Value, n: f64, v: &Value, path: &str, errs: &mut Vec<Fi
             ));
         }
     }
+}
+
+/// The compiled form of a schema `pattern` (None when it does not compile). Compiled once per
+/// pattern: validation runs on every write, and compiling was a visible part of each one.
+fn pattern(p: &str) -> Option<regex::Regex> {
+    static COMPILED: LazyLock<Mutex<HashMap<String, Option<regex::Regex>>>> =
+        LazyLock::new(Mutex::default);
+    let mut compiled = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
+    compiled
+        .entry(p.to_string())
+        .or_insert_with(|| regex::Regex::new(p).ok())
+        .clone()
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! HTTP front: authentication, routing of Kubernetes URLs, fault hooks, and the request handlers.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -274,9 +275,9 @@ fn decode_continue(token: &str) -> Result<String, ApiError> {
     String::from_utf8(bytes.map_err(|_| invalid())?).map_err(|_| invalid())
 }
 
-fn render_one(t: &Target, view: View, obj: &Value) -> Value {
-    match view {
-        View::Full => table::versioned(&t.def, &t.version, obj),
+fn render_one<'a>(t: &Target, view: View, obj: &'a Value) -> Cow<'a, Value> {
+    Cow::Owned(match view {
+        View::Full => return table::versioned(&t.def, &t.version, obj),
         View::Meta => table::partial_metadata(obj),
         View::Table(inc) => {
             let rv = obj
@@ -291,6 +292,15 @@ fn render_one(t: &Target, view: View, obj: &Value) -> Value {
                 inc,
             )
         }
+    })
+}
+
+/// The reply to a write: the object as served, or the Scale a scale write returns as is.
+fn write_reply(t: &Target, code: StatusCode, out: &Value) -> Response<Body> {
+    if t.sub == Sub::Scale {
+        json_response(code, out)
+    } else {
+        json_response(code, &render_one(t, View::Full, out))
     }
 }
 
@@ -300,7 +310,7 @@ fn render_list(t: &Target, view: View, items: &[Value], meta: Value) -> Value {
             "kind": format!("{}List", t.def.kind),
             "apiVersion": t.def.api_version(&t.version),
             "metadata": meta,
-            "items": items.iter().map(|o| table::versioned(&t.def, &t.version, o)).collect::<Vec<_>>(),
+            "items": items.iter().map(|o| table::versioned(&t.def, &t.version, o).into_owned()).collect::<Vec<_>>(),
         }),
         View::Meta => json!({
             "kind": "PartialObjectMetadataList",
@@ -366,12 +376,12 @@ async fn resource(
             let name = t.name.clone().unwrap_or_default();
             let st = shared.lock();
             let obj = st
-                .get(&t.def.store_key(), &ns, &name)
+                .get_shared(&t.def.store_key(), &ns, &name)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found(&t.def.group, &t.def.plural, &name))?;
             drop(st);
             let out = match t.sub {
-                Sub::Scale => ops::scale_of(&t.def, &obj)?,
+                Sub::Scale => Cow::Owned(ops::scale_of(&t.def, &obj)?),
                 _ => render_one(&t, view, &obj),
             };
             Ok(json_response(StatusCode::OK, &out))
@@ -435,14 +445,7 @@ async fn resource(
                 let mut st = shared.lock();
                 ops::update(&mut st, &t.def, &t.version, &ns, &name, body, t.sub, &opts)?
             };
-            Ok(json_response(
-                StatusCode::OK,
-                &if t.sub == Sub::Scale {
-                    out
-                } else {
-                    render_one(&t, View::Full, &out)
-                },
-            ))
+            Ok(write_reply(&t, StatusCode::OK, &out))
         }
         "patch" => {
             let Some(name) = t.name.clone() else {
@@ -465,14 +468,7 @@ async fn resource(
             } else {
                 StatusCode::OK
             };
-            Ok(json_response(
-                code,
-                &if t.sub == Sub::Scale {
-                    out
-                } else {
-                    render_one(&t, View::Full, &out)
-                },
-            ))
+            Ok(write_reply(&t, code, &out))
         }
         "delete" => {
             if t.sub != Sub::Main {

@@ -53,7 +53,9 @@ pub enum StoreError {
 pub struct Store {
     rv: u64,
     pub registry: Registry,
-    objects: HashMap<String, BTreeMap<String, Value>>,
+    /// Shared with the events that carry them: a write copies an object once, not once for
+    /// the store, once for its event and once for the state it replaced.
+    objects: HashMap<String, BTreeMap<String, Arc<Value>>>,
     log: VecDeque<Arc<Event>>,
     log_cap: usize,
     /// Watches may resume from any resourceVersion >= this.
@@ -165,16 +167,34 @@ pub fn now_rfc3339() -> String {
         .to_string()
 }
 
-/// Objects equal apart from their resourceVersion.
+/// Objects equal apart from their resourceVersion (compared in place: every write asks).
 fn same_content(a: &Value, b: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-        }
-        v
-    };
-    strip(a) == strip(b)
+    fn same_map(
+        a: &serde_json::Map<String, Value>,
+        b: &serde_json::Map<String, Value>,
+        same: impl Fn(&str, &Value, &Value) -> bool,
+        skip: &str,
+    ) -> bool {
+        let len = |m: &serde_json::Map<String, Value>| m.len() - usize::from(m.contains_key(skip));
+        len(a) == len(b)
+            && a.iter()
+                .filter(|(k, _)| k.as_str() != skip)
+                .all(|(k, va)| b.get(k).is_some_and(|vb| same(k, va, vb)))
+    }
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => same_map(
+            a,
+            b,
+            |k, va, vb| match (k, va.as_object(), vb.as_object()) {
+                ("metadata", Some(ma), Some(mb)) => {
+                    same_map(ma, mb, |_, x, y| x == y, "resourceVersion")
+                }
+                _ => va == vb,
+            },
+            "",
+        ),
+        _ => a == b,
+    }
 }
 
 impl Store {
@@ -204,6 +224,11 @@ impl Store {
     }
 
     pub fn get(&self, res: &str, ns: &str, name: &str) -> Option<&Value> {
+        self.get_shared(res, ns, name).map(|o| &**o)
+    }
+
+    /// The stored object itself, to keep past a write without copying it.
+    pub fn get_shared(&self, res: &str, ns: &str, name: &str) -> Option<&Arc<Value>> {
         self.objects
             .get(res)
             .and_then(|m| m.get(&obj_key(ns, name)))
@@ -225,32 +250,26 @@ impl Store {
         map.into_iter()
             .flat_map(move |m| m.range((start.clone(), std::ops::Bound::Unbounded)))
             .take_while(move |(k, _)| ns.is_none_or(|ns| k.starts_with(&format!("{ns}/"))))
+            .map(|(k, v)| (k, &**v))
     }
 
     /// Every object of every resource (for GC and dumps).
     pub fn all_objects(&self) -> impl Iterator<Item = (&String, &Value)> {
         self.objects
             .iter()
-            .flat_map(|(res, m)| m.values().map(move |v| (res, v)))
+            .flat_map(|(res, m)| m.values().map(move |v| (res, &**v)))
     }
 
     pub fn count(&self, res: &str) -> usize {
         self.objects.get(res).map_or(0, BTreeMap::len)
     }
 
-    fn record(
-        &mut self,
-        res: &str,
-        etype: EventType,
-        object: Value,
-        old: Option<Arc<Value>>,
-    ) -> Arc<Value> {
-        let object = Arc::new(object);
+    fn record(&mut self, res: &str, etype: EventType, object: Arc<Value>, old: Option<Arc<Value>>) {
         let ev = Arc::new(Event {
             rv: self.rv,
             res: res.to_string(),
             etype,
-            object: object.clone(),
+            object,
             old,
         });
         self.log.push_back(ev.clone());
@@ -261,7 +280,6 @@ impl Store {
         }
         // No receivers is fine.
         let _ = self.tx.send(ev);
-        object
     }
 
     /// Stores `obj` (its metadata names the key). A write equal to what is stored is a no-op:
@@ -273,24 +291,26 @@ impl Store {
         if let Some(e) = existing
             && same_content(e, &obj)
         {
-            return e.clone();
+            return Value::clone(e);
         }
-        let old = existing.map(|e| Arc::new(e.clone()));
+        let old = existing.cloned();
         self.rv += 1;
         set_meta(
             &mut obj,
             "resourceVersion",
             Value::String(self.rv.to_string()),
         );
+        let stored = Arc::new(obj);
         self.objects
             .entry(res.clone())
             .or_default()
-            .insert(key, obj.clone());
-        let uid = uid_of(&obj);
+            .insert(key, stored.clone());
+        let obj = &*stored;
+        let uid = uid_of(obj);
         if !uid.is_empty() && !self.uids.contains(uid) {
             self.uids.insert(uid.to_string());
         }
-        if meta_str(&obj, "deletionTimestamp").is_some() || self.has_missing_owner(&obj) {
+        if meta_str(obj, "deletionTimestamp").is_some() || self.has_missing_owner(obj) {
             self.gc_notify.notify_one();
         }
         let etype = if old.is_some() {
@@ -298,8 +318,9 @@ impl Store {
         } else {
             EventType::Added
         };
-        self.record(&res, etype, obj.clone(), old);
-        obj
+        let reply = obj.clone();
+        self.record(&res, etype, stored, old);
+        reply
     }
 
     /// Whether one of `obj`'s owner references names no stored object.
@@ -318,7 +339,7 @@ impl Store {
     /// Removes an object; the DELETED event carries its last state with a new resourceVersion.
     pub fn remove(&mut self, def: &ResourceDef, ns: &str, name: &str) -> Option<Value> {
         let res = def.store_key();
-        let mut obj = self.objects.get_mut(&res)?.remove(&obj_key(ns, name))?;
+        let mut obj = Arc::unwrap_or_clone(self.objects.get_mut(&res)?.remove(&obj_key(ns, name))?);
         self.rv += 1;
         set_meta(
             &mut obj,
@@ -328,8 +349,9 @@ impl Store {
         self.owners.remove(uid_of(&obj));
         self.uids.remove(uid_of(&obj));
         self.gc_notify.notify_one();
+        let obj = Arc::new(obj);
         self.record(&res, EventType::Deleted, obj.clone(), None);
-        Some(obj)
+        Some(Value::clone(&obj))
     }
 
     /// Drops every object of a resource (CRD removal), with DELETED events.
@@ -432,6 +454,32 @@ mod tests {
         st.compact();
         assert!(st.events_since(3).is_err());
         assert!(st.events_since(4).unwrap().is_empty());
+    }
+
+    #[test]
+    fn same_content_ignores_only_the_resource_version() {
+        let a = json!({"metadata": {"name": "a", "resourceVersion": "2", "labels": {"x": "1"}}, "data": {"k": "v"}});
+        let mut b = a.clone();
+        b["metadata"]["resourceVersion"] = json!("7");
+        assert!(same_content(&a, &b));
+        b["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resourceVersion");
+        assert!(same_content(&a, &b), "a write without a resourceVersion");
+        let mut c = b.clone();
+        c["metadata"]["labels"]["x"] = json!("2");
+        assert!(!same_content(&a, &c), "a label");
+        let mut d = b.clone();
+        d["metadata"]["generation"] = json!(1);
+        assert!(!same_content(&a, &d), "a new metadata field");
+        let mut e = b.clone();
+        e["status"] = json!({});
+        assert!(!same_content(&a, &e), "a new top-level field");
+        assert!(!same_content(
+            &a,
+            &json!({"metadata": {"name": "a"}, "data": {"k": "v"}, "x": 1})
+        ));
     }
 
     #[test]

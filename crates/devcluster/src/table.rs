@@ -1,5 +1,7 @@
 //! Response views: full objects, PartialObjectMetadata, and `meta.k8s.io/v1` Tables for `kubectl get`.
 
+use std::borrow::Cow;
+
 use serde_json::{Value, json};
 
 use crate::registry::{PrinterColumn, ResourceDef};
@@ -47,11 +49,18 @@ impl View {
 
 /// The object as served in `version` (CRD versions and HPA versions share one stored form;
 /// `events.k8s.io` events are converted from the stored core form).
-pub fn versioned(def: &ResourceDef, version: &str, obj: &Value) -> Value {
+/// A stored object as served in `version`: copied only when that changes it (a view, or a
+/// version other than the stored one), which a watch event or a write's reply mostly is not.
+pub fn versioned<'a>(def: &ResourceDef, version: &str, obj: &'a Value) -> Cow<'a, Value> {
     let mut o = crate::convert::from_storage(def, obj);
     if o.is_object() {
-        o["apiVersion"] = Value::String(def.api_version(version));
-        o["kind"] = Value::String(def.kind.clone());
+        let api_version = def.api_version(version);
+        let served = |field: &str, want: &str| o.get(field).and_then(Value::as_str) == Some(want);
+        if !served("apiVersion", &api_version) || !served("kind", &def.kind) {
+            let m = o.to_mut();
+            m["apiVersion"] = Value::String(api_version);
+            m["kind"] = Value::String(def.kind.clone());
+        }
     }
     o
 }
@@ -908,7 +917,7 @@ pub fn table(
             match include {
                 Include::None => {}
                 Include::Metadata => row["object"] = partial_metadata(o),
-                Include::Object => row["object"] = versioned(def, version, o),
+                Include::Object => row["object"] = versioned(def, version, o).into_owned(),
             }
             row
         })

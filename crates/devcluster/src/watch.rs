@@ -1,6 +1,7 @@
 //! Watch streams: newline-delimited JSON events, initial events, resume from a resourceVersion,
 //! bookmarks (including `k8s.io/initial-events-end`), 410 Gone, timeouts and dropped streams.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Response, StatusCode, header};
 use bytes::Bytes;
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
@@ -43,22 +45,25 @@ impl WatchReq {
     fn render(&self, etype: &str, obj: &Value) -> Bytes {
         let object = match self.view {
             View::Full => table::versioned(&self.def, &self.version, obj),
-            View::Meta => table::partial_metadata(obj),
+            View::Meta => Cow::Owned(table::partial_metadata(obj)),
             View::Table(inc) => {
                 let rv = obj
                     .pointer("/metadata/resourceVersion")
                     .cloned()
                     .unwrap_or(Value::Null);
-                table::table(
+                Cow::Owned(table::table(
                     &self.def,
                     &self.version,
                     std::slice::from_ref(obj),
                     json!({"resourceVersion": rv}),
                     inc,
-                )
+                ))
             }
         };
-        line(&json!({"type": etype, "object": object}))
+        line(&WatchLine {
+            object: &object,
+            etype,
+        })
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
@@ -96,9 +101,18 @@ impl WatchReq {
     }
 }
 
-fn line(v: &Value) -> Bytes {
-    let mut s = v.to_string();
-    s.push('\n');
+/// One watch event as sent: `{"object":…,"type":…}`, the object serialized where it is kept
+/// (fields in the order a JSON map of the two would have).
+#[derive(Serialize)]
+struct WatchLine<'a> {
+    object: &'a Value,
+    #[serde(rename = "type")]
+    etype: &'a str,
+}
+
+fn line<T: Serialize>(v: &T) -> Bytes {
+    let mut s = serde_json::to_vec(v).unwrap_or_default();
+    s.push(b'\n');
     Bytes::from(s)
 }
 

@@ -309,7 +309,10 @@ pub fn spawn_canary_tracker(client: Client, ns: &str) -> Arc<Mutex<CanaryTrack>>
     let api: Api<Canary> = Api::namespaced(client, ns);
     let t = track.clone();
     tokio::spawn(async move {
-        let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
+        // With back-off, as the Event watch: without it, once the benchmark stops the dev
+        // cluster, this watch retried without pause, never yielded, and kept the process alive
+        // at half a core after its report (a later benchmark run then shared the machine).
+        let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
         while let Some(event) = events.next().await {
             let canary = match event {
                 Ok(watcher::Event::Apply(c) | watcher::Event::InitApply(c)) => c,
