@@ -319,3 +319,26 @@ fn flux_applies_the_apps_after_serin() {
     };
     assert!(wave("serin") < wave("apps"));
 }
+
+/// Every build of the workspace bakes the allocator settings of `.cargo/config.toml` into
+/// `serin` (they keep its memory down at 10,000 Canaries; docs/performance.md). A build made
+/// without them (the file lost, or the variable renamed upstream) would still run, only with
+/// more memory; this says so.
+#[test]
+fn the_binary_carries_the_allocator_settings() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_serin"))
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stats = String::from_utf8_lossy(&out.stderr);
+    let baked = stats
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("config.malloc_conf: "))
+        .unwrap_or_else(|| panic!("no jemalloc statistics on stderr:\n{stats}"));
+    assert_eq!(
+        baked,
+        "\"narenas:1,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\""
+    );
+}
