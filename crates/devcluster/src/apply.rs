@@ -148,10 +148,63 @@ fn collect(v: &Value, field: Option<&str>, prefix: &mut FieldPath, out: &mut BTr
     }
 }
 
+/// [`collect`] over `new`, keeping only the paths whose value differs from `old`'s and the
+/// list elements `old` does not have: it does not descend into a subtree equal in both, since
+/// every path under it is unchanged. A write changes a few fields of an object; walking all of
+/// them on every write was most of what field tracking cost.
+fn collect_changed(
+    old: Option<&Value>,
+    new: &Value,
+    field: Option<&str>,
+    prefix: &mut FieldPath,
+    out: &mut BTreeSet<FieldPath>,
+) {
+    if old == Some(new) {
+        return;
+    }
+    match new {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, c) in m {
+                prefix.push(Seg::Field(k.clone()));
+                collect_changed(old.and_then(|o| o.get(k)), c, Some(k), prefix, out);
+                prefix.pop();
+            }
+        }
+        Value::Array(a) if !a.is_empty() => {
+            let refs: Vec<&Value> = a.iter().collect();
+            match field.and_then(|f| merge_key(f, &refs)) {
+                Some(key) if a.iter().all(|e| e.get(key).is_some()) => {
+                    for e in a {
+                        let kv = e.get(key).map(Value::to_string).unwrap_or_default();
+                        prefix.push(Seg::Item(key.to_string(), kv));
+                        let before = old.and_then(|o| get(o, &prefix[prefix.len() - 1..]));
+                        if before.is_none() {
+                            out.insert(prefix.clone());
+                        }
+                        collect_changed(before, e, None, prefix, out);
+                        prefix.pop();
+                    }
+                }
+                _ => {
+                    out.insert(prefix.clone());
+                }
+            }
+        }
+        _ => {
+            out.insert(prefix.clone());
+        }
+    }
+}
+
 /// The fields an applied configuration sets (identity fields excluded).
 pub fn field_set(config: &Value) -> BTreeSet<FieldPath> {
     let mut out = BTreeSet::new();
     collect(config, None, &mut Vec::new(), &mut out);
+    without_identity(out)
+}
+
+/// `set` without the fields that name the object rather than configure it.
+fn without_identity(mut out: BTreeSet<FieldPath>) -> BTreeSet<FieldPath> {
     let f = |s: &str| Seg::Field(s.to_string());
     for identity in [
         vec![f("apiVersion")],
@@ -349,14 +402,16 @@ pub fn record_update(
     owners: &mut Owners,
     stamp: (&str, &str),
 ) {
-    let changed: BTreeSet<FieldPath> = tracked(field_set(new))
-        .into_iter()
-        .filter(|p| old.is_none_or(|o| get(o, p) != get(new, p)))
-        .filter(|p| {
-            // A list element is owned by who added it, not by who changed a field in it.
-            !matches!(p.last(), Some(Seg::Item(..))) || old.is_none_or(|o| get(o, p).is_none())
-        })
-        .collect();
+    // The fields set or changed; a list element is owned by who added it, not by who changed a
+    // field in it.
+    let changed: BTreeSet<FieldPath> = match old {
+        None => tracked(field_set(new)),
+        Some(old) => {
+            let mut out = BTreeSet::new();
+            collect_changed(Some(old), new, None, &mut Vec::new(), &mut out);
+            tracked(without_identity(out))
+        }
+    };
     if !changed.is_empty() {
         for (m, e) in owners.iter_mut() {
             if m != who {
@@ -509,6 +564,67 @@ mod tests {
     use serde_json::json;
 
     const STAMP: (&str, &str) = ("v1", "2026-01-02T03:04:05Z");
+
+    /// The changed fields as defined: every field of `new` whose value differs from `old`'s,
+    /// list elements only when `old` lacks them (what `collect_changed` must find).
+    fn changed_by_definition(old: &Value, new: &Value) -> BTreeSet<FieldPath> {
+        tracked(field_set(new))
+            .into_iter()
+            .filter(|p| get(old, p) != get(new, p))
+            .filter(|p| !matches!(p.last(), Some(Seg::Item(..))) || get(old, p).is_none())
+            .collect()
+    }
+
+    #[test]
+    fn changed_fields_are_found_without_walking_equal_subtrees() {
+        let old = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "d", "namespace": "n", "resourceVersion": "3", "uid": "u",
+                "labels": {"app": "d", "team": "a"}},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [
+                {"name": "app", "image": "a:1", "ports": [{"containerPort": 80}],
+                 "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
+                {"name": "side", "image": "s:1"}]}}},
+            "status": {"replicas": 1, "conditions": [{"type": "Available", "status": "True"}]}
+        });
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let edits: Vec<Edit> = vec![
+            Box::new(|_| {}),
+            Box::new(|v| v["status"]["replicas"] = json!(2)),
+            Box::new(|v| v["metadata"]["resourceVersion"] = json!("4")),
+            Box::new(|v| v["metadata"]["labels"]["team"] = json!("b")),
+            Box::new(|v| v["metadata"]["labels"] = json!({})),
+            Box::new(|v| v["spec"]["template"]["spec"]["containers"][0]["image"] = json!("a:2")),
+            Box::new(|v| {
+                v["spec"]["template"]["spec"]["containers"][0]["env"][1] =
+                    json!({"name": "C", "value": "3"})
+            }),
+            Box::new(|v| {
+                let c = v["spec"]["template"]["spec"]["containers"]
+                    .as_array_mut()
+                    .unwrap();
+                c.push(json!({"name": "new", "image": "n:1"}));
+                c.swap(0, 1);
+            }),
+            Box::new(|v| {
+                v["spec"]["template"]["spec"]["containers"][1] = json!({"image": "no-name"})
+            }),
+            Box::new(|v| v["status"]["conditions"][0]["status"] = json!("False")),
+            Box::new(|v| v["status"] = json!({"conditions": []})),
+            Box::new(|v| v["spec"] = json!("replaced by a string")),
+        ];
+        for (i, edit) in edits.iter().enumerate() {
+            let mut new = old.clone();
+            edit(&mut new);
+            let mut found = BTreeSet::new();
+            collect_changed(Some(&old), &new, None, &mut Vec::new(), &mut found);
+            assert_eq!(
+                tracked(without_identity(found)),
+                changed_by_definition(&old, &new),
+                "edit {i}"
+            );
+        }
+    }
 
     fn applier(name: &str) -> Manager {
         Manager::new(name, Operation::Apply, "")
