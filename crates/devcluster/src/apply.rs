@@ -116,42 +116,11 @@ pub fn display(path: &FieldPath) -> String {
         .collect()
 }
 
-fn collect(v: &Value, field: Option<&str>, prefix: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
-    match v {
-        Value::Object(m) if !m.is_empty() => {
-            for (k, c) in m {
-                prefix.push(Seg::Field(k.clone()));
-                collect(c, Some(k), prefix, out);
-                prefix.pop();
-            }
-        }
-        Value::Array(a) if !a.is_empty() => {
-            let refs: Vec<&Value> = a.iter().collect();
-            match field.and_then(|f| merge_key(f, &refs)) {
-                Some(key) if a.iter().all(|e| e.get(key).is_some()) => {
-                    for e in a {
-                        let kv = e.get(key).map(Value::to_string).unwrap_or_default();
-                        prefix.push(Seg::Item(key.to_string(), kv));
-                        out.insert(prefix.clone());
-                        collect(e, None, prefix, out);
-                        prefix.pop();
-                    }
-                }
-                _ => {
-                    out.insert(prefix.clone());
-                }
-            }
-        }
-        _ => {
-            out.insert(prefix.clone());
-        }
-    }
-}
-
-/// [`collect`] over `new`, keeping only the paths whose value differs from `old`'s and the
-/// list elements `old` does not have: it does not descend into a subtree equal in both, since
-/// every path under it is unchanged. A write changes a few fields of an object; walking all of
-/// them on every write was most of what field tracking cost.
+/// The field paths of `new` (a leaf, a list without a merge key, or a keyed list element and
+/// the fields in it) whose value differs from `old`'s, list elements only when `old` lacks
+/// them; with no `old`, all of them. It does not descend into a subtree equal in both, since
+/// every path under it is unchanged: a write changes a few fields of an object, and walking all
+/// of them on every write was most of what field tracking cost.
 fn collect_changed(
     old: Option<&Value>,
     new: &Value,
@@ -199,7 +168,7 @@ fn collect_changed(
 /// The fields an applied configuration sets (identity fields excluded).
 pub fn field_set(config: &Value) -> BTreeSet<FieldPath> {
     let mut out = BTreeSet::new();
-    collect(config, None, &mut Vec::new(), &mut out);
+    collect_changed(None, config, None, &mut Vec::new(), &mut out);
     without_identity(out)
 }
 
