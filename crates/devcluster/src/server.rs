@@ -276,23 +276,7 @@ fn decode_continue(token: &str) -> Result<String, ApiError> {
 }
 
 fn render_one<'a>(t: &Target, view: View, obj: &'a Value) -> Cow<'a, Value> {
-    Cow::Owned(match view {
-        View::Full => return table::versioned(&t.def, &t.version, obj),
-        View::Meta => table::partial_metadata(obj),
-        View::Table(inc) => {
-            let rv = obj
-                .pointer("/metadata/resourceVersion")
-                .cloned()
-                .unwrap_or(Value::Null);
-            table::table(
-                &t.def,
-                &t.version,
-                std::slice::from_ref(obj),
-                json!({"resourceVersion": rv}),
-                inc,
-            )
-        }
-    })
+    table::one(&t.def, &t.version, view, obj)
 }
 
 /// The reply to a write: the object as served, or the Scale a scale write returns as is.

@@ -169,32 +169,31 @@ pub fn now_rfc3339() -> String {
 
 /// Objects equal apart from their resourceVersion (compared in place: every write asks).
 fn same_content(a: &Value, b: &Value) -> bool {
-    fn same_map(
-        a: &serde_json::Map<String, Value>,
-        b: &serde_json::Map<String, Value>,
-        same: impl Fn(&str, &Value, &Value) -> bool,
-        skip: &str,
-    ) -> bool {
-        let len = |m: &serde_json::Map<String, Value>| m.len() - usize::from(m.contains_key(skip));
-        len(a) == len(b)
-            && a.iter()
-                .filter(|(k, _)| k.as_str() != skip)
-                .all(|(k, va)| b.get(k).is_some_and(|vb| same(k, va, vb)))
-    }
-    match (a.as_object(), b.as_object()) {
-        (Some(a), Some(b)) => same_map(
-            a,
-            b,
-            |k, va, vb| match (k, va.as_object(), vb.as_object()) {
-                ("metadata", Some(ma), Some(mb)) => {
-                    same_map(ma, mb, |_, x, y| x == y, "resourceVersion")
-                }
-                _ => va == vb,
-            },
-            "",
-        ),
-        _ => a == b,
-    }
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    a.len() == b.len()
+        && a.iter().all(|(k, va)| match b.get(k) {
+            Some(vb) if k == "metadata" => same_but_version(va, vb),
+            Some(vb) => va == vb,
+            None => false,
+        })
+}
+
+/// Metadata equal apart from `resourceVersion`.
+fn same_but_version(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let rest = |m: &serde_json::Map<String, Value>| {
+        m.iter()
+            .filter(|(k, _)| k.as_str() != "resourceVersion")
+            .count()
+    };
+    rest(a) == rest(b)
+        && a.iter()
+            .filter(|(k, _)| k.as_str() != "resourceVersion")
+            .all(|(k, va)| b.get(k) == Some(va))
 }
 
 impl Store {

@@ -48,9 +48,8 @@ impl View {
 }
 
 /// The object as served in `version` (CRD versions and HPA versions share one stored form;
-/// `events.k8s.io` events are converted from the stored core form).
-/// A stored object as served in `version`: copied only when that changes it (a view, or a
-/// version other than the stored one), which a watch event or a write's reply mostly is not.
+/// `events.k8s.io` events are converted from the stored core form): copied only when that
+/// changes it, which a watch event or a write's reply mostly is not.
 pub fn versioned<'a>(def: &ResourceDef, version: &str, obj: &'a Value) -> Cow<'a, Value> {
     let mut o = crate::convert::from_storage(def, obj);
     if o.is_object() {
@@ -63,6 +62,27 @@ pub fn versioned<'a>(def: &ResourceDef, version: &str, obj: &'a Value) -> Cow<'a
         }
     }
     o
+}
+
+/// One object as `view` asks for it (a GET, a write's reply, a watch event).
+pub fn one<'a>(def: &ResourceDef, version: &str, view: View, obj: &'a Value) -> Cow<'a, Value> {
+    match view {
+        View::Full => versioned(def, version, obj),
+        View::Meta => Cow::Owned(partial_metadata(obj)),
+        View::Table(inc) => {
+            let rv = obj
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(Value::Null);
+            Cow::Owned(table(
+                def,
+                version,
+                std::slice::from_ref(obj),
+                json!({"resourceVersion": rv}),
+                inc,
+            ))
+        }
+    }
 }
 
 pub fn partial_metadata(obj: &Value) -> Value {

@@ -1,7 +1,6 @@
 //! Watch streams: newline-delimited JSON events, initial events, resume from a resourceVersion,
 //! bookmarks (including `k8s.io/initial-events-end`), 410 Gone, timeouts and dropped streams.
 
-use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,25 +42,8 @@ impl WatchReq {
     }
 
     fn render(&self, etype: &str, obj: &Value) -> Bytes {
-        let object = match self.view {
-            View::Full => table::versioned(&self.def, &self.version, obj),
-            View::Meta => Cow::Owned(table::partial_metadata(obj)),
-            View::Table(inc) => {
-                let rv = obj
-                    .pointer("/metadata/resourceVersion")
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                Cow::Owned(table::table(
-                    &self.def,
-                    &self.version,
-                    std::slice::from_ref(obj),
-                    json!({"resourceVersion": rv}),
-                    inc,
-                ))
-            }
-        };
         line(&WatchLine {
-            object: &object,
+            object: &table::one(&self.def, &self.version, self.view, obj),
             etype,
         })
     }
