@@ -8,6 +8,7 @@ use serde_json::Value;
 use serin::api::manifest::{self, parse_documents};
 use serin::api::validation::Options;
 use serin::api::{AlertProvider, Canary, MetricTemplate, crd};
+use serin::k8s::packed::PackedStore;
 
 fn fixtures(dir: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -84,6 +85,36 @@ fn seeds_and_flagger_fixtures_round_trip_without_losing_a_field() {
         }
     }
     assert_eq!(count, 29, "fixture documents");
+}
+
+#[test]
+fn fixture_canaries_read_back_unchanged_from_the_controllers_cache() {
+    // The controller keeps every Canary as compressed JSON and decodes it on each read.
+    let store = PackedStore::<Canary>::default();
+    let mut count = 0;
+    for file in fixtures("seeds").into_iter().chain(fixtures("flagger")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for doc in parse_documents(&text).unwrap() {
+            if doc["kind"] != "Canary" {
+                continue;
+            }
+            let canary: Canary = serde_json::from_value(doc).unwrap();
+            store.apply(&kube::runtime::watcher::Event::Apply(canary.clone()));
+            let ns = canary.metadata.namespace.as_deref().unwrap_or_default();
+            let name = canary.metadata.name.as_deref().unwrap_or_default();
+            let read = store
+                .find(ns, name)
+                .map(|c| serde_json::to_value(c).unwrap());
+            assert_eq!(
+                read,
+                Some(serde_json::to_value(&canary).unwrap()),
+                "{}",
+                file.display()
+            );
+            count += 1;
+        }
+    }
+    assert!(count >= 10, "{count} fixture Canaries");
 }
 
 #[test]

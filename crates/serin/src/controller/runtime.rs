@@ -14,7 +14,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Resource, ResourceExt};
 use tracing::Instrument;
@@ -32,13 +32,12 @@ use crate::api::structural::Severity;
 use crate::api::validation::{self, Options};
 use crate::api::{Canary, Provider};
 use crate::k8s::cache::Cache;
+use crate::k8s::packed::PackedStore;
 use crate::metrics::recorder::Recorder;
 use crate::telemetry::server::Readiness;
 
 /// First back-off after a failed reconcile; doubles per consecutive failure.
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
-/// How often the readiness task checks whether the Canary cache synced.
-const READY_POLL: Duration = Duration::from_millis(100);
 /// Longest back-off after failed reconciles.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
@@ -75,7 +74,7 @@ pub enum ReconcileError {
 /// watch's task: implementations must not block.
 pub trait CanaryObserver: Send + Sync {
     /// The controller's Canary cache (read-only for the observer).
-    fn cache(&self, store: Store<Canary>);
+    fn cache(&self, store: PackedStore<Canary>);
     /// One watch event, after the cache applied it.
     fn event(&self, event: &watcher::Event<Canary>);
 }
@@ -192,7 +191,9 @@ pub struct Context {
     scheduler_config: SchedulerConfig,
     options: RuntimeOptions,
     recorder: Recorder,
-    store: Store<Canary>,
+    store: PackedStore<Canary>,
+    /// Which Canary targets what (the duplicate-target check reads it).
+    index: Arc<CanaryIndex>,
     failures: Mutex<HashMap<String, u32>>,
     /// Canaries reported invalid: key → resourceVersion of the version reported.
     invalid: Mutex<HashMap<String, String>>,
@@ -226,8 +227,8 @@ impl Context {
     fn update_totals(&self) {
         let mut seen = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
         let mut totals: BTreeMap<String, i64> = seen.keys().map(|ns| (ns.clone(), 0)).collect();
-        for c in self.store.state() {
-            *totals.entry(c.namespace().unwrap_or_default()).or_insert(0) += 1;
+        for c in self.store.list() {
+            *totals.entry(c.namespace).or_insert(0) += 1;
         }
         for (ns, count) in totals {
             if seen.get(&ns) != Some(&count) {
@@ -240,19 +241,14 @@ impl Context {
 
 /// Flagger's check in its job-sync loop: for every Canary and every other Canary with the same
 /// `<targetRef.name>.<namespace>`, one `(canary key, target key)` to log (so a pair of
-/// Canaries gives two lines, three give six).
+/// Canaries gives two lines, three give six). Takes `(namespace, name, target name)` of every
+/// Canary.
 pub fn duplicate_targets<'a>(
-    canaries: impl IntoIterator<Item = &'a Canary>,
+    canaries: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
 ) -> Vec<(String, String)> {
     let targets: Vec<(String, String)> = canaries
         .into_iter()
-        .map(|c| {
-            let ns = c.namespace().unwrap_or_default();
-            (
-                format!("{}.{ns}", c.name_any()),
-                format!("{}.{ns}", c.spec.target_ref.name),
-            )
-        })
+        .map(|(ns, name, target)| (format!("{name}.{ns}"), format!("{target}.{ns}")))
         .collect();
     let mut per_target: HashMap<&str, usize> = HashMap::new();
     for (_, target) in &targets {
@@ -272,8 +268,11 @@ pub fn duplicate_targets<'a>(
 impl Context {
     /// Logs Flagger's error for Canaries that share a target.
     fn report_duplicate_targets(&self) {
-        let canaries = self.store.state();
-        for (canary, target) in duplicate_targets(canaries.iter().map(|c| c.as_ref())) {
+        let targets = self.index.targets();
+        let triples = targets
+            .iter()
+            .map(|(ns, name, target)| (ns.as_str(), name.as_str(), target.as_str()));
+        for (canary, target) in duplicate_targets(triples) {
             tracing::error!(
                 canary = %canary,
                 "Bad things will happen! Found more than one canary with the same target {target}"
@@ -286,16 +285,19 @@ impl Context {
     /// so nothing else would, and a controller running for months would grow with every Canary
     /// ever created.
     fn forget_deleted(&self) {
-        let canaries = self.store.state();
-        let live: std::collections::HashSet<String> =
-            canaries.iter().map(|c| Self::key(c)).collect();
+        let canaries = self.store.list();
+        let live: std::collections::HashSet<String> = canaries
+            .iter()
+            .map(|c| format!("{}/{}", c.namespace, c.name))
+            .collect();
         let live_uids: std::collections::HashSet<String> = canaries
             .iter()
             .map(|c| {
                 format!(
-                    "{}/{}",
-                    Self::key(c),
-                    c.metadata.uid.as_deref().unwrap_or("")
+                    "{}/{}/{}",
+                    c.namespace,
+                    c.name,
+                    c.uid.as_deref().unwrap_or("")
                 )
             })
             .collect();
@@ -522,10 +524,9 @@ pub async fn run<F>(
     // The Canary cache holds every version (the ports read Canaries from it); only changes
     // that can matter to a reconcile trigger one (not the controller's own status writes: the
     // scheduler requeues itself).
-    let (store, canary_events) =
-        options
-            .cache
-            .reflect_all(&Api::<Canary>::all(client.clone()), (), canary_events);
+    let (store, canary_events) = options
+        .cache
+        .reflect_all(&Api::<Canary>::all(client.clone()), canary_events);
     let observer = options.observer.clone();
     if let Some(Observer(o)) = &observer {
         o.cache(store.clone());
@@ -551,10 +552,9 @@ pub async fn run<F>(
     // updates of their rollouts: readiness is polled once per interval, as in Flagger. Their
     // caches keep the targets and primaries (what reconciles read), every version of them.
     let api = api_for::<Deployment>(&client, ns);
-    let deployments =
-        options
-            .cache
-            .reflect(&api, (), watcher(api.clone(), wc.clone()).default_backoff());
+    let deployments = options
+        .cache
+        .reflect(&api, watcher(api.clone(), wc.clone()).default_backoff());
     let deployments = deployments
         .touched_objects()
         .predicate_filter(predicates::generation, Default::default());
@@ -565,10 +565,9 @@ pub async fn run<F>(
         move |d: &Deployment| i.targeting("Deployment", namespace_of(d), &d.name_any()),
     ));
     let api = api_for::<DaemonSet>(&client, ns);
-    let daemonsets =
-        options
-            .cache
-            .reflect(&api, (), watcher(api.clone(), wc.clone()).default_backoff());
+    let daemonsets = options
+        .cache
+        .reflect(&api, watcher(api.clone(), wc.clone()).default_backoff());
     let daemonsets = daemonsets
         .touched_objects()
         .predicate_filter(predicates::generation, Default::default());
@@ -582,10 +581,9 @@ pub async fn run<F>(
     // API server serves them at start-up; otherwise the per-interval requeue finds it.
     if knative_served(&client).await {
         let api = api_for::<KnativeService>(&client, ns);
-        let services =
-            options
-                .cache
-                .reflect(&api, (), watcher(api.clone(), wc.clone()).default_backoff());
+        let services = options
+            .cache
+            .reflect(&api, watcher(api.clone(), wc.clone()).default_backoff());
         let services = services
             .touched_objects()
             .predicate_filter(latest_created_revision, Default::default());
@@ -613,22 +611,9 @@ pub async fn run<F>(
     let ready_store = store.clone();
     let ready = readiness.clone();
     let ready_task = tokio::spawn(async move {
-        // kube-runtime's readiness signal wakes only its last waiter (the queue waits on it
-        // too), so poll it again periodically instead of waiting once.
-        loop {
-            match tokio::time::timeout(READY_POLL, ready_store.wait_until_ready()).await {
-                Ok(Ok(())) => {
-                    tracing::info!("Canary cache synced, controller ready");
-                    ready.set_ready();
-                    break;
-                }
-                Ok(Err(e)) => {
-                    tracing::error!("Canary cache: {e}");
-                    break;
-                }
-                Err(_) => {}
-            }
-        }
+        ready_store.wait_until_ready().await;
+        tracing::info!("Canary cache synced, controller ready");
+        ready.set_ready();
     });
 
     let limits = workers::Limits::for_threadiness(options.threadiness);
@@ -639,6 +624,7 @@ pub async fn run<F>(
         options,
         recorder,
         store: store.clone(),
+        index,
         failures: Mutex::new(HashMap::new()),
         invalid: Mutex::new(HashMap::new()),
         namespaces: Mutex::new(BTreeMap::new()),
@@ -657,15 +643,7 @@ pub async fn run<F>(
         }
     });
     let queue_store = store.clone();
-    let cache_synced = async move {
-        loop {
-            if let Ok(Ok(())) =
-                tokio::time::timeout(READY_POLL, queue_store.wait_until_ready()).await
-            {
-                return;
-            }
-        }
-    };
+    let cache_synced = async move { queue_store.wait_until_ready().await };
     let reconcile_store = store;
     workers::run_queue(
         futures::stream::select_all(triggers),

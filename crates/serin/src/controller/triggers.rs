@@ -180,6 +180,15 @@ impl CanaryIndex {
             .collect()
     }
 
+    /// Every indexed Canary with the name of its target: `(namespace, name, target)`.
+    pub(super) fn targets(&self) -> Vec<(String, String, String)> {
+        self.read()
+            .canaries
+            .iter()
+            .map(|(key, points)| (namespace_of(key), key.name.clone(), points.target.clone()))
+            .collect()
+    }
+
     /// The Canaries that track the config `prefix/name` (`configmap` or `secret`) of
     /// `namespace`.
     pub(super) fn tracking(&self, prefix: &str, namespace: &str, name: &str) -> Vec<CanaryRef> {

@@ -5,16 +5,16 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 
 use super::state::View;
 use crate::api::Canary;
 use crate::controller::ports::{EventKind, EventSink};
 use crate::controller::runtime::CanaryObserver;
+use crate::k8s::packed::PackedStore;
 
 impl CanaryObserver for View {
-    fn cache(&self, store: Store<Canary>) {
+    fn cache(&self, store: PackedStore<Canary>) {
         self.attach(store);
     }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -20,6 +20,7 @@ use crate::api::decision::{Decision, Verdict};
 use crate::api::status::CanaryStatus;
 use crate::api::{Canary, CanaryPhase};
 use crate::controller::ports::EventKind;
+use crate::k8s::packed::PackedStore;
 
 /// Weight points kept per Canary (one per change of weight or phase).
 pub const MAX_WEIGHT_POINTS: usize = 120;
@@ -239,7 +240,7 @@ fn cut(text: &str, max: usize) -> String {
 
 /// The shared view: the Canary cache, the histories and the change feed of the live pages.
 pub struct View {
-    store: OnceLock<Store<Canary>>,
+    store: OnceLock<PackedStore<Canary>>,
     histories: Mutex<HashMap<String, History>>,
     changes: broadcast::Sender<Change>,
 }
@@ -274,7 +275,7 @@ impl View {
     }
 
     /// Attaches the controller's Canary cache (the first one wins).
-    pub fn attach(&self, store: Store<Canary>) {
+    pub fn attach(&self, store: PackedStore<Canary>) {
         let _ = self.store.set(store);
     }
 
@@ -308,7 +309,11 @@ impl View {
         let Some(store) = self.store.get() else {
             return;
         };
-        let live: HashSet<String> = store.state().iter().map(|c| key_of(c)).collect();
+        let live: HashSet<String> = store
+            .list()
+            .into_iter()
+            .map(|c| format!("{}/{}", c.namespace, c.name))
+            .collect();
         self.histories().retain(|k, _| live.contains(k));
     }
 

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -13,6 +12,7 @@ use super::{Dashboard, DashboardArgs};
 use crate::api::Canary;
 use crate::controller::ports::EventKind;
 use crate::controller::runtime::CanaryObserver;
+use crate::k8s::packed::PackedStore;
 use crate::tls::{Alpn, Verification};
 
 fn canary(name: &str, phase: &str, weight: i32, at: &str, decisions: Value) -> Canary {
@@ -44,19 +44,19 @@ fn tick(at: &str, weight: i32, value: f64) -> Value {
 /// A view fed the way the controller's watch feeds it: the cache first, then the observer.
 struct Fed {
     view: Arc<View>,
-    writer: Writer<Canary>,
+    store: PackedStore<Canary>,
 }
 
 impl Fed {
     fn new() -> Self {
         let view = Arc::new(View::new());
-        let (store, writer) = reflector::store();
-        CanaryObserver::cache(view.as_ref(), store);
-        Self { view, writer }
+        let store = PackedStore::default();
+        CanaryObserver::cache(view.as_ref(), store.clone());
+        Self { view, store }
     }
 
     fn send(&mut self, event: watcher::Event<Canary>) {
-        self.writer.apply_watcher_event(&event);
+        self.store.apply(&event);
         CanaryObserver::event(self.view.as_ref(), &event);
     }
 

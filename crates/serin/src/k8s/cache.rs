@@ -14,7 +14,7 @@
 //! it); the rest is kept because the routers and workloads compare whole specs and metadata,
 //! as compressed JSON rather than decoded (k8s-openapi's structs are mostly unset fields; a
 //! Deployment's compressed JSON is several times smaller than its decoded struct). The
-//! Canaries are kept decoded, all of them.
+//! Canaries are kept the same way, all of them ([`PackedStore`]).
 //!
 //! Freshness rules, in one place rather than at every read:
 //!
@@ -41,11 +41,12 @@ use std::sync::{Arc, Mutex};
 use futures::{Stream, StreamExt};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::NamespaceScope;
-use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use super::packed::{Packed, PackedStore, is_later, names, resource_version};
 
 /// What a kind must be to be cached.
 pub trait Cacheable:
@@ -117,21 +118,15 @@ impl Drop for Inner {
 /// One kind's objects and whether its watch has listed everything once.
 struct Kind<K: Cacheable> {
     objects: Objects<K>,
-    dyntype: K::DynamicType,
     synced: AtomicBool,
 }
 
 /// How a kind's objects are held.
 enum Objects<K: Cacheable> {
-    /// Every object, decoded and shared: the Canaries, which the dashboard and the controller's
-    /// periodic checks scan. `writer` is shared by the watch and Serin's own writes.
-    All {
-        store: Store<K>,
-        writer: Mutex<Writer<K>>,
-    },
-    /// Only the objects a reconcile has read or written, each as compressed JSON (see
-    /// [`Kept`]); k8s-openapi structs spend most of their bytes on fields that are not set. A
-    /// read decodes it, which costs about what copying the decoded object did.
+    /// Every object: the Canaries, which the dashboard and the controller's periodic checks
+    /// list. The store is shared by the watch and Serin's own writes.
+    All(PackedStore<K>),
+    /// Only the objects a reconcile has read or written.
     Managed(Mutex<Managed>),
 }
 
@@ -140,78 +135,30 @@ enum Objects<K: Cacheable> {
 struct Managed {
     /// Every object a reconcile has read or written; `None` until the watch or a GET has
     /// delivered it (or while it does not exist).
-    objects: HashMap<(String, String), Option<Kept>>,
+    objects: HashMap<(String, String), Option<Packed>>,
     /// During a relist, the managed objects listed so far.
-    relist: Option<HashMap<(String, String), Kept>>,
-    /// The kind's compression dictionary: the JSON of the first object kept (empty until
-    /// then). Objects of one kind repeat each other's keys, labels and values, so compressed
-    /// against one of them they shrink to a fraction of what they do alone.
+    relist: Option<HashMap<(String, String), Packed>>,
+    /// The kind's compression dictionary (see [`Packed`]): the JSON of the first object kept
+    /// (empty until then).
     dictionary: Arc<[u8]>,
 }
 
-/// One kept object: its JSON, LZ4-compressed against its kind's dictionary.
-#[derive(Clone)]
-struct Kept {
-    version: Option<u64>,
-    packed: Arc<[u8]>,
-}
-
-impl Kept {
-    /// Compresses `object` against `dictionary`, which the first object kept becomes.
-    fn of<K: Resource + Serialize>(object: &K, dictionary: &mut Arc<[u8]>) -> Option<Self> {
-        let json = serde_json::to_vec(object).ok()?;
-        if dictionary.is_empty() {
-            *dictionary = json.as_slice().into();
-        }
-        Some(Self {
-            version: resource_version(object),
-            packed: lz4_flex::block::compress_prepend_size_with_dict(&json, dictionary).into(),
-        })
-    }
-
-    fn decode<K: DeserializeOwned>(packed: &[u8], dictionary: &[u8]) -> Result<K, String> {
-        let json = lz4_flex::block::decompress_size_prepended_with_dict(packed, dictionary)
-            .map_err(|e| e.to_string())?;
-        serde_json::from_slice(&json).map_err(|e| e.to_string())
-    }
-}
-
-/// Whether version `kept` is later than `new` (when both are numbers).
-fn is_later(kept: Option<u64>, new: Option<u64>) -> bool {
-    matches!((kept, new), (Some(kept), Some(new)) if kept > new)
-}
-
 impl<K: Cacheable> Kind<K> {
-    /// A kind of which every object is kept, decoded; also returns its store.
-    fn all(dyntype: K::DynamicType) -> (Self, Store<K>) {
-        let writer = Writer::new(dyntype.clone());
-        let store = writer.as_reader();
-        let objects = Objects::All {
-            store: store.clone(),
-            writer: Mutex::new(writer),
-        };
-        (Self::with(dyntype, objects), store)
+    /// A kind of which every object is kept; also returns its store.
+    fn all() -> (Self, PackedStore<K>) {
+        let store = PackedStore::default();
+        (Self::with(Objects::All(store.clone())), store)
     }
 
     /// A kind of which only what Serin manages is kept.
-    fn managed(dyntype: K::DynamicType) -> Self {
-        Self::with(dyntype, Objects::Managed(Mutex::new(Managed::default())))
+    fn managed() -> Self {
+        Self::with(Objects::Managed(Mutex::new(Managed::default())))
     }
 
-    fn with(dyntype: K::DynamicType, objects: Objects<K>) -> Self {
+    fn with(objects: Objects<K>) -> Self {
         Self {
             objects,
-            dyntype,
             synced: AtomicBool::new(false),
-        }
-    }
-
-    fn reference(&self, namespace: &str, name: &str) -> ObjectRef<K> {
-        let reference = ObjectRef::new_with(name, self.dyntype.clone());
-        if namespace.is_empty() {
-            reference
-        } else {
-            reference.within(namespace)
         }
     }
 
@@ -225,16 +172,14 @@ impl<K: Cacheable> Kind<K> {
     /// The kept version of `namespace/name`, if any; marks it as managed.
     fn cached(&self, namespace: &str, name: &str) -> Option<K> {
         match &self.objects {
-            Objects::All { store, .. } => store
-                .get(&self.reference(namespace, name))
-                .map(|object| (*object).clone()),
+            Objects::All(store) => store.find(namespace, name),
             Objects::Managed(managed) => {
                 let (packed, dictionary) = {
                     let mut managed = lock(managed);
-                    let packed = managed.slot(namespace, name).as_ref()?.packed.clone();
+                    let packed = managed.slot(namespace, name).clone()?;
                     (packed, managed.dictionary.clone())
                 };
-                match Kept::decode(&packed, &dictionary) {
+                match packed.decode(&dictionary) {
                     Ok(object) => Some(object),
                     Err(e) => {
                         // Cannot happen for what Serin encoded itself; read it again.
@@ -249,11 +194,7 @@ impl<K: Cacheable> Kind<K> {
     /// Takes `namespace/name` out of the store (Serin deleted it).
     fn forget(&self, namespace: &str, name: &str) {
         match &self.objects {
-            Objects::All { store, writer } => {
-                if let Some(object) = store.get(&self.reference(namespace, name)) {
-                    lock(writer).apply_watcher_event(&watcher::Event::Delete((*object).clone()));
-                }
-            }
+            Objects::All(store) => store.remove(namespace, name),
             Objects::Managed(managed) => {
                 lock(managed)
                     .objects
@@ -266,7 +207,7 @@ impl<K: Cacheable> Kind<K> {
     #[cfg(test)]
     fn len(&self) -> usize {
         match &self.objects {
-            Objects::All { store, .. } => store.state().len(),
+            Objects::All(store) => store.len(),
             Objects::Managed(managed) => lock(managed).objects.values().flatten().count(),
         }
     }
@@ -274,17 +215,7 @@ impl<K: Cacheable> Kind<K> {
     /// Applies one event of the watch, or one of Serin's own writes.
     fn apply(&self, event: &watcher::Event<K>) {
         match &self.objects {
-            Objects::All { store, writer } => {
-                if let watcher::Event::Apply(object) = event {
-                    let (ns, name) = names(object);
-                    if store.get(&self.reference(&ns, &name)).is_some_and(|kept| {
-                        is_later(resource_version(kept.as_ref()), resource_version(object))
-                    }) {
-                        return;
-                    }
-                }
-                lock(writer).apply_watcher_event(event);
-            }
+            Objects::All(store) => store.apply(event),
             Objects::Managed(managed) => lock(managed).apply(event),
         }
         if matches!(event, watcher::Event::InitDone) {
@@ -295,7 +226,7 @@ impl<K: Cacheable> Kind<K> {
 
 impl Managed {
     /// The slot of `namespace/name`, made managed if it was not.
-    fn slot(&mut self, namespace: &str, name: &str) -> &mut Option<Kept> {
+    fn slot(&mut self, namespace: &str, name: &str) -> &mut Option<Packed> {
         self.objects
             .entry((namespace.to_string(), name.to_string()))
             .or_insert(None)
@@ -311,7 +242,7 @@ impl Managed {
                     {
                         return;
                     }
-                    *slot = Kept::of(object, &mut self.dictionary);
+                    *slot = Packed::of(object, &mut self.dictionary);
                 }
             }
             watcher::Event::Delete(object) => {
@@ -326,7 +257,7 @@ impl Managed {
             watcher::Event::InitApply(object) => {
                 let key = names(object);
                 if self.objects.contains_key(&key)
-                    && let Some(kept) = Kept::of(object, &mut self.dictionary)
+                    && let Some(kept) = Packed::of(object, &mut self.dictionary)
                 {
                     self.relist.get_or_insert_default().insert(key, kept);
                 }
@@ -351,13 +282,6 @@ impl Managed {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn names<K: Resource>(object: &K) -> (String, String) {
-    (
-        object.meta().namespace.clone().unwrap_or_default(),
-        object.meta().name.clone().unwrap_or_default(),
-    )
 }
 
 /// Where a read was answered (for tests and the benchmark's accounting).
@@ -385,39 +309,25 @@ impl Cache {
         }
     }
 
-    /// Reads `name` through `api` (a typed kind).
-    pub async fn get<K>(&self, api: &Api<K>, name: &str) -> Result<Option<K>, kube::Error>
-    where
-        K: Cacheable,
-        K::DynamicType: Default,
-    {
-        self.get_with(api, &K::DynamicType::default(), name).await
-    }
-
-    /// Reads `name` through `api` (`dyntype` describes the kind, e.g. the `ApiResource` of a
-    /// `DynamicObject`): from the kind's watch when it has synced, else with a GET.
-    pub async fn get_with<K: Cacheable>(
+    /// Reads `name` through `api`: from the kind's watch when it has synced, else with a GET.
+    pub async fn get<K: Cacheable>(
         &self,
         api: &Api<K>,
-        dyntype: &K::DynamicType,
         name: &str,
     ) -> Result<Option<K>, kube::Error> {
-        self.read(api, dyntype, name)
-            .await
-            .map(|(object, _)| object)
+        self.read(api, name).await.map(|(object, _)| object)
     }
 
-    /// [`Cache::get_with`], also saying where the answer came from.
+    /// [`Cache::get`], also saying where the answer came from.
     pub async fn read<K: Cacheable>(
         &self,
         api: &Api<K>,
-        dyntype: &K::DynamicType,
         name: &str,
     ) -> Result<(Option<K>, Source), kube::Error> {
         let Some(inner) = &self.inner else {
             return api.get_opt(name).await.map(|o| (o, Source::Api));
         };
-        let Some(kind) = inner.kind(api, dyntype) else {
+        let Some(kind) = inner.kind(api) else {
             return api.get_opt(name).await.map(|o| (o, Source::Api));
         };
         let ns = api.namespace().unwrap_or_default();
@@ -544,20 +454,22 @@ impl Cache {
     }
 
     /// Caches `api`'s kind from a watch the caller runs (the controller's own watches, which
-    /// also trigger reconciles), keeping every object decoded: the returned stream applies
+    /// also trigger reconciles), keeping every object: the returned stream applies
     /// every event to the kind's store and passes it on unchanged; the caller must poll it.
     /// Returns the store too (the Canaries: the reconciles and the dashboard read it).
     pub fn reflect_all<K, S>(
         &self,
         api: &Api<K>,
-        dyntype: K::DynamicType,
         events: S,
-    ) -> (Store<K>, impl Stream<Item = S::Item> + Send + use<K, S>)
+    ) -> (
+        PackedStore<K>,
+        impl Stream<Item = S::Item> + Send + use<K, S>,
+    )
     where
         K: Cacheable,
         S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
     {
-        let (kind, store) = Kind::all(dyntype);
+        let (kind, store) = Kind::all();
         (store, reflect_into(self.register(api, kind), events))
     }
 
@@ -566,14 +478,13 @@ impl Cache {
     pub fn reflect<K, S>(
         &self,
         api: &Api<K>,
-        dyntype: K::DynamicType,
         events: S,
     ) -> impl Stream<Item = S::Item> + Send + use<K, S>
     where
         K: Cacheable,
         S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
     {
-        reflect_into(self.register(api, Kind::managed(dyntype)), events)
+        reflect_into(self.register(api, Kind::managed()), events)
     }
 
     fn register<K: Cacheable>(&self, api: &Api<K>, kind: Kind<K>) -> Arc<Kind<K>> {
@@ -610,7 +521,7 @@ where
 impl Inner {
     /// The kind's cache, started on first use; `None` when `api` reads outside the
     /// controller's namespace (such reads always go to the API server).
-    fn kind<K: Cacheable>(&self, api: &Api<K>, dyntype: &K::DynamicType) -> Option<Arc<Kind<K>>> {
+    fn kind<K: Cacheable>(&self, api: &Api<K>) -> Option<Arc<Kind<K>>> {
         let ns = api.namespace();
         if let (Some(scope), Some(ns)) = (&self.namespace, ns)
             && scope != ns
@@ -629,7 +540,7 @@ impl Inner {
             (Some(_), Some(scope)) => api.clone().constrain(scope),
             (Some(_), None) => api.clone().unconstrain(),
         };
-        let kind = Arc::new(Kind::managed(dyntype.clone()));
+        let kind = Arc::new(Kind::managed());
         kinds.insert(key.clone(), kind.clone());
         drop(kinds);
         let what = key.1.clone();
@@ -682,10 +593,6 @@ pub fn describe_watch_error(e: &watcher::Error) -> String {
         }
         watcher::Error::NoResourceVersion => e.to_string(),
     }
-}
-
-fn resource_version<K: Resource>(object: &K) -> Option<u64> {
-    object.meta().resource_version.as_deref()?.parse().ok()
 }
 
 /// `/apis/apps/v1/namespaces/x/deployments` → `/apis/apps/v1/deployments`.

@@ -4,8 +4,10 @@
 //! * [`meta`]: helpers for the objects Serin generates (labels, owner references, write
 //!   parameters, canonical JSON, merge patches);
 //! * [`error`]: API errors in words, their category and the retry of transient reads;
-//! * [`cache`]: the watch caches reconciles read from, with read-your-writes.
+//! * [`cache`]: the watch caches reconciles read from, with read-your-writes;
+//! * [`packed`]: objects kept as compressed JSON, and the store of every Canary.
 
 pub mod cache;
 pub mod error;
 pub mod meta;
+pub mod packed;

@@ -16,14 +16,9 @@ use devcluster::testing::Write;
 
 /// Reads `name` through `cache` until its kind's watch answers (the first reads of a kind go to
 /// the API server while the watch lists).
-pub async fn until_cached<K: Cacheable>(
-    cache: &Cache,
-    api: &Api<K>,
-    dyntype: &K::DynamicType,
-    name: &str,
-) {
+pub async fn until_cached<K: Cacheable>(cache: &Cache, api: &Api<K>, name: &str) {
     for _ in 0..500 {
-        if cache.read(api, dyntype, name).await.unwrap().1 == Source::Cache {
+        if cache.read(api, name).await.unwrap().1 == Source::Cache {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -44,7 +39,7 @@ pub async fn until_cached_dynamic(
         Some(ns) => Api::namespaced_with(client, ns, resource),
         None => Api::all_with(client, resource),
     };
-    until_cached(cache, &api, resource, name).await;
+    until_cached(cache, &api, name).await;
 }
 
 /// One analysis step: reconcile, route `routes`, read them back.

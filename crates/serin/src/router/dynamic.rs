@@ -12,7 +12,6 @@ use crate::k8s::meta::{patch_params, post_params};
 /// JSON.
 pub struct DynamicApi {
     api: Api<DynamicObject>,
-    resource: ApiResource,
     kind: &'static str,
     namespace: String,
     cache: Cache,
@@ -27,7 +26,6 @@ impl DynamicApi {
     ) -> Self {
         Self {
             api: Api::namespaced_with(client, namespace, resource),
-            resource: resource.clone(),
             kind,
             namespace: namespace.to_string(),
             cache: Cache::disabled(),
@@ -47,7 +45,7 @@ impl DynamicApi {
     pub async fn get_opt(&self, name: &str) -> Result<Option<Value>, RouterError> {
         let obj = self
             .cache
-            .get_with(&self.api, &self.resource, name)
+            .get(&self.api, name)
             .await
             .map_err(|source| RouterError::Api {
                 context: format!("{} get query error", self.id(name)),

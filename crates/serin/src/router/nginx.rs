@@ -440,7 +440,7 @@ mod tests {
             |client, cache| Box::new(NginxRouter::new(client, true, PREFIX).with_cache(cache)),
             async |cache: &Cache, client: kube::Client| {
                 let ingresses: kube::Api<Ingress> = kube::Api::namespaced(client, "test");
-                until_cached(cache, &ingresses, &(), "podinfo").await;
+                until_cached(cache, &ingresses, "podinfo").await;
             },
         )
         .await;

@@ -254,11 +254,7 @@ impl<R: RoutingObject> ObjectRouter<R> {
     async fn get_opt(&self, canary: &Canary) -> Result<Option<Value>, RouterError> {
         let live = self
             .cache
-            .get_with(
-                &self.api(canary),
-                &self.object.resource(),
-                &self.object.name(canary),
-            )
+            .get(&self.api(canary), &self.object.name(canary))
             .await
             .map_err(|source| RouterError::Api {
                 context: format!("{} get query error", self.id(canary)),

@@ -356,7 +356,7 @@ mod tests {
         let router = SkipperRouter::new(fake.client(), false).with_cache(cache.clone());
         router.reconcile(&c).await.unwrap();
         let ingresses: kube::Api<Ingress> = kube::Api::namespaced(fake.client(), "test");
-        until_cached(&cache, &ingresses, &(), "podinfo-canary").await;
+        until_cached(&cache, &ingresses, "podinfo-canary").await;
         fake.clear_writes();
         router.finalize(&c).await.unwrap();
         assert_eq!(fake.writes().len(), 1, "{:?}", fake.writes());

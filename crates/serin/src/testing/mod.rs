@@ -63,14 +63,9 @@ impl TestCluster {
 
 /// Reads `name` through `cache` until the kind's watch has synced and answers it (the first
 /// reads of a kind go to the API server). Panics after about two seconds.
-pub async fn until_cached<K: Cacheable>(
-    cache: &Cache,
-    api: &Api<K>,
-    dyntype: &K::DynamicType,
-    name: &str,
-) {
+pub async fn until_cached<K: Cacheable>(cache: &Cache, api: &Api<K>, name: &str) {
     for _ in 0..200 {
-        if cache.read(api, dyntype, name).await.unwrap().1 == Source::Cache {
+        if cache.read(api, name).await.unwrap().1 == Source::Cache {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;

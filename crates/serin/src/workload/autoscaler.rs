@@ -104,7 +104,7 @@ async fn get_scaled_object(
     const KIND: &str = "ScaledObject";
     let resource = scaled_object_resource();
     cache
-        .get_with(api, &resource, name)
+        .get(api, name)
         .await
         .map_err(|e| get_error(KIND, name, ns, e))?
         .ok_or_else(|| get_error(KIND, name, ns, not_found::<DynamicObject>(&resource, name)))
@@ -554,7 +554,7 @@ impl ScalerReconciler for ScaledObjectReconciler {
         let api = self.api(canary);
         let live = self
             .cache
-            .get_with(&api, &scaled_object_resource(), &primary_name)
+            .get(&api, &primary_name)
             .await
             .map_err(|e| get_error("ScaledObject", &primary_name, &ns, e))?;
         match live {

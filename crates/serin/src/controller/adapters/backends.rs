@@ -215,14 +215,14 @@ mod tests {
         step(&backends, &canary).await;
         step(&backends, &canary).await;
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), "test");
-        until_cached(&cache, &deployments, &(), "podinfo").await;
-        until_cached(&cache, &deployments, &(), "podinfo-primary").await;
+        until_cached(&cache, &deployments, "podinfo").await;
+        until_cached(&cache, &deployments, "podinfo-primary").await;
         let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), "test");
-        until_cached(&cache, &hpas, &(), "podinfo").await;
-        until_cached(&cache, &hpas, &(), "podinfo-primary").await;
+        until_cached(&cache, &hpas, "podinfo").await;
+        until_cached(&cache, &hpas, "podinfo-primary").await;
         let services: Api<Service> = Api::namespaced(client, "test");
         for name in ["podinfo", "podinfo-canary", "podinfo-primary"] {
-            until_cached(&cache, &services, &(), name).await;
+            until_cached(&cache, &services, name).await;
         }
         fake.clear_writes();
         step(&backends, &canary).await;

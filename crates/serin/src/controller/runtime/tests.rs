@@ -61,27 +61,20 @@ fn only_spec_finalizer_and_deletion_changes_trigger_a_reconcile() {
 
 #[test]
 fn canaries_sharing_a_target_are_reported_once_per_other_canary() {
-    let named = |name: &str, ns: &str, target: &str| {
-        let mut c = canary(serde_json::json!({"interval": "1m"}));
-        c.metadata.name = Some(name.into());
-        c.metadata.namespace = Some(ns.into());
-        c.spec.target_ref.name = target.into();
-        c
-    };
     let set = [
-        named("a", "test", "podinfo"),
-        named("b", "test", "podinfo"),
-        named("c", "other", "podinfo"),
-        named("d", "test", "backend"),
+        ("test", "a", "podinfo"),
+        ("test", "b", "podinfo"),
+        ("other", "c", "podinfo"),
+        ("test", "d", "backend"),
     ];
     assert_eq!(
-        duplicate_targets(set.iter()),
+        duplicate_targets(set),
         [
             ("a.test".to_string(), "podinfo.test".to_string()),
             ("b.test".to_string(), "podinfo.test".to_string()),
         ]
     );
-    assert!(duplicate_targets(set[2..].iter()).is_empty());
+    assert!(duplicate_targets(set[2..].iter().copied()).is_empty());
 }
 
 #[test]

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use devcluster::{Config, DevCluster};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ApiResource, DynamicObject};
 use serde_json::json;
@@ -52,7 +51,7 @@ fn gets(cluster: &DevCluster) -> usize {
 /// Reads until the kind's watch has synced (the first reads go to the API server).
 async fn until_cached(cache: &Cache, api: &Api<ConfigMap>, name: &str) {
     for _ in 0..200 {
-        if cache.read(api, &(), name).await.unwrap().1 == Source::Cache {
+        if cache.read(api, name).await.unwrap().1 == Source::Cache {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -116,8 +115,8 @@ fn synced(kind: Kind<ConfigMap>) -> Kind<ConfigMap> {
 
 #[test]
 fn a_store_never_goes_back_in_time() {
-    never_back_in_time(synced(Kind::all(()).0));
-    let managed = synced(Kind::managed(()));
+    never_back_in_time(synced(Kind::all().0));
+    let managed = synced(Kind::managed());
     managed.keep("test", "a");
     never_back_in_time(managed);
 }
@@ -135,7 +134,7 @@ fn never_back_in_time(kind: Kind<ConfigMap>) {
 
 #[test]
 fn only_managed_objects_are_kept() {
-    let kind = synced(Kind::managed(()));
+    let kind = synced(Kind::managed());
     kind.apply(&watcher::Event::Apply(versioned("1", "5")));
     assert_eq!(kind.len(), 0, "nobody read it");
     kind.keep("test", "a");
@@ -158,7 +157,7 @@ fn only_managed_objects_are_kept() {
 
 #[test]
 fn a_relist_keeps_a_later_write_made_while_it_ran() {
-    let kind = synced(Kind::managed(()));
+    let kind = synced(Kind::managed());
     kind.keep("test", "a");
     kind.apply(&watcher::Event::Apply(versioned("1", "5")));
     kind.apply(&watcher::Event::Init);
@@ -192,7 +191,7 @@ async fn writes_through_the_cache_are_read_back() {
         .await
         .unwrap();
     assert_eq!(value(&patched), "2");
-    let (cm, source) = cache.read(&api, &(), "a").await.unwrap();
+    let (cm, source) = cache.read(&api, "a").await.unwrap();
     assert_eq!(
         (value(&cm.unwrap()), source),
         ("2".to_string(), Source::Cache)
@@ -208,7 +207,7 @@ async fn writes_through_the_cache_are_read_back() {
         .await
         .unwrap();
     assert_eq!(value(&created), "1");
-    let (cm, source) = cache.read(&api, &(), "b").await.unwrap();
+    let (cm, source) = cache.read(&api, "b").await.unwrap();
     assert_eq!(
         (value(&cm.unwrap()), source),
         ("1".to_string(), Source::Cache)
@@ -259,14 +258,14 @@ async fn dynamic_kinds_are_cached_by_their_api_resource() {
     let cache = Cache::new(None);
     let mut source = Source::Api;
     for _ in 0..200 {
-        source = cache.read(&api, &resource, "a").await.unwrap().1;
+        source = cache.read(&api, "a").await.unwrap().1;
         if source == Source::Cache {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(source, Source::Cache);
-    let object = cache.get_with(&api, &resource, "a").await.unwrap().unwrap();
+    let object = cache.get(&api, "a").await.unwrap().unwrap();
     assert_eq!(object.data["data"]["k"], "1");
     cluster.requests().set_enabled(true);
     assert_eq!(gets(&cluster), 0);
@@ -282,7 +281,7 @@ async fn a_disabled_cache_always_reads_the_api_server() {
     let cache = Cache::disabled();
     cluster.requests().set_enabled(true);
     for _ in 0..2 {
-        let (cm, source) = cache.read(&api, &(), "a").await.unwrap();
+        let (cm, source) = cache.read(&api, "a").await.unwrap();
         assert_eq!(source, Source::Api);
         assert!(cm.is_some());
     }
@@ -300,62 +299,4 @@ fn collections_drop_the_namespace() {
         collection("/apis/kuma.io/v1alpha1/trafficroutes"),
         "/apis/kuma.io/v1alpha1/trafficroutes"
     );
-}
-
-#[test]
-fn kept_objects_read_back_unchanged() {
-    let deployment: Deployment = serde_json::from_value(serde_json::json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "podinfo", "namespace": "test", "resourceVersion": "42",
-                     "labels": {"app": "podinfo"}, "annotations": {"a": "ü 日本"}},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": "podinfo"}},
-            "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
-            "template": {
-                "metadata": {"labels": {"app": "podinfo"}},
-                "spec": {"containers": [{
-                    "name": "podinfod", "image": "stefanprodan/podinfo:6.0.0",
-                    "resources": {"limits": {"cpu": "2", "memory": "512Mi"}},
-                    "env": [{"name": "X", "value": ""}]
-                }]}
-            }
-        },
-        "status": {"readyReplicas": 2}
-    }))
-    .unwrap();
-    let mut dictionary: Arc<[u8]> = Arc::from(&[][..]);
-    let kept = Kept::of(&deployment, &mut dictionary).unwrap();
-    assert_eq!(kept.version, Some(42));
-    assert_eq!(
-        &*dictionary,
-        serde_json::to_vec(&deployment).unwrap().as_slice()
-    );
-    let read: Deployment = Kept::decode(&kept.packed, &dictionary).unwrap();
-    assert_eq!(read, deployment);
-    assert!(Kept::decode::<ConfigMap>(b"not lz4", &dictionary).is_err());
-
-    // The next object of the kind is compressed against the first, and reads back.
-    let mut other = serde_json::to_value(&deployment).unwrap();
-    other["metadata"]["name"] = "frontend".into();
-    other["metadata"]["resourceVersion"] = "43".into();
-    other["spec"]["template"]["spec"]["containers"][0]["image"] = "ghcr.io/x/frontend:1.2".into();
-    let other: Deployment = serde_json::from_value(other).unwrap();
-    let first = dictionary.clone();
-    let kept = Kept::of(&other, &mut dictionary).unwrap();
-    assert!(
-        Arc::ptr_eq(&first, &dictionary),
-        "the dictionary stays the first object's"
-    );
-    let read: Deployment = Kept::decode(&kept.packed, &dictionary).unwrap();
-    assert_eq!(read, other);
-    let json = serde_json::to_vec(&other).unwrap();
-    let alone = lz4_flex::compress_prepend_size(&json).len();
-    println!(
-        "JSON {} bytes, LZ4 alone {alone}, against the dictionary {}",
-        json.len(),
-        kept.packed.len()
-    );
-    assert!(kept.packed.len() * 3 < alone, "the dictionary pays off");
 }

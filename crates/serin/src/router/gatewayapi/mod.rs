@@ -81,7 +81,7 @@ impl GatewayApiRouter {
         let n = render::names(canary);
         let Some(raw) = self
             .cache
-            .get_with(&self.api(canary), &self.resource(), &n.apex)
+            .get(&self.api(canary), &n.apex)
             .await
             .map_err(|source| RouterError::Api {
                 context: Self::context(canary, "get query error"),
@@ -152,7 +152,7 @@ impl GatewayApiRouter {
         let n = render::names(canary);
         let raw = self
             .cache
-            .get_with(&self.grpc_api(canary), &Self::grpc_resource(), &n.apex)
+            .get(&self.grpc_api(canary), &n.apex)
             .await
             .map_err(|source| RouterError::Api {
                 context: Self::grpc_context(canary, "get query error"),

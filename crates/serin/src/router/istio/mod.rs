@@ -79,7 +79,7 @@ impl IstioRouter {
     async fn read_vs(&self, canary: &Canary) -> Result<Option<DynamicObject>, RouterError> {
         let apex = canary.spec.apex_name();
         self.cache
-            .get_with(&self.vs_api(canary), &vs_resource(), apex)
+            .get(&self.vs_api(canary), apex)
             .await
             .map_err(|source| RouterError::Api {
                 context: format!(

@@ -725,7 +725,7 @@ async fn with_a_cache_a_step_reads_nothing_and_writes_the_same() {
         |client, cache| Box::new(IstioRouter::new(client, true).with_cache(cache)),
         async |cache: &Cache, client: kube::Client| {
             let rules: Api<DestinationRule> = Api::namespaced(client.clone(), "test");
-            until_cached(cache, &rules, &(), "podinfo-primary").await;
+            until_cached(cache, &rules, "podinfo-primary").await;
             until_cached_dynamic(cache, client, &vs_resource(), Some("test"), "podinfo").await;
         },
     )

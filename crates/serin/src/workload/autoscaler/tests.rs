@@ -318,18 +318,12 @@ async fn cached_reconciles_read_no_autoscaler_from_the_api_server() {
         sos.resume_target(&so_canary).await.unwrap();
     }
     let hpa_api: Api<HorizontalPodAutoscaler> = Api::namespaced(fake.client(), "test");
-    until_cached(&cache, &hpa_api, &(), "podinfo").await;
-    until_cached(&cache, &hpa_api, &(), "podinfo-primary").await;
+    until_cached(&cache, &hpa_api, "podinfo").await;
+    until_cached(&cache, &hpa_api, "podinfo-primary").await;
     let so_api: Api<DynamicObject> =
         Api::namespaced_with(fake.client(), "test", &scaled_object_resource());
-    until_cached(&cache, &so_api, &scaled_object_resource(), "podinfo").await;
-    until_cached(
-        &cache,
-        &so_api,
-        &scaled_object_resource(),
-        "podinfo-primary",
-    )
-    .await;
+    until_cached(&cache, &so_api, "podinfo").await;
+    until_cached(&cache, &so_api, "podinfo-primary").await;
     fake.clear_writes();
     hpas.reconcile_primary(&hpa_canary, false).await.unwrap();
     sos.reconcile_primary(&so_canary, false).await.unwrap();

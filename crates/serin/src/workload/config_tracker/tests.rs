@@ -298,8 +298,8 @@ async fn configmaps_come_from_the_cache_and_secrets_from_the_api_server() {
     let written = fake.write_paths();
     assert_eq!(written.len(), 2, "{written:?}");
     let cms: Api<ConfigMap> = Api::namespaced(fake.client(), "test");
-    until_cached(&cache, &cms, &(), "cfg").await;
-    until_cached(&cache, &cms, &(), "cfg-primary").await;
+    until_cached(&cache, &cms, "cfg").await;
+    until_cached(&cache, &cms, "cfg-primary").await;
 
     fake.clear_writes();
     let again = tracker.target_configs(&c, &spec).await.unwrap();

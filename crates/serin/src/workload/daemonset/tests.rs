@@ -355,8 +355,8 @@ async fn a_cached_step_reads_only_secrets_from_the_api_server() {
         .with_cache(cache.clone());
     step(&ctl, &c).await;
     let daemonsets: Api<DaemonSet> = Api::namespaced(fake.client(), "test");
-    until_cached(&cache, &daemonsets, &(), "podinfo").await;
-    until_cached(&cache, &daemonsets, &(), "podinfo-primary").await;
+    until_cached(&cache, &daemonsets, "podinfo").await;
+    until_cached(&cache, &daemonsets, "podinfo-primary").await;
     fake.clear_writes();
     step(&ctl, &c).await;
     let reads = fake.gets();

@@ -490,13 +490,13 @@ async fn a_cached_step_reads_nothing_from_the_api_server_and_writes_the_same() {
     let ctl = DeploymentController::new(fake.client(), config()).with_cache(cache.clone());
     step(&ctl, &c).await;
     let deployments: Api<Deployment> = Api::namespaced(fake.client(), "test");
-    until_cached(&cache, &deployments, &(), "podinfo").await;
-    until_cached(&cache, &deployments, &(), "podinfo-primary").await;
+    until_cached(&cache, &deployments, "podinfo").await;
+    until_cached(&cache, &deployments, "podinfo-primary").await;
     let cms: Api<ConfigMap> = Api::namespaced(fake.client(), "test");
-    until_cached(&cache, &cms, &(), "podinfo-env").await;
-    until_cached(&cache, &cms, &(), "podinfo-env-primary").await;
+    until_cached(&cache, &cms, "podinfo-env").await;
+    until_cached(&cache, &cms, "podinfo-env-primary").await;
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(fake.client(), "test");
-    until_cached(&cache, &hpas, &(), "podinfo").await;
+    until_cached(&cache, &hpas, "podinfo").await;
     fake.clear_writes();
     step(&ctl, &c).await;
     assert_eq!(fake.gets(), Vec::<String>::new());

@@ -238,10 +238,10 @@ async fn a_cached_step_reads_nothing_from_the_api_server() {
     let ctrl = KnativeController::new(fake.client()).with_cache(cache.clone());
     knative_step(&ctrl, &c).await;
     let services: Api<KnativeService> = Api::namespaced(fake.client(), "test");
-    until_cached(&cache, &services, &(), "podinfo").await;
+    until_cached(&cache, &services, "podinfo").await;
     let revisions: Api<KnativeRevision> = Api::namespaced(fake.client(), "test");
-    until_cached(&cache, &revisions, &(), "podinfo-00001").await;
-    until_cached(&cache, &revisions, &(), "podinfo-00002").await;
+    until_cached(&cache, &revisions, "podinfo-00001").await;
+    until_cached(&cache, &revisions, "podinfo-00002").await;
     fake.clear_writes();
     knative_step(&ctrl, &c).await;
     assert_eq!(fake.gets(), Vec::<String>::new());

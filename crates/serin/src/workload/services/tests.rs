@@ -259,7 +259,7 @@ async fn a_cached_step_reads_no_service_from_the_api_server() {
     assert_eq!(fake.write_paths(), created);
     let services: Api<Service> = Api::namespaced(fake.client(), "test");
     for name in ["podinfo", "podinfo-canary", "podinfo-primary"] {
-        until_cached(&cache, &services, &(), name).await;
+        until_cached(&cache, &services, name).await;
     }
     fake.clear_writes();
     service_step(&r, &c).await;
