@@ -16,8 +16,9 @@ RUN rustup target add x86_64-unknown-linux-musl \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN CARGO_PROFILE_RELEASE_STRIP=symbols cargo build --release --locked -p serin --bin serin --target x86_64-unknown-linux-musl \
- && install -m 0755 target/x86_64-unknown-linux-musl/release/serin /serin
+# The production profile (Cargo.toml): whole-program optimisation, less code and CPU.
+RUN CARGO_PROFILE_PRODUCTION_STRIP=symbols cargo build --profile production --locked -p serin --bin serin --target x86_64-unknown-linux-musl \
+ && install -m 0755 target/x86_64-unknown-linux-musl/production/serin /serin
 
 # helm, pinned by tools/helm/go.mod (the version the packaging tests use).
 FROM docker.io/library/golang:${GO_VERSION}-bookworm AS helm
