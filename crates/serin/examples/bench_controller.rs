@@ -132,6 +132,9 @@ struct Snapshot {
     at: Instant,
     cpu_ticks: u64,
     rss_kb: u64,
+    /// The part of `rss_kb` that is heap and stacks (`RssAnon`); the rest is mostly the binary's
+    /// code pages (`RssFile`), which the kernel maps in ahead of use and can drop at will.
+    anon_kb: u64,
     hwm_kb: u64,
     metrics: String,
     requests: u64,
@@ -251,6 +254,7 @@ fn snapshot(pid: u32, metrics: String, requests: u64) -> Result<Snapshot, BoxErr
         at: Instant::now(),
         cpu_ticks: proc_cpu_ticks(pid)?,
         rss_kb: proc_status_kb(pid, "VmRSS:")?,
+        anon_kb: proc_status_kb(pid, "RssAnon:")?,
         hwm_kb: proc_status_kb(pid, "VmHWM:")?,
         metrics,
         requests,
@@ -567,9 +571,11 @@ async fn run() -> Result<(), BoxError> {
         args.threadiness,
     );
     println!(
-        "memory: RSS idle (all Initialized) {:.1} MB, RSS end {:.1} MB, peak (VmHWM) {:.1} MB",
+        "memory: RSS idle (all Initialized) {:.1} MB ({:.1} MB anonymous), RSS end {:.1} MB ({:.1} MB anonymous), peak (VmHWM) {:.1} MB",
         idle.rss_kb as f64 / 1024.0,
+        idle.anon_kb as f64 / 1024.0,
         end.rss_kb as f64 / 1024.0,
+        end.anon_kb as f64 / 1024.0,
         end.hwm_kb as f64 / 1024.0
     );
     println!(
