@@ -23,7 +23,9 @@ use super::events::{self, canary_key};
 use super::ports::{EventKind, Ports};
 use super::scheduler::{Scheduler, SchedulerConfig, SchedulerError};
 pub use super::triggers::canary_trigger;
-use super::triggers::{CanaryIndex, knative_served, latest_created_revision, triggers_of};
+use super::triggers::{
+    CanaryIndex, canary_ref, knative_served, latest_created_revision, triggers_of,
+};
 use super::{decode, workers};
 use crate::api::alert_provider::AlertProvider;
 use crate::api::apis::knative::KnativeService;
@@ -544,8 +546,10 @@ pub async fn run<F>(
         })
         .applied_objects()
         .predicate_filter(canary_trigger, Default::default());
+    // Keys without the resourceVersion and UID `ObjectRef::from_obj` would copy into every
+    // queue entry (they are not part of a key's identity).
     let mut triggers = vec![triggers_of("Canary", canary_changes, |c: &Canary| {
-        vec![ObjectRef::from_obj(c)]
+        vec![canary_ref(c)]
     })];
 
     // Workloads trigger on spec changes only (a new pod template, a scale), not on the status

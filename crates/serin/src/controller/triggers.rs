@@ -132,7 +132,7 @@ fn namespace_of(key: &CanaryRef) -> String {
 }
 
 /// The key of a Canary, without the resource version and UID `ObjectRef::from_obj` keeps.
-fn canary_ref(canary: &Canary) -> CanaryRef {
+pub(super) fn canary_ref(canary: &Canary) -> CanaryRef {
     let name = canary.metadata.name.as_deref().unwrap_or_default();
     ObjectRef::new(name).within(canary.metadata.namespace.as_deref().unwrap_or_default())
 }

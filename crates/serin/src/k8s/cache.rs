@@ -46,7 +46,7 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::packed::{Packed, PackedStore, is_later, names, resource_version};
+use super::packed::{Key, Packed, PackedStore, is_later, key, key_of, resource_version};
 
 /// What a kind must be to be cached.
 pub trait Cacheable:
@@ -130,14 +130,14 @@ enum Objects<K: Cacheable> {
     Managed(Mutex<Managed>),
 }
 
-/// The managed objects of a kind, by `(namespace, name)`.
+/// The managed objects of a kind, by `namespace/name`.
 #[derive(Default)]
 struct Managed {
     /// Every object a reconcile has read or written; `None` until the watch or a GET has
     /// delivered it (or while it does not exist).
-    objects: HashMap<(String, String), Option<Packed>>,
+    objects: HashMap<Key, Option<Packed>>,
     /// During a relist, the managed objects listed so far.
-    relist: Option<HashMap<(String, String), Packed>>,
+    relist: Option<HashMap<Key, Packed>>,
     /// The kind's compression dictionary (see [`Packed`]): the JSON of the first object kept
     /// (empty until then).
     dictionary: Arc<[u8]>,
@@ -196,9 +196,7 @@ impl<K: Cacheable> Kind<K> {
         match &self.objects {
             Objects::All(store) => store.remove(namespace, name),
             Objects::Managed(managed) => {
-                lock(managed)
-                    .objects
-                    .remove(&(namespace.to_string(), name.to_string()));
+                lock(managed).objects.remove(&key(namespace, name));
             }
         }
     }
@@ -227,15 +225,13 @@ impl<K: Cacheable> Kind<K> {
 impl Managed {
     /// The slot of `namespace/name`, made managed if it was not.
     fn slot(&mut self, namespace: &str, name: &str) -> &mut Option<Packed> {
-        self.objects
-            .entry((namespace.to_string(), name.to_string()))
-            .or_insert(None)
+        self.objects.entry(key(namespace, name)).or_insert(None)
     }
 
     fn apply<K: Cacheable>(&mut self, event: &watcher::Event<K>) {
         match event {
             watcher::Event::Apply(object) => {
-                if let Some(slot) = self.objects.get_mut(&names(object)) {
+                if let Some(slot) = self.objects.get_mut(&key_of(object)) {
                     if slot
                         .as_ref()
                         .is_some_and(|kept| is_later(kept.version, resource_version(object)))
@@ -247,7 +243,7 @@ impl Managed {
             }
             watcher::Event::Delete(object) => {
                 // No longer managed: a re-created object is kept again once read.
-                let key = names(object);
+                let key = key_of(object);
                 self.objects.remove(&key);
                 if let Some(relist) = &mut self.relist {
                     relist.remove(&key);
@@ -255,7 +251,7 @@ impl Managed {
             }
             watcher::Event::Init => self.relist = Some(HashMap::new()),
             watcher::Event::InitApply(object) => {
-                let key = names(object);
+                let key = key_of(object);
                 if self.objects.contains_key(&key)
                     && let Some(kept) = Packed::of(object, &mut self.dictionary)
                 {

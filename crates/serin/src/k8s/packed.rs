@@ -65,11 +65,19 @@ pub(super) fn resource_version<K: Resource>(object: &K) -> Option<u64> {
     object.meta().resource_version.as_deref()?.parse().ok()
 }
 
-/// `(namespace, name)` of an object.
-pub(super) fn names<K: Resource>(object: &K) -> (String, String) {
-    (
-        object.meta().namespace.clone().unwrap_or_default(),
-        object.meta().name.clone().unwrap_or_default(),
+/// `namespace/name` of an object as one string (neither can contain `/`; a cluster-scoped
+/// object's is `/name`): the stores keep one allocation per object for it, not two.
+pub(super) type Key = Box<str>;
+
+pub(super) fn key(namespace: &str, name: &str) -> Key {
+    format!("{namespace}/{name}").into()
+}
+
+pub(super) fn key_of<K: Resource>(object: &K) -> Key {
+    let meta = object.meta();
+    key(
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
     )
 }
 
@@ -95,7 +103,7 @@ impl Entry {
     }
 }
 
-type Entries = HashMap<(String, String), Entry>;
+type Entries = HashMap<Key, Entry>;
 
 struct Shared {
     objects: RwLock<Entries>,
@@ -157,10 +165,7 @@ where
         let packed = {
             let objects = read(&self.shared.objects);
             // One allocation per read for the key; the map is keyed by owned strings.
-            objects
-                .get(&(namespace.to_string(), name.to_string()))?
-                .packed
-                .clone()
+            objects.get(&key(namespace, name))?.packed.clone()
         };
         let dictionary = read(&self.shared.dictionary).clone();
         match packed.decode(&dictionary) {
@@ -191,10 +196,13 @@ where
     pub fn list(&self) -> Vec<Listed> {
         read(&self.shared.objects)
             .iter()
-            .map(|((namespace, name), entry)| Listed {
-                namespace: namespace.clone(),
-                name: name.clone(),
-                uid: entry.uid.clone(),
+            .map(|(key, entry)| {
+                let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+                Listed {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                    uid: entry.uid.clone(),
+                }
             })
             .collect()
     }
@@ -219,7 +227,7 @@ where
 
     /// Takes `namespace/name` out (Serin deleted it).
     pub fn remove(&self, namespace: &str, name: &str) {
-        write(&self.shared.objects).remove(&(namespace.to_string(), name.to_string()));
+        write(&self.shared.objects).remove(&key(namespace, name));
     }
 
     /// Waits until the watch has listed every object once.
@@ -238,7 +246,7 @@ where
                 let Some(entry) = self.entry(object) else {
                     return;
                 };
-                let key = names(object);
+                let key = key_of(object);
                 let mut objects = write(&self.shared.objects);
                 if !objects
                     .get(&key)
@@ -248,7 +256,7 @@ where
                 }
             }
             watcher::Event::Delete(object) => {
-                let key = names(object);
+                let key = key_of(object);
                 write(&self.shared.objects).remove(&key);
                 if let Some(relist) = lock(&self.shared.relist).as_mut() {
                     relist.remove(&key);
@@ -259,7 +267,7 @@ where
                 if let Some(entry) = self.entry(object) {
                     lock(&self.shared.relist)
                         .get_or_insert_default()
-                        .insert(names(object), entry);
+                        .insert(key_of(object), entry);
                 }
             }
             watcher::Event::InitDone => {

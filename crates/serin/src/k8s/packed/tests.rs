@@ -259,3 +259,21 @@ fn kept_objects_read_back_unchanged() {
     );
     assert!(kept.size() * 3 < alone, "the dictionary pays off");
 }
+
+#[test]
+fn an_object_without_a_namespace_is_listed_and_read_by_its_name() {
+    let store = PackedStore::default();
+    let mut cluster_scoped = canary("global", 1, 0);
+    cluster_scoped.metadata.namespace = None;
+    apply(&store, cluster_scoped);
+    assert_eq!(
+        store.list(),
+        [Listed {
+            namespace: String::new(),
+            name: "global".into(),
+            uid: Some("uid-global".into()),
+        }]
+    );
+    assert!(store.find("", "global").is_some());
+    assert!(store.find("test", "global").is_none());
+}
