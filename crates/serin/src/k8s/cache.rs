@@ -179,14 +179,7 @@ impl<K: Cacheable> Kind<K> {
                     let packed = managed.slot(namespace, name).clone()?;
                     (packed, managed.dictionary.clone())
                 };
-                match packed.decode(&dictionary) {
-                    Ok(object) => Some(object),
-                    Err(e) => {
-                        // Cannot happen for what Serin encoded itself; read it again.
-                        tracing::debug!("cache: cannot decode {namespace}/{name}: {e}");
-                        None
-                    }
-                }
+                packed.read(&dictionary, namespace, name)
             }
         }
     }

@@ -49,7 +49,21 @@ impl Packed {
         serde_json::from_slice(&json).map_err(|e| e.to_string())
     }
 
+    /// [`Packed::decode`] for a read of `namespace/name`: `None` when it cannot be decoded,
+    /// which cannot happen for what the store encoded itself; the caller reads it again.
+    pub(super) fn read<K: DeserializeOwned>(
+        &self,
+        dictionary: &[u8],
+        namespace: &str,
+        name: &str,
+    ) -> Option<K> {
+        self.decode(dictionary)
+            .inspect_err(|e| tracing::debug!("cache: cannot decode {namespace}/{name}: {e}"))
+            .ok()
+    }
+
     /// Bytes it takes.
+    #[cfg(test)]
     pub(super) fn size(&self) -> usize {
         self.bytes.len()
     }
@@ -168,14 +182,7 @@ where
             objects.get(&key(namespace, name))?.packed.clone()
         };
         let dictionary = read(&self.shared.dictionary).clone();
-        match packed.decode(&dictionary) {
-            Ok(object) => Some(object),
-            Err(e) => {
-                // Cannot happen for what the store encoded itself; the caller reads it again.
-                tracing::debug!("cache: cannot decode {namespace}/{name}: {e}");
-                None
-            }
-        }
+        packed.read(&dictionary, namespace, name)
     }
 
     /// Every object, decoded (the dashboard's list).
@@ -218,6 +225,7 @@ where
     }
 
     /// Bytes the kept objects take (their compressed JSON, without the keys).
+    #[cfg(test)]
     pub fn packed_bytes(&self) -> usize {
         read(&self.shared.objects)
             .values()
