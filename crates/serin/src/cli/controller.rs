@@ -183,7 +183,7 @@ async fn client_from(
             .map_err(|e| ControllerError::Client(e.to_string()))?,
     };
     // API requests wait without holding a reconcile's worker (`controller/workers.rs`).
-    let client = kube::client::ClientBuilder::try_from(config.clone())
+    let client = crate::k8s::client::builder(&config)
         .map_err(|e| ControllerError::Client(e.to_string()))?
         .with_layer(&ApiRequestLayer::new(API_CONCURRENCY))
         .build();
