@@ -24,7 +24,7 @@ use super::ports::{EventKind, Ports};
 use super::scheduler::{Scheduler, SchedulerConfig, SchedulerError};
 pub use super::triggers::canary_trigger;
 use super::triggers::{
-    CanaryIndex, canary_ref, knative_served, latest_created_revision, triggers_of,
+    CanaryIndex, canary_ref, changed, knative_served, latest_created_revision, triggers_of,
 };
 use super::{decode, workers};
 use crate::api::alert_provider::AlertProvider;
@@ -544,8 +544,8 @@ pub async fn run<F>(
                 }
             }
         })
-        .applied_objects()
-        .predicate_filter(canary_trigger, Default::default());
+        .applied_objects();
+    let canary_changes = changed(canary_changes, canary_trigger);
     // Keys without the resourceVersion and UID `ObjectRef::from_obj` would copy into every
     // queue entry (they are not part of a key's identity).
     let mut triggers = vec![triggers_of("Canary", canary_changes, |c: &Canary| {
@@ -559,9 +559,7 @@ pub async fn run<F>(
     let deployments = options
         .cache
         .reflect(&api, watcher(api.clone(), wc.clone()).default_backoff());
-    let deployments = deployments
-        .touched_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    let deployments = changed(deployments.touched_objects(), predicates::generation);
     let i = index.clone();
     triggers.push(triggers_of(
         "Deployment",
@@ -572,9 +570,7 @@ pub async fn run<F>(
     let daemonsets = options
         .cache
         .reflect(&api, watcher(api.clone(), wc.clone()).default_backoff());
-    let daemonsets = daemonsets
-        .touched_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    let daemonsets = changed(daemonsets.touched_objects(), predicates::generation);
     let i = index.clone();
     triggers.push(triggers_of(
         "DaemonSet",
@@ -588,9 +584,7 @@ pub async fn run<F>(
         let services = options
             .cache
             .reflect(&api, watcher(api.clone(), wc.clone()).default_backoff());
-        let services = services
-            .touched_objects()
-            .predicate_filter(latest_created_revision, Default::default());
+        let services = changed(services.touched_objects(), latest_created_revision);
         let i = index.clone();
         triggers.push(triggers_of(
             "Knative Service",
