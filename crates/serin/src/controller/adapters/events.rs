@@ -4,6 +4,7 @@
 //! `count` and `lastTimestamp` are bumped instead of creating a new object.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 
 use crate::k8s;
@@ -26,17 +27,19 @@ pub const COMPONENT: &str = "flagger";
 /// Aggregation entries kept before the cache is reset (bounds memory).
 const CACHE_LIMIT: usize = 4096;
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct EventKey {
-    namespace: String,
-    uid: String,
+/// What makes two events repeats of each other: the Canary, the type and the message.
+#[derive(Hash)]
+struct EventKey<'a> {
+    namespace: &'a str,
+    uid: &'a str,
     event_type: &'static str,
-    message: String,
+    message: &'a str,
 }
 
+/// The Event a series of repeats is counted on.
 #[derive(Clone, Debug)]
 struct Seen {
-    name: String,
+    name: Box<str>,
     count: i32,
 }
 
@@ -44,7 +47,11 @@ struct Seen {
 pub struct KubeEventSink {
     client: kube::Client,
     instance: String,
-    seen: Mutex<HashMap<EventKey, Seen>>,
+    /// Series by the 64-bit hash of their [`EventKey`], not the key: the namespaces, UIDs and
+    /// messages were most of a full cache's memory, and two of its 4,096 keys share a hash
+    /// with a probability of about 10^-12.
+    seen: Mutex<HashMap<u64, Seen>>,
+    hasher: RandomState,
 }
 
 impl KubeEventSink {
@@ -54,10 +61,11 @@ impl KubeEventSink {
             client,
             instance,
             seen: Mutex::new(HashMap::new()),
+            hasher: RandomState::new(),
         }
     }
 
-    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<EventKey, Seen>> {
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Seen>> {
         self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -96,8 +104,8 @@ impl KubeEventSink {
         }
     }
 
-    async fn create(&self, canary: &Canary, kind: EventKind, message: &str, key: EventKey) {
-        let namespace = key.namespace.clone();
+    async fn create(&self, canary: &Canary, kind: EventKind, message: &str, key: u64) {
+        let namespace = canary.namespace().unwrap_or_default();
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let event = self.new_event(canary, kind, message, Timestamp::now());
         match api.create(&PostParams::default(), &event).await {
@@ -109,7 +117,7 @@ impl KubeEventSink {
                 seen.insert(
                     key,
                     Seen {
-                        name: created.metadata.name.unwrap_or_default(),
+                        name: created.metadata.name.unwrap_or_default().into(),
                         count: 1,
                     },
                 );
@@ -126,18 +134,19 @@ impl KubeEventSink {
 #[async_trait]
 impl EventSink for KubeEventSink {
     async fn publish(&self, canary: &Canary, kind: EventKind, message: &str) {
-        let key = EventKey {
-            namespace: canary.namespace().unwrap_or_default(),
-            uid: canary.metadata.uid.clone().unwrap_or_default(),
+        let namespace = canary.namespace().unwrap_or_default();
+        let key = self.hasher.hash_one(EventKey {
+            namespace: &namespace,
+            uid: canary.metadata.uid.as_deref().unwrap_or_default(),
             event_type: kind.event_type(),
-            message: message.to_string(),
-        };
+            message,
+        });
         let previous = self.seen().get(&key).cloned();
         let Some(previous) = previous else {
             self.create(canary, kind, message, key).await;
             return;
         };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &key.namespace);
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let count = previous.count.saturating_add(1);
         let patch = json!({"count": count, "lastTimestamp": Time(Timestamp::now())});
         match api
