@@ -16,8 +16,10 @@ RUN rustup target add x86_64-unknown-linux-musl \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-# The production profile (Cargo.toml): whole-program optimisation, less code and CPU.
-RUN CARGO_PROFILE_PRODUCTION_STRIP=symbols cargo build --profile production --locked -p serin --bin serin --target x86_64-unknown-linux-musl \
+# The production profile (Cargo.toml): whole-program optimisation, less code and CPU. Without
+# the default `workstation` feature: the images run `controller` and `loadtester`, not the dev
+# cluster, the demo or the simulators.
+RUN CARGO_PROFILE_PRODUCTION_STRIP=symbols cargo build --profile production --locked --no-default-features -p serin --bin serin --target x86_64-unknown-linux-musl \
  && install -m 0755 target/x86_64-unknown-linux-musl/production/serin /serin
 
 # helm, pinned by tools/helm/go.mod (the version the packaging tests use).

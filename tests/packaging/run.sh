@@ -137,6 +137,15 @@ else
   cat "$tmp/v"
 fi
 
+# --- the images' build: without the workstation commands (Dockerfile) ------------------------------
+echo "== cargo check --no-default-features (what the images build)"
+if cargo check -p serin --no-default-features --bins --locked --quiet >"$tmp/check" 2>&1; then
+  pass "serin without the workstation feature compiles (controller, loadtester, hey, crds, validate)"
+else
+  fail "serin --no-default-features"
+  cat "$tmp/check"
+fi
+
 # --- the OCI image, built without a Docker engine ---------------------------------------------------
 echo "== OCI image layout (tools/oci-image)"
 if (cd tools/oci-image && SERIN_BINARY=$bin go test -count=1 . >"$tmp/go" 2>&1); then

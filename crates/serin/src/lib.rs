@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod dashboard;
+#[cfg(feature = "workstation")]
 pub mod demo;
 pub mod k8s;
 pub mod loadtester;
@@ -14,6 +15,7 @@ pub mod notify;
 pub mod plugin;
 pub mod rbac;
 pub mod router;
+#[cfg(feature = "workstation")]
 pub mod simulate;
 pub mod stats;
 pub mod telemetry;

@@ -11,12 +11,17 @@ use clap::{Parser, Subcommand};
 
 pub mod controller;
 pub mod crds;
+#[cfg(feature = "workstation")]
 pub mod demo;
+#[cfg(feature = "workstation")]
 pub mod dev_cluster;
 pub mod hey;
 pub mod loadtester;
+#[cfg(feature = "workstation")]
 pub mod sample_app;
+#[cfg(feature = "workstation")]
 pub mod simulate;
+#[cfg(feature = "workstation")]
 pub mod simulate_workloads;
 pub mod validate;
 
@@ -34,6 +39,7 @@ pub enum Command {
     Crds(crds::Args),
     /// Check Canary, MetricTemplate and AlertProvider manifests and report every problem.
     Validate(validate::Args),
+    #[cfg(feature = "workstation")]
     /// Run the dev cluster: an in-memory Kubernetes API (kubectl and kube-rs work against it) with
     /// simulated workloads and fault injection. Writes a kubeconfig once serving.
     DevCluster(dev_cluster::Args),
@@ -43,15 +49,19 @@ pub enum Command {
     Loadtester(loadtester::Args),
     /// Generate HTTP load with hey's flags and report (built in, no hey binary needed).
     Hey(hey::Args),
+    #[cfg(feature = "workstation")]
     /// Write Deployment and DaemonSet status through any API server, as the missing
     /// controllers and kubelet would (the dev cluster's simulator, for node-less clusters).
     SimulateWorkloads(simulate_workloads::Args),
+    #[cfg(feature = "workstation")]
     /// The seed's Flux + Istio workshop on this machine: dev cluster, dev mesh, sample app,
     /// Prometheus, loadtester and controller; a promotion, an A/B test and a rollback.
     Demo(demo::Args),
+    #[cfg(feature = "workstation")]
     /// One pod of the podinfo-compatible sample app (run by the dev mesh).
     #[command(hide = true)]
     SampleApp(sample_app::Args),
+    #[cfg(feature = "workstation")]
     /// Run a Canary's analysis on a fake clock against scripted metrics, webhooks and revisions;
     /// prints the timeline; exit status 0 promoted, 1 rolled back, 2 undecided.
     Simulate(simulate::Args),
@@ -119,13 +129,18 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Crds(args) => crds::run(&args),
         Command::Validate(args) => validate::run(&args),
+        #[cfg(feature = "workstation")]
         Command::DevCluster(args) => dev_cluster::run(&args),
         Command::Controller(args) => controller::run(&args),
         Command::Loadtester(args) => loadtester::run(&args),
         Command::Hey(args) => hey::run(&args),
+        #[cfg(feature = "workstation")]
         Command::SimulateWorkloads(args) => simulate_workloads::run(&args),
+        #[cfg(feature = "workstation")]
         Command::Demo(args) => demo::run(&args),
+        #[cfg(feature = "workstation")]
         Command::SampleApp(args) => sample_app::run(&args),
+        #[cfg(feature = "workstation")]
         Command::Simulate(args) => simulate::run(&args),
     }
 }
