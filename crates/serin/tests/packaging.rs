@@ -339,6 +339,6 @@ fn the_binary_carries_the_allocator_settings() {
         .unwrap_or_else(|| panic!("no jemalloc statistics on stderr:\n{stats}"));
     assert_eq!(
         baked,
-        "\"narenas:1,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\""
+        "\"narenas:1,background_thread:true,dirty_decay_ms:0,muzzy_decay_ms:0\""
     );
 }
