@@ -400,10 +400,18 @@ async fn run() -> Result<(), BoxError> {
     tokio::time::sleep(idle_window).await;
     let idle_requests = drain_requests(&counts) - idle_from;
     let idle_cpu = (proc_cpu_ticks(pid)? - idle_cpu) as f64 / clock_ticks_per_second();
+    // The memory at the end of the idle period too: the one above is taken right after the
+    // start-up's burst of requests, with what that burst left open.
+    let (rested_kb, rested_anon_kb) = (
+        proc_status_kb(pid, "VmRSS:")?,
+        proc_status_kb(pid, "RssAnon:")?,
+    );
     println!(
-        "idle ({:.0} s, all Initialized): {idle_requests} controller requests ({:.1}/s), CPU {idle_cpu:.2} s",
+        "idle ({:.0} s, all Initialized): {idle_requests} controller requests ({:.1}/s), CPU {idle_cpu:.2} s, RSS at its end {:.1} MB ({:.1} MB anonymous)",
         idle_window.as_secs_f64(),
         idle_requests as f64 / idle_window.as_secs_f64(),
+        rested_kb as f64 / 1024.0,
+        rested_anon_kb as f64 / 1024.0,
     );
 
     // Detection watch, then the new revisions of all Canaries spread over `spread`.
