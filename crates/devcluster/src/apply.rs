@@ -404,11 +404,26 @@ pub fn forget_missing(new: &Value, owners: &mut Owners) {
     owners.retain(|_, e| !e.fields.is_empty());
 }
 
-/// `metadata.managedFields` for `owners`: Apply entries first, then by time and name.
+/// `metadata.managedFields` for `owners`, in the API server's order (apimachinery's
+/// `sortEncodedManagedFields`): Apply entries first, then by time (whole seconds), manager,
+/// API version and subresource.
 pub fn managed_fields(owners: &Owners) -> Value {
     let mut entries: Vec<(&Manager, &Entry)> = owners.iter().collect();
     entries.sort_by(|(ma, ea), (mb, eb)| {
-        (ma.operation, &ea.time, &ma.name).cmp(&(mb.operation, &eb.time, &mb.name))
+        (
+            ma.operation,
+            &ea.time,
+            &ma.name,
+            &ea.api_version,
+            &ma.subresource,
+        )
+            .cmp(&(
+                mb.operation,
+                &eb.time,
+                &mb.name,
+                &eb.api_version,
+                &mb.subresource,
+            ))
     });
     Value::Array(
         entries
@@ -744,5 +759,59 @@ mod tests {
         record_update(Some(&scaled), &gone, &editor, &mut owners, STAMP);
         assert!(!owners.contains_key(&scaler));
         assert!(!owners.contains_key(&editor));
+    }
+
+    #[test]
+    fn managed_fields_are_ordered_as_the_api_server_orders_them() {
+        let entry = |api_version: &str, time: &str| Entry {
+            fields: BTreeSet::from([vec![Seg::Field("spec".into())]]),
+            api_version: api_version.into(),
+            time: time.into(),
+        };
+        let order = |owners: &Owners| -> Vec<String> {
+            managed_fields(owners)
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} {} {} {}",
+                        e["operation"].as_str().unwrap(),
+                        e["manager"].as_str().unwrap(),
+                        e["apiVersion"].as_str().unwrap(),
+                        e["subresource"].as_str().unwrap_or("-")
+                    )
+                })
+                .collect()
+        };
+        let (early, late) = ("2026-01-02T03:04:05Z", "2026-01-02T03:04:06Z");
+        // Written in the same second: by manager, then API version, then subresource.
+        let same_second = Owners::from([
+            (Manager::new("b", Operation::Update, ""), entry("v1", early)),
+            (
+                Manager::new("a", Operation::Update, "status"),
+                entry("v1", early),
+            ),
+            (Manager::new("a", Operation::Update, ""), entry("v2", early)),
+            (Manager::new("z", Operation::Apply, ""), entry("v1", late)),
+        ]);
+        assert_eq!(
+            order(&same_second),
+            [
+                "Apply z v1 -",
+                "Update a v1 status",
+                "Update a v2 -",
+                "Update b v1 -"
+            ]
+        );
+        // A second apart: the earlier one first, whatever the names.
+        let apart = Owners::from([
+            (Manager::new("a", Operation::Update, ""), entry("v1", late)),
+            (
+                Manager::new("a", Operation::Update, "status"),
+                entry("v1", early),
+            ),
+        ]);
+        assert_eq!(order(&apart), ["Update a v1 status", "Update a v1 -"]);
     }
 }

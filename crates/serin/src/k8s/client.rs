@@ -17,9 +17,10 @@
 //! flight. Watches stream, so their answers are handed on as they come.
 //!
 //! This is the construction kube documents for a custom client (`kube::client::ConfigExt`),
-//! with the layers in the order kube's `ClientBuilder::try_from` stacks them. Two things of
-//! that builder are left out: its `tracing` span per request (Serin logs its own API errors),
-//! and, with a proxy in the kubeconfig, everything: a proxied client is kube's own.
+//! with the layers in the order kube's `ClientBuilder::try_from` stacks them. Left out of that
+//! builder: its `tracing` span per request (Serin logs its own API errors) and the expiry of
+//! an exec plugin's client certificate as `Client::valid_until` (a hint Serin does not read;
+//! the certificate itself is used). With a proxy in the kubeconfig the client is kube's own.
 
 use std::task::{Context, Poll};
 use std::time::Duration;
