@@ -104,9 +104,15 @@ impl KubeEventSink {
         }
     }
 
-    async fn create(&self, canary: &Canary, kind: EventKind, message: &str, key: u64) {
-        let namespace = canary.namespace().unwrap_or_default();
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+    async fn create(
+        &self,
+        canary: &Canary,
+        namespace: &str,
+        kind: EventKind,
+        message: &str,
+        key: u64,
+    ) {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), namespace);
         let event = self.new_event(canary, kind, message, Timestamp::now());
         match api.create(&PostParams::default(), &event).await {
             Ok(created) => {
@@ -143,7 +149,7 @@ impl EventSink for KubeEventSink {
         });
         let previous = self.seen().get(&key).cloned();
         let Some(previous) = previous else {
-            self.create(canary, kind, message, key).await;
+            self.create(canary, &namespace, kind, message, key).await;
             return;
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
@@ -165,7 +171,7 @@ impl EventSink for KubeEventSink {
             Err(_) => {
                 // Gone (expired or deleted) or unreadable: start a new series.
                 self.seen().remove(&key);
-                self.create(canary, kind, message, key).await;
+                self.create(canary, &namespace, kind, message, key).await;
             }
         }
     }
