@@ -16,6 +16,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
+use super::json::from_json;
 use super::{AlertProvider, Canary, LEGACY_VERSION, MetricTemplate};
 
 /// Errors while rendering the CRDs.
@@ -93,7 +94,7 @@ fn bound_integers(crd: &mut CustomResourceDefinition) {
             continue;
         };
         add_integer_bounds(&mut value);
-        if let Ok(bounded) = serde_json::from_value::<JSONSchemaProps>(value) {
+        if let Ok(bounded) = from_json::<JSONSchemaProps>(&value) {
             *schema = bounded;
         }
     }
@@ -115,7 +116,7 @@ pub fn without_integer_bounds(crd: &mut CustomResourceDefinition) {
             continue;
         };
         strip_integer_bounds(&mut value);
-        if let Ok(stripped) = serde_json::from_value::<JSONSchemaProps>(value) {
+        if let Ok(stripped) = from_json::<JSONSchemaProps>(&value) {
             *schema = stripped;
         }
     }

@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use super::json::from_json;
 use super::structural::{self, Problem};
 use super::validation::{self, Options};
 use super::{AlertProvider, Canary, GROUP, LEGACY_VERSION, MetricTemplate, VERSION, crd};
@@ -172,12 +173,11 @@ pub fn check_document(doc: &Value, index: usize, options: &Options) -> DocumentR
         obj.remove("status");
     }
     let semantic = match kind {
-        "Canary" => serde_json::from_value::<Canary>(typed)
-            .map(|c| validation::validate_canary(&c, options)),
-        "MetricTemplate" => serde_json::from_value::<MetricTemplate>(typed)
-            .map(|t| validation::validate_metric_template(&t)),
-        _ => serde_json::from_value::<AlertProvider>(typed)
-            .map(|a| validation::validate_alert_provider(&a)),
+        "Canary" => from_json::<Canary>(&typed).map(|c| validation::validate_canary(&c, options)),
+        "MetricTemplate" => {
+            from_json::<MetricTemplate>(&typed).map(|t| validation::validate_metric_template(&t))
+        }
+        _ => from_json::<AlertProvider>(&typed).map(|a| validation::validate_alert_provider(&a)),
     };
     match semantic {
         Ok(problems) => {

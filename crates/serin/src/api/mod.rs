@@ -10,6 +10,7 @@ pub mod comparison;
 pub mod crd;
 pub mod decision;
 pub mod duration;
+pub mod json;
 pub mod manifest;
 
 pub mod metric_template;

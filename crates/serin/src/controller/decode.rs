@@ -16,6 +16,7 @@ use kube::runtime::watcher::Event;
 
 use super::events;
 use super::ports::{EventKind, Ports};
+use crate::api::json::from_json;
 use crate::api::{Canary, CanaryPhase, CanarySpec};
 use crate::metrics::recorder::Recorder;
 
@@ -45,12 +46,10 @@ fn placeholder(obj: &DynamicObject) -> Canary {
 
 /// Decodes one object.
 pub fn decode(obj: &DynamicObject) -> Result<Canary, Undecodable> {
-    serde_json::to_value(obj)
-        .and_then(serde_json::from_value::<Canary>)
-        .map_err(|e| Undecodable {
-            canary: Box::new(placeholder(obj)),
-            reason: e.to_string(),
-        })
+    from_json::<Canary>(obj).map_err(|reason| Undecodable {
+        canary: Box::new(placeholder(obj)),
+        reason,
+    })
 }
 
 /// One watch event of untyped objects as an event of Canaries, plus what could not be decoded.

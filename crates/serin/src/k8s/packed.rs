@@ -46,7 +46,12 @@ impl Packed {
     pub(super) fn decode<K: DeserializeOwned>(&self, dictionary: &[u8]) -> Result<K, String> {
         let json = lz4_flex::block::decompress_size_prepended_with_dict(&self.bytes, dictionary)
             .map_err(|e| e.to_string())?;
-        serde_json::from_slice(&json).map_err(|e| e.to_string())
+        // Read as a `str`, as kube's client reads every answer: the deserialiser of each
+        // Kubernetes type the store holds (a Deployment's is 0.5 MB of code) is then built
+        // once for both, not once for text and once for bytes. The check costs a pass over
+        // bytes `serde_json` wrote.
+        let json = std::str::from_utf8(&json).map_err(|e| e.to_string())?;
+        serde_json::from_str(json).map_err(|e| e.to_string())
     }
 
     /// [`Packed::decode`] for a read of `namespace/name`: `None` when it cannot be decoded,

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::RouterError;
 use crate::api::Canary;
+use crate::api::json::from_json;
 use crate::k8s::cache::Cache;
 use crate::k8s::meta::{canary_id, namespace, patch_params, post_params};
 
@@ -115,7 +116,7 @@ impl Ingresses {
         let ns = namespace(canary);
         match self.get_opt(canary, &name).await? {
             None => {
-                let desired: Ingress = serde_json::from_value(build(&original)?).map_err(|e| {
+                let desired: Ingress = from_json(&build(&original)?).map_err(|e| {
                     RouterError::Routes(format!("ingress {name}.{ns} cannot be built: {e}"))
                 })?;
                 self.cache
