@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -55,6 +56,9 @@ pub(super) struct CanaryIndex {
 }
 
 type CanaryRef = ObjectRef<Canary>;
+/// One Canary's key, shared by every map of the index that names it (an `ObjectRef` is about
+/// a hundred bytes and two strings; the index keeps each once).
+type SharedRef = Arc<CanaryRef>;
 
 /// What one Canary was indexed under (in its own namespace).
 #[derive(Clone, Debug, PartialEq)]
@@ -85,14 +89,14 @@ type Pointed = (String, String);
 
 #[derive(Default)]
 struct Maps {
-    canaries: HashMap<CanaryRef, Points>,
-    targets: HashMap<Pointed, Vec<CanaryRef>>,
-    configs: HashMap<Pointed, Vec<CanaryRef>>,
+    canaries: HashMap<SharedRef, Points>,
+    targets: HashMap<Pointed, Vec<SharedRef>>,
+    configs: HashMap<Pointed, Vec<SharedRef>>,
 }
 
 impl Maps {
     fn insert(&mut self, canary: &Canary) {
-        let key = canary_ref(canary);
+        let key = Arc::new(canary_ref(canary));
         let points = Points::of(canary);
         if self.canaries.get(&key) == Some(&points) {
             return;
@@ -121,9 +125,9 @@ impl Maps {
     }
 }
 
-fn drop_from(map: &mut HashMap<Pointed, Vec<CanaryRef>>, pointed: Pointed, key: &CanaryRef) {
+fn drop_from(map: &mut HashMap<Pointed, Vec<SharedRef>>, pointed: Pointed, key: &CanaryRef) {
     if let Some(keys) = map.get_mut(&pointed) {
-        keys.retain(|k| k != key);
+        keys.retain(|k| **k != *key);
         if keys.is_empty() {
             map.remove(&pointed);
         }
@@ -176,10 +180,10 @@ impl CanaryIndex {
         keys.iter()
             .filter(|k| {
                 maps.canaries
-                    .get(k)
+                    .get(*k)
                     .is_some_and(|p| kind_matches(&p.target_kind, kind))
             })
-            .cloned()
+            .map(|k| CanaryRef::clone(k))
             .collect()
     }
 
@@ -199,7 +203,7 @@ impl CanaryIndex {
         self.read()
             .configs
             .get(&pointed)
-            .cloned()
+            .map(|keys| keys.iter().map(|k| CanaryRef::clone(k)).collect())
             .unwrap_or_default()
     }
 

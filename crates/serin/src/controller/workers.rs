@@ -271,9 +271,11 @@ pub async fn run_queue<K, T, Ready, R, Fut, S>(
     S: Future<Output = ()>,
 {
     let workers = Arc::new(Semaphore::new(limits.workers.max(1)));
-    let mut queue: WorkQueue<K> = WorkQueue::new();
+    // Each key once, shared by the queue's maps and the task running it (a Canary's key is an
+    // `ObjectRef`: about a hundred bytes and two strings).
+    let mut queue: WorkQueue<Arc<K>> = WorkQueue::new();
     let mut tasks: JoinSet<Option<Duration>> = JoinSet::new();
-    let mut keys: HashMap<tokio::task::Id, K> = HashMap::new();
+    let mut keys: HashMap<tokio::task::Id, Arc<K>> = HashMap::new();
     let mut triggers = std::pin::pin!(triggers.fuse());
     let mut ready = std::pin::pin!(futures::FutureExt::fuse(ready));
     let mut shutdown = std::pin::pin!(shutdown);
@@ -293,7 +295,7 @@ pub async fn run_queue<K, T, Ready, R, Fut, S>(
                     workers.clone(),
                     Some(permit),
                     Some(released.clone()),
-                    reconcile(key.clone()),
+                    reconcile(K::clone(&key)),
                 );
                 let handle = tasks.spawn(work);
                 keys.insert(handle.id(), key);
@@ -310,7 +312,7 @@ pub async fn run_queue<K, T, Ready, R, Fut, S>(
             () = &mut shutdown => break,
             () = &mut ready, if !is_ready => is_ready = true,
             trigger = triggers.next() => match trigger {
-                Some(key) => queue.add(key, Instant::now()),
+                Some(key) => queue.add(Arc::new(key), Instant::now()),
                 None => break,
             },
             Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
