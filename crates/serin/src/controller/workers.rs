@@ -271,8 +271,8 @@ pub async fn run_queue<K, T, Ready, R, Fut, S>(
     S: Future<Output = ()>,
 {
     let workers = Arc::new(Semaphore::new(limits.workers.max(1)));
-    // Each key once, shared by the queue's maps and the task running it (a Canary's key is an
-    // `ObjectRef`: about a hundred bytes and two strings).
+    // Each key once, shared by the queue's maps and the map of running tasks (a Canary's key is
+    // an `ObjectRef`: about a hundred bytes and two strings); a reconcile gets its own copy.
     let mut queue: WorkQueue<Arc<K>> = WorkQueue::new();
     let mut tasks: JoinSet<Option<Duration>> = JoinSet::new();
     let mut keys: HashMap<tokio::task::Id, Arc<K>> = HashMap::new();
