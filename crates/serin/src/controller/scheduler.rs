@@ -261,7 +261,8 @@ impl Scheduler {
 
         if canary.metadata.deletion_timestamp.is_some() {
             self.remember(&memo_key, None);
-            return self.finalize(&mut canary, interval).await;
+            // Boxed, as `Tick::run` below: see there.
+            return Box::pin(self.finalize(&mut canary, interval)).await;
         }
         self.sync_finalizer(&mut canary).await?;
 
@@ -275,7 +276,8 @@ impl Scheduler {
         {
             // First sight (Flagger's syncHandler): phase Initializing.
             let mut tick = Tick::bare(self, canary, now);
-            tick.set_phase(CanaryPhase::Initializing).await?;
+            // Boxed, as `Tick::run` below: see there.
+            Box::pin(tick.set_phase(CanaryPhase::Initializing)).await?;
             canary = tick.canary;
         }
 
@@ -342,7 +344,10 @@ impl Scheduler {
         // The revision that decided the trigger is the tick's: the target is read once.
         tick.revision = revision.clone();
         match target {
-            Ok(t) => tick.run(t).await?,
+            // Boxed: a tick's future (about 10 KB: it holds a Canary and the futures of the
+            // step it takes) would otherwise sit inside this one and be copied with it each
+            // time the reconcile's future moves (docs/performance.md, issue 18's eighth pass).
+            Ok(t) => Box::pin(tick.run(t)).await?,
             Err(e) => tick.warn(e.to_string()).await,
         }
         let attempt = Attempt { at: now, revision };

@@ -291,11 +291,15 @@ pub async fn run_queue<K, T, Ready, R, Fut, S>(
                     break;
                 };
                 let Some(key) = queue.pop(now) else { break };
+                // The reconcile's future is boxed once, here: tokio would otherwise copy it
+                // into the task (with `run_with` around it, twice its size). jemalloc's thread
+                // caches keep allocations of up to 32 KB; the pages of a larger task went back
+                // to the system when it ended (docs/performance.md, issue 18's eighth pass).
                 let work = run_with(
                     workers.clone(),
                     Some(permit),
                     Some(released.clone()),
-                    reconcile(K::clone(&key)),
+                    Box::pin(reconcile(K::clone(&key))),
                 );
                 let handle = tasks.spawn(work);
                 keys.insert(handle.id(), key);
