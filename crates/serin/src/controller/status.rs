@@ -187,9 +187,13 @@ impl Tick<'_> {
         status.last_transition_time = Some(Time(whole_seconds(self.now)));
         set_promoted_condition(&mut status, &self.kind, self.now);
         let decision = self.store_record(&mut status);
-        let mut stored = self.canary.clone();
-        stored.status = self.stored.clone();
-        if let Some(written) = self.s.ports.store.write_status(&stored, &status).await? {
+        // The store is given the Canary as last stored: this one with the stored status in
+        // place of the one the tick has been changing, swapped in for the call rather than a
+        // copy of the whole object (its spec and managed fields) made for each write.
+        let changing = std::mem::replace(&mut self.canary.status, self.stored.clone());
+        let written = self.s.ports.store.write_status(&self.canary, &status).await;
+        self.canary.status = changing;
+        if let Some(written) = written? {
             // What the next write is compared with and conditioned on.
             self.stored = written.status;
             self.canary.metadata.resource_version = written.metadata.resource_version;
