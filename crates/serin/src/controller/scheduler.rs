@@ -344,9 +344,9 @@ impl Scheduler {
         // The revision that decided the trigger is the tick's: the target is read once.
         tick.revision = revision.clone();
         match target {
-            // Boxed: a tick's future (about 10 KB: it holds a Canary and the futures of the
-            // step it takes) would otherwise sit inside this one and be copied with it each
-            // time the reconcile's future moves (docs/performance.md, issue 18's eighth pass).
+            // Boxed: a tick's future (about 10 KB: the futures of the step it takes) would
+            // otherwise sit inside this one and be copied with it each time the reconcile's
+            // future moves (docs/performance.md, issue 18's eighth pass).
             Ok(t) => Box::pin(tick.run(t)).await?,
             Err(e) => tick.warn(e.to_string()).await,
         }
