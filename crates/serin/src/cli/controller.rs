@@ -91,13 +91,15 @@ pub struct Args {
     /// Accepted for compatibility; no effect.
     #[arg(long = "kubeconfig-burst", default_value_t = 250)]
     pub kubeconfig_burst: i64,
-    /// Accepted for compatibility; no effect (the NGINX router is not implemented yet).
+    /// Prefix of the NGINX ingress controller's annotations that the nginx router writes on the
+    /// canary Ingress (`<prefix>/canary`, `<prefix>/canary-weight`, ...).
     #[arg(
         long = "ingress-annotations-prefix",
         default_value = "nginx.ingress.kubernetes.io"
     )]
     pub ingress_annotations_prefix: String,
-    /// Accepted for compatibility; no effect (the Contour router is not implemented yet).
+    /// Ingress class of the HTTPProxy objects the contour router generates
+    /// (`spec.ingressClassName`; empty: not set).
     #[arg(long = "ingress-class", default_value = "")]
     pub ingress_class: String,
     /// Test knob: lower bound of `analysis.interval` (Flagger: 10s).

@@ -77,19 +77,21 @@ pub async fn working<F: Future>(workers: Arc<Semaphore>, work: F) -> F::Output {
     run_with(workers, permit, None, work).await
 }
 
-/// Runs `work` with `permit`, one of the `workers` permits (except while it is in [`waiting`]).
-async fn run_with<F: Future>(
+/// `work` run with `permit`, one of the `workers` permits (except while it is in [`waiting`]).
+/// A plain function, not an `async fn`: the returned future holds `work` once (an `async fn`
+/// would keep its argument beside the scope's copy of it).
+fn run_with<F: Future>(
     workers: Arc<Semaphore>,
     permit: Option<OwnedSemaphorePermit>,
     released: Option<Arc<Notify>>,
     work: F,
-) -> F::Output {
+) -> impl Future<Output = F::Output> {
     let slot = Arc::new(Slot {
         workers,
         permit: Mutex::new(permit),
         released,
     });
-    WORKER.scope(slot, work).await
+    WORKER.scope(slot, work)
 }
 
 /// Awaits `wait` without holding a worker: the permit of the enclosing [`working`] (if any) is
@@ -292,7 +294,7 @@ pub async fn run_queue<K, T, Ready, R, Fut, S>(
                 };
                 let Some(key) = queue.pop(now) else { break };
                 // The reconcile's future is boxed once, here: tokio would otherwise copy it
-                // into the task (with `run_with` around it, twice its size). jemalloc's thread
+                // into the task (with `run_with`'s scope around it). jemalloc's thread
                 // caches keep allocations of up to 32 KB; the pages of a larger task went back
                 // to the system when it ended (docs/performance.md, issue 18's eighth pass).
                 let work = run_with(
