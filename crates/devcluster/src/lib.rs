@@ -117,6 +117,7 @@ pub struct DevCluster {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     ca_pem: String,
     ca_der: Vec<u8>,
+    connections: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl DevCluster {
@@ -171,6 +172,7 @@ impl DevCluster {
         let mut srv_shutdown = shutdown_rx.clone();
         let tls = tls::generate()?;
         let listener = tls::TlsListener::spawn(listener, tls.acceptor.clone(), shutdown_rx.clone());
+        let connections = listener.accepted();
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -216,6 +218,7 @@ impl DevCluster {
             tasks: Mutex::new(tasks),
             ca_pem: tls.cert_pem,
             ca_der: tls.cert_der,
+            connections,
         })
     }
 
@@ -236,6 +239,11 @@ impl DevCluster {
 
     pub fn addr(&self) -> SocketAddr {
         self.shared.addr
+    }
+
+    /// How many TCP connections the API endpoint has accepted since the start.
+    pub fn connections_accepted(&self) -> u64 {
+        self.connections.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The bearer token clients must send.

@@ -1,9 +1,12 @@
 //! TLS for the API endpoint. kubectl (client-go) only sends bearer tokens over TLS, so the dev
 //! cluster serves HTTPS with a self-signed certificate for 127.0.0.1 generated at start; the
-//! kubeconfig carries it as `certificate-authority-data`.
+//! kubeconfig carries it as `certificate-authority-data`. Like kube-apiserver, it offers HTTP/2
+//! and HTTP/1.1 in ALPN: client-go (kubectl, Flagger) and Serin's controller multiplex their
+//! requests and watches over one HTTP/2 connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -38,7 +41,7 @@ pub fn generate() -> Result<Tls, TlsError> {
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(vec![CertificateDer::from(cert_der.clone())], key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Tls {
         acceptor: TlsAcceptor::from(Arc::new(config)),
         cert_pem: ck.cert.pem(),
@@ -50,6 +53,7 @@ pub fn generate() -> Result<Tls, TlsError> {
 pub struct TlsListener {
     rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     addr: SocketAddr,
+    accepted: Arc<AtomicU64>,
 }
 
 impl TlsListener {
@@ -62,6 +66,8 @@ impl TlsListener {
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let (tx, rx) = mpsc::channel(64);
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counted = accepted.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -70,6 +76,7 @@ impl TlsListener {
                             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                             continue;
                         };
+                        counted.fetch_add(1, Ordering::Relaxed);
                         let _ = tcp.set_nodelay(true);
                         let acceptor = acceptor.clone();
                         let tx = tx.clone();
@@ -84,7 +91,13 @@ impl TlsListener {
                 }
             }
         });
-        Self { rx, addr }
+        Self { rx, addr, accepted }
+    }
+
+    /// A counter of the TCP connections accepted so far (it keeps counting after the listener
+    /// is handed to the server).
+    pub fn accepted(&self) -> Arc<AtomicU64> {
+        self.accepted.clone()
     }
 }
 

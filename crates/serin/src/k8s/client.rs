@@ -1,26 +1,36 @@
 //! The controller's Kubernetes client: kube's own middleware (base URI, authentication, extra
 //! headers, retries of server errors, connection timeouts, TLS from the kubeconfig) over a
-//! connection pool that closes connections once they have been idle for [`POOL_IDLE_TIMEOUT`].
+//! connection pool that speaks HTTP/2 where the API server offers it (kube-apiserver does) and
+//! closes connections once they have been idle for [`POOL_IDLE_TIMEOUT`].
 //!
-//! kube's default client keeps an idle HTTP/1.1 connection for 90 s. A burst of reconciles
-//! (start-up, a new revision on many Canaries) opens one connection per request in flight, and
-//! each connection keeps its TLS state and its read buffer, which grows to the largest answer
-//! it carried: at 1,000 Canaries about 140 connections and 4 MB stayed open long after the
-//! burst (docs/performance.md, issue 18's sixth pass). Steady analysis keeps a few connections
-//! busy, and those are reused (the pool hands out the most recently used one first), so a short
-//! idle timeout closes only what a burst left behind.
+//! **HTTP/2.** kube's client offers only HTTP/1.1, so a burst of reconciles (start-up, a new
+//! revision on many Canaries) opened one connection per request in flight, each with its TLS
+//! state and read buffers: at 1,000 Canaries about 100 sockets and 4 MB during start-up
+//! (docs/performance.md, issue 18's sixth and ninth passes). Like client-go, this client offers
+//! HTTP/2 in ALPN, and the pool multiplexes every request and watch over one connection; the
+//! requests in flight (at most the controller's `ApiRequestLayer` limit, plus the watches) stay
+//! under the 100 streams HTTP/2 servers allow on a connection at least (kube-apiserver allows
+//! 250 or more); beyond a server's limit hyper holds a request until a stream ends. Also as client-go
+//! does, the connection is pinged when it is quiet ([`HTTP2_PING_INTERVAL`]), so watches on a
+//! connection that died silently are started again within a minute, and its sockets do not wait
+//! for acknowledgements before sending (`TCP_NODELAY`).
 //!
-//! Connections are also given back sooner: an answer is read to its end before the request's
-//! future resolves ([`ReadAhead`]), not when the reconcile that asked for it next runs. A
-//! reconcile waits for a worker between the two (`controller/workers.rs`), and until then its
-//! connection could serve nobody else, so a burst opened more connections than requests were in
-//! flight. Watches stream, so their answers are handed on as they come.
+//! **HTTP/1.1** (an API server or a proxy that does not offer HTTP/2). kube's default client
+//! keeps an idle connection for 90 s, with a read buffer that grows to the largest answer it
+//! carried; steady analysis keeps a few connections busy, and those are reused (the pool hands
+//! out the most recently used one first), so a short idle timeout closes only what a burst left
+//! behind. Connections are also given back sooner: an answer is read to its end before the
+//! request's future resolves ([`ReadAhead`]), not when the reconcile that asked for it next
+//! runs. A reconcile waits for a worker between the two (`controller/workers.rs`), and until then
+//! its connection (with HTTP/2, its stream's flow-control window) could serve nobody else.
+//! Watches stream, so their answers are handed on as they come.
 //!
 //! This is the construction kube documents for a custom client (`kube::client::ConfigExt`),
 //! with the layers in the order kube's `ClientBuilder::try_from` stacks them. Left out of that
 //! builder: its `tracing` span per request (Serin logs its own API errors) and the expiry of
 //! an exec plugin's client certificate as `Client::valid_until` (a hint Serin does not read;
-//! the certificate itself is used). With a proxy in the kubeconfig the client is kube's own.
+//! the certificate itself is used). With a proxy in the kubeconfig the client is kube's own
+//! (HTTP/1.1).
 
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -38,6 +48,17 @@ use tower::{BoxError, ServiceBuilder, ServiceExt};
 
 /// How long an unused connection to the API server stays open.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an HTTP/2 connection to the API server is pinged, and how long the answer may take
+/// before the connection counts as dead (client-go's defaults: `ReadIdleTimeout` 30 s,
+/// `PingTimeout` 15 s), so that watches on a connection that died silently are started again.
+pub const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// See [`HTTP2_PING_INTERVAL`].
+pub const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(15);
+/// How much the API server may send on one HTTP/2 connection before the controller has read it
+/// (Go's HTTP/2 transport: 1 GiB). Each stream keeps hyper's own window (2 MiB), so what is
+/// buffered stays bounded per stream, and a watch read slowly never stalls the other requests on
+/// the connection, as a connection window of a few streams' worth (hyper's 5 MiB) could.
+pub const HTTP2_CONNECTION_WINDOW: u32 = 1 << 30;
 
 /// The service under a [`kube::Client`], as kube's own builder boxes it.
 pub type Service = tower::util::BoxService<Request<Body>, Response<Box<DynBody>>, BoxError>;
@@ -56,7 +77,10 @@ fn with_idle_timeout(
     }
     let mut http = HttpConnector::new();
     http.enforce_http(false);
-    let mut connector = TimeoutConnector::new(config.rustls_https_connector_with_connector(http)?);
+    // As Go's net package does for client-go: without it, Nagle's algorithm holds an HTTP/2
+    // frame written after another until the server acknowledges the first (up to 40 ms on Linux).
+    http.set_nodelay(true);
+    let mut connector = TimeoutConnector::new(https_connector(config, http)?);
     connector.set_connect_timeout(config.connect_timeout);
     connector.set_read_timeout(config.read_timeout);
     connector.set_write_timeout(config.write_timeout);
@@ -65,6 +89,10 @@ fn with_idle_timeout(
         hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(idle)
+            .timer(TokioTimer::new())
+            .http2_keep_alive_interval(HTTP2_PING_INTERVAL)
+            .http2_keep_alive_timeout(HTTP2_PING_TIMEOUT)
+            .http2_initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
             .build(connector);
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
@@ -85,6 +113,25 @@ fn with_idle_timeout(
         service,
         config.default_namespace.clone(),
     ))
+}
+
+/// kube's HTTPS connector (`ConfigExt::rustls_https_connector_with_connector`: the kubeconfig's
+/// TLS settings and `tls-server-name`), offering HTTP/2 as well as HTTP/1.1 in ALPN.
+fn https_connector(
+    config: &kube::Config,
+    http: HttpConnector,
+) -> Result<hyper_rustls::HttpsConnector<HttpConnector>, kube::Error> {
+    let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config.rustls_client_config()?)
+        .https_or_http();
+    if let Some(name) = config.tls_server_name.as_ref() {
+        let name = rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| {
+            kube::Error::RustlsTls(kube::client::RustlsTlsError::InvalidServerName(e))
+        })?;
+        builder =
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    Ok(builder.enable_http1().enable_http2().wrap_connector(http))
 }
 
 /// Whether the answer to `request` streams (a watch, a followed log) rather than ends.
@@ -249,6 +296,47 @@ mod tests {
             .await
             .expect("answer");
         assert_eq!(watch.body().size_hint().exact(), None);
+    }
+
+    /// The dev cluster offers HTTP/2 as kube-apiserver does: a burst of requests beside a watch
+    /// are streams of one connection.
+    #[tokio::test]
+    async fn a_burst_to_an_api_server_offering_http2_shares_one_connection() {
+        let dev = devcluster::DevCluster::start().await.expect("dev cluster");
+        let kubeconfig =
+            kube::config::Kubeconfig::from_yaml(&dev.kubeconfig()).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("config");
+        let client = builder(&config).expect("client").build();
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let before = dev.connections_accepted();
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some("a".into());
+        api.create(&Default::default(), &cm).await.expect("create");
+
+        let answer = client
+            .send(
+                Request::get("/api/v1/namespaces/default/configmaps/a")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("answer");
+        assert_eq!(answer.version(), http::Version::HTTP_2);
+
+        let watch = api
+            .watch(&Default::default(), "0")
+            .await
+            .expect("watch")
+            .boxed();
+        let burst = (0..32).map(|_| api.get("a"));
+        for answer in futures::future::join_all(burst).await {
+            answer.expect("answer");
+        }
+        assert_eq!(dev.connections_accepted() - before, 1, "one connection");
+        drop(watch);
+        dev.shutdown().await;
     }
 
     #[tokio::test]
