@@ -7,13 +7,13 @@
 //! revision on many Canaries) opened one connection per request in flight, each with its TLS
 //! state and read buffers: at 1,000 Canaries about 100 sockets and 4 MB during start-up
 //! (docs/performance.md, issue 18's sixth and ninth passes). Like client-go, this client offers
-//! HTTP/2 in ALPN, and the pool multiplexes every request and watch over one connection; the
+//! HTTP/2 in ALPN, and the pool multiplexes every request and watch over one connection. The
 //! requests in flight (at most the controller's `ApiRequestLayer` limit, plus the watches) stay
 //! under the 100 streams HTTP/2 servers allow on a connection at least (kube-apiserver allows
-//! 250 or more); beyond a server's limit hyper holds a request until a stream ends. Also as client-go
-//! does, the connection is pinged when it is quiet ([`HTTP2_PING_INTERVAL`]), so watches on a
-//! connection that died silently are started again within a minute, and its sockets do not wait
-//! for acknowledgements before sending (`TCP_NODELAY`).
+//! 250 or more); beyond a server's limit hyper holds a request until a stream ends. Also as
+//! client-go does, the connection is pinged when it is quiet ([`HTTP2_PING_INTERVAL`]), so
+//! watches on a connection that died silently are started again within a minute, and its
+//! sockets do not wait for acknowledgements before sending (`TCP_NODELAY`).
 //!
 //! **HTTP/1.1** (an API server or a proxy that does not offer HTTP/2). kube's default client
 //! keeps an idle connection for 90 s, with a read buffer that grows to the largest answer it
