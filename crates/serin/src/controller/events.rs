@@ -271,7 +271,7 @@ mod tests {
     fn log_lines_carry_the_canary_and_the_message() {
         // The callsites of `log` are shared with every test that reconciles, and tracing caches
         // their interest process-wide: another test thread can recompute it between the rebuild
-        // above and a call (it then finds no subscriber on its own thread), which drops a line.
+        // in `logged_lines` and a call (finding no subscriber on its own thread): a line is lost.
         // A few attempts make that race irrelevant; a `log` that writes wrong lines fails all.
         let mut lines = logged_lines();
         for _ in 0..4 {
