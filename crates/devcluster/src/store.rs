@@ -370,13 +370,24 @@ impl Store {
 
     /// Logged events after `rv`, or Gone when `rv` is older than the compaction horizon.
     pub fn events_since(&self, rv: u64) -> Result<Vec<Arc<Event>>, StoreError> {
+        Ok(self.changes_since(rv)?.cloned().collect())
+    }
+
+    /// The logged events after `rv`, oldest first, without copying them out of the log (which
+    /// is in resourceVersion order, so finding the first one is a binary search, not a scan of
+    /// the whole log).
+    pub fn changes_since(
+        &self,
+        rv: u64,
+    ) -> Result<impl Iterator<Item = &Arc<Event>> + '_, StoreError> {
         if rv < self.compacted {
             return Err(StoreError::Gone {
                 requested: rv,
                 oldest: self.compacted,
             });
         }
-        Ok(self.log.iter().filter(|e| e.rv > rv).cloned().collect())
+        let first = self.log.partition_point(|e| e.rv <= rv);
+        Ok(self.log.range(first..))
     }
 
     /// Forgets the whole event log: watches from any older resourceVersion get 410 Gone.
