@@ -1,6 +1,7 @@
 //! Write semantics shared by the HTTP handlers and the in-process actors (simulator, GC):
 //! create, update, patch, delete, status and scale subresources, generation rules, finalizers.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -249,14 +250,19 @@ pub fn create(
     Ok(st.put(def, body))
 }
 
-fn without(v: &Value, keys: &[&str]) -> Value {
-    let mut v = v.clone();
-    if let Some(m) = v.as_object_mut() {
-        for k in keys {
-            m.remove(*k);
-        }
-    }
-    v
+/// Whether two objects are equal apart from their top-level fields `skip` (compared in place:
+/// every write of a custom resource asks).
+fn same_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let kept = |m: &'_ serde_json::Map<String, Value>| {
+        m.keys().filter(|k| !skip.contains(&k.as_str())).count()
+    };
+    kept(a) == kept(b)
+        && a.iter()
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .all(|(k, va)| b.get(k) == Some(va))
 }
 
 fn generation_changes(def: &ResourceDef, old: &Value, new: &Value) -> bool {
@@ -266,10 +272,8 @@ fn generation_changes(def: &ResourceDef, old: &Value, new: &Value) -> bool {
             old.get("spec") != new.get("spec")
                 || old.pointer("/metadata/annotations") != new.pointer("/metadata/annotations")
         }
-        GenRule::Spec => {
-            without(old, &["metadata", "status"]) != without(new, &["metadata", "status"])
-        }
-        GenRule::NonMetadata => without(old, &["metadata"]) != without(new, &["metadata"]),
+        GenRule::Spec => !same_except(old, new, &["metadata", "status"]),
+        GenRule::NonMetadata => !same_except(old, new, &["metadata"]),
     }
 }
 
@@ -301,16 +305,20 @@ pub fn finish_update(
     }
     let name = name_of(existing).to_string();
     if sub == Sub::Status {
-        let mut next = existing.clone();
-        match cand.get("status") {
-            Some(s) => next["status"] = s.clone(),
-            None => {
-                if let Some(m) = next.as_object_mut() {
-                    m.remove("status");
+        // A status write keeps everything else as stored. The candidate of a patch mostly is
+        // the stored object with a new status already; only one that changed more is rebuilt.
+        if !same_except(existing, &cand, &["status"]) {
+            let mut next = existing.clone();
+            match cand.get_mut("status").map(Value::take) {
+                Some(s) => next["status"] = s,
+                None => {
+                    if let Some(m) = next.as_object_mut() {
+                        m.remove("status");
+                    }
                 }
             }
+            cand = next;
         }
-        cand = next;
     } else if def.status {
         match existing.get("status") {
             Some(s) => cand["status"] = s.clone(),
@@ -378,7 +386,7 @@ pub fn finish_update(
     if is_crd(def) && sub == Sub::Main {
         let mut scratch = st.registry.clone();
         scratch.register_crd(&cand)?;
-        if !opts.dry_run && without(existing, &["status"]) != without(&cand, &["status"]) {
+        if !opts.dry_run && !same_except(existing, &cand, &["status"]) {
             st.registry = scratch;
         }
     }
@@ -698,17 +706,22 @@ pub fn patch(
             }
         }
     }
-    // A patch applies to the object as served through `def`.
-    let mut target = match sub {
-        Sub::Scale => scale_of(def, &existing)?,
-        _ => convert::from_storage(def, &existing).into_owned(),
+    // A patch applies to the object as served through `def` (an apply reads it and builds
+    // the result, the other patches change a copy).
+    let served = match sub {
+        Sub::Scale => Cow::Owned(scale_of(def, &existing)?),
+        _ => convert::from_storage(def, &existing),
     };
     let mut new_owners = None;
+    let mut target = match ptype {
+        PatchType::Apply => served,
+        _ => Cow::Owned(served.into_owned()),
+    };
     match ptype {
-        PatchType::Merge => patch::merge(&mut target, body),
-        PatchType::Json => patch::json_patch(&mut target, body)
+        PatchType::Merge => patch::merge(target.to_mut(), body),
+        PatchType::Json => patch::json_patch(target.to_mut(), body)
             .map_err(|e| ApiError::invalid(&def.kind, name, &e.to_string()))?,
-        PatchType::Strategic => patch::strategic_merge(&mut target, body)
+        PatchType::Strategic => patch::strategic_merge(target.to_mut(), body)
             .map_err(|e| ApiError::bad_request(e.to_string()))?,
         PatchType::Apply => {
             let mut owners = st
@@ -723,7 +736,7 @@ pub fn patch(
             };
             let who = apply::Manager::new(&manager, apply::Operation::Apply, subresource);
             let stamp = (def.api_version(version), now_rfc3339());
-            target = apply::apply(
+            let mut applied = apply::apply(
                 Some(&target),
                 body,
                 &who,
@@ -733,11 +746,13 @@ pub fn patch(
             )
             .map_err(|c| ApiError::apply_conflict(&c))?;
             if manager == "kubectl" && sub == Sub::Main {
-                sync_last_applied(&mut target, body);
+                sync_last_applied(&mut applied, body);
             }
+            target = Cow::Owned(applied);
             new_owners = Some(owners);
         }
     }
+    let mut target = target.into_owned();
     let opts = &WriteOpts {
         applied: new_owners,
         scale: sub == Sub::Scale,

@@ -93,6 +93,49 @@ fn generation_rules_for_apps() {
 }
 
 #[test]
+fn a_status_write_changes_the_status_only() {
+    let (mut st, def) = setup();
+    let o = WriteOpts::default();
+    create(&mut st, &def, "v1", "d", deploy(), &o).unwrap();
+    let before = st.get("apps/deployments", "d", "web").unwrap().clone();
+    let merged = patch(
+        &mut st,
+        &def,
+        "v1",
+        "d",
+        "web",
+        PatchType::Merge,
+        &json!({"status": {"replicas": 2}, "spec": {"replicas": 7}, "metadata": {"labels": {"x": "y"}}}),
+        Sub::Status,
+        &o,
+    )
+    .unwrap();
+    assert_eq!(merged["status"]["replicas"], 2);
+    assert_eq!(merged["spec"], before["spec"]);
+    assert_eq!(merged["metadata"]["labels"], before["metadata"]["labels"]);
+    let applied = patch(
+        &mut st,
+        &def,
+        "v1",
+        "d",
+        "web",
+        PatchType::Apply,
+        &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"z": "w"}},
+            "spec": {"replicas": 5}, "status": {"readyReplicas": 1}}),
+        Sub::Status,
+        &WriteOpts {
+            field_manager: Some("test".into()),
+            ..WriteOpts::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(applied["status"]["readyReplicas"], 1);
+    assert_eq!(applied["spec"], before["spec"]);
+    assert_eq!(applied["metadata"]["labels"], before["metadata"]["labels"]);
+    assert_eq!(applied["metadata"]["generation"], 1);
+}
+
+#[test]
 fn stale_rv_conflicts_and_finalizers() {
     let (mut st, def) = setup();
     let o = WriteOpts::default();
