@@ -24,7 +24,8 @@ use super::ports::{EventKind, Ports};
 use super::scheduler::{Scheduler, SchedulerConfig, SchedulerError};
 pub use super::triggers::canary_trigger;
 use super::triggers::{
-    CanaryIndex, canary_ref, changed, knative_served, latest_created_revision, triggers_of,
+    CanaryIndex, canary_ref, changed, knative_served, latest_created_revision, pod_template,
+    triggers_of,
 };
 use super::{decode, workers};
 use crate::api::alert_provider::AlertProvider;
@@ -552,14 +553,15 @@ pub async fn run<F>(
         vec![canary_ref(c)]
     })];
 
-    // Workloads trigger on spec changes only (a new pod template, a scale), not on the status
-    // updates of their rollouts: readiness is polled once per interval, as in Flagger. Their
-    // caches keep the targets and primaries (what reconciles read), every version of them.
+    // Workloads trigger on a new revision only (a Deployment's pod template, a DaemonSet's
+    // spec), not on a scale or the status updates of their rollouts: readiness is polled once
+    // per interval, as in Flagger. Their caches keep the targets and primaries (what
+    // reconciles read), every version of them.
     let api = api_for::<Deployment>(&client, ns);
     let deployments = options
         .cache
         .reflect(&api, watcher(api.clone(), wc.clone()).default_backoff());
-    let deployments = changed(deployments.touched_objects(), predicates::generation);
+    let deployments = changed(deployments.touched_objects(), pod_template);
     let i = index.clone();
     triggers.push(triggers_of(
         "Deployment",

@@ -12,6 +12,8 @@ use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Predicate, predicates, watcher};
 
+use k8s_openapi::api::apps::v1::Deployment;
+
 use crate::api::Canary;
 use crate::api::apis::knative::KnativeService;
 use crate::api::request::{PAUSE_ANNOTATION, REQUEST_ANNOTATION};
@@ -239,6 +241,34 @@ pub(super) fn latest_created_revision(service: &KnativeService) -> Option<u64> {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let mut h = DefaultHasher::new();
     service.latest_created_revision()?.hash(&mut h);
+    Some(h.finish())
+}
+
+/// What of a Deployment triggers a reconcile of its Canaries: its pod template, i.e. a new
+/// revision. A scale changes the generation but not the revision: Serin scales every target up
+/// when a run starts and down when it ends, an autoscaler or a user may scale it too. Those
+/// are picked up at the next interval, as in Flagger (whose revision is the template's hash
+/// as well), instead of costing a reconcile each (at 10,000 Canaries, about one in five
+/// reconciles was Serin's own scale coming back). A Deployment without a template (never from
+/// a real API server) falls back to its generation.
+pub(super) fn pod_template(deployment: &Deployment) -> Option<u64> {
+    use std::hash::{DefaultHasher, Hasher};
+    /// Feeds serde_json's output to the hasher without building the string.
+    struct Feed<'a>(&'a mut DefaultHasher);
+    impl std::io::Write for Feed<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let Some(template) = deployment.spec.as_ref().map(|s| &s.template) else {
+        return predicates::generation(deployment);
+    };
+    let mut h = DefaultHasher::new();
+    serde_json::to_writer(Feed(&mut h), template).ok()?;
     Some(h.finish())
 }
 
@@ -521,9 +551,35 @@ mod tests {
         assert!(!changes.passes(web, Some(1), start + s(30) + FORGET_AFTER));
     }
 
+    #[test]
+    fn a_deployment_triggers_on_a_new_pod_template_not_on_a_scale() {
+        let mut d: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "podinfo", "namespace": "test", "generation": 1},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "podinfo"}},
+                "template": {
+                    "metadata": {"labels": {"app": "podinfo"}},
+                    "spec": {"containers": [{"name": "podinfo", "image": "podinfo:6.0.0"}]}
+                }
+            }
+        }))
+        .unwrap();
+        let first = pod_template(&d);
+        assert!(first.is_some());
+        let spec = d.spec.as_mut().unwrap();
+        spec.replicas = Some(0);
+        d.metadata.generation = Some(2);
+        assert_eq!(pod_template(&d), first, "a scale is not a new revision");
+        let pod = d.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+        pod.containers[0].image = Some("podinfo:6.0.1".into());
+        assert_ne!(pod_template(&d), first, "a new image is");
+        d.spec = None;
+        assert_eq!(pod_template(&d), predicates::generation(&d));
+    }
+
     #[tokio::test]
     async fn changed_filters_a_stream_of_objects_by_their_predicate() {
-        use k8s_openapi::api::apps::v1::Deployment;
         let deployment = |name: &str, generation: i64| -> Result<Deployment, watcher::Error> {
             let mut d = Deployment::default();
             d.metadata.name = Some(name.into());
