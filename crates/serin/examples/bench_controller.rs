@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bench_common::{
     BoxError, Pending, clock_ticks_per_second, create_objects, free_port, latency_summary,
-    metric_value, name, parse_duration, proc_cpu_ticks, proc_status_kb, set_image,
+    metric_value, name, parse_duration, phases, proc_cpu_ticks, proc_status_kb, set_image,
     spawn_canary_tracker, spawn_detection_watch,
 };
 use clap::Parser;
@@ -336,7 +336,7 @@ async fn run() -> Result<(), BoxError> {
         c.total
     };
 
-    let track = spawn_canary_tracker(client.clone(), NS);
+    let (track, tracker) = spawn_canary_tracker(client.clone(), NS);
     let port = free_port()?;
     let metrics_url = format!("http://127.0.0.1:{port}/metrics");
     let log_path = work.join("controller.log");
@@ -374,6 +374,8 @@ async fn run() -> Result<(), BoxError> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let init_secs = t.elapsed().as_secs_f64();
+    // Its figures are taken; the final phases are listed once at the end.
+    tracker.abort();
     let first: Vec<f64> = track
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -506,7 +508,7 @@ async fn run() -> Result<(), BoxError> {
         fetch_metrics(&metrics_url).await?,
         drain_requests(&counts),
     )?;
-    let final_phases = track.lock().unwrap_or_else(|e| e.into_inner()).phases(n);
+    let final_phases = phases(&client, NS).await?;
 
     // Report.
     let window = end.at.duration_since(start.at).as_secs_f64();

@@ -303,12 +303,17 @@ impl CanaryTrack {
 }
 
 /// Follows the Canaries of `ns` with a watch (no polling lists, which at 10,000 Canaries would
-/// load the API server more than the controller does).
-pub fn spawn_canary_tracker(client: Client, ns: &str) -> Arc<Mutex<CanaryTrack>> {
+/// load the API server more than the controller does). Abort the returned task once its figures
+/// are taken: during an analysis window the watch would decode every status write (about 100
+/// a second per 1,000 Canaries) on the cores the controller and the dev cluster share.
+pub fn spawn_canary_tracker(
+    client: Client,
+    ns: &str,
+) -> (Arc<Mutex<CanaryTrack>>, tokio::task::AbortHandle) {
     let track = Arc::new(Mutex::new(CanaryTrack::default()));
     let api: Api<Canary> = Api::namespaced(client, ns);
     let t = track.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         // With back-off, as the Event watch: without it, once the benchmark stops the dev
         // cluster, this watch retried without pause, never yielded, and kept the process alive
         // at half a core after its report (a later benchmark run then shared the machine).
@@ -335,5 +340,5 @@ pub fn spawn_canary_tracker(client: Client, ns: &str) -> Arc<Mutex<CanaryTrack>>
             t.phase.insert(name, phase);
         }
     });
-    track
+    (track, task.abort_handle())
 }
