@@ -325,6 +325,49 @@ async fn step_delays_are_observed_for_due_steps_of_a_run_only() {
     assert_eq!(lock(&w.recorder.step_delays).len(), 2);
 }
 
+/// The store is given the Canary as last stored: the status the tick has been changing is
+/// swapped out for the call (and back in after it), and a failed write leaves the stored one as
+/// it was for the next write. Here the router puts a session-affinity cookie into the working
+/// status and the store prunes the decision record (as Flagger's CRD does), so the status the
+/// tick goes on with differs from the stored one.
+#[tokio::test]
+async fn every_status_write_is_given_the_status_as_last_stored() {
+    let w = World::new(canary(Some(progressive()), serde_json::json!({})));
+    w.store.prune_decisions.store(true, Ordering::SeqCst);
+    w.router.cookies.store(true, Ordering::SeqCst);
+    w.reconcile().await;
+    w.push("rev2");
+    for _ in 0..4 {
+        w.tick().await;
+    }
+    w.store.fail_writes.store(1, Ordering::SeqCst);
+    w.clock.advance(INTERVAL);
+    assert!(w.try_reconcile().await.is_err());
+    for _ in 0..30 {
+        w.tick().await;
+        if w.phase() == CanaryPhase::Succeeded {
+            break;
+        }
+    }
+    assert_eq!(w.phase(), CanaryPhase::Succeeded);
+    let given = lock(&w.store.given).clone();
+    let writes = lock(&w.store.writes).clone();
+    assert!(given.iter().any(|(_, ok)| !ok), "one write failed");
+    let mut stored = None;
+    let mut written = writes.iter();
+    for (i, (status, ok)) in given.iter().enumerate() {
+        assert_eq!(status, &stored, "write {i} was given another status");
+        if *ok {
+            stored = written.next().cloned();
+        }
+    }
+    assert!(written.next().is_none());
+    assert!(
+        writes.iter().any(|s| s.session_affinity_cookie.is_some()),
+        "the cookie was persisted"
+    );
+}
+
 /// Status writes per reconcile over a whole run and over a rollback: one at most, but for the
 /// first sight (Initializing, then Initialized) — the write before the work of a tick that
 /// records where the run stands.

@@ -55,10 +55,15 @@ impl Clock for FakeClock {
 pub struct FakeStore {
     canary: Mutex<Option<Canary>>,
     pub writes: Mutex<Vec<CanaryStatus>>,
+    /// The status of the Canary each status write was given (the one it replaces), and
+    /// whether the write succeeded.
+    pub given: Mutex<Vec<(Option<CanaryStatus>, bool)>>,
     /// Fail this many of the next status writes.
     pub fail_writes: AtomicUsize,
     /// Drop Serin's request fields on write, as an API server with Flagger's CRDs does.
     pub prune_requests: std::sync::atomic::AtomicBool,
+    /// Drop Serin's decision record on write, as an API server with Flagger's CRDs does.
+    pub prune_decisions: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -68,14 +73,15 @@ impl StatusStore for FakeStore {
     }
     async fn write_status(
         &self,
-        _c: &Canary,
+        c: &Canary,
         status: &CanaryStatus,
     ) -> Result<Option<Canary>, PortError> {
-        if self
+        let fail = self
             .fail_writes
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
+            .is_ok();
+        lock(&self.given).push((c.status.clone(), !fail));
+        if fail {
             return Err(PortError::api(
                 "canary status update error",
                 kube::Error::Service("the server is gone".into()),
@@ -85,6 +91,9 @@ impl StatusStore for FakeStore {
         if self.prune_requests.load(Ordering::SeqCst) {
             status.last_request = None;
             status.paused = None;
+        }
+        if self.prune_decisions.load(Ordering::SeqCst) {
+            status.decisions = None;
         }
         if let Some(c) = lock(&self.canary).as_mut() {
             c.status = Some(status.clone());
@@ -359,6 +368,9 @@ pub struct FakeRouter {
     pub history: Mutex<Vec<Routes>>,
     pub reconciles: AtomicUsize,
     pub finalized: AtomicUsize,
+    /// Give the canary a session-affinity cookie in the working status when it first gets
+    /// traffic, as the routers do with `sessionAffinity` (persisted by the next status write).
+    pub cookies: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -373,9 +385,15 @@ impl Router for FakeRouter {
     async fn set_routes(
         &self,
         _c: &Canary,
-        _s: &mut CanaryStatus,
+        s: &mut CanaryStatus,
         routes: Routes,
     ) -> Result<(), RouterError> {
+        if self.cookies.load(Ordering::SeqCst)
+            && routes.canary > 0
+            && s.session_affinity_cookie.is_none()
+        {
+            s.session_affinity_cookie = Some("serin-canary-cookie".into());
+        }
         *lock(&self.routes) = routes;
         lock(&self.history).push(routes);
         Ok(())
