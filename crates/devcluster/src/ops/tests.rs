@@ -23,6 +23,18 @@ fn deploy() -> Value {
           "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "a", "image": "a:1"}]}}}})
 }
 
+/// A patch of the Deployment `d/web`.
+fn patch_web(
+    st: &mut Store,
+    def: &ResourceDef,
+    ptype: PatchType,
+    body: Value,
+    sub: Sub,
+    opts: &WriteOpts,
+) -> Result<Value, ApiError> {
+    patch(st, def, "v1", "d", "web", ptype, &body, sub, opts)
+}
+
 #[test]
 fn generation_rules_for_apps() {
     let (mut st, def) = setup();
@@ -30,27 +42,21 @@ fn generation_rules_for_apps() {
     let d = create(&mut st, &def, "v1", "d", deploy(), &o).unwrap();
     assert_eq!(d["metadata"]["generation"], 1);
     assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
-    let l = patch(
+    let l = patch_web(
         &mut st,
         &def,
-        "v1",
-        "d",
-        "web",
         PatchType::Merge,
-        &json!({"metadata": {"labels": {"x": "y"}}}),
+        json!({"metadata": {"labels": {"x": "y"}}}),
         Sub::Main,
         &o,
     )
     .unwrap();
     assert_eq!(l["metadata"]["generation"], 1);
-    let s = patch(
+    let s = patch_web(
         &mut st,
         &def,
-        "v1",
-        "d",
-        "web",
         PatchType::Merge,
-        &json!({"status": {"replicas": 2}}),
+        json!({"status": {"replicas": 2}}),
         Sub::Status,
         &o,
     )
@@ -58,28 +64,22 @@ fn generation_rules_for_apps() {
     assert_eq!(s["metadata"]["generation"], 1);
     assert_eq!(s["status"]["replicas"], 2);
     // Status is ignored on the main resource.
-    let m = patch(
+    let m = patch_web(
         &mut st,
         &def,
-        "v1",
-        "d",
-        "web",
         PatchType::Merge,
-        &json!({"status": {"replicas": 9}, "spec": {"replicas": 3}}),
+        json!({"status": {"replicas": 9}, "spec": {"replicas": 3}}),
         Sub::Main,
         &o,
     )
     .unwrap();
     assert_eq!(m["metadata"]["generation"], 2);
     assert_eq!(m["status"]["replicas"], 2);
-    let sc = patch(
+    let sc = patch_web(
         &mut st,
         &def,
-        "v1",
-        "d",
-        "web",
         PatchType::Merge,
-        &json!({"spec": {"replicas": 0}}),
+        json!({"spec": {"replicas": 0}}),
         Sub::Scale,
         &o,
     )
@@ -98,14 +98,11 @@ fn a_status_write_changes_the_status_only() {
     let o = WriteOpts::default();
     create(&mut st, &def, "v1", "d", deploy(), &o).unwrap();
     let before = st.get("apps/deployments", "d", "web").unwrap().clone();
-    let merged = patch(
+    let merged = patch_web(
         &mut st,
         &def,
-        "v1",
-        "d",
-        "web",
         PatchType::Merge,
-        &json!({"status": {"replicas": 2}, "spec": {"replicas": 7}, "metadata": {"labels": {"x": "y"}}}),
+        json!({"status": {"replicas": 2}, "spec": {"replicas": 7}, "metadata": {"labels": {"x": "y"}}}),
         Sub::Status,
         &o,
     )
@@ -113,14 +110,11 @@ fn a_status_write_changes_the_status_only() {
     assert_eq!(merged["status"]["replicas"], 2);
     assert_eq!(merged["spec"], before["spec"]);
     assert_eq!(merged["metadata"]["labels"], before["metadata"]["labels"]);
-    let applied = patch(
+    let applied = patch_web(
         &mut st,
         &def,
-        "v1",
-        "d",
-        "web",
         PatchType::Apply,
-        &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"z": "w"}},
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"z": "w"}},
             "spec": {"replicas": 5}, "status": {"readyReplicas": 1}}),
         Sub::Status,
         &WriteOpts {
@@ -155,26 +149,20 @@ fn stale_rv_conflicts_and_finalizers() {
         panic!("expected pending")
     };
     assert!(p["metadata"]["deletionTimestamp"].is_string());
-    let add = patch(
+    let add = patch_web(
         &mut st,
         &def,
-        "v1",
-        "d",
-        "web",
         PatchType::Merge,
-        &json!({"metadata": {"finalizers": ["x/y", "z"]}}),
+        json!({"metadata": {"finalizers": ["x/y", "z"]}}),
         Sub::Main,
         &o,
     );
     assert_eq!(add.unwrap_err().code, 422);
-    patch(
+    patch_web(
         &mut st,
         &def,
-        "v1",
-        "d",
-        "web",
         PatchType::Json,
-        &json!([{"op": "remove", "path": "/metadata/finalizers"}]),
+        json!([{"op": "remove", "path": "/metadata/finalizers"}]),
         Sub::Main,
         &o,
     )
