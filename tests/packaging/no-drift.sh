@@ -257,6 +257,14 @@ check "control: kustomize-controller's field set no longer matches" owned_differ
 check "control: the forced dry-run apply would write the Deployment" dry_run_writes
 check "control: the plain re-apply conflicts with the other writer" bash -c "! kubectl apply --server-side --field-manager=kustomize-controller -k '$git_dir' >/dev/null 2>&1"
 check "control: Flux's forced apply restores it" flux_apply --force-conflicts
+# The restore is a new generation: the workload simulator's status write for it (observedGeneration)
+# must not land between kubectl diff's read and its dry run (it did once in CI).
+status_caught_up() {
+  local observed generation
+  read -r observed generation < <(k get deployment backend -o jsonpath='{.status.observedGeneration} {.metadata.generation}')
+  [[ -n $generation && $observed == "$generation" ]]
+}
+wait_for 30 status_caught_up || echo "     the Deployment's status did not catch up with its generation"
 check "control: kubectl diff is empty again" kubectl diff --server-side --field-manager=kustomize-controller -k "$git_dir"
 
 # --- the spec.replicas rule: replicas in Git ---------------------------------------------------------
