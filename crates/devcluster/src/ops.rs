@@ -17,7 +17,7 @@ use crate::selectors::LabelSelector;
 use crate::status::ApiError;
 use crate::store::{
     Store, meta_str, name_of, namespace_of, new_uid, now_rfc3339, random_suffix, remove_meta,
-    rv_of, set_meta, uid_of,
+    rv_of, same_except, set_meta, uid_of,
 };
 
 /// Which part of an object a request addresses.
@@ -248,21 +248,6 @@ pub fn create(
         st.owners.insert(uid_of(&body).to_string(), owners);
     }
     Ok(st.put(def, body))
-}
-
-/// Whether two objects are equal apart from their top-level fields `skip` (compared in place:
-/// every write of a custom resource asks).
-fn same_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
-        return a == b;
-    };
-    let kept = |m: &'_ serde_json::Map<String, Value>| {
-        m.keys().filter(|k| !skip.contains(&k.as_str())).count()
-    };
-    kept(a) == kept(b)
-        && a.iter()
-            .filter(|(k, _)| !skip.contains(&k.as_str()))
-            .all(|(k, va)| b.get(k) == Some(va))
 }
 
 fn generation_changes(def: &ResourceDef, old: &Value, new: &Value) -> bool {

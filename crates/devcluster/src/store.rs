@@ -182,17 +182,21 @@ fn same_content(a: &Value, b: &Value) -> bool {
 
 /// Metadata equal apart from `resourceVersion`.
 fn same_but_version(a: &Value, b: &Value) -> bool {
+    same_except(a, b, &["resourceVersion"])
+}
+
+/// Whether two objects are equal apart from their top-level fields `skip` (compared in place,
+/// without copies).
+pub(crate) fn same_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
     let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
         return a == b;
     };
-    let rest = |m: &serde_json::Map<String, Value>| {
-        m.iter()
-            .filter(|(k, _)| k.as_str() != "resourceVersion")
-            .count()
+    let kept = |m: &serde_json::Map<String, Value>| {
+        m.keys().filter(|k| !skip.contains(&k.as_str())).count()
     };
-    rest(a) == rest(b)
+    kept(a) == kept(b)
         && a.iter()
-            .filter(|(k, _)| k.as_str() != "resourceVersion")
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
             .all(|(k, va)| b.get(k) == Some(va))
 }
 
