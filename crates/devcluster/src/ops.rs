@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::apply;
 use crate::convert;
@@ -13,12 +13,20 @@ use crate::defaults::{
 };
 use crate::patch::{self, PatchType};
 use crate::registry::{GenRule, ResourceDef};
-use crate::selectors::LabelSelector;
 use crate::status::ApiError;
 use crate::store::{
     Store, meta_str, name_of, namespace_of, new_uid, now_rfc3339, random_suffix, remove_meta,
     rv_of, same_except, set_meta, uid_of,
 };
+
+mod delete;
+mod fields;
+mod scale;
+
+pub use delete::{DeleteOpts, Deleted, delete};
+use fields::{sync_last_applied, track_fields};
+pub use scale::scale_of;
+use scale::scale_to_object;
 
 /// Which part of an object a request addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,101 +52,6 @@ pub struct WriteOpts {
     pub(crate) applied: Option<apply::Owners>,
     /// The write came through the scale subresource.
     pub(crate) scale: bool,
-}
-
-/// The `Update` manager of a write: `fieldManager`, else the first word of the user agent,
-/// else `unknown` (kube-rs sends no user agent). Writes of the dev cluster itself (simulator,
-/// collector: no user agent at all) have none and own nothing.
-fn update_manager(opts: &WriteOpts, sub: Sub) -> Option<apply::Manager> {
-    let ua = opts.user_agent.as_deref()?;
-    let name = opts
-        .field_manager
-        .clone()
-        .filter(|m| !m.is_empty())
-        .or_else(|| {
-            ua.split('/')
-                .next()
-                .filter(|s| !s.is_empty())
-                .map(|s| s.chars().take(128).collect())
-        })
-        .unwrap_or_else(|| "unknown".to_string());
-    let subresource = if opts.scale {
-        "scale"
-    } else if sub == Sub::Status {
-        "status"
-    } else {
-        ""
-    };
-    Some(apply::Manager::new(
-        &name,
-        apply::Operation::Update,
-        subresource,
-    ))
-}
-
-/// Works out the ownership after a write (from an apply, or as an update by its manager) and
-/// shows it in `metadata.managedFields`.
-/// `sent` is the `metadata.managedFields` of the request: when it differs from the stored
-/// object's, the client set the ownership itself (as kubectl does when it moves an object from
-/// client-side to server-side apply), and the write's own changes are recorded on top of it.
-fn track_fields(
-    st: &Store,
-    old: Option<&Value>,
-    sent: Option<Value>,
-    obj: &mut Value,
-    sub: Sub,
-    opts: &WriteOpts,
-) -> apply::Owners {
-    let owners = match &opts.applied {
-        Some(o) => o.clone(),
-        None => {
-            let stored = old.and_then(|e| e.pointer("/metadata/managedFields"));
-            let mut o = match sent
-                .filter(|s| s.as_array().is_some_and(|a| !a.is_empty()) && Some(s) != stored)
-            {
-                Some(s) => apply::decode_managed_fields(&s),
-                None => old
-                    .and_then(|e| st.owners.get(uid_of(e)))
-                    .cloned()
-                    .unwrap_or_default(),
-            };
-            let api_version = obj
-                .get("apiVersion")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let now = now_rfc3339();
-            match update_manager(opts, sub) {
-                Some(who) => apply::record_update(old, obj, &who, &mut o, (&api_version, &now)),
-                None => apply::forget_missing(obj, &mut o),
-            }
-            o
-        }
-    };
-    if owners.is_empty() {
-        remove_meta(obj, "managedFields");
-    } else {
-        set_meta(obj, "managedFields", apply::managed_fields(&owners));
-    }
-    owners
-}
-
-/// Options of a delete request.
-#[derive(Debug, Clone, Default)]
-pub struct DeleteOpts {
-    pub propagation: Option<String>,
-    pub precondition_uid: Option<String>,
-    pub precondition_rv: Option<String>,
-    pub dry_run: bool,
-}
-
-/// What a delete did.
-#[derive(Debug)]
-pub enum Deleted {
-    /// Still there, with a deletionTimestamp, waiting for finalizers.
-    Pending(Value),
-    /// Removed.
-    Gone(Value),
 }
 
 /// The stored resource when `def` is another view of it (`events.k8s.io` events).
@@ -395,35 +308,6 @@ pub fn finish_update(
     Ok(st.put(def, cand))
 }
 
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// `lastAppliedUpdater`: a server-side apply by the manager `kubectl` of an object that has a
-/// client-side-apply annotation rewrites that annotation to the applied configuration, so that
-/// a later client-side apply still works.
-fn sync_last_applied(obj: &mut Value, config: &Value) {
-    let has = obj
-        .pointer("/metadata/annotations")
-        .and_then(Value::as_object)
-        .is_some_and(|a| a.contains_key(LAST_APPLIED));
-    if !has {
-        return;
-    }
-    let mut cfg = config.clone();
-    if let Some(a) = cfg
-        .pointer_mut("/metadata/annotations")
-        .and_then(Value::as_object_mut)
-    {
-        a.remove(LAST_APPLIED);
-    }
-    let text = format!("{}\n", cfg);
-    if let Some(a) = obj
-        .pointer_mut("/metadata/annotations")
-        .and_then(Value::as_object_mut)
-    {
-        a.insert(LAST_APPLIED.to_string(), Value::String(text));
-    }
-}
-
 /// A new Service gets a cluster IP (from 10.96.0.10 on) unless it is headless (`None`) or an
 /// `ExternalName`; `clusterIPs` follows `clusterIP`, as on a real server.
 fn allocate_cluster_ip(st: &mut Store, svc: &mut Value, dry_run: bool) {
@@ -522,64 +406,6 @@ fn check_rv(def: &ResourceDef, existing: &Value, cand: &Value) -> Result<(), Api
         )),
         _ => Ok(()),
     }
-}
-
-/// The autoscaling/v1 Scale view of an object.
-pub fn scale_of(def: &ResourceDef, obj: &Value) -> Result<Value, ApiError> {
-    let Some(paths) = &def.scale else {
-        return Err(ApiError::no_resource());
-    };
-    let selector = paths
-        .label_selector
-        .as_deref()
-        .and_then(|p| get_path(obj, p));
-    let selector = match selector {
-        Some(Value::String(s)) => s.clone(),
-        Some(v @ Value::Object(_)) => LabelSelector::from_label_selector(v).to_selector_string(),
-        _ => String::new(),
-    };
-    let mut meta = Map::new();
-    for k in [
-        "name",
-        "namespace",
-        "uid",
-        "resourceVersion",
-        "creationTimestamp",
-    ] {
-        if let Some(v) = obj.get("metadata").and_then(|m| m.get(k)) {
-            meta.insert(k.to_string(), v.clone());
-        }
-    }
-    Ok(json!({
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": meta,
-        "spec": {"replicas": get_path(obj, &paths.spec_replicas).and_then(Value::as_i64).unwrap_or(0)},
-        "status": {
-            "replicas": get_path(obj, &paths.status_replicas).and_then(Value::as_i64).unwrap_or(0),
-            "selector": selector,
-        },
-    }))
-}
-
-fn scale_to_object(def: &ResourceDef, existing: &Value, scale: &Value) -> Result<Value, ApiError> {
-    let Some(paths) = &def.scale else {
-        return Err(ApiError::no_resource());
-    };
-    let replicas = scale
-        .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    if replicas < 0 {
-        return Err(ApiError::invalid(
-            "Scale",
-            name_of(existing),
-            "spec.replicas: Invalid value: must be greater than or equal to 0",
-        ));
-    }
-    let mut next = existing.clone();
-    set_path(&mut next, &paths.spec_replicas, json!(replicas));
-    Ok(next)
 }
 
 /// PUT on an object or its status/scale subresource.
@@ -766,75 +592,6 @@ pub fn patch(
         finish_update(st, def, &existing, target, sub, opts)?
     };
     Ok(result)
-}
-
-/// DELETE of one object, honouring finalizers and the propagation policy.
-pub fn delete(
-    st: &mut Store,
-    def: &ResourceDef,
-    ns: &str,
-    name: &str,
-    opts: &DeleteOpts,
-) -> Result<Deleted, ApiError> {
-    let existing = Arc::unwrap_or_clone(existing_or_404(st, def, ns, name)?);
-    if opts
-        .precondition_uid
-        .as_deref()
-        .is_some_and(|u| u != uid_of(&existing))
-    {
-        return Err(ApiError::conflict_msg(
-            &def.group,
-            &def.plural,
-            name,
-            "Precondition failed: UID in precondition does not match the UID in record",
-        ));
-    }
-    if opts
-        .precondition_rv
-        .as_deref()
-        .is_some_and(|r| r != rv_of(&existing).to_string())
-    {
-        return Err(ApiError::conflict(&def.group, &def.plural, name));
-    }
-    if meta_str(&existing, "deletionTimestamp").is_some() {
-        return Ok(Deleted::Pending(existing));
-    }
-    let mut fins = finalizers(&existing);
-    match opts.propagation.as_deref() {
-        Some("Foreground") => fins.push("foregroundDeletion".into()),
-        Some("Orphan") => fins.push("orphan".into()),
-        Some("Background") | None => {}
-        Some(other) => {
-            return Err(ApiError::invalid(
-                "DeleteOptions",
-                "",
-                &format!(
-                    "propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
-                ),
-            ));
-        }
-    }
-    let is_namespace = def.group.is_empty() && def.plural == "namespaces";
-    if fins.is_empty() && !is_namespace {
-        if opts.dry_run {
-            return Ok(Deleted::Gone(existing));
-        }
-        let removed = remove_object(st, def, ns, name).unwrap_or(existing);
-        return Ok(Deleted::Gone(removed));
-    }
-    let mut next = existing.clone();
-    set_meta(&mut next, "deletionTimestamp", Value::String(now_rfc3339()));
-    set_meta(&mut next, "deletionGracePeriodSeconds", json!(0));
-    if !fins.is_empty() {
-        set_meta(&mut next, "finalizers", json!(fins));
-    }
-    if is_namespace {
-        next["status"] = json!({"phase": "Terminating"});
-    }
-    if opts.dry_run {
-        return Ok(Deleted::Pending(next));
-    }
-    Ok(Deleted::Pending(st.put(def, next)))
 }
 
 #[cfg(test)]
