@@ -19,16 +19,27 @@ use serde_json::{Map, Value, json};
 use super::super::istio::render::update_session_cookies;
 use super::super::{RouterError, Routes};
 use crate::api::apis::gatewayapi::{
-    BackendObjectReference, HttpBackendRef, HttpHeader, HttpHeaderFilter, HttpPathMatch,
-    HttpPathModifier, HttpRequestMirrorFilter, HttpRoute, HttpRouteFilter, HttpRouteMatch,
-    HttpRouteRule, HttpRouteSpec, HttpRouteTimeouts, HttpUrlRewriteFilter, HttpValueMatch,
+    BackendObjectReference, HttpBackendRef, HttpHeader, HttpHeaderFilter, HttpRequestMirrorFilter,
+    HttpRoute, HttpRouteFilter, HttpRouteMatch, HttpRouteRule, HttpRouteSpec, HttpRouteTimeouts,
+    HttpValueMatch,
 };
-use crate::api::apis::istio::{CorsPolicy, HeaderOperations, HttpMatchRequest, StringMatch};
 use crate::api::provider::GatewayApiVersion;
 use crate::api::service::CanaryService;
 use crate::api::{Canary, CanaryStatus, duration};
 use crate::k8s::meta::{canary_owner_reference, merge_patch_diff, metadata_map_patch, prune};
 use crate::router::object::{apex_annotations, apex_labels};
+
+mod matches;
+mod readback;
+mod rule_filters;
+
+use matches::service_matches;
+pub(super) use matches::value_match;
+pub use matches::{merge_matches, route_matches};
+pub(super) use readback::parents_accepted;
+pub use readback::{parents_ready, routes_of};
+use rule_filters::filters;
+pub(super) use rule_filters::header_filter;
 
 const COOKIE_HEADER: &str = "Cookie";
 const SET_COOKIE_HEADER: &str = "Set-Cookie";
@@ -80,236 +91,6 @@ pub(super) fn service(canary: &Canary) -> Result<&CanaryService, RouterError> {
         ));
     }
     Ok(svc)
-}
-
-pub(super) fn value_match(
-    name: &str,
-    sm: &StringMatch,
-    what: &str,
-) -> Result<HttpValueMatch, RouterError> {
-    let (kind, value) = match (&sm.exact, &sm.regex) {
-        (Some(v), _) if !v.is_empty() => (EXACT, v),
-        (_, Some(v)) if !v.is_empty() => (REGEX, v),
-        _ => {
-            return Err(RouterError::Invalid(format!(
-                "Gateway API matches {what} {name} by exact or regex only; change the match of {name} to one of them"
-            )));
-        }
-    };
-    Ok(HttpValueMatch {
-        match_type: Some(kind.to_string()),
-        name: name.to_string(),
-        value: value.clone(),
-        ..Default::default()
-    })
-}
-
-/// Istio-style match requests as Gateway API matches (Flagger's `mapRouteMatches`).
-pub fn route_matches(requests: &[HttpMatchRequest]) -> Result<Vec<HttpRouteMatch>, RouterError> {
-    let mut out = Vec::new();
-    for request in requests {
-        let mut m = HttpRouteMatch::default();
-        if let Some(uri) = &request.uri {
-            let (kind, value) = if let Some(v) = uri.regex.as_ref().filter(|v| !v.is_empty()) {
-                (REGEX, v)
-            } else if let Some(v) = uri.exact.as_ref().filter(|v| !v.is_empty()) {
-                (EXACT, v)
-            } else if let Some(v) = uri.prefix.as_ref().filter(|v| !v.is_empty()) {
-                (PATH_PREFIX, v)
-            } else {
-                return Err(RouterError::Invalid(
-                    "Gateway API matches the uri by exact, prefix or regex only; change service.match uri to one of them"
-                        .to_string(),
-                ));
-            };
-            m.path = Some(HttpPathMatch {
-                match_type: Some(kind.to_string()),
-                value: Some(value.clone()),
-                ..Default::default()
-            });
-        }
-        if let Some(method) = &request.method {
-            match method.exact.as_ref().filter(|v| !v.is_empty()) {
-                Some(v) => m.method = Some(v.clone()),
-                None => {
-                    return Err(RouterError::Invalid(
-                        "Gateway API matches the method exactly only; use method.exact".to_string(),
-                    ));
-                }
-            }
-        }
-        let headers = request
-            .headers
-            .iter()
-            .flatten()
-            .map(|(k, v)| value_match(k, v, "header"))
-            .collect::<Result<Vec<_>, _>>()?;
-        m.headers = (!headers.is_empty()).then_some(headers);
-        let params = request
-            .query_params
-            .iter()
-            .flatten()
-            .map(|(k, v)| value_match(k, v, "query parameter"))
-            .collect::<Result<Vec<_>, _>>()?;
-        m.query_params = (!params.is_empty()).then_some(params);
-        if m != HttpRouteMatch::default() {
-            out.push(m);
-        }
-    }
-    Ok(out)
-}
-
-/// `service.match` as Gateway API matches, `PathPrefix /` when there are none.
-fn service_matches(svc: &CanaryService) -> Result<Vec<HttpRouteMatch>, RouterError> {
-    let mut matches = route_matches(svc.matches.as_deref().unwrap_or(&[]))?;
-    if matches.is_empty() {
-        matches.push(HttpRouteMatch {
-            path: Some(HttpPathMatch {
-                match_type: Some(PATH_PREFIX.to_string()),
-                value: Some("/".to_string()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-    }
-    Ok(matches)
-}
-
-/// Flagger's merge: one copy of each service match per analysis match, with the analysis'
-/// headers and query parameters.
-pub fn merge_matches(
-    analysis: &[HttpRouteMatch],
-    service: &[HttpRouteMatch],
-) -> Vec<HttpRouteMatch> {
-    if analysis.is_empty() {
-        return service.to_vec();
-    }
-    if service.is_empty() {
-        return analysis.to_vec();
-    }
-    let mut merged = Vec::with_capacity(analysis.len() * service.len());
-    for a in analysis {
-        for s in service {
-            let mut m = s.clone();
-            if a.headers.as_ref().is_some_and(|h| !h.is_empty()) {
-                m.headers = a.headers.clone();
-            }
-            if a.query_params.as_ref().is_some_and(|q| !q.is_empty()) {
-                m.query_params = a.query_params.clone();
-            }
-            merged.push(m);
-        }
-    }
-    merged
-}
-
-fn header_list(map: Option<&BTreeMap<String, String>>) -> Option<Vec<HttpHeader>> {
-    let list: Vec<HttpHeader> = map
-        .into_iter()
-        .flatten()
-        .map(|(name, value)| HttpHeader {
-            name: name.clone(),
-            value: value.clone(),
-        })
-        .collect();
-    (!list.is_empty()).then_some(list)
-}
-
-pub(super) fn header_filter(ops: &HeaderOperations) -> HttpHeaderFilter {
-    HttpHeaderFilter {
-        set: header_list(ops.set.as_ref()),
-        add: header_list(ops.add.as_ref()),
-        remove: ops.remove.clone().filter(|r| !r.is_empty()),
-        ..Default::default()
-    }
-}
-
-fn cors_filter(cors: &CorsPolicy) -> Value {
-    let mut out = Map::new();
-    let mut put = |key: &str, list: Option<&Vec<String>>| {
-        if let Some(list) = list.filter(|l| !l.is_empty()) {
-            out.insert(key.to_string(), json!(list));
-        }
-    };
-    put("allowOrigins", cors.allow_origin.as_ref());
-    put("allowMethods", cors.allow_methods.as_ref());
-    put("allowHeaders", cors.allow_headers.as_ref());
-    put("exposeHeaders", cors.expose_headers.as_ref());
-    if cors.allow_credentials == Some(true) {
-        out.insert("allowCredentials".into(), json!(true));
-    }
-    if let Some(age) = cors.max_age.as_deref().and_then(duration::parse) {
-        out.insert("maxAge".into(), json!(age.as_secs()));
-    }
-    Value::Object(out)
-}
-
-/// The filters of every Serin rule: headers, rewrite, `service.mirror`, CORS (v1 only).
-fn filters(svc: &CanaryService, version: GatewayApiVersion) -> Vec<HttpRouteFilter> {
-    let mut out = Vec::new();
-    if let Some(headers) = &svc.headers {
-        if let Some(req) = &headers.request {
-            out.push(HttpRouteFilter {
-                filter_type: REQUEST_HEADER_MODIFIER.to_string(),
-                request_header_modifier: Some(header_filter(req)),
-                ..Default::default()
-            });
-        }
-        if let Some(resp) = &headers.response {
-            out.push(HttpRouteFilter {
-                filter_type: RESPONSE_HEADER_MODIFIER.to_string(),
-                response_header_modifier: Some(header_filter(resp)),
-                ..Default::default()
-            });
-        }
-    }
-    if let Some(rewrite) = &svc.rewrite {
-        let path = rewrite.uri.as_ref().filter(|u| !u.is_empty()).map(|uri| {
-            if rewrite.rewrite_type.as_deref() == Some("ReplacePrefixMatch") {
-                HttpPathModifier {
-                    modifier_type: "ReplacePrefixMatch".to_string(),
-                    replace_prefix_match: Some(uri.clone()),
-                    ..Default::default()
-                }
-            } else {
-                HttpPathModifier {
-                    modifier_type: "ReplaceFullPath".to_string(),
-                    replace_full_path: Some(uri.clone()),
-                    ..Default::default()
-                }
-            }
-        });
-        out.push(HttpRouteFilter {
-            filter_type: URL_REWRITE.to_string(),
-            url_rewrite: Some(HttpUrlRewriteFilter {
-                hostname: rewrite.authority.clone().filter(|a| !a.is_empty()),
-                path,
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-    }
-    for mirror in svc.mirror.iter().flatten() {
-        out.push(HttpRouteFilter {
-            filter_type: REQUEST_MIRROR.to_string(),
-            request_mirror: Some(HttpRequestMirrorFilter {
-                backend_ref: mirror.backend_ref.clone(),
-                percent: None,
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-    }
-    if version == GatewayApiVersion::V1
-        && let Some(cors) = &svc.cors_policy
-    {
-        out.push(HttpRouteFilter {
-            filter_type: CORS.to_string(),
-            cors: Some(cors_filter(cors)),
-            ..Default::default()
-        });
-    }
-    out
 }
 
 pub(super) fn backend_ref(name: &str, weight: i32, port: i32) -> HttpBackendRef {
@@ -787,128 +568,4 @@ pub fn set_routes_patch(
         merge_patch_diff(&prune(&live_owned), &prune(&desired_owned))
             .map(|_| json!({"spec": desired_owned})),
     )
-}
-
-/// Reads the weights (Flagger's `GetRoutes`): from Serin's rule with two backendRefs (with
-/// session affinity, the one whose backendRefs carry cookie filters); `mirrored` when a rule
-/// mirrors to the canary.
-pub fn routes_of(canary: &Canary, spec: &HttpRouteSpec) -> Result<Routes, RouterError> {
-    let n = names(canary);
-    let mut routes = Routes::default();
-    let mut found = false;
-    let session_affinity = canary
-        .spec
-        .analysis()
-        .is_some_and(|a| a.session_affinity.is_some());
-    let read = |rule: &HttpRouteRule, routes: &mut Routes| {
-        for b in rule.backend_refs.iter().flatten() {
-            if b.name == n.primary {
-                routes.primary = b.weight.unwrap_or(1);
-            }
-            if b.name == n.canary {
-                routes.canary = b.weight.unwrap_or(1);
-            }
-        }
-    };
-    let serin_rules: Vec<&HttpRouteRule> = spec
-        .rules
-        .iter()
-        .flatten()
-        .filter(|r| is_serin_rule(r, &n))
-        .collect();
-    let with_cookie_filters = serin_rules.iter().find(|r| {
-        r.backend_refs
-            .iter()
-            .flatten()
-            .any(|b| b.filters.as_ref().is_some_and(|f| !f.is_empty()))
-    });
-    match with_cookie_filters {
-        Some(rule) if session_affinity => {
-            read(rule, &mut routes);
-            found = true;
-        }
-        _ => {
-            // Without cookies the weighted rule is the last Serin rule with two backendRefs
-            // (sticky rules come first; the A/B fallback rule has one backendRef).
-            if let Some(rule) = serin_rules
-                .iter()
-                .rev()
-                .find(|r| r.backend_refs.as_ref().is_some_and(|b| b.len() == 2))
-            {
-                read(rule, &mut routes);
-                found = true;
-            }
-        }
-    }
-    routes.mirrored = serin_rules
-        .iter()
-        .any(|r| r.filters.iter().flatten().any(|f| is_canary_mirror(f, &n)));
-    if !found || (routes.primary == 0 && routes.canary == 0) {
-        return Err(RouterError::Routes(format!(
-            "HTTPRoute {}.{} does not contain routes for {} and {}",
-            n.apex, n.namespace, n.primary, n.canary
-        )));
-    }
-    Ok(routes)
-}
-
-/// Flagger's readiness check of `GetRoutes`: every parent that reported an `Accepted` condition
-/// must have accepted the current generation.
-pub fn parents_ready(canary: &Canary, route: &HttpRoute) -> Result<(), RouterError> {
-    parents_accepted(
-        "HTTPRoute",
-        canary,
-        route.metadata.generation,
-        route.spec.parent_refs.as_deref(),
-        route.status.as_ref(),
-    )
-}
-
-/// [`parents_ready`] for any route kind: its generation, `parentRefs` and status.
-pub(super) fn parents_accepted(
-    kind: &str,
-    canary: &Canary,
-    generation: Option<i64>,
-    parent_refs: Option<&[crate::api::apis::gatewayapi::ParentReference]>,
-    status: Option<&crate::api::apis::gatewayapi::HttpRouteStatus>,
-) -> Result<(), RouterError> {
-    let n = names(canary);
-    let generation = generation.unwrap_or(0);
-    let parents = status.and_then(|s| s.parents.as_deref()).unwrap_or(&[]);
-    for parent_ref in parent_refs.unwrap_or(&[]) {
-        for parent in parents
-            .iter()
-            .filter(|p| same_parent(&p.parent_ref, parent_ref))
-        {
-            for c in parent.conditions.iter().flatten() {
-                if c.type_ == "Accepted"
-                    && (c.status != "True" || c.observed_generation.unwrap_or(0) < generation)
-                {
-                    return Err(RouterError::Routes(format!(
-                        "{kind} {}.{} parent {} is not ready (status: {}, observed generation: {}, current generation: {})",
-                        n.apex,
-                        n.namespace,
-                        parent_ref.name,
-                        c.status,
-                        c.observed_generation.unwrap_or(0),
-                        generation
-                    )));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn same_parent(
-    a: &crate::api::apis::gatewayapi::ParentReference,
-    b: &crate::api::apis::gatewayapi::ParentReference,
-) -> bool {
-    a.name == b.name
-        && a.namespace == b.namespace
-        && a.section_name == b.section_name
-        && a.port == b.port
-        && a.kind.as_deref().unwrap_or("Gateway") == b.kind.as_deref().unwrap_or("Gateway")
-        && a.group.as_deref().unwrap_or("gateway.networking.k8s.io")
-            == b.group.as_deref().unwrap_or("gateway.networking.k8s.io")
 }
