@@ -169,10 +169,11 @@ impl<K: Cacheable> Kind<K> {
         }
     }
 
-    /// The kept version of `namespace/name`, if any; marks it as managed.
-    fn cached(&self, namespace: &str, name: &str) -> Option<K> {
+    /// The kept version of `namespace/name`, if any, decoded as `T` (`K` itself, or another
+    /// type its JSON reads as); marks it as managed.
+    fn cached<T: DeserializeOwned>(&self, namespace: &str, name: &str) -> Option<T> {
         match &self.objects {
-            Objects::All(store) => store.find(namespace, name),
+            Objects::All(store) => store.find_as(namespace, name),
             Objects::Managed(managed) => {
                 let (packed, dictionary) = {
                     let mut managed = lock(managed);
@@ -313,16 +314,47 @@ impl Cache {
         api: &Api<K>,
         name: &str,
     ) -> Result<(Option<K>, Source), kube::Error> {
+        self.lookup(api, name, Ok).await
+    }
+
+    /// [`Cache::get`], decoded as `T` rather than `K`: a kind read untyped (so that what is
+    /// written back keeps every field as stored) is decoded from the kept JSON straight into
+    /// its typed form, not through the untyped object. Answers from the API server are
+    /// converted.
+    pub async fn get_as<K: Cacheable, T: DeserializeOwned>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+    ) -> Result<Option<T>, kube::Error> {
+        let convert = |object: K| {
+            serde_json::to_value(object)
+                .and_then(serde_json::from_value)
+                .map_err(kube::Error::SerdeError)
+        };
+        self.lookup(api, name, convert)
+            .await
+            .map(|(object, _)| object)
+    }
+
+    /// The read behind [`Cache::read`] and [`Cache::get_as`]; `convert` turns what the API
+    /// server answered into `T`.
+    async fn lookup<K: Cacheable, T: DeserializeOwned>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        convert: impl Fn(K) -> Result<T, kube::Error>,
+    ) -> Result<(Option<T>, Source), kube::Error> {
+        let answered = |live: Option<K>| Ok((live.map(&convert).transpose()?, Source::Api));
         let Some(inner) = &self.inner else {
-            return api.get_opt(name).await.map(|o| (o, Source::Api));
+            return answered(api.get_opt(name).await?);
         };
         let Some(kind) = inner.kind(api) else {
-            return api.get_opt(name).await.map(|o| (o, Source::Api));
+            return answered(api.get_opt(name).await?);
         };
         let ns = api.namespace().unwrap_or_default();
         if !kind.synced.load(Ordering::Acquire) {
             kind.keep(ns, name);
-            return api.get_opt(name).await.map(|o| (o, Source::Api));
+            return answered(api.get_opt(name).await?);
         }
         if let Some(object) = kind.cached(ns, name) {
             return Ok((Some(object), Source::Cache));
@@ -332,7 +364,7 @@ impl Cache {
         if let Some(object) = &live {
             kind.apply(&watcher::Event::Apply(strip(object.clone())));
         }
-        Ok((live, Source::Api))
+        answered(live)
     }
 
     /// Puts a write's result into the store (when the kind is cached): later reads see it

@@ -181,6 +181,11 @@ where
 
     /// The object `namespace/name`, decoded.
     pub fn find(&self, namespace: &str, name: &str) -> Option<K> {
+        self.find_as(namespace, name)
+    }
+
+    /// The object `namespace/name`, decoded as `T` (`K`, or another type its JSON reads as).
+    pub fn find_as<T: DeserializeOwned>(&self, namespace: &str, name: &str) -> Option<T> {
         let packed = {
             let objects = read(&self.shared.objects);
             // One allocation per read for the key; the map is keyed by owned strings.

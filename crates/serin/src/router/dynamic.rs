@@ -43,19 +43,13 @@ impl DynamicApi {
     }
 
     pub async fn get_opt(&self, name: &str) -> Result<Option<Value>, RouterError> {
-        let obj = self
-            .cache
-            .get(&self.api, name)
+        self.cache
+            .get_as(&self.api, name)
             .await
             .map_err(|source| RouterError::Api {
                 context: format!("{} get query error", self.id(name)),
                 source,
-            })?;
-        obj.map(|o| {
-            serde_json::to_value(o)
-                .map_err(|e| RouterError::Routes(format!("{} cannot be read: {e}", self.id(name))))
-        })
-        .transpose()
+            })
     }
 
     pub async fn get(&self, name: &str) -> Result<Value, RouterError> {

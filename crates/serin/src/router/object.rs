@@ -252,20 +252,13 @@ impl<R: RoutingObject> ObjectRouter<R> {
     }
 
     async fn get_opt(&self, canary: &Canary) -> Result<Option<Value>, RouterError> {
-        let live = self
-            .cache
-            .get(&self.api(canary), &self.object.name(canary))
+        self.cache
+            .get_as(&self.api(canary), &self.object.name(canary))
             .await
             .map_err(|source| RouterError::Api {
                 context: format!("{} get query error", self.id(canary)),
                 source,
-            })?;
-        live.map(|o| {
-            serde_json::to_value(o).map_err(|e| {
-                RouterError::Routes(format!("{} cannot be read: {e}", self.id(canary)))
             })
-        })
-        .transpose()
     }
 
     async fn get(&self, canary: &Canary) -> Result<Value, RouterError> {

@@ -271,6 +271,44 @@ async fn dynamic_kinds_are_cached_by_their_api_resource() {
     assert_eq!(gets(&cluster), 0);
 }
 
+/// An untyped kind read typed: the API server's answer is converted, the kept JSON is decoded
+/// straight into the typed form, and both agree with the untyped read.
+#[tokio::test]
+async fn an_untyped_kind_is_read_as_another_type() {
+    let (cluster, client) = cluster().await;
+    let typed: Api<ConfigMap> = Api::namespaced(client.clone(), "test");
+    typed
+        .create(&PostParams::default(), &config_map("a", "1"))
+        .await
+        .unwrap();
+    let resource = ApiResource::erase::<ConfigMap>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(client, "test", &resource);
+    for cache in [Cache::disabled(), Cache::new(None)] {
+        cluster.requests().set_enabled(true);
+        let cm: ConfigMap = cache.get_as(&api, "a").await.unwrap().unwrap();
+        assert_eq!(value(&cm), "1");
+        assert_eq!(gets(&cluster), 1, "the first read asks the API server");
+        let missing: Option<ConfigMap> = cache.get_as(&api, "b").await.unwrap();
+        assert!(missing.is_none());
+        assert_eq!(gets(&cluster), 1, "a missing object is one GET, answered 404");
+    }
+    let cache = Cache::new(None);
+    for _ in 0..200 {
+        if cache.read(&api, "a").await.unwrap().1 == Source::Cache {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cluster.requests().take();
+    let cm: ConfigMap = cache.get_as(&api, "a").await.unwrap().unwrap();
+    assert_eq!(value(&cm), "1");
+    assert_eq!(cm.metadata.name.as_deref(), Some("a"));
+    let raw: serde_json::Value = cache.get_as(&api, "a").await.unwrap().unwrap();
+    let untyped = cache.get(&api, "a").await.unwrap().unwrap();
+    assert_eq!(raw, serde_json::to_value(&untyped).unwrap());
+    assert_eq!(gets(&cluster), 0, "synced reads come from the watch");
+}
+
 #[tokio::test]
 async fn a_disabled_cache_always_reads_the_api_server() {
     let (cluster, client) = cluster().await;

@@ -79,25 +79,19 @@ impl GatewayApiRouter {
 
     async fn get_opt(&self, canary: &Canary) -> Result<Option<HttpRoute>, RouterError> {
         let n = render::names(canary);
-        let Some(raw) = self
-            .cache
-            .get(&self.api(canary), &n.apex)
+        self.cache
+            .get_as(&self.api(canary), &n.apex)
             .await
-            .map_err(|source| RouterError::Api {
-                context: Self::context(canary, "get query error"),
-                source,
-            })?
-        else {
-            return Ok(None);
-        };
-        let read_error = |e: serde_json::Error| {
-            RouterError::Routes(format!(
-                "HTTPRoute {}.{} cannot be read: {e}",
-                n.apex, n.namespace
-            ))
-        };
-        let value = serde_json::to_value(&raw).map_err(read_error)?;
-        serde_json::from_value(value).map(Some).map_err(read_error)
+            .map_err(|source| match source {
+                kube::Error::SerdeError(e) => RouterError::Routes(format!(
+                    "HTTPRoute {}.{} cannot be read: {e}",
+                    n.apex, n.namespace
+                )),
+                source => RouterError::Api {
+                    context: Self::context(canary, "get query error"),
+                    source,
+                },
+            })
     }
 
     async fn get(&self, canary: &Canary) -> Result<HttpRoute, RouterError> {
@@ -150,25 +144,18 @@ impl GatewayApiRouter {
 
     async fn grpc_get_opt(&self, canary: &Canary) -> Result<Option<GrpcRoute>, RouterError> {
         let n = render::names(canary);
-        let raw = self
-            .cache
-            .get(&self.grpc_api(canary), &n.apex)
+        self.cache
+            .get_as(&self.grpc_api(canary), &n.apex)
             .await
-            .map_err(|source| RouterError::Api {
-                context: Self::grpc_context(canary, "get query error"),
-                source,
-            })?;
-        let Some(raw) = raw else {
-            return Ok(None);
-        };
-        serde_json::to_value(&raw)
-            .and_then(serde_json::from_value)
-            .map(Some)
-            .map_err(|e| {
-                RouterError::Routes(format!(
+            .map_err(|source| match source {
+                kube::Error::SerdeError(e) => RouterError::Routes(format!(
                     "GRPCRoute {}.{} cannot be read: {e}",
                     n.apex, n.namespace
-                ))
+                )),
+                source => RouterError::Api {
+                    context: Self::grpc_context(canary, "get query error"),
+                    source,
+                },
             })
     }
 

@@ -11,6 +11,8 @@ use async_trait::async_trait;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{Router, RouterError, Routes};
@@ -76,10 +78,14 @@ impl IstioRouter {
         Api::namespaced(self.client.clone(), &namespace(canary))
     }
 
-    async fn read_vs(&self, canary: &Canary) -> Result<Option<DynamicObject>, RouterError> {
+    /// The VirtualService as `T`: typed, or its JSON as stored (`Value`).
+    async fn read_vs<T: DeserializeOwned>(
+        &self,
+        canary: &Canary,
+    ) -> Result<Option<T>, RouterError> {
         let apex = canary.spec.apex_name();
         self.cache
-            .get(&self.vs_api(canary), apex)
+            .get_as(&self.vs_api(canary), apex)
             .await
             .map_err(|source| RouterError::Api {
                 context: format!(
@@ -93,18 +99,16 @@ impl IstioRouter {
     /// The live VirtualService (an error when it is missing, as the API server's).
     async fn get_vs(&self, canary: &Canary) -> Result<VirtualService, RouterError> {
         let apex = canary.spec.apex_name();
-        let get_error = |source| RouterError::Api {
-            context: format!(
-                "VirtualService {apex}.{} get query error",
-                namespace(canary)
-            ),
-            source,
-        };
-        let raw = self.read_vs(canary).await?.ok_or_else(|| {
+        self.read_vs(canary).await?.ok_or_else(|| {
             let resource = vs_resource();
-            get_error(not_found_in(&resource.group, &resource.plural, apex))
-        })?;
-        typed(&raw).map_err(|e| get_error(kube::Error::SerdeError(e)))
+            RouterError::Api {
+                context: format!(
+                    "VirtualService {apex}.{} get query error",
+                    namespace(canary)
+                ),
+                source: not_found_in(&resource.group, &resource.plural, apex),
+            }
+        })
     }
 
     /// The live VirtualService, typed and with its `spec` exactly as stored.
@@ -112,17 +116,20 @@ impl IstioRouter {
         &self,
         canary: &Canary,
     ) -> Result<Option<(VirtualService, Value)>, RouterError> {
-        let Some(raw) = self.read_vs(canary).await? else {
+        let Some(mut raw) = self.read_vs::<Value>(canary).await? else {
             return Ok(None);
         };
-        let raw_spec = raw.data.get("spec").cloned().unwrap_or_else(|| json!({}));
-        let typed = typed(&raw).map_err(|e| {
+        let typed = VirtualService::deserialize(&raw).map_err(|e| {
             RouterError::Routes(format!(
                 "VirtualService {}.{} cannot be read: {e}",
                 canary.spec.apex_name(),
                 namespace(canary)
             ))
         })?;
+        let raw_spec = match raw.get_mut("spec") {
+            Some(spec) => spec.take(),
+            None => json!({}),
+        };
         Ok(Some((typed, raw_spec)))
     }
 
@@ -229,11 +236,6 @@ impl IstioRouter {
 
 fn vs_resource() -> ApiResource {
     ApiResource::erase::<VirtualService>(&())
-}
-
-/// A VirtualService read untyped, typed.
-fn typed(raw: &DynamicObject) -> Result<VirtualService, serde_json::Error> {
-    serde_json::to_value(raw).and_then(serde_json::from_value)
 }
 
 fn patch_params() -> PatchParams {
