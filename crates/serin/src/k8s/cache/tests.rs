@@ -290,7 +290,11 @@ async fn an_untyped_kind_is_read_as_another_type() {
         assert_eq!(gets(&cluster), 1, "the first read asks the API server");
         let missing: Option<ConfigMap> = cache.get_as(&api, "b").await.unwrap();
         assert!(missing.is_none());
-        assert_eq!(gets(&cluster), 1, "a missing object is one GET, answered 404");
+        assert_eq!(
+            gets(&cluster),
+            1,
+            "a missing object is one GET, answered 404"
+        );
     }
     let cache = Cache::new(None);
     for _ in 0..200 {

@@ -1,11 +1,11 @@
 //! Gateway API matches: Istio-style match requests mapped (Flagger's `mapRouteMatches`), the
 //! service's matches, and their merge with an analysis' matches.
 
-use super::super::super::RouterError;
 use super::{EXACT, PATH_PREFIX, REGEX};
 use crate::api::apis::gatewayapi::{HttpPathMatch, HttpRouteMatch, HttpValueMatch};
 use crate::api::apis::istio::{HttpMatchRequest, StringMatch};
 use crate::api::service::CanaryService;
+use crate::router::RouterError;
 
 pub(in crate::router::gatewayapi) fn value_match(
     name: &str,

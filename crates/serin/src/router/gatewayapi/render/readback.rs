@@ -1,10 +1,10 @@
 //! Reading a live HTTPRoute back: the weights its rules route (Flagger's `GetRoutes`) and
 //! whether its parents accepted its current generation.
 
-use super::super::super::{RouterError, Routes};
 use super::{is_canary_mirror, is_serin_rule, names};
 use crate::api::Canary;
 use crate::api::apis::gatewayapi::{HttpRoute, HttpRouteRule, HttpRouteSpec};
+use crate::router::{RouterError, Routes};
 
 /// Reads the weights (Flagger's `GetRoutes`): from Serin's rule with two backendRefs (with
 /// session affinity, the one whose backendRefs carry cookie filters); `mirrored` when a rule
