@@ -46,7 +46,9 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::packed::{Key, Packed, PackedStore, is_later, key, key_of, resource_version};
+use super::packed::{
+    Key, Packed, PackedStore, is_current, is_later, key, key_of, resource_version,
+};
 
 /// What a kind must be to be cached.
 pub trait Cacheable:
@@ -228,7 +230,7 @@ impl Managed {
                 if let Some(slot) = self.objects.get_mut(&key_of(object)) {
                     if slot
                         .as_ref()
-                        .is_some_and(|kept| is_later(kept.version, resource_version(object)))
+                        .is_some_and(|kept| is_current(kept.version, resource_version(object)))
                     {
                         return;
                     }

@@ -80,6 +80,13 @@ pub(super) fn is_later(kept: Option<u64>, new: Option<u64>) -> bool {
     matches!((kept, new), (Some(kept), Some(new)) if kept > new)
 }
 
+/// Whether version `kept` is `new` or later: an `Apply` of `new` would change nothing (one
+/// `resourceVersion` is one content; the watch delivers Serin's own writes after their replies
+/// were kept), so it is not packed again.
+pub(super) fn is_current(kept: Option<u64>, new: Option<u64>) -> bool {
+    matches!((kept, new), (Some(kept), Some(new)) if kept >= new)
+}
+
 pub(super) fn resource_version<K: Resource>(object: &K) -> Option<u64> {
     object.meta().resource_version.as_deref()?.parse().ok()
 }
@@ -261,15 +268,22 @@ where
     pub fn apply(&self, event: &watcher::Event<K>) {
         match event {
             watcher::Event::Apply(object) => {
+                let key = key_of(object);
+                let version = resource_version(object);
+                let kept = |objects: &Entries| {
+                    objects
+                        .get(&key)
+                        .is_some_and(|kept| is_current(kept.packed.version, version))
+                };
+                // The watch's copy of Serin's own write, already kept: not packed again.
+                if kept(&read(&self.shared.objects)) {
+                    return;
+                }
                 let Some(entry) = self.entry(object) else {
                     return;
                 };
-                let key = key_of(object);
                 let mut objects = write(&self.shared.objects);
-                if !objects
-                    .get(&key)
-                    .is_some_and(|kept| is_later(kept.packed.version, entry.packed.version))
-                {
+                if !kept(&objects) {
                     objects.insert(key, entry);
                 }
             }

@@ -126,6 +126,9 @@ fn never_back_in_time(kind: Kind<ConfigMap>) {
     // An event from before Serin's own write arrives late.
     kind.apply(&watcher::Event::Apply(versioned("1", "5")));
     assert_eq!(kept(&kind).as_deref(), Some("2"));
+    // The watch's copy of the version kept is not taken again.
+    kind.apply(&watcher::Event::Apply(versioned("copy", "7")));
+    assert_eq!(kept(&kind).as_deref(), Some("2"));
     kind.apply(&watcher::Event::Apply(versioned("3", "9")));
     assert_eq!(kept(&kind).as_deref(), Some("3"));
     kind.apply(&watcher::Event::Delete(versioned("3", "10")));

@@ -103,6 +103,35 @@ fn an_older_version_does_not_replace_a_later_one() {
     assert_eq!(kept.metadata.resource_version.as_deref(), Some("10"));
 }
 
+/// The watch's copy of a write whose reply was kept has the same `resourceVersion`: it is not
+/// packed again (the copy here differs only to tell the two apart; the API server never sends
+/// two contents under one version).
+#[test]
+fn the_version_already_kept_is_not_taken_again() {
+    let store = PackedStore::default();
+    apply(&store, canary("podinfo", 9, 2));
+    apply(&store, canary("podinfo", 9, 5));
+    let kept = store.find("test", "podinfo").unwrap();
+    assert_eq!(
+        json_of(Some(Box::new(kept))),
+        json_of(Some(Box::new(canary("podinfo", 9, 2))))
+    );
+    // Without numbered versions every apply is taken.
+    let mut unnumbered = canary("backend", 0, 1);
+    unnumbered.metadata.resource_version = Some("a".into());
+    apply(&store, unnumbered.clone());
+    unnumbered.metadata.labels = None;
+    apply(&store, unnumbered);
+    assert!(
+        store
+            .find("test", "backend")
+            .unwrap()
+            .metadata
+            .labels
+            .is_none()
+    );
+}
+
 #[test]
 fn a_relist_drops_what_it_did_not_list_and_keeps_later_writes() {
     let store = PackedStore::default();
