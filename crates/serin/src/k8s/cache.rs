@@ -45,6 +45,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::packed::{
     Key, Packed, PackedStore, is_current, is_later, key, key_of, resource_version,
@@ -319,23 +320,22 @@ impl Cache {
         self.lookup(api, name, Ok).await
     }
 
-    /// [`Cache::get`], decoded as `T` rather than `K`: a kind read untyped (so that what is
-    /// written back keeps every field as stored) is decoded from the kept JSON straight into
-    /// its typed form, not through the untyped object. Answers from the API server are
-    /// converted.
+    /// [`Cache::get`], as `T` rather than `K`: a kind read untyped (so that what is written back
+    /// keeps every field as stored) is decoded from the kept JSON into a `serde_json::Value`
+    /// and from that into `T`, not into the untyped object first and then copied into a
+    /// `Value`. Going through `Value` keeps one JSON deserialiser per type in the binary, the
+    /// one that reads a `Value` (a type's deserialiser from text is as large again).
     pub async fn get_as<K: Cacheable, T: DeserializeOwned>(
         &self,
         api: &Api<K>,
         name: &str,
     ) -> Result<Option<T>, kube::Error> {
-        let convert = |object: K| {
-            serde_json::to_value(object)
-                .and_then(serde_json::from_value)
-                .map_err(kube::Error::SerdeError)
-        };
-        self.lookup(api, name, convert)
-            .await
-            .map(|(object, _)| object)
+        let convert = |object: K| serde_json::to_value(object).map_err(kube::Error::SerdeError);
+        let (value, _) = self.lookup::<K, Value>(api, name, convert).await?;
+        value
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(kube::Error::SerdeError)
     }
 
     /// The read behind [`Cache::read`] and [`Cache::get_as`]; `convert` turns what the API

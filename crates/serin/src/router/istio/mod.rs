@@ -11,7 +11,6 @@ use async_trait::async_trait;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -116,20 +115,17 @@ impl IstioRouter {
         &self,
         canary: &Canary,
     ) -> Result<Option<(VirtualService, Value)>, RouterError> {
-        let Some(mut raw) = self.read_vs::<Value>(canary).await? else {
+        let Some(raw) = self.read_vs::<Value>(canary).await? else {
             return Ok(None);
         };
-        let typed = VirtualService::deserialize(&raw).map_err(|e| {
+        let raw_spec = raw.get("spec").cloned().unwrap_or_else(|| json!({}));
+        let typed = serde_json::from_value(raw).map_err(|e| {
             RouterError::Routes(format!(
                 "VirtualService {}.{} cannot be read: {e}",
                 canary.spec.apex_name(),
                 namespace(canary)
             ))
         })?;
-        let raw_spec = match raw.get_mut("spec") {
-            Some(spec) => spec.take(),
-            None => json!({}),
-        };
         Ok(Some((typed, raw_spec)))
     }
 
