@@ -248,8 +248,8 @@ async fn reads_outside_the_controllers_namespace_go_to_the_api_server() {
     assert_eq!(gets(&cluster), 3);
 }
 
-#[tokio::test]
-async fn dynamic_kinds_are_cached_by_their_api_resource() {
+/// A dev cluster holding ConfigMap `test/a` (`k: 1`), and the ConfigMaps' API, untyped.
+async fn untyped_config_map_a() -> (DevCluster, Api<DynamicObject>) {
     let (cluster, client) = cluster().await;
     let typed: Api<ConfigMap> = Api::namespaced(client.clone(), "test");
     typed
@@ -257,7 +257,12 @@ async fn dynamic_kinds_are_cached_by_their_api_resource() {
         .await
         .unwrap();
     let resource = ApiResource::erase::<ConfigMap>(&());
-    let api: Api<DynamicObject> = Api::namespaced_with(client, "test", &resource);
+    (cluster, Api::namespaced_with(client, "test", &resource))
+}
+
+#[tokio::test]
+async fn dynamic_kinds_are_cached_by_their_api_resource() {
+    let (cluster, api) = untyped_config_map_a().await;
     let cache = Cache::new(None);
     let mut source = Source::Api;
     for _ in 0..200 {
@@ -275,17 +280,10 @@ async fn dynamic_kinds_are_cached_by_their_api_resource() {
 }
 
 /// An untyped kind read typed: the API server's answer is converted, the kept JSON is decoded
-/// straight into the typed form, and both agree with the untyped read.
+/// into the typed form, and both agree with the untyped read.
 #[tokio::test]
 async fn an_untyped_kind_is_read_as_another_type() {
-    let (cluster, client) = cluster().await;
-    let typed: Api<ConfigMap> = Api::namespaced(client.clone(), "test");
-    typed
-        .create(&PostParams::default(), &config_map("a", "1"))
-        .await
-        .unwrap();
-    let resource = ApiResource::erase::<ConfigMap>(&());
-    let api: Api<DynamicObject> = Api::namespaced_with(client, "test", &resource);
+    let (cluster, api) = untyped_config_map_a().await;
     for cache in [Cache::disabled(), Cache::new(None)] {
         cluster.requests().set_enabled(true);
         let cm: ConfigMap = cache.get_as(&api, "a").await.unwrap().unwrap();
