@@ -123,6 +123,11 @@ statuses_now() {
   awk -F'\t' 'NF == 2 { s[$1] = $2 } END { for (n in s) print n, s[n] }' "$WORK/status.watch"
 }
 
+# The latest status of the Canary in namespace $1, as `statuses_now` gives it.
+status_of() {
+  awk -F'\t' -v ns="$1" 'NF == 2 && $1 == ns { s = $2 } END { print s }' "$WORK/status.watch"
+}
+
 # Every version of every Canary event as `NAMESPACE<TAB>type reason kind/name message` (the
 # namespace replaced by NS in the text), from a watch: client-go's event aggregation (Flagger)
 # rewrites one "(combined from similar events)" Event object with each new message, so a poll
@@ -436,11 +441,16 @@ step_scenario() {
           run_hook "$name" "$hook" "$c"
         fi
         # The routes mid-run: the objects once the first step has been taken (routes are
-        # written before the status that reports the step).
+        # written before the status that reports the step). STATUS was read at the top of the
+        # round; on a loaded machine a round takes seconds, longest for the scenarios late in
+        # the list, and the Canary may have stepped on since. So the step the snapshot shows
+        # is the status read again from the watch after it, kept beside it: the two
+        # controllers' snapshots are compared only when they show the same step.
         if [ ! -f "$WORK/$name/$c/objects-progressing" ] \
           && [[ ${STATUS[$ns]:-} =~ ^Progressing\ weight=([0-9]+)\ iterations=([0-9]+) ]] \
           && [ "${BASH_REMATCH[1]}${BASH_REMATCH[2]}" != 00 ]; then
           objects_now "$ns" "$name" >"$WORK/$name/$c/objects-progressing"
+          status_of "$ns" >"$WORK/$name/$c/objects-progressing.step"
         fi
         if [ -f "$HERE/scenarios/$name/record-routes" ]; then record_routes "$ns" "$WORK/$name/$c/routes"; fi
         case "$p" in
@@ -497,6 +507,11 @@ for name in "${scenarios[@]}"; do
   known=()
   for f in "${RECORDINGS[@]}"; do
     a="$WORK/$name/flagger/$f" b="$WORK/$name/serin/$f"
+    if [ -f "$a.step" ] && [ -f "$b.step" ] && ! cmp -s "$a.step" "$b.step"; then
+      echo "    $f not compared: the poll caught the controllers at different steps" \
+        "(flagger: $(cat "$a.step"); serin: $(cat "$b.step"))"
+      continue
+    fi
     cmp -s "$a" "$b" && continue
     "known_$f" <"$a" >"$a.known"
     "known_$f" <"$b" >"$b.known"
