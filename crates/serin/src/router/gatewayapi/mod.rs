@@ -82,16 +82,7 @@ impl GatewayApiRouter {
         self.cache
             .get_as(&self.api(canary), &n.apex)
             .await
-            .map_err(|source| match source {
-                kube::Error::SerdeError(e) => RouterError::Routes(format!(
-                    "HTTPRoute {}.{} cannot be read: {e}",
-                    n.apex, n.namespace
-                )),
-                source => RouterError::Api {
-                    context: Self::context(canary, "get query error"),
-                    source,
-                },
-            })
+            .map_err(|source| read_error(Self::context(canary, ""), source))
     }
 
     async fn get(&self, canary: &Canary) -> Result<HttpRoute, RouterError> {
@@ -147,16 +138,7 @@ impl GatewayApiRouter {
         self.cache
             .get_as(&self.grpc_api(canary), &n.apex)
             .await
-            .map_err(|source| match source {
-                kube::Error::SerdeError(e) => RouterError::Routes(format!(
-                    "GRPCRoute {}.{} cannot be read: {e}",
-                    n.apex, n.namespace
-                )),
-                source => RouterError::Api {
-                    context: Self::grpc_context(canary, "get query error"),
-                    source,
-                },
-            })
+            .map_err(|source| read_error(Self::grpc_context(canary, ""), source))
     }
 
     async fn grpc_get(&self, canary: &Canary) -> Result<GrpcRoute, RouterError> {
@@ -315,5 +297,17 @@ impl Router for GatewayApiRouter {
     }
 }
 
+/// A failed read of a route, `id` being `<Kind> <name>.<namespace> ` (as the contexts build
+/// it): an object that does not decode as its type "cannot be read", anything else is the
+/// API's "get query error".
+fn read_error(id: String, source: kube::Error) -> RouterError {
+    match source {
+        kube::Error::SerdeError(e) => RouterError::Routes(format!("{id}cannot be read: {e}")),
+        source => RouterError::Api {
+            context: format!("{id}get query error"),
+            source,
+        },
+    }
+}
 #[cfg(test)]
 mod tests;
