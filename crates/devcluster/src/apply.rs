@@ -408,6 +408,30 @@ pub fn forget_missing(new: &Value, owners: &mut Owners) {
 /// `sortEncodedManagedFields`): Apply entries first, then by time (whole seconds), manager,
 /// API version and subresource.
 pub fn managed_fields(owners: &Owners) -> Value {
+    managed_fields_after(owners, None)
+}
+
+/// [`managed_fields`] of an object written again: `previous` is its ownership before the write
+/// with the `metadata.managedFields` rendered from it. A manager whose fields did not change
+/// keeps its rendered `fieldsV1` (copied, not built again: most writes change values, not
+/// fields).
+pub fn managed_fields_after(owners: &Owners, previous: Option<(&Owners, &Value)>) -> Value {
+    let rendered = |m: &Manager, e: &Entry| -> Value {
+        previous
+            .filter(|(before, _)| before.get(m).is_some_and(|b| b.fields == e.fields))
+            .and_then(|(_, json)| {
+                json.as_array()?.iter().find(|v| {
+                    v.get("manager").and_then(Value::as_str) == Some(m.name.as_str())
+                        && v.get("operation").and_then(Value::as_str) == Some(m.operation.as_str())
+                        && v.get("subresource")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            == m.subresource
+                })
+            })
+            .and_then(|v| v.get("fieldsV1").cloned())
+            .unwrap_or_else(|| fields_v1(&e.fields))
+    };
     let mut entries: Vec<(&Manager, &Entry)> = owners.iter().collect();
     entries.sort_by(|(ma, ea), (mb, eb)| {
         (
@@ -435,7 +459,7 @@ pub fn managed_fields(owners: &Owners) -> Value {
                     "apiVersion": e.api_version,
                     "time": e.time,
                     "fieldsType": "FieldsV1",
-                    "fieldsV1": fields_v1(&e.fields),
+                    "fieldsV1": rendered(m, e),
                 });
                 if !m.subresource.is_empty() {
                     v["subresource"] = json!(m.subresource);

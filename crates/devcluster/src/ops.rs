@@ -84,7 +84,7 @@ pub fn create(
     ns: &str,
     mut body: Value,
     opts: &WriteOpts,
-) -> Result<Value, ApiError> {
+) -> Result<Arc<Value>, ApiError> {
     check_body(def, version, ns, &body)?;
     if let Some(sdef) = storage_def(st, def) {
         let body = convert::to_storage(def, body);
@@ -155,12 +155,12 @@ pub fn create(
         }
     }
     if opts.dry_run {
-        return Ok(body);
+        return Ok(Arc::new(body));
     }
     if !owners.is_empty() {
         st.owners.insert(uid_of(&body).to_string(), owners);
     }
-    Ok(st.put(def, body))
+    Ok(st.put_shared(def, body))
 }
 
 fn generation_changes(def: &ResourceDef, old: &Value, new: &Value) -> bool {
@@ -195,7 +195,7 @@ pub fn finish_update(
     mut cand: Value,
     sub: Sub,
     opts: &WriteOpts,
-) -> Result<Value, ApiError> {
+) -> Result<Arc<Value>, ApiError> {
     if !cand.is_object() || cand.get("metadata").is_some_and(|m| !m.is_object()) {
         return Err(ApiError::bad_request(
             "the object must be a JSON object with object metadata",
@@ -290,7 +290,7 @@ pub fn finish_update(
     }
     let owners = track_fields(st, Some(existing), sent_fields, &mut cand, sub, opts);
     if opts.dry_run {
-        return Ok(cand);
+        return Ok(Arc::new(cand));
     }
     let uid = uid_of(existing).to_string();
     if owners.is_empty() {
@@ -303,9 +303,9 @@ pub fn finish_update(
         && !(def.group.is_empty() && def.plural == "namespaces")
     {
         let ns = namespace_of(existing).to_string();
-        return Ok(remove_object(st, def, &ns, &name).unwrap_or(cand));
+        return Ok(Arc::new(remove_object(st, def, &ns, &name).unwrap_or(cand)));
     }
-    Ok(st.put(def, cand))
+    Ok(st.put_shared(def, cand))
 }
 
 /// A new Service gets a cluster IP (from 10.96.0.10 on) unless it is headless (`None`) or an
@@ -419,7 +419,7 @@ pub fn update(
     mut body: Value,
     sub: Sub,
     opts: &WriteOpts,
-) -> Result<Value, ApiError> {
+) -> Result<Arc<Value>, ApiError> {
     let existing = existing_or_404(st, def, ns, name)?;
     if sub == Sub::Scale {
         check_rv(def, &existing, &body)?;
@@ -429,7 +429,7 @@ pub fn update(
             ..opts.clone()
         };
         let stored = finish_update(st, def, &existing, next, Sub::Main, &scale_opts)?;
-        return scale_of(def, &stored);
+        return scale_of(def, &stored).map(Arc::new);
     }
     check_body(def, version, ns, &body)?;
     let body_name = name_of(&body);
@@ -465,7 +465,7 @@ pub fn patch(
     body: &Value,
     sub: Sub,
     opts: &WriteOpts,
-) -> Result<Value, ApiError> {
+) -> Result<Arc<Value>, ApiError> {
     if ptype == PatchType::Strategic && !def.strategic {
         return Err(ApiError::unsupported_media(
             "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
@@ -584,7 +584,7 @@ pub fn patch(
     let result = if sub == Sub::Scale {
         let next = scale_to_object(def, &existing, &target)?;
         let stored = finish_update(st, def, &existing, next, Sub::Main, opts)?;
-        scale_of(def, &stored)?
+        Arc::new(scale_of(def, &stored)?)
     } else if let Some(sdef) = storage_def(st, def) {
         let target = convert::to_storage(def, target);
         finish_update(st, &sdef, &existing, target, sub, opts)?

@@ -19,7 +19,8 @@ pub struct RecordedRequest {
     pub content_type: String,
     /// Request headers (lower-case names; values that are not text are left out).
     pub headers: Vec<(String, String)>,
-    /// The body as JSON (YAML bodies are parsed too); Null when empty or unparseable.
+    /// The body as JSON (YAML bodies are parsed too); Null when empty or unparseable, or when
+    /// the log keeps no bodies ([`RequestLog::set_bodies`]).
     pub body: Value,
 }
 
@@ -43,6 +44,8 @@ impl RecordedRequest {
 #[derive(Debug, Default)]
 pub struct RequestLog {
     enabled: AtomicBool,
+    /// Set when only the requests, not their bodies, are wanted (a benchmark counting them).
+    without_bodies: AtomicBool,
     entries: Mutex<Vec<RecordedRequest>>,
 }
 
@@ -60,6 +63,16 @@ impl RequestLog {
 
     pub fn is_enabled(&self) -> bool {
         self.enabled.load(Ordering::SeqCst)
+    }
+
+    /// Logs requests without their bodies (`body` is Null), when only the requests are
+    /// counted: parsing every body again costs the API server's CPU.
+    pub fn set_bodies(&self, keep: bool) {
+        self.without_bodies.store(!keep, Ordering::SeqCst);
+    }
+
+    pub(crate) fn keeps_bodies(&self) -> bool {
+        !self.without_bodies.load(Ordering::SeqCst)
     }
 
     /// The logged requests, oldest first.

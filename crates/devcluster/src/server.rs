@@ -346,7 +346,11 @@ async fn resource(
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect(),
-        body: parse_body(&body, &content_type).unwrap_or(Value::Null),
+        body: if shared.requests.keeps_bodies() {
+            parse_body(&body, &content_type).unwrap_or(Value::Null)
+        } else {
+            Value::Null
+        },
     });
     let ns = t.ns.clone().unwrap_or_default();
     let opts = write_opts(&query, &headers);

@@ -287,14 +287,20 @@ impl Store {
 
     /// Stores `obj` (its metadata names the key). A write equal to what is stored is a no-op:
     /// no resourceVersion bump and no event. Returns the stored object.
-    pub fn put(&mut self, def: &ResourceDef, mut obj: Value) -> Value {
+    pub fn put(&mut self, def: &ResourceDef, obj: Value) -> Value {
+        Value::clone(&self.put_shared(def, obj))
+    }
+
+    /// [`Store::put`] answering with the stored object itself, shared: the API server's
+    /// replies serialise it without a copy.
+    pub fn put_shared(&mut self, def: &ResourceDef, mut obj: Value) -> Arc<Value> {
         let key = obj_key(namespace_of(&obj), name_of(&obj));
         let res = def.store_key();
         let existing = self.objects.get(&res).and_then(|m| m.get(&key));
         if let Some(e) = existing
             && same_content(e, &obj)
         {
-            return Value::clone(e);
+            return Arc::clone(e);
         }
         let old = existing.cloned();
         self.rv += 1;
@@ -321,7 +327,7 @@ impl Store {
         } else {
             EventType::Added
         };
-        let reply = obj.clone();
+        let reply = Arc::clone(&stored);
         self.record(&res, etype, stored, old);
         reply
     }

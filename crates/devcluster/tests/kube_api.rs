@@ -797,6 +797,20 @@ async fn request_log_records_requests_when_enabled() {
     assert!(writes[1].header("authorization").is_some());
     c.requests().clear();
     assert!(c.requests().entries().is_empty());
+    // Counted only: the requests without their bodies.
+    c.requests().set_bodies(false);
+    api.patch(
+        "logged",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"a": "3"}})),
+    )
+    .await
+    .unwrap();
+    let counted = c.requests().take();
+    assert_eq!(counted.len(), 1);
+    assert_eq!(counted[0].verb, "patch");
+    assert_eq!(counted[0].body, Value::Null);
+    c.requests().set_bodies(true);
     c.requests().set_enabled(false);
     api.delete("logged", &DeleteParams::default())
         .await

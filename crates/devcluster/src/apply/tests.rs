@@ -265,3 +265,45 @@ fn managed_fields_are_ordered_as_the_api_server_orders_them() {
     ]);
     assert_eq!(order(&apart), ["Update a v1 status", "Update a v1 -"]);
 }
+
+/// A write that leaves a manager's fields as they were keeps its rendered `fieldsV1`, and the
+/// result is what rendering from scratch gives; a manager whose fields changed is rendered anew.
+#[test]
+fn managed_fields_of_a_rewrite_equal_a_fresh_rendering() {
+    let obj = json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [
+        {"name": "app", "image": "a:1"}]}}}, "status": {"replicas": 1}});
+    let status = Manager::new("simulator", Operation::Update, "status");
+    let editor = Manager::new("kubectl-edit", Operation::Update, "");
+    let mut before = Owners::new();
+    record_update(None, &obj, &editor, &mut before, STAMP);
+    let mut with_status = before.clone();
+    let mut updated = obj.clone();
+    updated["status"]["readyReplicas"] = json!(1);
+    record_update(Some(&obj), &updated, &status, &mut with_status, STAMP);
+    let rendered_before = managed_fields(&with_status);
+
+    // Only a value changes, at a later time: the same fields.
+    let mut again = updated.clone();
+    again["status"]["replicas"] = json!(2);
+    let mut after = with_status.clone();
+    record_update(
+        Some(&updated),
+        &again,
+        &status,
+        &mut after,
+        ("v1", "2026-01-02T03:04:09Z"),
+    );
+    let reused = managed_fields_after(&after, Some((&with_status, &rendered_before)));
+    assert_eq!(reused, managed_fields(&after));
+    assert_eq!(reused[1]["time"], json!("2026-01-02T03:04:09Z"));
+
+    // A new field: the changed manager's set is rendered again.
+    let mut more = again.clone();
+    more["status"]["availableReplicas"] = json!(1);
+    let mut grown = after.clone();
+    record_update(Some(&again), &more, &status, &mut grown, STAMP);
+    let rendered_after = managed_fields(&after);
+    let fresh = managed_fields_after(&grown, Some((&after, &rendered_after)));
+    assert_eq!(fresh, managed_fields(&grown));
+    assert!(fresh.to_string().contains("f:availableReplicas"));
+}

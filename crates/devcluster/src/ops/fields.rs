@@ -79,7 +79,15 @@ pub(super) fn track_fields(
     if owners.is_empty() {
         remove_meta(obj, "managedFields");
     } else {
-        set_meta(obj, "managedFields", apply::managed_fields(&owners));
+        let previous = old.and_then(|e| {
+            let before = st.owners.get(uid_of(e))?;
+            Some((before, e.pointer("/metadata/managedFields")?))
+        });
+        set_meta(
+            obj,
+            "managedFields",
+            apply::managed_fields_after(&owners, previous),
+        );
     }
     owners
 }

@@ -32,7 +32,7 @@ fn patch_web(
     sub: Sub,
     opts: &WriteOpts,
 ) -> Result<Value, ApiError> {
-    patch(st, def, "v1", "d", "web", ptype, &body, sub, opts)
+    patch(st, def, "v1", "d", "web", ptype, &body, sub, opts).map(Arc::unwrap_or_clone)
 }
 
 #[test]
@@ -136,7 +136,7 @@ fn stale_rv_conflicts_and_finalizers() {
     let mut d = deploy();
     d["metadata"]["finalizers"] = json!(["x/y"]);
     let d = create(&mut st, &def, "v1", "d", d, &o).unwrap();
-    let mut stale = d.clone();
+    let mut stale = Value::clone(&d);
     stale["metadata"]["resourceVersion"] = json!("1");
     assert_eq!(
         update(&mut st, &def, "v1", "d", "web", stale, Sub::Main, &o)
