@@ -131,6 +131,8 @@ fn resource_of(path: &str) -> String {
 struct Snapshot {
     at: Instant,
     cpu_ticks: u64,
+    /// This process: the dev cluster, its workload simulator and the benchmark's own watches.
+    own_cpu_ticks: u64,
     rss_kb: u64,
     /// The part of `rss_kb` that is heap and stacks (`RssAnon`); the rest is mostly the binary's
     /// code pages (`RssFile`), which the kernel maps in ahead of use and can drop at will.
@@ -253,6 +255,7 @@ fn snapshot(pid: u32, metrics: String, requests: u64) -> Result<Snapshot, BoxErr
     Ok(Snapshot {
         at: Instant::now(),
         cpu_ticks: proc_cpu_ticks(pid)?,
+        own_cpu_ticks: proc_cpu_ticks(std::process::id())?,
         rss_kb: proc_status_kb(pid, "VmRSS:")?,
         anon_kb: proc_status_kb(pid, "RssAnon:")?,
         hwm_kb: proc_status_kb(pid, "VmHWM:")?,
@@ -319,6 +322,8 @@ async fn run() -> Result<(), BoxError> {
     dev.faults().set_latency(args.latency);
     // Count the controller's requests from here on (the request log is drained every 200 ms).
     let counts = Arc::new(Mutex::new(RequestCounts::default()));
+    // Only counted: the bodies are not parsed again.
+    dev.requests().set_bodies(false);
     dev.requests().set_enabled(true);
     let drain_requests = |counts: &Arc<Mutex<RequestCounts>>| {
         let taken = dev.requests().take();
@@ -524,6 +529,7 @@ async fn run() -> Result<(), BoxError> {
         - metric_value(&start.metrics, "serin_reconcile_total{result=\"error\"}");
     let tck = clock_ticks_per_second();
     let cpu = (end.cpu_ticks - start.cpu_ticks) as f64 / tck;
+    let own_cpu = (end.own_cpu_ticks - start.own_cpu_ticks) as f64 / tck;
     let requests = end.requests - start.requests;
     println!();
     println!("== analysis window: {window:.1} s (from the first new revision)");
@@ -597,6 +603,15 @@ async fn run() -> Result<(), BoxError> {
             f64::NAN
         },
         (idle.cpu_ticks as f64) / tck,
+    );
+    println!(
+        "CPU of the benchmark process (the dev cluster, its simulator, the benchmark's watches): {own_cpu:.2} s in the window ({:.1} % of one core); {:.2} ms per step",
+        own_cpu / window * 100.0,
+        if steps > 0.0 {
+            own_cpu / steps * 1000.0
+        } else {
+            f64::NAN
+        },
     );
     println!(
         "API requests by the controller: {requests} in the window ({:.1} per step, {:.1}/s); {} during start-up and initialisation",
