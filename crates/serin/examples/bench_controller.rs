@@ -540,16 +540,14 @@ async fn run() -> Result<(), BoxError> {
     let q = |x: f64| {
         histogram_quantile(x, &delta).map_or("n/a".to_string(), |v| format!("{:.1} ms", v * 1000.0))
     };
+    // A window total per analysis step (NaN when no step was taken).
+    let per_step = |total: f64| if steps > 0.0 { total / steps } else { f64::NAN };
     println!(
         "step delay: p50={} p90={} p99={} mean={:.1} ms max<={}",
         q(0.5),
         q(0.9),
         q(0.99),
-        if steps > 0.0 {
-            delay_sum / steps * 1000.0
-        } else {
-            f64::NAN
-        },
+        per_step(delay_sum) * 1000.0,
         histogram_max_bound(&delta).map_or("n/a".to_string(), |v| format!("{v} s")),
     );
     println!("step delay buckets (le: count in window): {delta:?}");
@@ -578,11 +576,7 @@ async fn run() -> Result<(), BoxError> {
         } else {
             f64::NAN
         },
-        if steps > 0.0 {
-            rcount / steps
-        } else {
-            f64::NAN
-        },
+        per_step(rcount),
         rsum / window,
         args.threadiness,
     );
@@ -597,29 +591,17 @@ async fn run() -> Result<(), BoxError> {
     println!(
         "CPU: {cpu:.2} s in the window ({:.1} % of one core); {:.2} ms per step; initialisation {:.2} s",
         cpu / window * 100.0,
-        if steps > 0.0 {
-            cpu / steps * 1000.0
-        } else {
-            f64::NAN
-        },
+        per_step(cpu) * 1000.0,
         (idle.cpu_ticks as f64) / tck,
     );
     println!(
         "CPU of the benchmark process (the dev cluster, its simulator, the benchmark's watches): {own_cpu:.2} s in the window ({:.1} % of one core); {:.2} ms per step",
         own_cpu / window * 100.0,
-        if steps > 0.0 {
-            own_cpu / steps * 1000.0
-        } else {
-            f64::NAN
-        },
+        per_step(own_cpu) * 1000.0,
     );
     println!(
         "API requests by the controller: {requests} in the window ({:.1} per step, {:.1}/s); {} during start-up and initialisation",
-        if steps > 0.0 {
-            requests as f64 / steps
-        } else {
-            f64::NAN
-        },
+        per_step(requests as f64),
         requests as f64 / window,
         start.requests,
     );
