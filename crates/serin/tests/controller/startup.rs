@@ -83,8 +83,11 @@ async fn metrics_and_readiness() {
                 .text()
                 .await
                 .ok()?;
-            body.contains("flagger_canary_total{namespace=\"test\"} 1")
-                .then_some(body)
+            // The status gauge is set right after the status write the phase wait saw, so it
+            // may trail it: wait for both.
+            (body.contains("flagger_canary_total{namespace=\"test\"} 1")
+                && body.contains("flagger_canary_status{name=\"podinfo\",namespace=\"test\"}"))
+            .then_some(body)
         })
         .await;
         assert!(
