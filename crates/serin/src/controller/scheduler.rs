@@ -32,6 +32,7 @@ use super::ports::{EventKind, PortError, Ports, ServiceRouter};
 use super::status::{add, elapsed, revision_changed, revision_differs};
 use crate::api::analysis::{AlertSeverity, DEFAULT_INTERVAL, MIN_INTERVAL};
 use crate::api::{Canary, CanaryPhase, CanaryStatus, Provider, Strategy};
+use crate::k8s::cache::journal::recorded;
 use crate::router::{Router, Routes};
 use crate::workload::{Revision, ScalerReconciler, TargetController, WorkloadError};
 
@@ -178,6 +179,42 @@ pub struct Scheduler {
     pub(super) seen: Mutex<HashMap<String, super::requests::Seen>>,
     /// Serin: inconclusive comparison checks holding a step.
     pub(super) holds: crate::metrics::compare::Holds,
+    /// What each Canary's last set-up found in place (`Tick::set_up`).
+    set_ups: Mutex<HashMap<String, SetUp>>,
+}
+
+/// A set-up that found everything in place and wrote nothing: the Canary as it saw it
+/// ([`set_up_fingerprint`]) and what it read. While both are unchanged, the set-up would find
+/// the same again.
+pub(super) struct SetUp {
+    pub(super) fingerprint: u64,
+    pub(super) reads: crate::k8s::cache::journal::Reads,
+}
+
+/// What of a Canary the set-up depends on besides the objects it reads: its spec (the
+/// generation), its phase, the session-affinity cookies of its status (the routers render them),
+/// its labels and annotations, and its uid. `0` (never equal to a hash in practice) when the
+/// server keeps no generation.
+pub(super) fn set_up_fingerprint(canary: &Canary) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let Some(generation) = canary.metadata.generation else {
+        return 0;
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    generation.hash(&mut h);
+    canary.metadata.uid.hash(&mut h);
+    canary.metadata.labels.hash(&mut h);
+    canary.metadata.annotations.hash(&mut h);
+    let status = canary.status.as_ref();
+    status.map(|s| s.phase).hash(&mut h);
+    status.map(|s| &s.session_affinity_cookie).hash(&mut h);
+    status
+        .map(|s| &s.primary_session_affinity_cookie)
+        .hash(&mut h);
+    status
+        .map(|s| &s.previous_session_affinity_cookie)
+        .hash(&mut h);
+    h.finish()
 }
 
 impl Scheduler {
@@ -189,6 +226,7 @@ impl Scheduler {
             copies: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
             holds: Default::default(),
+            set_ups: Mutex::new(HashMap::new()),
         }
     }
 
@@ -213,6 +251,23 @@ impl Scheduler {
         let mut map = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         match attempt {
             Some(a) => map.insert(key.to_string(), a),
+            None => {
+                self.put_set_up(key, None);
+                map.remove(key)
+            }
+        };
+    }
+
+    /// Takes out what the Canary's last set-up found in place, if anything.
+    pub(super) fn take_set_up(&self, key: &str) -> Option<SetUp> {
+        let mut map = self.set_ups.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(key)
+    }
+
+    fn put_set_up(&self, key: &str, set_up: Option<SetUp>) {
+        let mut map = self.set_ups.lock().unwrap_or_else(|e| e.into_inner());
+        match set_up {
+            Some(s) => map.insert(key.to_string(), s),
             None => map.remove(key),
         };
     }
@@ -227,6 +282,8 @@ impl Scheduler {
         copies.retain(|key, _| live(key));
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.retain(|key, _| live(key));
+        let mut set_ups = self.set_ups.lock().unwrap_or_else(|e| e.into_inner());
+        set_ups.retain(|key, _| live(key));
     }
 
     /// The number of Canaries with in-memory notes.
@@ -352,6 +409,7 @@ impl Scheduler {
         let attempt = Attempt { at: now, revision };
         let status = tick.status();
         self.remember(&memo_key, Some(attempt.clone()));
+        self.put_set_up(&memo_key, tick.set_up_memo.take());
         let requeue_after = match trigger(&status, None, interval, now, Some(&attempt)) {
             Trigger::NotDue { after } => after,
             _ => interval,
@@ -405,6 +463,8 @@ pub(super) struct Tick<'a> {
     pub(super) stored: Option<CanaryStatus>,
     /// The decision record of an analysis tick, stored with each of its status writes.
     pub(super) draft: Mutex<Option<super::decision::Draft>>,
+    /// What this tick's set-up found in place (kept for the next tick when the tick ends).
+    pub(super) set_up_memo: Option<SetUp>,
 }
 
 /// The implementations one tick works with.
@@ -438,6 +498,7 @@ impl<'a> Tick<'a> {
             revision: None,
             wrote: false,
             draft: Mutex::new(None),
+            set_up_memo: None,
         }
     }
 
@@ -521,9 +582,13 @@ impl<'a> Tick<'a> {
         routes: Routes,
     ) -> Result<(), crate::router::RouterError> {
         let mut status = self.status();
-        b.router
-            .set_routes(&self.canary, &mut status, routes)
-            .await?;
+        let (set, journal) = recorded(b.router.set_routes(&self.canary, &mut status, routes)).await;
+        set?;
+        // The routes are what the routing objects' set-up ignores: its reads stay good past
+        // this write (`k8s/cache/journal.rs`).
+        if let Some(memo) = &mut self.set_up_memo {
+            memo.reads.advance(&journal);
+        }
         self.canary.status = Some(status);
         self.s
             .ports

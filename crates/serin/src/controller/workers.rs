@@ -183,6 +183,9 @@ where
         let response = self.inner.call(request);
         let slots = self.slots.clone();
         Box::pin(async move {
+            // A set-up step that asked the API server cannot be vouched for by its cache reads
+            // alone (`k8s/cache/journal.rs`).
+            crate::k8s::cache::journal::spoil();
             // The slot is taken while the reconcile still holds its worker: when every slot is
             // busy the workers wait here, so the queue starts no more reconciles than the API
             // server is answering (the memory of reconciles in flight stays bounded). The slot

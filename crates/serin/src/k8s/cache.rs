@@ -47,6 +47,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub mod journal;
+
 use super::packed::{
     Key, Packed, PackedStore, is_current, is_later, key, key_of, resource_version,
 };
@@ -173,17 +175,18 @@ impl<K: Cacheable> Kind<K> {
     }
 
     /// The kept version of `namespace/name`, if any, decoded as `T` (`K` itself, or another
-    /// type its JSON reads as); marks it as managed.
-    fn cached<T: DeserializeOwned>(&self, namespace: &str, name: &str) -> Option<T> {
+    /// type its JSON reads as), with its `resourceVersion`; marks it as managed.
+    fn cached<T: DeserializeOwned>(&self, namespace: &str, name: &str) -> Option<(T, Option<u64>)> {
         match &self.objects {
-            Objects::All(store) => store.find_as(namespace, name),
+            Objects::All(store) => store.find_versioned(namespace, name),
             Objects::Managed(managed) => {
                 let (packed, dictionary) = {
                     let mut managed = lock(managed);
                     let packed = managed.slot(namespace, name).clone()?;
                     (packed, managed.dictionary.clone())
                 };
-                packed.read(&dictionary, namespace, name)
+                let version = packed.version;
+                Some((packed.read(&dictionary, namespace, name)?, version))
             }
         }
     }
@@ -215,6 +218,15 @@ impl<K: Cacheable> Kind<K> {
         }
         if matches!(event, watcher::Event::InitDone) {
             self.synced.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl<K: Cacheable> journal::Versions for Kind<K> {
+    fn version(&self, key: &str) -> Option<u64> {
+        match &self.objects {
+            Objects::All(store) => store.version_of(key),
+            Objects::Managed(managed) => lock(managed).objects.get(key)?.as_ref()?.version,
         }
     }
 }
@@ -346,7 +358,10 @@ impl Cache {
         name: &str,
         convert: impl Fn(K) -> Result<T, kube::Error>,
     ) -> Result<(Option<T>, Source), kube::Error> {
-        let answered = |live: Option<K>| Ok((live.map(&convert).transpose()?, Source::Api));
+        let answered = |live: Option<K>| {
+            journal::spoil();
+            Ok((live.map(&convert).transpose()?, Source::Api))
+        };
         let Some(inner) = &self.inner else {
             return answered(api.get_opt(name).await?);
         };
@@ -358,7 +373,8 @@ impl Cache {
             kind.keep(ns, name);
             return answered(api.get_opt(name).await?);
         }
-        if let Some(object) = kind.cached(ns, name) {
+        if let Some((object, version)) = kind.cached(ns, name) {
+            journal::read(kind.clone(), &key(ns, name), version);
             return Ok((Some(object), Source::Cache));
         }
         // Not kept yet, or a create the watch has not delivered: confirm, and keep it.
@@ -372,14 +388,20 @@ impl Cache {
     /// Puts a write's result into the store (when the kind is cached): later reads see it
     /// even before the watch delivers it.
     pub fn wrote<K: Cacheable>(&self, api: &Api<K>, object: &K) {
-        if let Some(kind) = self.cached_kind(api) {
-            kind.keep(api.namespace().unwrap_or_default(), &object.name_any());
-            kind.apply(&watcher::Event::Apply(strip(object.clone())));
-        }
+        let Some(kind) = self.cached_kind(api) else {
+            journal::spoil();
+            return;
+        };
+        let ns = api.namespace().unwrap_or_default();
+        let name = object.name_any();
+        kind.keep(ns, &name);
+        kind.apply(&watcher::Event::Apply(strip(object.clone())));
+        journal::wrote(kind, &key(ns, &name), resource_version(object));
     }
 
     /// Takes `name` out of the store (when the kind is cached).
     pub fn deleted<K: Cacheable>(&self, api: &Api<K>, name: &str) {
+        journal::spoil();
         if let Some(kind) = self.cached_kind(api) {
             kind.forget(api.namespace().unwrap_or_default(), name);
         }

@@ -193,13 +193,29 @@ where
 
     /// The object `namespace/name`, decoded as `T` (`K`, or another type its JSON reads as).
     pub fn find_as<T: DeserializeOwned>(&self, namespace: &str, name: &str) -> Option<T> {
+        self.find_versioned(namespace, name)
+            .map(|(object, _)| object)
+    }
+
+    /// [`PackedStore::find_as`], with the kept `resourceVersion` (as a number, when it is one).
+    pub(super) fn find_versioned<T: DeserializeOwned>(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<(T, Option<u64>)> {
         let packed = {
             let objects = read(&self.shared.objects);
             // One allocation per read for the key; the map is keyed by owned strings.
             objects.get(&key(namespace, name))?.packed.clone()
         };
         let dictionary = read(&self.shared.dictionary).clone();
-        packed.read(&dictionary, namespace, name)
+        let version = packed.version;
+        Some((packed.read(&dictionary, namespace, name)?, version))
+    }
+
+    /// The kept `resourceVersion` of `key` (`namespace/name`), without decoding the object.
+    pub(super) fn version_of(&self, key: &str) -> Option<u64> {
+        read(&self.shared.objects).get(key)?.packed.version
     }
 
     /// Every object, decoded (the dashboard's list).

@@ -29,6 +29,7 @@ mod revision;
 mod rollback;
 mod routers;
 mod service_target;
+mod set_up;
 mod simulate;
 mod startup;
 mod strategies;

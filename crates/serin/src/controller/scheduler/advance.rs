@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Backends, SchedulerError, Tick, Trigger};
+use super::{Backends, SchedulerError, SetUp, Tick, Trigger, set_up_fingerprint};
 use crate::api::analysis::AlertSeverity;
 use crate::api::{CanaryPhase, CanaryStatus, Provider};
 use crate::controller::alerts::Cause;
@@ -13,6 +13,7 @@ use crate::controller::events;
 use crate::controller::status::{
     changed_config, elapsed, has_target_changed, revision_changed, revision_differs,
 };
+use crate::k8s::cache::journal::recorded;
 use crate::router::Routes;
 use crate::workload::{Revision, TargetController, WorkloadError};
 
@@ -36,65 +37,27 @@ impl Tick<'_> {
         let init = self.phase().is_initializing();
         let skip = self.canary.spec.skip_analysis();
 
-        // 3. Metadata.
-        let metadata = match b.target.metadata(&self.canary).await {
-            Ok(m) => m,
-            Err(e) => return self.warn_ok(e).await,
-        };
-        // 5. Canary and primary Services.
-        if let Some(svc) = &b.services
-            && let Err(e) = svc.initialize(&self.canary, &metadata).await
-        {
-            return self.warn_ok(e).await;
-        }
-        // 6. Metric providers.
-        if !skip && init {
-            match self.s.ports.metrics.check_providers(&self.canary).await {
-                Ok(()) => self.info(events::PROVIDERS_AVAILABLE).await,
-                Err(e) => self.error(events::provider_check_failed(&e)).await,
-            }
-        }
-        // 7. App Mesh needs its virtual nodes before the primary pods start.
-        let appmesh = matches!(self.provider, Provider::AppMesh(_));
-        if appmesh && let Err(e) = b.router.reconcile(&self.canary).await {
-            return self.warn_ok(e).await;
-        }
-        // 8. Primary workload.
-        if let Err(e) = b.target.initialize(&self.canary, init && !skip).await {
-            self.warn(e.to_string()).await;
-            if !e.is_retriable() {
-                self.rollback(&b, Cause::ProgressDeadline(&e.to_string()))
-                    .await?;
-            }
-            return Ok(());
-        }
-        // 9. Primary autoscaler.
-        if let Some(scaler) = &b.scaler {
-            if let Err(e) = scaler.reconcile_primary(&self.canary, true).await {
-                return self.warn_ok(e).await;
-            }
-            if init && let Err(e) = scaler.pause_target(&self.canary).await {
-                return self.warn_ok(e).await;
-            }
-        }
-        // 10. Apex Service.
-        if let Some(svc) = &b.services
-            && let Err(e) = svc.reconcile(&self.canary, &metadata).await
-        {
-            return self.warn_ok(e).await;
-        }
-        // 11. Scale the target down.
-        if init {
-            self.log(format!("Scaling down {} {}", self.kind, self.target_key));
-            if let Err(e) = b.target.scale_to_zero(&self.canary).await {
-                let msg = events::scaling_down_failed(&self.kind, &self.target_key, &e.to_string());
-                self.warn(msg).await;
+        // 3.–12. The set-up: verified again only when something it read or the Canary has
+        // changed since it last found everything in place (see `Tick::set_up`).
+        let fingerprint = set_up_fingerprint(&self.canary);
+        let memo = self.s.take_set_up(&self.memo);
+        let in_place = !init
+            && memo
+                .as_ref()
+                .is_some_and(|m| m.fingerprint == fingerprint && m.reads.unchanged());
+        if in_place {
+            self.set_up_memo = memo;
+        } else {
+            let (proceed, journal) = recorded(self.set_up(&b, init, skip)).await;
+            if !proceed? {
                 return Ok(());
             }
-        }
-        // 12. Routing objects.
-        if !appmesh && let Err(e) = b.router.reconcile(&self.canary).await {
-            return self.warn_ok(e).await;
+            // Kept outside initialisation, and only when the caches answered something: a
+            // set-up whose backends read nothing through them (test doubles) is not vouched for.
+            self.set_up_memo = journal
+                .into_reads()
+                .filter(|reads| !init && !reads.is_empty())
+                .map(|reads| SetUp { fingerprint, reads });
         }
         // 13. Initialized.
         if init {
@@ -297,5 +260,85 @@ fn readiness(checked: Result<(), WorkloadError>) -> Readiness {
         Ok(()) => Readiness::Ready,
         Err(e) if e.is_retriable() => Readiness::NotYet(e.to_string()),
         Err(e) => Readiness::Stuck(e.to_string()),
+    }
+}
+
+impl Tick<'_> {
+    /// Flagger's `advanceCanary` steps 3 to 12: the metadata of the target, the Services, the
+    /// metric providers' check, the primary workload and its autoscaler, the target scaled
+    /// down, the routing objects. False when a step stopped the tick (it said why).
+    ///
+    /// Outside initialisation these steps only verify that everything is in place, and a tick
+    /// whose set-up wrote nothing keeps what it read ([`SetUp`]): the next tick skips the
+    /// set-up when the Canary (its generation, phase, session-affinity cookies, labels and
+    /// annotations) and every object it read are unchanged, since it would find the same.
+    /// Flagger verifies on every tick; the outcome is the same.
+    async fn set_up(
+        &mut self,
+        b: &Backends,
+        init: bool,
+        skip: bool,
+    ) -> Result<bool, SchedulerError> {
+        // 3. Metadata.
+        let metadata = match b.target.metadata(&self.canary).await {
+            Ok(m) => m,
+            Err(e) => return self.warn_ok(e).await.map(|()| false),
+        };
+        // 5. Canary and primary Services.
+        if let Some(svc) = &b.services
+            && let Err(e) = svc.initialize(&self.canary, &metadata).await
+        {
+            return self.warn_ok(e).await.map(|()| false);
+        }
+        // 6. Metric providers.
+        if !skip && init {
+            match self.s.ports.metrics.check_providers(&self.canary).await {
+                Ok(()) => self.info(events::PROVIDERS_AVAILABLE).await,
+                Err(e) => self.error(events::provider_check_failed(&e)).await,
+            }
+        }
+        // 7. App Mesh needs its virtual nodes before the primary pods start.
+        let appmesh = matches!(self.provider, Provider::AppMesh(_));
+        if appmesh && let Err(e) = b.router.reconcile(&self.canary).await {
+            return self.warn_ok(e).await.map(|()| false);
+        }
+        // 8. Primary workload.
+        if let Err(e) = b.target.initialize(&self.canary, init && !skip).await {
+            self.warn(e.to_string()).await;
+            if !e.is_retriable() {
+                self.rollback(b, Cause::ProgressDeadline(&e.to_string()))
+                    .await?;
+            }
+            return Ok(false);
+        }
+        // 9. Primary autoscaler.
+        if let Some(scaler) = &b.scaler {
+            if let Err(e) = scaler.reconcile_primary(&self.canary, true).await {
+                return self.warn_ok(e).await.map(|()| false);
+            }
+            if init && let Err(e) = scaler.pause_target(&self.canary).await {
+                return self.warn_ok(e).await.map(|()| false);
+            }
+        }
+        // 10. Apex Service.
+        if let Some(svc) = &b.services
+            && let Err(e) = svc.reconcile(&self.canary, &metadata).await
+        {
+            return self.warn_ok(e).await.map(|()| false);
+        }
+        // 11. Scale the target down.
+        if init {
+            self.log(format!("Scaling down {} {}", self.kind, self.target_key));
+            if let Err(e) = b.target.scale_to_zero(&self.canary).await {
+                let msg = events::scaling_down_failed(&self.kind, &self.target_key, &e.to_string());
+                self.warn(msg).await;
+                return Ok(false);
+            }
+        }
+        // 12. Routing objects.
+        if !appmesh && let Err(e) = b.router.reconcile(&self.canary).await {
+            return self.warn_ok(e).await.map(|()| false);
+        }
+        Ok(true)
     }
 }

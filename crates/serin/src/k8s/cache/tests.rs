@@ -104,7 +104,7 @@ fn versioned(value: &str, rv: &str) -> ConfigMap {
 }
 
 fn kept(kind: &Kind<ConfigMap>) -> Option<String> {
-    kind.cached("test", "a").map(|c| value(&c))
+    kind.cached("test", "a").map(|(c, _)| value(&c))
 }
 
 fn synced(kind: Kind<ConfigMap>) -> Kind<ConfigMap> {
