@@ -567,7 +567,7 @@ async fn run() -> Result<(), BoxError> {
             .map_or("n/a".to_string(), |v| format!("{:.1} ms", v * 1000.0))
     };
     println!(
-        "reconcile duration: p50={} p90={} p99={} mean={:.1} ms; {:.2} reconciles per step; workers busy on average {:.2} of {}",
+        "reconcile duration: p50={} p90={} p99={} mean={:.1} ms; {:.2} reconciles per step; {:.2} reconciles in flight on average (working or waiting for an answer; {} workers)",
         rq(0.5),
         rq(0.9),
         rq(0.99),
