@@ -374,7 +374,7 @@ impl Cache {
             return answered(api.get_opt(name).await?);
         }
         if let Some((object, version)) = kind.cached(ns, name) {
-            journal::read(kind.clone(), &key(ns, name), version);
+            journal::read(&kind, ns, name, version);
             return Ok((Some(object), Source::Cache));
         }
         // Not kept yet, or a create the watch has not delivered: confirm, and keep it.
@@ -396,7 +396,7 @@ impl Cache {
         let name = object.name_any();
         kind.keep(ns, &name);
         kind.apply(&watcher::Event::Apply(strip(object.clone())));
-        journal::wrote(kind, &key(ns, &name), resource_version(object));
+        journal::wrote(&kind, ns, &name, resource_version(object));
     }
 
     /// Takes `name` out of the store (when the kind is cached).

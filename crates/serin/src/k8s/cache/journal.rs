@@ -15,6 +15,8 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::sync::Arc;
 
+use super::super::packed::{Key, key};
+
 /// A kind's store, asked for the version of one object it keeps.
 pub(super) trait Versions: Send + Sync {
     /// `Some(version)` while `key` (`namespace/name`) is kept at `version`; `None` when it is
@@ -25,7 +27,7 @@ pub(super) trait Versions: Send + Sync {
 /// One object as a stretch saw it: read at, or written as, `version`.
 struct Seen {
     kind: Arc<dyn Versions>,
-    key: Box<str>,
+    key: Key,
     version: u64,
 }
 
@@ -118,34 +120,44 @@ pub async fn recorded<F: Future>(work: F) -> (F::Output, Journal) {
         .await
 }
 
-fn seen(kind: Arc<dyn Versions>, key: &str, version: Option<u64>) -> Result<Seen, ()> {
-    let version = version.ok_or(())?;
-    Ok(Seen {
-        kind,
-        key: key.into(),
-        version,
-    })
-}
-
-/// Notes a read answered by a cache (outside [`recorded`], nothing). A version that is not a
-/// number cannot be compared later: it spoils the journal.
-pub(super) fn read(kind: Arc<dyn Versions>, key: &str, version: Option<u64>) {
-    let _ = JOURNAL.try_with(|j| {
-        let mut j = j.borrow_mut();
-        match seen(kind, key, version) {
-            Ok(s) => j.reads.push(s),
-            Err(()) => j.spoiled = true,
-        }
-    });
+/// Notes a read answered by a cache (outside [`recorded`], nothing: the key is only built
+/// inside a journal, so reads outside one cost no allocation). A version that is not a number
+/// cannot be compared later: it spoils the journal.
+pub(super) fn read<V: Versions + 'static>(
+    kind: &Arc<V>,
+    namespace: &str,
+    name: &str,
+    version: Option<u64>,
+) {
+    note(kind, namespace, name, version, |j| &mut j.reads);
 }
 
 /// Notes a write whose result a cache keeps (outside [`recorded`], nothing).
-pub(super) fn wrote(kind: Arc<dyn Versions>, key: &str, version: Option<u64>) {
+pub(super) fn wrote<V: Versions + 'static>(
+    kind: &Arc<V>,
+    namespace: &str,
+    name: &str,
+    version: Option<u64>,
+) {
+    note(kind, namespace, name, version, |j| &mut j.writes);
+}
+
+fn note<V: Versions + 'static>(
+    kind: &Arc<V>,
+    namespace: &str,
+    name: &str,
+    version: Option<u64>,
+    list: fn(&mut Journal) -> &mut Vec<Seen>,
+) {
     let _ = JOURNAL.try_with(|j| {
         let mut j = j.borrow_mut();
-        match seen(kind, key, version) {
-            Ok(s) => j.writes.push(s),
-            Err(()) => j.spoiled = true,
+        match version {
+            Some(version) => list(&mut j).push(Seen {
+                kind: kind.clone(),
+                key: key(namespace, name),
+                version,
+            }),
+            None => j.spoiled = true,
         }
     });
 }
@@ -179,7 +191,7 @@ mod tests {
     async fn reads_answer_until_the_store_moves_on() {
         let kind = fake(7);
         let k = kind.clone();
-        let ((), journal) = recorded(async move { read(k, "ns/a", Some(7)) }).await;
+        let ((), journal) = recorded(async move { read(&k, "ns", "a", Some(7)) }).await;
         let reads = journal.into_reads().expect("only cache reads");
         assert_eq!(reads.len(), 1);
         assert!(reads.unchanged());
@@ -194,15 +206,15 @@ mod tests {
         let kind = fake(7);
         let k = kind.clone();
         let ((), journal) = recorded(async move {
-            read(k, "ns/a", Some(7));
+            read(&k, "ns", "a", Some(7));
             spoil();
         })
         .await;
         assert!(journal.into_reads().is_none(), "an API request");
         let k = kind.clone();
-        let ((), journal) = recorded(async move { wrote(k, "ns/a", Some(8)) }).await;
+        let ((), journal) = recorded(async move { wrote(&k, "ns", "a", Some(8)) }).await;
         assert!(journal.into_reads().is_none(), "a write");
-        let ((), journal) = recorded(async move { read(kind, "ns/a", None) }).await;
+        let ((), journal) = recorded(async move { read(&kind, "ns", "a", None) }).await;
         assert!(
             journal.into_reads().is_none(),
             "a version that is not a number"
@@ -215,8 +227,8 @@ mod tests {
         let other = fake(3);
         let (v, o) = (vs.clone(), other.clone());
         let ((), journal) = recorded(async move {
-            read(v, "ns/vs", Some(7));
-            read(o, "ns/svc", Some(3));
+            read(&v, "ns", "vs", Some(7));
+            read(&o, "ns", "svc", Some(3));
         })
         .await;
         let mut reads = journal.into_reads().unwrap();
@@ -224,8 +236,8 @@ mod tests {
         // A later stretch reads the routing object at the same version and writes it.
         let v = vs.clone();
         let ((), later) = recorded(async move {
-            read(v.clone(), "ns/vs", Some(7));
-            wrote(v, "ns/vs", Some(9));
+            read(&v, "ns", "vs", Some(7));
+            wrote(&v, "ns", "vs", Some(9));
         })
         .await;
         *vs.0.lock().unwrap() = Some(9);
@@ -235,8 +247,8 @@ mod tests {
         // One that read a version someone else wrote in between is not.
         let v = vs.clone();
         let ((), later) = recorded(async move {
-            read(v.clone(), "ns/vs", Some(10));
-            wrote(v, "ns/vs", Some(11));
+            read(&v, "ns", "vs", Some(10));
+            wrote(&v, "ns", "vs", Some(11));
         })
         .await;
         *vs.0.lock().unwrap() = Some(11);
@@ -245,7 +257,7 @@ mod tests {
 
         // A write of an object the reads do not name changes nothing.
         let o = other.clone();
-        let ((), later) = recorded(async move { wrote(o, "ns/other", Some(4)) }).await;
+        let ((), later) = recorded(async move { wrote(&o, "ns", "other", Some(4)) }).await;
         let before = format!("{reads:?}");
         reads.advance(&later);
         assert_eq!(format!("{reads:?}"), before);
@@ -254,7 +266,7 @@ mod tests {
     #[test]
     fn outside_a_journal_notes_are_ignored() {
         spoil();
-        read(fake(1), "ns/a", Some(1));
-        wrote(fake(1), "ns/a", Some(2));
+        read(&fake(1), "ns", "a", Some(1));
+        wrote(&fake(1), "ns", "a", Some(2));
     }
 }
