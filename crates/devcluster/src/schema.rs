@@ -27,6 +27,26 @@ impl std::fmt::Display for FieldError {
     }
 }
 
+/// Where a value sits in the object (`spec.metrics[0].name`), put into words only when an
+/// error or a pruned field names it: writing it out for every field walked was a visible part
+/// of each write's cost.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Field(&'a str),
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Field(k) => f.write_str(k),
+            Path::Key(p, k) => write!(f, "{p}.{k}"),
+            Path::Index(p, i) => write!(f, "{p}[{i}]"),
+        }
+    }
+}
+
 /// What happened to an object: the unknown fields that were pruned (for `fieldValidation`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -43,23 +63,22 @@ pub fn normalise(schema: &Value, obj: &mut Value) -> Outcome {
     ) else {
         return out;
     };
-    let keys: Vec<String> = m.keys().cloned().collect();
-    for k in keys {
+    let mut unknown = Vec::new();
+    for (k, v) in m.iter_mut() {
         if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
             continue;
         }
-        match props.get(&k) {
-            Some(sub) => {
-                if let Some(v) = m.get_mut(&k) {
-                    walk(sub, v, &k, &mut out);
-                }
-            }
+        match props.get(k) {
+            Some(sub) => walk(sub, v, &Path::Field(k), &mut out),
             None if preserves(schema) => {}
             None => {
-                m.remove(&k);
-                out.unknown_fields.push(k);
+                out.unknown_fields.push(k.clone());
+                unknown.push(k.clone());
             }
         }
+    }
+    for k in unknown {
+        m.remove(&k);
     }
     drop_nulls_and_default(schema, m);
     out
@@ -88,52 +107,48 @@ fn drop_nulls_and_default(schema: &Value, m: &mut Map<String, Value>) {
         {
             let mut d = d.clone();
             let mut ignored = Outcome::default();
-            walk(sub, &mut d, k, &mut ignored);
+            walk(sub, &mut d, &Path::Field(k), &mut ignored);
             m.insert(k.clone(), d);
         }
     }
 }
 
 /// Normalises one value against its schema.
-fn walk(schema: &Value, v: &mut Value, path: &str, out: &mut Outcome) {
+fn walk(schema: &Value, v: &mut Value, path: &Path, out: &mut Outcome) {
     match v {
         Value::Object(m) => {
             let props = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties");
             let embedded = schema.get("x-kubernetes-embedded-resource") == Some(&Value::Bool(true));
-            let keys: Vec<String> = m.keys().cloned().collect();
-            for k in keys {
+            let mut unknown = Vec::new();
+            for (k, cv) in m.iter_mut() {
                 if embedded && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
                     continue;
                 }
-                let child = format!("{path}.{k}");
-                let sub = props.and_then(|p| p.get(&k)).or(match additional {
+                let sub = props.and_then(|p| p.get(k)).or(match additional {
                     Some(a @ Value::Object(_)) => Some(a),
                     _ => None,
                 });
                 match sub {
-                    Some(sub) => {
-                        if let Some(cv) = m.get_mut(&k) {
-                            if cv.is_null() && !nullable(sub) {
-                                // Dropped (and possibly defaulted) below.
-                                continue;
-                            }
-                            walk(sub, cv, &child, out);
-                        }
-                    }
+                    // A null is dropped (and possibly defaulted) below.
+                    Some(sub) if cv.is_null() && !nullable(sub) => {}
+                    Some(sub) => walk(sub, cv, &Path::Key(path, k), out),
                     None if preserves(schema) || additional == Some(&Value::Bool(true)) => {}
                     None => {
-                        m.remove(&k);
-                        out.unknown_fields.push(child);
+                        out.unknown_fields.push(Path::Key(path, k).to_string());
+                        unknown.push(k.clone());
                     }
                 }
+            }
+            for k in unknown {
+                m.remove(&k);
             }
             drop_nulls_and_default(schema, m);
         }
         Value::Array(items) => {
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter_mut().enumerate() {
-                    walk(item_schema, item, &format!("{path}[{i}]"), out);
+                    walk(item_schema, item, &Path::Index(path, i), out);
                 }
             }
         }
@@ -153,32 +168,29 @@ pub fn validate(schema: &Value, obj: &Value) -> Vec<FieldError> {
             continue;
         }
         if let Some(sub) = props.and_then(|p| p.get(k)) {
-            check(sub, v, k, &mut errs);
+            check(sub, v, &Path::Field(k), &mut errs);
         }
     }
     // As kube-openapi's object validator: the properties first, then `required`.
     for req in strings(schema.get("required")) {
-        if matches!(req.as_str(), "apiVersion" | "kind" | "metadata") {
+        if matches!(req, "apiVersion" | "kind" | "metadata") {
             continue;
         }
-        if !m.contains_key(&req) {
-            errs.push(required(&req));
+        if !m.contains_key(req) {
+            errs.push(required(&Path::Field(req)));
         }
     }
     errs
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
+fn strings(v: Option<&Value>) -> impl Iterator<Item = &str> {
     v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
 }
 
-fn required(path: &str) -> FieldError {
+fn required(path: &Path) -> FieldError {
     FieldError {
         field: path.to_string(),
         reason: "FieldValueRequired",
@@ -211,7 +223,7 @@ fn num(v: &Value) -> String {
     }
 }
 
-fn invalid(path: &str, v: &Value, detail: String) -> FieldError {
+fn invalid(path: &Path, v: &Value, detail: String) -> FieldError {
     FieldError {
         field: path.to_string(),
         reason: "FieldValueInvalid",
@@ -241,7 +253,7 @@ fn type_ok(want: &str, v: &Value) -> bool {
     got == want || (want == "number" && got == "integer")
 }
 
-fn check(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
+fn check(schema: &Value, v: &Value, path: &Path, errs: &mut Vec<FieldError>) {
     if v.is_null() && nullable(schema) {
         return;
     }
@@ -320,7 +332,7 @@ fn check(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
             }
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter().enumerate() {
-                    check(item_schema, item, &format!("{path}[{i}]"), errs);
+                    check(item_schema, item, &Path::Index(path, i), errs);
                 }
             }
         }
@@ -333,12 +345,12 @@ fn check(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
                     continue;
                 }
                 if let Some(sub) = props.and_then(|p| p.get(k)).or(additional) {
-                    check(sub, cv, &format!("{path}.{k}"), errs);
+                    check(sub, cv, &Path::Key(path, k), errs);
                 }
             }
             for req in strings(schema.get("required")) {
-                if !m.contains_key(&req) {
-                    errs.push(required(&format!("{path}.{req}")));
+                if !m.contains_key(req) {
+                    errs.push(required(&Path::Key(path, req)));
                 }
             }
         }
@@ -346,7 +358,7 @@ fn check(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     }
 }
 
-fn check_string(schema: &Value, s: &str, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
+fn check_string(schema: &Value, s: &str, v: &Value, path: &Path, errs: &mut Vec<FieldError>) {
     let len = s.chars().count() as u64;
     if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
         && len > max
@@ -382,7 +394,7 @@ fn check_string(schema: &Value, s: &str, v: &Value, path: &str, errs: &mut Vec<F
     }
 }
 
-fn check_number(schema: &Value, n: f64, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
+fn check_number(schema: &Value, n: f64, v: &Value, path: &Path, errs: &mut Vec<FieldError>) {
     let excl = |k: &str| schema.get(k) == Some(&Value::Bool(true));
     if let Some(min) = schema.get("minimum") {
         let m = min.as_f64().unwrap_or(f64::MIN);
@@ -430,10 +442,12 @@ fn pattern(p: &str) -> Option<regex::Regex> {
     static COMPILED: LazyLock<Mutex<HashMap<String, Option<regex::Regex>>>> =
         LazyLock::new(Mutex::default);
     let mut compiled = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
-    compiled
-        .entry(p.to_string())
-        .or_insert_with(|| regex::Regex::new(p).ok())
-        .clone()
+    if let Some(re) = compiled.get(p) {
+        return re.clone();
+    }
+    let re = regex::Regex::new(p).ok();
+    compiled.insert(p.to_string(), re.clone());
+    re
 }
 
 #[cfg(test)]

@@ -52,10 +52,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
+    // Straight into bytes: `Value`'s `Display` goes through the formatting machinery and grows
+    // its string from nothing (4-5 % of the benchmark process's CPU in a profile). Writing a
+    // `Value` cannot fail: its keys are strings.
+    let mut body = Vec::with_capacity(4096);
+    let _ = serde_json::to_writer(&mut body, v);
     Response::builder()
         .status(code)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(v.to_string()))
+        .body(Body::from(body))
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 

@@ -2,7 +2,7 @@
 //! as a workload's status, from when its current rollout started and its script.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{DefaultHasher, Hasher};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -18,10 +18,24 @@ pub(super) struct Rollout {
     base_ready: i64,
 }
 
+/// A hash of `v`'s JSON text, written straight into the hasher (no string in between).
 fn hash_of(v: Option<&Value>) -> u64 {
-    let mut h = DefaultHasher::new();
-    v.map(Value::to_string).unwrap_or_default().hash(&mut h);
-    h.finish()
+    struct Hashing(DefaultHasher);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Hashing(DefaultHasher::new());
+    if let Some(v) = v {
+        // Writing a `Value` cannot fail, and this writer does not either.
+        let _ = serde_json::to_writer(&mut h, v);
+    }
+    h.0.finish()
 }
 
 fn condition(
