@@ -442,10 +442,19 @@ pub fn run(args: &Args) -> ExitCode {
             tracing::info!("Shutting down");
             let _ = tx.send(true);
         });
-        match serve(args.clone(), rx).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
+        // The controller runs on the runtime's workers, not on this thread: its watches and
+        // work queue are polled inside this future, and on the thread that blocks on it they
+        // made a third busy thread, woken by the workers for every watch event
+        // (docs/performance.md, issue 18's fourteenth pass).
+        let args = args.clone();
+        match tokio::spawn(async move { serve(args, rx).await }).await {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) => {
                 tracing::error!("{e}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                tracing::error!("the controller stopped unexpectedly: {e}");
                 ExitCode::FAILURE
             }
         }
