@@ -44,6 +44,18 @@ use serde_json::json;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's run-time settings (tikv-jemallocator's name for `MALLOC_CONF`). The workspace
+/// builds jemalloc with the controller's settings, freed pages returned to the system at once
+/// (`.cargo/config.toml`), and that build is this process's too. The dev cluster here stands in
+/// for a remote API server, whose memory is not measured: bench/controller/README.md runs the
+/// benchmark with [`DEV_CLUSTER_MALLOC_CONF`], so that the dev cluster does not pay for giving
+/// pages back and faulting them in again (a few per cent of its CPU in a profile; docs/
+/// performance.md, issue 18's fourteenth pass). The controller child never inherits the
+/// variable: it runs with the settings it ships with.
+const MALLOC_CONF_VAR: &str = "_RJEM_MALLOC_CONF";
+/// jemalloc's default decay of freed pages (ten seconds), for the dev cluster.
+const DEV_CLUSTER_MALLOC_CONF: &str = "dirty_decay_ms:10000,muzzy_decay_ms:0";
+
 const NS: &str = "bench";
 /// Header on every request of the benchmark's own client, so that the request count of the
 /// controller can leave them out.
@@ -287,11 +299,18 @@ async fn run() -> Result<(), BoxError> {
         )
         .into());
     }
+    let dev_cluster_malloc_conf = std::env::var(MALLOC_CONF_VAR).ok();
+    if dev_cluster_malloc_conf.is_none() {
+        eprintln!(
+            "note: the dev cluster runs with the controller's allocator settings (freed pages returned at once); \
+             the recorded figures set {MALLOC_CONF_VAR}={DEV_CLUSTER_MALLOC_CONF} for the benchmark (bench/controller/README.md)"
+        );
+    }
     let work = std::env::temp_dir().join(format!("serin-bench-controller-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let kubeconfig = work.join("kubeconfig");
     println!(
-        "canaries={n} interval={} duration={:?} spread={:?} threadiness={} ready_delay={:?} simulator_tick={:?} latency={:?} cpus={}",
+        "canaries={n} interval={} duration={:?} spread={:?} threadiness={} ready_delay={:?} simulator_tick={:?} latency={:?} cpus={} dev_cluster_malloc_conf={}",
         args.interval,
         args.duration,
         args.spread,
@@ -300,6 +319,7 @@ async fn run() -> Result<(), BoxError> {
         args.simulator_tick,
         args.latency,
         std::thread::available_parallelism().map_or(0, |p| p.get()),
+        dev_cluster_malloc_conf.as_deref().unwrap_or("(built in)"),
     );
 
     let dev = DevCluster::start_with(Config {
@@ -354,6 +374,7 @@ async fn run() -> Result<(), BoxError> {
         .args(["--log-level", "warn"])
         .args(["--threadiness", &args.threadiness.to_string()])
         .args(["--metrics-server", "http://127.0.0.1:1"])
+        .env_remove(MALLOC_CONF_VAR)
         .stderr(log.try_clone()?)
         .stdout(log)
         .kill_on_drop(true)
