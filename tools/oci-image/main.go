@@ -4,19 +4,25 @@
 // config with the entrypoint, the non-root user and the org.opencontainers.image.* labels. The
 // layout can be pushed with any OCI tool (crane push, skopeo copy oci:..., oras).
 //
-//	go run . -binary ../../target/x86_64-unknown-linux-musl/release/serin -out ../../target/oci/serin \
+//	go run . -binary ../../target/x86_64-unknown-linux-musl/production/serin -out ../../target/oci/serin \
 //	    -version 0.1.0 -revision $(git rev-parse HEAD) -ca-bundle /etc/ssl/certs/ca-certificates.crt
 //
-// The binary must be static (the musl build) to run in the image, which has no libc.
+// A static binary (the musl build the images ship) needs nothing else. A dynamically linked
+// one (a glibc build) brings its loader and the shared libraries it needs, taken from this
+// machine, as distroless/cc would.
 package main
 
 import (
 	"archive/tar"
 	"bytes"
+	"debug/elf"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path"
+	"sort"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -52,11 +58,92 @@ func created() time.Time {
 	return time.Unix(0, 0).UTC()
 }
 
+// libDirs are where the libraries of a dynamically linked binary are looked for on this
+// machine (Debian's multiarch directories first).
+var libDirs = []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"}
+
+// imageLibDir is where they go in the image: the first directory glibc's loader searches on
+// Debian, with no ld.so.cache.
+const imageLibDir = "lib/x86_64-linux-gnu"
+
+// sharedLibraries returns what the loader of a dynamically linked binary needs in the image,
+// by path in the image: the loader itself at the binary's PT_INTERP path, and every library
+// in the DT_NEEDED closure of the binary in imageLibDir. A static binary needs nothing.
+func sharedLibraries(binary string) (map[string][]byte, error) {
+	f, err := elf.Open(binary)
+	if err != nil {
+		return nil, fmt.Errorf("reading the binary as ELF: %w", err)
+	}
+	defer f.Close()
+	interp := ""
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			b, err := io.ReadAll(p.Open())
+			if err != nil {
+				return nil, fmt.Errorf("reading the binary's interpreter: %w", err)
+			}
+			interp = strings.TrimRight(string(b), "\x00")
+		}
+	}
+	if interp == "" {
+		return nil, nil
+	}
+	files := map[string][]byte{}
+	loader, err := os.ReadFile(interp)
+	if err != nil {
+		return nil, fmt.Errorf("reading the loader %s: %w", interp, err)
+	}
+	files[strings.TrimPrefix(interp, "/")] = loader
+	needed, err := f.ImportedLibraries()
+	if err != nil {
+		return nil, fmt.Errorf("reading the binary's libraries: %w", err)
+	}
+	seen := map[string]bool{path.Base(interp): true}
+	for len(needed) > 0 {
+		name := needed[0]
+		needed = needed[1:]
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		found := ""
+		for _, dir := range libDirs {
+			if _, err := os.Stat(path.Join(dir, name)); err == nil {
+				found = path.Join(dir, name)
+				break
+			}
+		}
+		if found == "" {
+			return nil, fmt.Errorf("the binary needs %s, which is in none of %s", name, strings.Join(libDirs, ", "))
+		}
+		data, err := os.ReadFile(found)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", found, err)
+		}
+		files[imageLibDir+"/"+name] = data
+		lib, err := elf.Open(found)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s as ELF: %w", found, err)
+		}
+		more, err := lib.ImportedLibraries()
+		lib.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reading the libraries of %s: %w", found, err)
+		}
+		needed = append(needed, more...)
+	}
+	return files, nil
+}
+
 // rootfs returns the layer's tar stream.
 func rootfs(o Options) ([]byte, error) {
 	bin, err := os.ReadFile(o.Binary)
 	if err != nil {
 		return nil, fmt.Errorf("reading the binary: %w", err)
+	}
+	libs, err := sharedLibraries(o.Binary)
+	if err != nil {
+		return nil, err
 	}
 	var ca []byte
 	if o.CABundle != "" {
@@ -92,6 +179,24 @@ func rootfs(o Options) ([]byte, error) {
 		func() error { return dir("usr/local", 0o755) },
 		func() error { return dir("usr/local/bin", 0o755) },
 		func() error { return file(binaryPath, 0o755, 0, bin) },
+	}
+	// The libraries in a fixed order (the image is reproducible), each directory once.
+	libPaths := make([]string, 0, len(libs))
+	for p := range libs {
+		libPaths = append(libPaths, p)
+	}
+	sort.Strings(libPaths)
+	made := map[string]bool{"usr": true, "usr/local": true, "usr/local/bin": true, "etc": true, "home": true, "tmp": true}
+	for _, p := range libPaths {
+		var parents []string
+		for d := path.Dir(p); d != "." && !made[d]; d = path.Dir(d) {
+			parents = append([]string{d}, parents...)
+			made[d] = true
+		}
+		for _, d := range parents {
+			steps = append(steps, func() error { return dir(d, 0o755) })
+		}
+		steps = append(steps, func() error { return file(p, 0o755, 0, libs[p]) })
 	}
 	if ca != nil {
 		steps = append(steps,
@@ -191,7 +296,7 @@ func WriteLayout(dir string, o Options) (v1.Hash, error) {
 func main() {
 	var o Options
 	out := flag.String("out", "target/oci/serin", "directory of the OCI image layout to write")
-	flag.StringVar(&o.Binary, "binary", "", "the serin binary (static, e.g. the x86_64-unknown-linux-musl build)")
+	flag.StringVar(&o.Binary, "binary", "", "the serin binary (static, e.g. the x86_64-unknown-linux-musl build; a glibc build brings its loader and libraries)")
 	flag.StringVar(&o.CABundle, "ca-bundle", "", "PEM CA bundle to install at /"+caPath)
 	flag.StringVar(&o.Version, "version", "dev", "image version (label and ref name)")
 	flag.StringVar(&o.Revision, "revision", "", "source revision (label)")

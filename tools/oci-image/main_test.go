@@ -1,8 +1,8 @@
 package main
 
 // Builds the image from SERIN_BINARY (default ../../target/debug/serin), reads the OCI layout
-// back as a consumer would, and runs the binary taken out of the layer. With
-// SERIN_REQUIRE_STATIC=1 the binary must also be statically linked (the release image).
+// back as a consumer would, and runs the binary taken out of the layer. A dynamically linked
+// binary must find its loader and every library it needs in the layer, and runs with them.
 
 import (
 	"archive/tar"
@@ -114,7 +114,8 @@ func TestLayoutReadsBackAndItsBinaryRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	extracted := filepath.Join(t.TempDir(), "serin")
+	root := t.TempDir()
+	extracted := filepath.Join(root, "usr", "local", "bin", "serin")
 	modes := map[string]int64{}
 	var passwd string
 	tr := tar.NewReader(rc)
@@ -127,18 +128,12 @@ func TestLayoutReadsBackAndItsBinaryRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 		modes[h.Name] = h.Mode
+		if h.Typeflag == tar.TypeReg {
+			extract(t, filepath.Join(root, filepath.FromSlash(h.Name)), tr)
+		}
 		switch h.Name {
-		case "usr/local/bin/serin":
-			out, err := os.OpenFile(extracted, os.O_CREATE|os.O_WRONLY, 0o755)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := io.Copy(out, tr); err != nil {
-				t.Fatal(err)
-			}
-			out.Close()
 		case "etc/passwd":
-			b, _ := io.ReadAll(tr)
+			b, _ := os.ReadFile(filepath.Join(root, "etc", "passwd"))
 			passwd = string(b)
 		}
 	}
@@ -162,11 +157,57 @@ func TestLayoutReadsBackAndItsBinaryRuns(t *testing.T) {
 	}
 	t.Logf("image %s: %s", digest, firstLine(string(mustRun(t, extracted, "--version"))))
 
-	static := isStatic(t, extracted)
-	if os.Getenv("SERIN_REQUIRE_STATIC") == "1" && !static {
-		t.Errorf("%s is dynamically linked: the image has no libc (build the x86_64-unknown-linux-musl target)", bin)
+	interp := interpreter(t, extracted)
+	t.Logf("statically linked: %v", interp == "")
+	if interp == "" {
+		return
 	}
-	t.Logf("statically linked: %v", static)
+	// A dynamically linked binary: its loader at its PT_INTERP path, and every library of the
+	// binary's and the libraries' DT_NEEDED in the image's library directory.
+	libDir := filepath.Join(root, "lib", "x86_64-linux-gnu")
+	loader := filepath.Join(root, filepath.FromSlash(interp))
+	if _, err := os.Stat(loader); err != nil {
+		t.Fatalf("the loader %s is not in the layer: %v", interp, err)
+	}
+	libs, err := os.ReadDir(libDir)
+	if err != nil {
+		t.Fatalf("no library directory in the layer: %v", err)
+	}
+	objects := []string{extracted}
+	for _, l := range libs {
+		objects = append(objects, filepath.Join(libDir, l.Name()))
+	}
+	for _, o := range objects {
+		for _, need := range imported(t, o) {
+			if need == filepath.Base(interp) {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(libDir, need)); err != nil {
+				t.Errorf("%s needs %s, which is not in the layer", filepath.Base(o), need)
+			}
+		}
+	}
+	// Run by the layer's loader with the layer's libraries (not this machine's cache).
+	out, err = exec.Command(loader, "--inhibit-cache", "--library-path", libDir, extracted, "--version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "serin ") {
+		t.Fatalf("serin --version with the layer's loader and libraries: %v: %s", err, out)
+	}
+	t.Logf("libraries in the layer: %d", len(libs))
+}
+
+func extract(t *testing.T, path string, r io.Reader) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if _, err := io.Copy(out, r); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestMissingBinaryIsAPlainError(t *testing.T) {
@@ -191,7 +232,8 @@ func TestImageIsReproducible(t *testing.T) {
 	}
 }
 
-func isStatic(t *testing.T, path string) bool {
+// interpreter is the PT_INTERP of an ELF file ("" for a static binary).
+func interpreter(t *testing.T, path string) string {
 	t.Helper()
 	f, err := elf.Open(path)
 	if err != nil {
@@ -200,10 +242,29 @@ func isStatic(t *testing.T, path string) bool {
 	defer f.Close()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
-			return false
+			b, err := io.ReadAll(p.Open())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return strings.TrimRight(string(b), "\x00")
 		}
 	}
-	return true
+	return ""
+}
+
+// imported is the DT_NEEDED list of an ELF file.
+func imported(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	libs, err := f.ImportedLibraries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return libs
 }
 
 func mustRun(t *testing.T, name string, args ...string) []byte {
@@ -227,4 +288,39 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// A dynamically linked program of this machine gets its loader and its libraries; a library
+// found nowhere is a plain error, not an image that cannot start.
+func TestSharedLibrariesOfADynamicBinary(t *testing.T) {
+	const prog = "/bin/ls"
+	if _, err := os.Stat(prog); err != nil || interpreter(t, prog) == "" {
+		t.Skipf("%s is missing or static here", prog)
+	}
+	files, err := sharedLibraries(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	interp := strings.TrimPrefix(interpreter(t, prog), "/")
+	if _, ok := files[interp]; !ok {
+		t.Errorf("no loader %s in %v", interp, keys(files))
+	}
+	if _, ok := files["lib/x86_64-linux-gnu/libc.so.6"]; !ok {
+		t.Errorf("no libc in %v", keys(files))
+	}
+
+	saved := libDirs
+	defer func() { libDirs = saved }()
+	libDirs = []string{t.TempDir()}
+	if _, err := sharedLibraries(prog); err == nil || !strings.Contains(err.Error(), "which is in none of") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+func keys(m map[string][]byte) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
