@@ -66,27 +66,35 @@ var libDirs = []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/l
 // Debian, with no ld.so.cache.
 const imageLibDir = "lib/x86_64-linux-gnu"
 
-// sharedLibraries returns what the loader of a dynamically linked binary needs in the image,
-// by path in the image: the loader itself at the binary's PT_INTERP path, and every library
-// in the DT_NEEDED closure of the binary in imageLibDir. A static binary needs nothing.
-func sharedLibraries(binary string) (map[string][]byte, error) {
-	f, err := elf.Open(binary)
+// linkage returns an ELF file's PT_INTERP ("" for a static binary) and its DT_NEEDED list.
+func linkage(file string) (interp string, needed []string, err error) {
+	f, err := elf.Open(file)
 	if err != nil {
-		return nil, fmt.Errorf("reading the binary as ELF: %w", err)
+		return "", nil, fmt.Errorf("reading %s as ELF: %w", file, err)
 	}
 	defer f.Close()
-	interp := ""
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
 			b, err := io.ReadAll(p.Open())
 			if err != nil {
-				return nil, fmt.Errorf("reading the binary's interpreter: %w", err)
+				return "", nil, fmt.Errorf("reading the interpreter of %s: %w", file, err)
 			}
 			interp = strings.TrimRight(string(b), "\x00")
 		}
 	}
-	if interp == "" {
-		return nil, nil
+	if needed, err = f.ImportedLibraries(); err != nil {
+		return "", nil, fmt.Errorf("reading the libraries of %s: %w", file, err)
+	}
+	return interp, needed, nil
+}
+
+// sharedLibraries returns what the loader of a dynamically linked binary needs in the image,
+// by path in the image: the loader itself at the binary's PT_INTERP path, and every library
+// in the DT_NEEDED closure of the binary in imageLibDir. A static binary needs nothing.
+func sharedLibraries(binary string) (map[string][]byte, error) {
+	interp, needed, err := linkage(binary)
+	if err != nil || interp == "" {
+		return nil, err
 	}
 	files := map[string][]byte{}
 	loader, err := os.ReadFile(interp)
@@ -94,10 +102,6 @@ func sharedLibraries(binary string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("reading the loader %s: %w", interp, err)
 	}
 	files[strings.TrimPrefix(interp, "/")] = loader
-	needed, err := f.ImportedLibraries()
-	if err != nil {
-		return nil, fmt.Errorf("reading the binary's libraries: %w", err)
-	}
 	seen := map[string]bool{path.Base(interp): true}
 	for len(needed) > 0 {
 		name := needed[0]
@@ -121,14 +125,9 @@ func sharedLibraries(binary string) (map[string][]byte, error) {
 			return nil, fmt.Errorf("reading %s: %w", found, err)
 		}
 		files[imageLibDir+"/"+name] = data
-		lib, err := elf.Open(found)
+		_, more, err := linkage(found)
 		if err != nil {
-			return nil, fmt.Errorf("reading %s as ELF: %w", found, err)
-		}
-		more, err := lib.ImportedLibraries()
-		lib.Close()
-		if err != nil {
-			return nil, fmt.Errorf("reading the libraries of %s: %w", found, err)
+			return nil, err
 		}
 		needed = append(needed, more...)
 	}

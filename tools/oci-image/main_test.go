@@ -6,7 +6,6 @@ package main
 
 import (
 	"archive/tar"
-	"debug/elf"
 	"errors"
 	"io"
 	"os"
@@ -233,38 +232,23 @@ func TestImageIsReproducible(t *testing.T) {
 }
 
 // interpreter is the PT_INTERP of an ELF file ("" for a static binary).
-func interpreter(t *testing.T, path string) string {
+func interpreter(t *testing.T, file string) string {
 	t.Helper()
-	f, err := elf.Open(path)
+	interp, _, err := linkage(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			b, err := io.ReadAll(p.Open())
-			if err != nil {
-				t.Fatal(err)
-			}
-			return strings.TrimRight(string(b), "\x00")
-		}
-	}
-	return ""
+	return interp
 }
 
 // imported is the DT_NEEDED list of an ELF file.
-func imported(t *testing.T, path string) []string {
+func imported(t *testing.T, file string) []string {
 	t.Helper()
-	f, err := elf.Open(path)
+	_, needed, err := linkage(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	libs, err := f.ImportedLibraries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return libs
+	return needed
 }
 
 func mustRun(t *testing.T, name string, args ...string) []byte {

@@ -446,8 +446,7 @@ pub fn run(args: &Args) -> ExitCode {
         // work queue are polled inside this future, and on the thread that blocks on it they
         // made a third busy thread, woken by the workers for every watch event
         // (docs/performance.md, issue 18's fourteenth pass).
-        let args = args.clone();
-        match tokio::spawn(async move { serve(args, rx).await }).await {
+        match tokio::spawn(serve(args.clone(), rx)).await {
             Ok(Ok(())) => ExitCode::SUCCESS,
             Ok(Err(e)) => {
                 tracing::error!("{e}");
