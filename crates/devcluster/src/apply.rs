@@ -4,6 +4,7 @@
 //! `metadata.managedFields` entries (`FieldsV1`) that show the ownership.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
@@ -58,11 +59,36 @@ impl Manager {
 }
 
 /// The fields one manager owns, and when and through which version it last wrote them.
+///
+/// The set is shared: every write copies the object's ownership to change it, and most writes
+/// leave most managers' sets as they were. A set is copied only when it changes
+/// ([`Entry::retain`], [`Entry::extend`]), and an unchanged set is recognised by its pointer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Entry {
-    pub fields: BTreeSet<FieldPath>,
+    pub fields: Arc<BTreeSet<FieldPath>>,
     pub api_version: String,
     pub time: String,
+}
+
+impl Entry {
+    /// Keeps the fields `keep` accepts; the set is copied only if one goes.
+    fn retain(&mut self, keep: impl Fn(&FieldPath) -> bool) {
+        if !self.fields.iter().all(&keep) {
+            Arc::make_mut(&mut self.fields).retain(keep);
+        }
+    }
+
+    /// Adds `more`; the set is copied only if one is new.
+    fn extend(&mut self, more: BTreeSet<FieldPath>) {
+        if !more.is_subset(&self.fields) {
+            Arc::make_mut(&mut self.fields).extend(more);
+        }
+    }
+
+    /// Whether `other` owns the same fields (at once when the set is the same one).
+    fn same_fields(&self, other: &Entry) -> bool {
+        Arc::ptr_eq(&self.fields, &other.fields) || self.fields == other.fields
+    }
 }
 
 /// Field ownership of one object.
@@ -187,6 +213,48 @@ fn without_identity(mut out: BTreeSet<FieldPath>) -> BTreeSet<FieldPath> {
     out
 }
 
+/// A copy of a stored object for a write to change, without `metadata.managedFields`. Every
+/// write builds those again from the ownership the store keeps beside the object
+/// (`ops::fields::track_fields`), so copying them into the candidate, comparing them with the
+/// stored ones and dropping them was work for nothing (most of a Deployment's size is its
+/// managedFields).
+pub fn copy_to_change(stored: &Value) -> Value {
+    let Some(top) = stored.as_object() else {
+        return stored.clone();
+    };
+    let copy = top
+        .iter()
+        .map(|(k, v)| {
+            let v = match (k.as_str(), v.as_object()) {
+                ("metadata", Some(meta)) => Value::Object(
+                    meta.iter()
+                        .filter(|(k, _)| *k != "managedFields")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+                _ => v.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    Value::Object(copy)
+}
+
+/// Whether `v` written as JSON is `text`: how a list element is found by the key of its path
+/// (`k:{"name":"app"}`), compared as it is written, without building the string (this runs
+/// for every element on the way to every owned field on every write).
+fn prints_as(v: &Value, text: &str) -> bool {
+    struct Rest<'a>(&'a str);
+    impl std::fmt::Write for Rest<'_> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 = self.0.strip_prefix(s).ok_or(std::fmt::Error)?;
+            Ok(())
+        }
+    }
+    let mut rest = Rest(text);
+    std::fmt::write(&mut rest, format_args!("{v}")).is_ok() && rest.0.is_empty()
+}
+
 pub fn get<'a>(v: &'a Value, path: &[Seg]) -> Option<&'a Value> {
     let mut cur = v;
     for s in path {
@@ -195,7 +263,7 @@ pub fn get<'a>(v: &'a Value, path: &[Seg]) -> Option<&'a Value> {
             Seg::Item(k, kv) => cur
                 .as_array()?
                 .iter()
-                .find(|e| e.get(k).map(Value::to_string).as_deref() == Some(kv.as_str()))?,
+                .find(|e| e.get(k).is_some_and(|v| prints_as(v, kv)))?,
         };
     }
     Some(cur)
@@ -211,7 +279,7 @@ fn remove(v: &mut Value, path: &[Seg]) {
             Seg::Field(f) => cur.get_mut(f),
             Seg::Item(k, kv) => cur.as_array_mut().and_then(|a| {
                 a.iter_mut()
-                    .find(|e| e.get(k).map(Value::to_string).as_deref() == Some(kv.as_str()))
+                    .find(|e| e.get(k).is_some_and(|v| prints_as(v, kv)))
             }),
         };
         match next {
@@ -227,7 +295,7 @@ fn remove(v: &mut Value, path: &[Seg]) {
         }
         Seg::Item(k, kv) => {
             if let Some(a) = cur.as_array_mut() {
-                a.retain(|e| e.get(k).map(Value::to_string).as_deref() != Some(kv.as_str()));
+                a.retain(|e| !e.get(k).is_some_and(|v| prints_as(v, kv)));
             }
         }
     }
@@ -301,15 +369,15 @@ pub fn apply(
     if force {
         for (m, e) in owners.iter_mut() {
             if m != who {
-                e.fields
-                    .retain(|p| !new_set.contains(p) || matches!(p.last(), Some(Seg::Item(..))));
+                e.retain(|p| !new_set.contains(p) || matches!(p.last(), Some(Seg::Item(..))));
             }
         }
     }
-    let mut merged = live.cloned().unwrap_or_else(|| Value::Object(Map::new()));
+    // Without the managedFields: the write renders them from `owners`.
+    let mut merged = live.map_or_else(|| Value::Object(Map::new()), copy_to_change);
     merge_applied(&mut merged, config, None);
     let old_set = owners.remove(who).map(|e| e.fields).unwrap_or_default();
-    let others: BTreeSet<&FieldPath> = owners.values().flat_map(|e| &e.fields).collect();
+    let others: BTreeSet<&FieldPath> = owners.values().flat_map(|e| e.fields.iter()).collect();
     // Deepest first, so an element is judged after its fields.
     let mut dropped: Vec<&FieldPath> = old_set.difference(&new_set).collect();
     dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
@@ -338,7 +406,7 @@ pub fn apply(
     owners.insert(
         who.clone(),
         Entry {
-            fields: new_set,
+            fields: Arc::new(new_set),
             api_version: stamp.0.to_string(),
             time: stamp.1.to_string(),
         },
@@ -384,11 +452,11 @@ pub fn record_update(
     if !changed.is_empty() {
         for (m, e) in owners.iter_mut() {
             if m != who {
-                e.fields.retain(|p| !changed.contains(p));
+                e.retain(|p| !changed.contains(p));
             }
         }
         let entry = owners.entry(who.clone()).or_default();
-        entry.fields.extend(changed);
+        entry.extend(changed);
         entry.api_version = stamp.0.to_string();
         entry.time = stamp.1.to_string();
     }
@@ -399,7 +467,7 @@ pub fn record_update(
 /// the sets.
 pub fn forget_missing(new: &Value, owners: &mut Owners) {
     for e in owners.values_mut() {
-        e.fields.retain(|p| get(new, p).is_some());
+        e.retain(|p| get(new, p).is_some());
     }
     owners.retain(|_, e| !e.fields.is_empty());
 }
@@ -418,7 +486,7 @@ pub fn managed_fields(owners: &Owners) -> Value {
 pub fn managed_fields_after(owners: &Owners, previous: Option<(&Owners, &Value)>) -> Value {
     let rendered = |m: &Manager, e: &Entry| -> Value {
         previous
-            .filter(|(before, _)| before.get(m).is_some_and(|b| b.fields == e.fields))
+            .filter(|(before, _)| before.get(m).is_some_and(|b| b.same_fields(e)))
             .and_then(|(_, json)| {
                 json.as_array()?.iter().find(|v| {
                     v.get("manager").and_then(Value::as_str) == Some(m.name.as_str())
@@ -449,22 +517,24 @@ pub fn managed_fields_after(owners: &Owners, previous: Option<(&Owners, &Value)>
                 &mb.subresource,
             ))
     });
+    // Built field by field: `json!` would serialise the (possibly copied) `fieldsV1` tree into
+    // a second copy.
+    let text = |s: &str| Value::String(s.to_string());
     Value::Array(
         entries
             .into_iter()
             .map(|(m, e)| {
-                let mut v = json!({
-                    "manager": m.name,
-                    "operation": m.operation.as_str(),
-                    "apiVersion": e.api_version,
-                    "time": e.time,
-                    "fieldsType": "FieldsV1",
-                    "fieldsV1": rendered(m, e),
-                });
+                let mut v = Map::new();
+                v.insert("manager".into(), text(&m.name));
+                v.insert("operation".into(), text(m.operation.as_str()));
+                v.insert("apiVersion".into(), text(&e.api_version));
+                v.insert("time".into(), text(&e.time));
+                v.insert("fieldsType".into(), text("FieldsV1"));
+                v.insert("fieldsV1".into(), rendered(m, e));
                 if !m.subresource.is_empty() {
-                    v["subresource"] = json!(m.subresource);
+                    v.insert("subresource".into(), text(&m.subresource));
                 }
-                v
+                Value::Object(v)
             })
             .collect(),
     )
@@ -493,7 +563,7 @@ pub fn decode_managed_fields(v: &Value) -> Owners {
         owners.insert(
             Manager::new(s("manager"), operation, s("subresource")),
             Entry {
-                fields,
+                fields: Arc::new(fields),
                 api_version: s("apiVersion").to_string(),
                 time: s("time").to_string(),
             },

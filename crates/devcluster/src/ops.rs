@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::apply;
+use crate::apply::{self, copy_to_change};
 use crate::convert;
 use crate::defaults::{
     apply_defaults, check_body, get_path, initial_status, set_path, validate_labels, validate_name,
@@ -205,8 +205,8 @@ pub fn finish_update(
     if sub == Sub::Status {
         // A status write keeps everything else as stored. The candidate of a patch mostly is
         // the stored object with a new status already; only one that changed more is rebuilt.
-        if !same_except(existing, &cand, &["status"]) {
-            let mut next = existing.clone();
+        if !only_status_differs(existing, &cand) {
+            let mut next = copy_to_change(existing);
             match cand.get_mut("status").map(Value::take) {
                 Some(s) => next["status"] = s,
                 None => {
@@ -219,6 +219,8 @@ pub fn finish_update(
         }
     } else if def.status {
         match existing.get("status") {
+            // A patch's candidate already has it (unchanged: no copy).
+            Some(s) if cand.get("status") == Some(s) => {}
             Some(s) => cand["status"] = s.clone(),
             None => {
                 if let Some(m) = cand.as_object_mut() {
@@ -284,7 +286,7 @@ pub fn finish_update(
     if is_crd(def) && sub == Sub::Main {
         let mut scratch = st.registry.clone();
         scratch.register_crd(&cand)?;
-        if !opts.dry_run && !same_except(existing, &cand, &["status"]) {
+        if !opts.dry_run && !only_status_differs(existing, &cand) {
             st.registry = scratch;
         }
     }
@@ -306,6 +308,24 @@ pub fn finish_update(
         return Ok(Arc::new(remove_object(st, def, &ns, &name).unwrap_or(cand)));
     }
     Ok(st.put_shared(def, cand))
+}
+
+/// Whether a status write's candidate changes nothing but the status. A candidate without
+/// `metadata.managedFields` ([`copy_to_change`]) leaves them as stored; one that has them must
+/// have them as stored.
+fn only_status_differs(stored: &Value, cand: &Value) -> bool {
+    let leaves_managed_fields = cand
+        .get("metadata")
+        .and_then(Value::as_object)
+        .is_some_and(|m| !m.contains_key("managedFields"));
+    if !leaves_managed_fields {
+        return same_except(stored, cand, &["status"]);
+    }
+    same_except(stored, cand, &["status", "metadata"])
+        && match (stored.get("metadata"), cand.get("metadata")) {
+            (Some(a), Some(b)) => same_except(a, b, &["managedFields"]),
+            (a, b) => a == b,
+        }
 }
 
 /// A new Service gets a cluster IP (from 10.96.0.10 on) unless it is headless (`None`) or an
@@ -524,9 +544,15 @@ pub fn patch(
         _ => convert::from_storage(def, &existing),
     };
     let mut new_owners = None;
-    let mut target = match ptype {
-        PatchType::Apply => served,
-        _ => Cow::Owned(served.into_owned()),
+    let mut target = match (ptype, served) {
+        (PatchType::Apply | PatchType::Json, served) => served,
+        // A merge patch (strategic or not) of `metadata.managedFields` replaces the list
+        // whatever it held, so the copy it changes need not carry it.
+        (_, Cow::Borrowed(stored)) => Cow::Owned(copy_to_change(stored)),
+        (_, Cow::Owned(mut converted)) => {
+            remove_meta(&mut converted, "managedFields");
+            Cow::Owned(converted)
+        }
     };
     match ptype {
         PatchType::Merge => patch::merge(target.to_mut(), body),

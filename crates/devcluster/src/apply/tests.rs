@@ -136,7 +136,9 @@ fn keyed_lists_merge_by_name() {
     owners.insert(
         applier("injector"),
         Entry {
-            fields: field_set(&json!({"spec": {"containers": [{"name": "mesh", "image": "m"}]}})),
+            fields: std::sync::Arc::new(field_set(
+                &json!({"spec": {"containers": [{"name": "mesh", "image": "m"}]}}),
+            )),
             ..Entry::default()
         },
     );
@@ -215,7 +217,7 @@ fn updates_take_ownership_and_applies_then_conflict_with_them() {
 #[test]
 fn managed_fields_are_ordered_as_the_api_server_orders_them() {
     let entry = |api_version: &str, time: &str| Entry {
-        fields: BTreeSet::from([vec![Seg::Field("spec".into())]]),
+        fields: std::sync::Arc::new(BTreeSet::from([vec![Seg::Field("spec".into())]])),
         api_version: api_version.into(),
         time: time.into(),
     };

@@ -211,3 +211,107 @@ fn create_errors() {
     assert!(name_of(&made).starts_with("web-"));
     assert!(st.get("apps/deployments", "d", name_of(&made)).is_none());
 }
+
+/// The managers of an object's `metadata.managedFields`, in order, each with the top-level
+/// fields it owns.
+fn managers(obj: &Value) -> Vec<(String, Vec<String>)> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let name = format!(
+                "{}/{}",
+                e["manager"].as_str().unwrap(),
+                e["subresource"].as_str().unwrap_or_default()
+            );
+            let top = e["fieldsV1"].as_object().unwrap().keys().cloned().collect();
+            (name, top)
+        })
+        .collect()
+}
+
+/// Merge patches and status writes change a copy of the object without its managedFields
+/// (they are rendered from the ownership kept beside it): the ownership they show must be what
+/// the writes made, and a patch that sets managedFields itself must still set them.
+#[test]
+fn writes_render_managed_fields_from_the_ownership_kept() {
+    let (mut st, def) = setup();
+    let by = |m: &str| WriteOpts {
+        field_manager: Some(m.to_string()),
+        user_agent: Some(String::new()),
+        ..Default::default()
+    };
+    create(&mut st, &def, "v1", "d", deploy(), &by("maker")).unwrap();
+    let spec = json!({"spec": {"replicas": 3}});
+    let patched = patch_web(
+        &mut st,
+        &def,
+        PatchType::Merge,
+        spec,
+        Sub::Main,
+        &by("scaler"),
+    );
+    let status = json!({"status": {"replicas": 3}});
+    let stat = patch_web(
+        &mut st,
+        &def,
+        PatchType::Merge,
+        status,
+        Sub::Status,
+        &by("kcm"),
+    );
+    let labels = json!({"metadata": {"labels": {"x": "y"}}});
+    let strategic = patch_web(
+        &mut st,
+        &def,
+        PatchType::Strategic,
+        labels,
+        Sub::Main,
+        &by("lab"),
+    );
+    let (patched, stat, strategic) = (patched.unwrap(), stat.unwrap(), strategic.unwrap());
+    let owned = |m: &str, f: &[&str]| (m.to_string(), f.iter().map(|s| s.to_string()).collect());
+    assert_eq!(
+        managers(&patched),
+        vec![owned("maker/", &["f:spec"]), owned("scaler/", &["f:spec"])]
+    );
+    assert_eq!(
+        managers(&stat),
+        vec![
+            owned("kcm/status", &["f:status"]),
+            owned("maker/", &["f:spec"]),
+            owned("scaler/", &["f:spec"]),
+        ]
+    );
+    // An unchanged manager's entry is the one rendered before, field for field.
+    let entry = |obj: &Value, m: &str| {
+        let all = obj["metadata"]["managedFields"].as_array().unwrap().clone();
+        all.into_iter().find(|e| e["manager"] == m).unwrap()
+    };
+    assert_eq!(entry(&strategic, "maker"), entry(&stat, "maker"));
+    assert_eq!(entry(&strategic, "kcm"), entry(&stat, "kcm"));
+    assert_eq!(managers(&strategic)[1], owned("lab/", &["f:metadata"]));
+    // A status write that rebuilds the object from the stored one keeps every manager.
+    let rebuilt = finish_update(
+        &mut st,
+        &def,
+        &strategic,
+        json!({"status": {"replicas": 2}}),
+        Sub::Status,
+        &WriteOpts::default(),
+    )
+    .unwrap();
+    assert_eq!(managers(&rebuilt), managers(&strategic));
+    assert_eq!(rebuilt["status"]["replicas"], 2);
+    // A merge patch that sets managedFields replaces the ownership.
+    let mine = json!({"metadata": {"managedFields": [{"manager": "mine", "operation": "Update",
+        "apiVersion": "apps/v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]}});
+    let replaced = patch_web(&mut st, &def, PatchType::Merge, mine, Sub::Main, &by("x")).unwrap();
+    assert_eq!(managers(&replaced), vec![owned("mine/", &["f:spec"])]);
+    // A JSON patch still sees the stored managedFields.
+    let test = json!([{"op": "test", "path": "/metadata/managedFields/0/manager", "value": "mine"},
+        {"op": "replace", "path": "/spec/replicas", "value": 4}]);
+    let json_patched = patch_web(&mut st, &def, PatchType::Json, test, Sub::Main, &by("j"));
+    assert_eq!(json_patched.unwrap()["spec"]["replicas"], 4);
+}

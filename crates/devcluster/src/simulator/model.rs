@@ -62,8 +62,16 @@ fn condition(
     } else {
         (json!(now), json!(now))
     };
-    json!({"type": type_, "status": status, "lastUpdateTime": update, "lastTransitionTime": transition,
-        "reason": reason, "message": message})
+    // Built key by key: `json!` would serialise the two times into copies of themselves.
+    let text = |s: &str| Value::String(s.to_string());
+    Value::Object(serde_json::Map::from_iter([
+        ("type".to_string(), text(type_)),
+        ("status".to_string(), text(status)),
+        ("lastUpdateTime".to_string(), update),
+        ("lastTransitionTime".to_string(), transition),
+        ("reason".to_string(), text(reason)),
+        ("message".to_string(), text(message)),
+    ]))
 }
 
 fn put_nonzero(m: &mut serde_json::Map<String, Value>, k: &str, v: i64) {
@@ -265,6 +273,9 @@ fn workload_status(
             &ts,
         )
     };
-    status.insert("conditions".into(), json!([available, progressing]));
+    status.insert(
+        "conditions".into(),
+        Value::Array(vec![available, progressing]),
+    );
     Value::Object(status)
 }
