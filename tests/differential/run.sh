@@ -329,13 +329,7 @@ setup_scenario() {
     sed -e "s|LOADTESTER_URL|$LOADTESTER|g" -e "s|FAKE_URL|${FAKE[$name/$c]}|g" \
       "$HERE/scenarios/$name/canary.yaml" | kubectl -n "$ns" apply -f - >/dev/null
   done
-  ns="$(ns_of "$name" flagger)" dir="$WORK/$name/flagger"
-  port="$("$KCP_HELPER" ports 1)"
-  "$FLAGGER_BIN" -kubeconfig "$KUBECONFIG" -namespace "$ns" -mesh-provider istio \
-    -metrics-server "${FAKE[$name/flagger]}" -port "$port" -log-level info \
-    -slack-url "${FAKE[$name/flagger]}/slack" -slack-channel differential -slack-user flagger \
-    >"$dir/flagger.log" 2>&1 &
-  PROCS[$name]+=" $!"
+  start_flagger "$name"
   ns="$(ns_of "$name" serin)" dir="$WORK/$name/serin"
   "$SERIN_BIN" controller --kubeconfig "$KUBECONFIG" --namespace "$ns" --mesh-provider istio \
     --metrics-server "${FAKE[$name/serin]}" --port 0 --log-level info \
@@ -345,6 +339,39 @@ setup_scenario() {
   STATE[$name]=initializing
   STARTED[$name]=$SECONDS
   DEADLINE[$name]=$((SECONDS + SCENARIO_TIMEOUT))
+}
+
+# Starts Flagger for scenario $1. Its HTTP port comes from kcp-helper, which frees the port
+# before Flagger binds it, and every outgoing connection on the machine takes its local port
+# from the same range: when something took it first, Flagger exits at once ("HTTP server
+# crashed ... address already in use", Flagger's pkg/server/server.go) and its Canary never
+# moves. Such a start is retried on another port.
+start_flagger() {
+  local name=$1 ns dir port pid attempt
+  ns="$(ns_of "$name" flagger)" dir="$WORK/$name/flagger"
+  for attempt in 1 2 3; do
+    port="$("$KCP_HELPER" ports 1)"
+    "$FLAGGER_BIN" -kubeconfig "$KUBECONFIG" -namespace "$ns" -mesh-provider istio \
+      -metrics-server "${FAKE[$name/flagger]}" -port "$port" -log-level info \
+      -slack-url "${FAKE[$name/flagger]}/slack" -slack-channel differential -slack-user flagger \
+      >"$dir/flagger.log" 2>&1 &
+    pid=$!
+    # Up to 10 s for its health endpoint (it serves it before it starts its controller).
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      PROCS[$name]+=" $pid"
+      return
+    fi
+    wait "$pid" 2>/dev/null || true
+    grep -q "address already in use" "$dir/flagger.log" || break
+    echo "  $name: Flagger's port $port was taken before it bound it (attempt $attempt); starting it again"
+  done
+  echo "  $name: Flagger did not start; its log ends:"
+  tail -n 20 "$dir/flagger.log" | sed 's/^/    /'
 }
 
 # The VirtualService of namespace $1 appended to file $2 when it differs from the last one
@@ -476,6 +503,12 @@ step_scenario() {
   esac
   if [ $SECONDS -ge "${DEADLINE[$name]}" ] && [ "${STATE[$name]}" != ending ]; then
     echo "  $name: timed out after $SCENARIO_TIMEOUT s (flagger: ${PHASE[$(ns_of "$name" flagger)]:-none}, serin: ${PHASE[$(ns_of "$name" serin)]:-none})"
+    # The recorded files go with the work directory: keep the end of each controller's own log.
+    local c
+    for c in "${CONTROLLERS[@]}"; do
+      echo "    $c's log ends:"
+      tail -n 8 "$WORK/$name/$c/$c.log" | cut -c1-300 | sed 's/^/      /'
+    done
     STATE[$name]=ending
     END_AT[$name]=$SECONDS
   fi
