@@ -137,31 +137,22 @@ async fn main() -> Result<(), BoxError> {
     }
     let api: Api<ConfigMap> = Api::namespaced(c.client(), "default");
 
-    let t = Instant::now();
-    futures::stream::iter(0..OBJECTS)
-        .map(|i| {
-            let api = api.clone();
-            async move {
-                api.create(&PostParams::default(), &cm(i)?)
-                    .await
-                    .map_err(BoxError::from)
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await?;
-    report("create", OBJECTS, t.elapsed());
-
-    let t = Instant::now();
-    futures::stream::iter(0..OBJECTS)
-        .map(|i| {
-            let api = api.clone();
-            async move { api.get(&format!("cm-{i:05}")).await }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await?;
-    report("get", OBJECTS, t.elapsed());
+    each("create", |i| {
+        let api = api.clone();
+        async move {
+            api.create(
+                &PostParams::default(),
+                &cm(i).map_err(kube::Error::Service)?,
+            )
+            .await
+        }
+    })
+    .await?;
+    each("get", |i| {
+        let api = api.clone();
+        async move { api.get(&format!("cm-{i:05}")).await }
+    })
+    .await?;
 
     let t = Instant::now();
     for _ in 0..LISTS {
@@ -176,24 +167,19 @@ async fn main() -> Result<(), BoxError> {
     }
     report("list with label selector (200 items)", LISTS, t.elapsed());
 
-    let t = Instant::now();
-    futures::stream::iter(0..OBJECTS)
-        .map(|i| {
-            let api = api.clone();
-            async move {
-                let p = serde_json::json!({"data": {"round": "1"}});
-                api.patch(
-                    &format!("cm-{i:05}"),
-                    &PatchParams::default(),
-                    &Patch::Merge(&p),
-                )
-                .await
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await?;
-    report("patch (merge)", OBJECTS, t.elapsed());
+    each("patch (merge)", |i| {
+        let api = api.clone();
+        async move {
+            let p = serde_json::json!({"data": {"round": "1"}});
+            api.patch(
+                &format!("cm-{i:05}"),
+                &PatchParams::default(),
+                &Patch::Merge(&p),
+            )
+            .await
+        }
+    })
+    .await?;
 
     // Watch fan-out: 200 watchers each receive all 2,000 modifications.
     let rv = c.resource_version().to_string();
