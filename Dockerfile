@@ -1,7 +1,7 @@
-# Serin's images, from one `serin` binary (static, musl):
+# Serin's images, from one `serin` binary (static, glibc):
 #   docker build -t ghcr.io/serin/serin:0.1.0 .                                   controller (default)
 #   docker build --target loadtester -t ghcr.io/serin/serin-loadtester:0.1.0 .   load tester
-# The controller image is distroless/static: no shell, no libc, user 65532, works with a
+# The controller image is distroless/static: no shell, no shared libc, user 65532, works with a
 # read-only root filesystem. The load tester image adds what its tasks run: bash (type: bash),
 # curl and jq (acceptance tests), kubectl (type: kubectl) and helm (type: helm/helmv3); `hey` is
 # built into serin. Without a Docker engine, tools/oci-image writes the controller image as an
@@ -11,16 +11,17 @@ ARG RUST_VERSION=1.95
 ARG GO_VERSION=1.26
 
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
-RUN rustup target add x86_64-unknown-linux-musl \
- && apt-get update && apt-get install -y --no-install-recommends musl-tools \
- && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # The production profile (Cargo.toml): whole-program optimisation, less code and CPU. Without
 # the default `workstation` feature: the images run `controller` and `loadtester`, not the dev
-# cluster, the demo or the simulators.
-RUN CARGO_PROFILE_PRODUCTION_STRIP=symbols cargo build --profile production --locked --no-default-features -p serin --bin serin --target x86_64-unknown-linux-musl \
- && install -m 0755 target/x86_64-unknown-linux-musl/production/serin /serin
+# cluster, the demo or the simulators. glibc linked statically (`crt-static`; RUSTFLAGS with
+# `--target` reach only the binary, not build scripts or proc macros): the binary needs no
+# shared library, like a musl build, and copies memory with glibc's routines, which musl's
+# are several times slower than (docs/performance.md, issue 18's sixteenth pass).
+RUN RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_PRODUCTION_STRIP=symbols \
+    cargo build --profile production --locked --no-default-features -p serin --bin serin --target x86_64-unknown-linux-gnu \
+ && install -m 0755 target/x86_64-unknown-linux-gnu/production/serin /serin
 
 # helm, pinned by tools/helm/go.mod (the version the packaging tests use).
 FROM docker.io/library/golang:${GO_VERSION}-bookworm AS helm

@@ -4,12 +4,12 @@
 // config with the entrypoint, the non-root user and the org.opencontainers.image.* labels. The
 // layout can be pushed with any OCI tool (crane push, skopeo copy oci:..., oras).
 //
-//	go run . -binary ../../target/x86_64-unknown-linux-musl/production/serin -out ../../target/oci/serin \
+//	go run . -binary ../../target/x86_64-unknown-linux-gnu/production/serin -out ../../target/oci/serin \
 //	    -version 0.1.0 -revision $(git rev-parse HEAD) -ca-bundle /etc/ssl/certs/ca-certificates.crt
 //
-// A static binary (the musl build the images ship) needs nothing else. A dynamically linked
-// one (a glibc build) brings its loader and the shared libraries it needs, taken from this
-// machine, as distroless/cc would.
+// A static binary (the images ship glibc linked statically; a musl build is static too) needs
+// nothing else. A dynamically linked one (a glibc build without crt-static) brings its loader
+// and the shared libraries it needs, taken from this machine, as distroless/cc would.
 package main
 
 import (
@@ -295,7 +295,7 @@ func WriteLayout(dir string, o Options) (v1.Hash, error) {
 func main() {
 	var o Options
 	out := flag.String("out", "target/oci/serin", "directory of the OCI image layout to write")
-	flag.StringVar(&o.Binary, "binary", "", "the serin binary (static, e.g. the x86_64-unknown-linux-musl build; a glibc build brings its loader and libraries)")
+	flag.StringVar(&o.Binary, "binary", "", "the serin binary (static: glibc with crt-static, as the images ship it, or musl; a dynamically linked build brings its loader and libraries)")
 	flag.StringVar(&o.CABundle, "ca-bundle", "", "PEM CA bundle to install at /"+caPath)
 	flag.StringVar(&o.Version, "version", "dev", "image version (label and ref name)")
 	flag.StringVar(&o.Revision, "revision", "", "source revision (label)")
