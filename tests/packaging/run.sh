@@ -155,5 +155,31 @@ else
 fi
 cat "$tmp/go"
 
+# --- the images' binary: glibc linked statically, as the Dockerfile builds it --------------------------
+# (debug profile here, the images build `production`: the linkage is the same). It must need no
+# shared library and still resolve names (a static glibc reads /etc/hosts and /etc/resolv.conf
+# itself): `hey` against localhost:1 must fail to connect to 127.0.0.1, not to look it up.
+echo "== static binary (what the images ship)"
+static=$root/target/x86_64-unknown-linux-gnu/debug/serin
+if RUSTFLAGS="-C target-feature=+crt-static" cargo build -p serin --bin serin --no-default-features \
+  --target x86_64-unknown-linux-gnu --locked --quiet >"$tmp/static" 2>&1; then
+  if (cd tools/oci-image && SERIN_BINARY=$static SERIN_EXPECT_STATIC=1 go test -count=1 \
+    -run TestLayoutReadsBackAndItsBinaryRuns . >"$tmp/go" 2>&1); then
+    pass "static build: no loader, no shared library; its image's serin runs"
+  else
+    fail "static build: oci-image"
+    cat "$tmp/go"
+  fi
+  if "$static" hey -n 1 -c 1 http://localhost:1/ 2>&1 | grep -q "dial tcp 127.0.0.1:1"; then
+    pass "static build: resolves localhost from /etc/hosts"
+  else
+    fail "static build: name lookup"
+    "$static" hey -n 1 -c 1 http://localhost:1/ 2>&1 | tail -5
+  fi
+else
+  fail "static build (RUSTFLAGS=-C target-feature=+crt-static, --target x86_64-unknown-linux-gnu)"
+  cat "$tmp/static"
+fi
+
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -3,6 +3,7 @@ package main
 // Builds the image from SERIN_BINARY (default ../../target/debug/serin), reads the OCI layout
 // back as a consumer would, and runs the binary taken out of the layer. A dynamically linked
 // binary must find its loader and every library it needs in the layer, and runs with them.
+// SERIN_EXPECT_STATIC=1 (the images' build) fails the test when the binary is not static.
 
 import (
 	"archive/tar"
@@ -158,6 +159,9 @@ func TestLayoutReadsBackAndItsBinaryRuns(t *testing.T) {
 
 	interp := interpreter(t, extracted)
 	t.Logf("statically linked: %v", interp == "")
+	if os.Getenv("SERIN_EXPECT_STATIC") == "1" && interp != "" {
+		t.Fatalf("the binary is not static: it asks for the loader %s", interp)
+	}
 	if interp == "" {
 		return
 	}
