@@ -17,8 +17,9 @@ COPY . .
 # the default `workstation` feature: the images run `controller` and `loadtester`, not the dev
 # cluster, the demo or the simulators. glibc linked statically (`crt-static`; RUSTFLAGS with
 # `--target` reach only the binary, not build scripts or proc macros): the binary needs no
-# shared library, like a musl build, and copies memory with glibc's routines, which musl's
-# are several times slower than (docs/performance.md, issue 18's sixteenth pass).
+# shared library, like a musl build, and copies memory with glibc's routines (musl's memcpy
+# took a fifth of the controller's CPU, glibc's a tenth: docs/performance.md, issue 18's
+# sixteenth pass).
 RUN RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_PRODUCTION_STRIP=symbols \
     cargo build --profile production --locked --no-default-features -p serin --bin serin --target x86_64-unknown-linux-gnu \
  && install -m 0755 target/x86_64-unknown-linux-gnu/production/serin /serin
