@@ -79,32 +79,91 @@ struct Driver {
 }
 
 impl Driver {
+    /// Starts chromedriver, up to three times: on a loaded machine it has been seen to exit
+    /// before announcing its port, and one such start says nothing about the dashboard.
     fn start(binary: &Path) -> Self {
+        let mut failures = Vec::new();
+        for attempt in 1..=3 {
+            match Self::try_start(binary) {
+                Ok(driver) => return driver,
+                Err(why) => {
+                    eprintln!("chromedriver start {attempt} of 3 failed: {why}");
+                    failures.push(why);
+                }
+            }
+        }
+        panic!(
+            "chromedriver did not start in three attempts:\n{}",
+            failures.join("\n")
+        );
+    }
+
+    fn try_start(binary: &Path) -> Result<Self, String> {
         let mut child = Command::new(binary)
             .arg("--port=0")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .process_group(0)
             .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        // "ChromeDriver was started successfully on port 35637."; the reader keeps draining its
-        // output afterwards so that it never blocks on a full pipe.
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some((_, rest)) = line.split_once("started successfully on port ") {
-                    let _ = port_tx.send(rest.trim_end_matches('.').trim().to_string());
+            .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+        // Both streams are read to their end by their own thread, so that the driver never
+        // blocks on a full pipe; the channel closes when both are closed.
+        let (line_tx, line_rx) = std::sync::mpsc::channel();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let line_tx = line_tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = line_tx.send(line);
+                }
+            });
+        }
+        drop(line_tx);
+        // "ChromeDriver was started successfully on port 35637."
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        let outcome = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match line_rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some((_, rest)) = line.split_once("started successfully on port ") {
+                        let port = rest.trim_end_matches('.').trim().to_string();
+                        return Ok(Self {
+                            child,
+                            url: format!("http://127.0.0.1:{port}"),
+                        });
+                    }
+                    seen.push(line);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    break "did not say which port it listens on within 30 s";
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    break "closed its output without saying which port it listens on";
                 }
             }
-        });
-        let port = port_rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("chromedriver did not say which port it listens on within 20 s");
-        Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
+        };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
         }
+        let status = child
+            .wait()
+            .map_or_else(|e| format!("wait failed: {e}"), |s| s.to_string());
+        Err(format!(
+            "chromedriver {outcome} ({status}); its output:\n  {}",
+            seen.join("\n  ")
+        ))
     }
 }
 
