@@ -126,6 +126,17 @@ fn report(what: &str, n: usize, t: Duration) {
     );
 }
 
+/// Merge-patches ConfigMap `i`'s `round` key.
+async fn set_round(api: &Api<ConfigMap>, i: usize, round: &str) -> Result<ConfigMap, kube::Error> {
+    let p = serde_json::json!({"data": {"round": round}});
+    api.patch(
+        &format!("cm-{i:05}"),
+        &PatchParams::default(),
+        &Patch::Merge(&p),
+    )
+    .await
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let c = DevCluster::start().await?;
@@ -169,15 +180,7 @@ async fn main() -> Result<(), BoxError> {
 
     each("patch (merge)", |i| {
         let api = api.clone();
-        async move {
-            let p = serde_json::json!({"data": {"round": "1"}});
-            api.patch(
-                &format!("cm-{i:05}"),
-                &PatchParams::default(),
-                &Patch::Merge(&p),
-            )
-            .await
-        }
+        async move { set_round(&api, i, "1").await }
     })
     .await?;
 
@@ -205,15 +208,7 @@ async fn main() -> Result<(), BoxError> {
     futures::stream::iter(0..OBJECTS)
         .map(|i| {
             let api = api.clone();
-            async move {
-                let p = serde_json::json!({"data": {"round": "2"}});
-                api.patch(
-                    &format!("cm-{i:05}"),
-                    &PatchParams::default(),
-                    &Patch::Merge(&p),
-                )
-                .await
-            }
+            async move { set_round(&api, i, "2").await }
         })
         .buffer_unordered(CONCURRENCY)
         .try_collect::<Vec<_>>()
