@@ -13,6 +13,7 @@
 //! Cached Canaries carry no managed fields (the cache drops them to save memory), so a write
 //! that drops a field of a Canary read from the cache is always that one replace.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -21,6 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::Api;
 use kube::Resource;
 use kube::api::{Patch, PatchParams, PostParams};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::api::{Canary, CanaryStatus};
@@ -75,14 +77,36 @@ fn names(canary: &Canary) -> (String, String) {
     )
 }
 
-/// The applied configuration of Serin's status: the Canary's identity and the status.
-pub fn apply_body(namespace: &str, name: &str, status: &CanaryStatus) -> Value {
-    json!({
-        "apiVersion": Canary::api_version(&()),
-        "kind": Canary::kind(&()),
-        "metadata": { "name": name, "namespace": namespace },
-        "status": status,
-    })
+/// The applied configuration of Serin's status: the Canary's identity and the status. It
+/// borrows the status and is serialized straight into the request body (no JSON tree built
+/// and dropped on every write).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyBody<'a> {
+    api_version: Cow<'static, str>,
+    kind: Cow<'static, str>,
+    metadata: ApplyMetadata<'a>,
+    status: &'a CanaryStatus,
+}
+
+#[derive(Debug, Serialize)]
+struct ApplyMetadata<'a> {
+    name: &'a str,
+    namespace: &'a str,
+}
+
+/// [`ApplyBody`] of `status` for the Canary `namespace/name`.
+pub fn apply_body<'a>(
+    namespace: &'a str,
+    name: &'a str,
+    status: &'a CanaryStatus,
+) -> ApplyBody<'a> {
+    ApplyBody {
+        api_version: Canary::api_version(&()),
+        kind: Canary::kind(&()),
+        metadata: ApplyMetadata { name, namespace },
+        status,
+    }
 }
 
 #[async_trait]
@@ -472,7 +496,8 @@ mod tests {
 
     #[test]
     fn the_applied_configuration_names_the_canary() {
-        let body = apply_body("test", "podinfo", &progressing(Some("a")));
+        let body =
+            serde_json::to_value(apply_body("test", "podinfo", &progressing(Some("a")))).unwrap();
         assert_eq!(body["apiVersion"], "flagger.app/v1beta1");
         assert_eq!(body["kind"], "Canary");
         assert_eq!(
