@@ -52,8 +52,9 @@ fn deployment(i: usize) -> Result<Deployment, BoxError> {
     }))?)
 }
 
-/// Runs `write(i)` for every object, `CONCURRENCY` at a time, and reports it.
-async fn each<F, Fut, T>(what: &str, write: F) -> Result<(), BoxError>
+/// Runs `write(i)` for every object, `CONCURRENCY` at a time, reports it and returns how long
+/// it took.
+async fn each<F, Fut, T>(what: &str, write: F) -> Result<Duration, BoxError>
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = Result<T, kube::Error>>,
@@ -64,8 +65,9 @@ where
         .buffer_unordered(CONCURRENCY)
         .try_collect::<Vec<_>>()
         .await?;
-    report(what, OBJECTS, t.elapsed());
-    Ok(())
+    let took = t.elapsed();
+    report(what, OBJECTS, took);
+    Ok(took)
 }
 
 /// Deployments written as a workload's users and controllers write them: created by one
@@ -205,21 +207,16 @@ async fn main() -> Result<(), BoxError> {
         }));
     }
     let t = Instant::now();
-    futures::stream::iter(0..OBJECTS)
-        .map(|i| {
-            let api = api.clone();
-            async move { set_round(&api, i, "2").await }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await?;
-    let writes = t.elapsed();
+    each(&format!("patch while {WATCHERS} watchers"), |i| {
+        let api = api.clone();
+        async move { set_round(&api, i, "2").await }
+    })
+    .await?;
     let mut delivered = 0;
     for h in handles {
         delivered += h.await?;
     }
     let all = t.elapsed();
-    report(&format!("patch while {WATCHERS} watchers"), OBJECTS, writes);
     report(
         &format!("watch events delivered ({WATCHERS} watchers)"),
         delivered,

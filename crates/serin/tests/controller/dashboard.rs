@@ -6,11 +6,12 @@
 //! Skipped with a printed reason when Chromium or chromedriver is missing; under CI (env `CI`
 //! set) a missing browser fails the test: `.ci/run` installs both.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{RecvTimeoutError, Sender};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder};
@@ -109,27 +110,12 @@ impl Driver {
         // Both streams are read to their end by their own thread, so that the driver never
         // blocks on a full pipe; the channel closes when both are closed.
         let (line_tx, line_rx) = std::sync::mpsc::channel();
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let line_tx = line_tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = line_tx.send(line);
-                }
-            });
+        if let Some(stdout) = child.stdout.take() {
+            forward_lines(stdout, line_tx.clone());
         }
-        drop(line_tx);
+        if let Some(stderr) = child.stderr.take() {
+            forward_lines(stderr, line_tx);
+        }
         // "ChromeDriver was started successfully on port 35637."
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let mut seen = Vec::new();
@@ -146,10 +132,10 @@ impl Driver {
                     }
                     seen.push(line);
                 }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                Err(RecvTimeoutError::Timeout) => {
                     break "did not say which port it listens on within 30 s";
                 }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err(RecvTimeoutError::Disconnected) => {
                     break "closed its output without saying which port it listens on";
                 }
             }
@@ -165,6 +151,15 @@ impl Driver {
             seen.join("\n  ")
         ))
     }
+}
+
+/// Sends each line of `stream` on `lines`, from a thread of its own, until the stream ends.
+fn forward_lines(stream: impl Read + Send + 'static, lines: Sender<String>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
 }
 
 impl Drop for Driver {
